@@ -1,0 +1,141 @@
+//! Stable, non-zero rejection codes returned by `CheckTx` and `FinalizeBlock`.
+//!
+//! The numbers are part of the protocol: never renumber, only append.
+//! `docs/protocol.md` lists them with their meaning.
+
+use std::fmt;
+
+/// Why a transaction was refused. `code()` is what CometBFT reports in `tx_result.code`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[repr(u32)]
+pub enum RejectCode {
+    /// Bytes do not decode as a canonical transaction.
+    Malformed = 1,
+    /// Transaction is larger than `limits::TX_BYTES_MAX`.
+    TxTooLarge = 2,
+    /// `chain_id` differs from this network's.
+    WrongChainId = 3,
+    /// Signer is not a registered mining pool.
+    UnknownSigner = 4,
+    /// Signature does not verify (strict ed25519).
+    BadSignature = 5,
+    /// Nonce already used, or older than the retained window.
+    NonceReused = 6,
+    /// Route weights do not sum to 10 000 basis points, or a weight is zero.
+    WeightsNotTenThousand = 7,
+    /// A referenced endpoint does not exist.
+    UnknownEndpoint = 8,
+    /// A referenced miner group does not exist.
+    UnknownGroup = 9,
+    /// The miner group belongs to another mining pool.
+    GroupNotOwned = 10,
+    /// The endpoint belongs to another mining pool.
+    EndpointNotOwned = 11,
+    /// A route targets an endpoint that is drained.
+    EndpointDrained = 12,
+    /// `Restore` on an endpoint that is not drained.
+    EndpointNotDrained = 13,
+    /// A route lists the same endpoint twice.
+    DuplicateEndpoint = 14,
+    /// The voted-on directive does not exist.
+    UnknownDirective = 15,
+    /// The voted-on directive is not pending.
+    DirectiveNotPending = 16,
+    /// The voter's endpoints are not touched by the directive.
+    VoteNotRequired = 17,
+    /// The voter already voted on this directive.
+    AlreadyVoted = 18,
+    /// Too many directives are pending chain-wide.
+    TooManyPending = 19,
+    /// `Drain` on an endpoint that is already drained.
+    EndpointAlreadyDrained = 20,
+}
+
+impl RejectCode {
+    /// Every code, in numeric order (for docs and tests).
+    pub const ALL: [RejectCode; 20] = [
+        Self::Malformed,
+        Self::TxTooLarge,
+        Self::WrongChainId,
+        Self::UnknownSigner,
+        Self::BadSignature,
+        Self::NonceReused,
+        Self::WeightsNotTenThousand,
+        Self::UnknownEndpoint,
+        Self::UnknownGroup,
+        Self::GroupNotOwned,
+        Self::EndpointNotOwned,
+        Self::EndpointDrained,
+        Self::EndpointNotDrained,
+        Self::DuplicateEndpoint,
+        Self::UnknownDirective,
+        Self::DirectiveNotPending,
+        Self::VoteNotRequired,
+        Self::AlreadyVoted,
+        Self::TooManyPending,
+        Self::EndpointAlreadyDrained,
+    ];
+
+    /// The numeric code CometBFT reports.
+    #[must_use]
+    pub fn code(self) -> u32 {
+        self as u32
+    }
+
+    /// The stable snake_case name used in logs and JSON.
+    #[must_use]
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Malformed => "malformed",
+            Self::TxTooLarge => "tx_too_large",
+            Self::WrongChainId => "wrong_chain_id",
+            Self::UnknownSigner => "unknown_signer",
+            Self::BadSignature => "bad_signature",
+            Self::NonceReused => "nonce_reused",
+            Self::WeightsNotTenThousand => "weights_not_ten_thousand",
+            Self::UnknownEndpoint => "unknown_endpoint",
+            Self::UnknownGroup => "unknown_group",
+            Self::GroupNotOwned => "group_not_owned",
+            Self::EndpointNotOwned => "endpoint_not_owned",
+            Self::EndpointDrained => "endpoint_drained",
+            Self::EndpointNotDrained => "endpoint_not_drained",
+            Self::DuplicateEndpoint => "duplicate_endpoint",
+            Self::UnknownDirective => "unknown_directive",
+            Self::DirectiveNotPending => "directive_not_pending",
+            Self::VoteNotRequired => "vote_not_required",
+            Self::AlreadyVoted => "already_voted",
+            Self::TooManyPending => "too_many_pending",
+            Self::EndpointAlreadyDrained => "endpoint_already_drained",
+        }
+    }
+
+    /// The code for a number, if it is one of ours.
+    #[must_use]
+    pub fn from_code(code: u32) -> Option<Self> {
+        Self::ALL.iter().copied().find(|c| c.code() == code)
+    }
+}
+
+impl fmt::Display for RejectCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} ({})", self.name(), self.code())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_are_dense_unique_and_round_trip() {
+        for (i, c) in RejectCode::ALL.iter().enumerate() {
+            assert_eq!(c.code() as usize, i + 1);
+            assert_eq!(RejectCode::from_code(c.code()), Some(*c));
+        }
+        assert_eq!(RejectCode::from_code(0), None);
+        let mut names: Vec<_> = RejectCode::ALL.iter().map(|c| c.name()).collect();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), RejectCode::ALL.len());
+    }
+}

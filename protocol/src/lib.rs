@@ -1,0 +1,24 @@
+//! hashmesh protocol: the wire and domain types every process agrees on.
+//!
+//! This crate is pure: no IO, no clock, no randomness. It owns
+//! - identifiers ([`PoolId`], [`EndpointId`], [`GroupId`], [`DirectiveId`]),
+//! - the transaction envelope ([`SignedTx`]) and its bodies ([`Body`]),
+//! - the one canonical encoding ([`codec`], bincode 2.0.1 behind a single module),
+//! - signing over domain-separated bytes and strict verification ([`signing`]),
+//! - the named limits ([`limits`]) and the stable rejection codes ([`RejectCode`]).
+#![deny(clippy::float_arithmetic)]
+
+pub mod body;
+pub mod codec;
+pub mod codes;
+pub mod ids;
+pub mod limits;
+pub mod signing;
+pub mod tx;
+
+pub use body::{Body, RouteTarget, BASIS_POINTS_TOTAL};
+pub use codec::DecodeError;
+pub use codes::RejectCode;
+pub use ids::{DirectiveId, EndpointId, GroupId, IdError, PoolId};
+pub use signing::{PoolKey, SigningKey, VerifyError};
+pub use tx::{SignedTx, UnsignedTx};
