@@ -1,1 +1,18 @@
-//! x
+//! hashmesh ABCI application.
+//!
+//! - [`core`]: the deterministic state machine. Pure: no IO, no clock, no randomness, no floats.
+//!   `State::apply_block` maps (committed state, block) to (tx results, events, writes, app hash).
+//! - [`store`]: the only module that names sled. Persists a block's writes with `(height, app_hash)`
+//!   in one atomic batch.
+//! - [`query`]: read-only JSON queries over committed state.
+//! - [`shell`]: the `tendermint_abci::Application` that CometBFT talks to; it owns the state
+//!   behind one lock and moves bytes between CometBFT, the core and the store.
+#![deny(clippy::float_arithmetic)]
+
+pub mod core;
+pub mod query;
+pub mod shell;
+pub mod store;
+
+pub use shell::{AppHandle, AppMetrics};
+pub use store::Store;

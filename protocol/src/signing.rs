@@ -77,7 +77,11 @@ impl SigningKey {
     /// If `tx.signer` is not this key's pool id (a programming error).
     #[must_use]
     pub fn sign(&self, tx: UnsignedTx) -> (SignedTx, Vec<u8>) {
-        assert_eq!(tx.signer, self.pool_id(), "signer must be the signing key's pool id");
+        assert_eq!(
+            tx.signer,
+            self.pool_id(),
+            "signer must be the signing key's pool id"
+        );
         let unsigned = codec::encode(&tx);
         let mut payload = Vec::with_capacity(DOMAIN_TAG.len() + unsigned.len());
         payload.extend_from_slice(DOMAIN_TAG);
@@ -107,7 +111,10 @@ impl std::fmt::Debug for SigningKey {
 /// # Errors
 /// [`VerifyError::Truncated`] if `tx_bytes` is shorter than a signature.
 pub fn signed_payload(tx_bytes: &[u8]) -> Result<Vec<u8>, VerifyError> {
-    let body_len = tx_bytes.len().checked_sub(SIGNATURE_BYTES).ok_or(VerifyError::Truncated)?;
+    let body_len = tx_bytes
+        .len()
+        .checked_sub(SIGNATURE_BYTES)
+        .ok_or(VerifyError::Truncated)?;
     let mut payload = Vec::with_capacity(DOMAIN_TAG.len() + body_len);
     payload.extend_from_slice(DOMAIN_TAG);
     payload.extend_from_slice(&tx_bytes[..body_len]);
@@ -115,8 +122,13 @@ pub fn signed_payload(tx_bytes: &[u8]) -> Result<Vec<u8>, VerifyError> {
 }
 
 fn signature_of(tx_bytes: &[u8]) -> Result<Signature, VerifyError> {
-    let start = tx_bytes.len().checked_sub(SIGNATURE_BYTES).ok_or(VerifyError::Truncated)?;
-    let raw: [u8; SIGNATURE_BYTES] = tx_bytes[start..].try_into().map_err(|_| VerifyError::Truncated)?;
+    let start = tx_bytes
+        .len()
+        .checked_sub(SIGNATURE_BYTES)
+        .ok_or(VerifyError::Truncated)?;
+    let raw: [u8; SIGNATURE_BYTES] = tx_bytes[start..]
+        .try_into()
+        .map_err(|_| VerifyError::Truncated)?;
     Ok(Signature::from_bytes(&raw))
 }
 
@@ -127,7 +139,9 @@ fn signature_of(tx_bytes: &[u8]) -> Result<Signature, VerifyError> {
 pub fn verify(key: &PoolKey, tx_bytes: &[u8]) -> Result<(), VerifyError> {
     let payload = signed_payload(tx_bytes)?;
     let sig = signature_of(tx_bytes)?;
-    key.0.verify_strict(&payload, &sig).map_err(|_| VerifyError::BadSignature)
+    key.0
+        .verify_strict(&payload, &sig)
+        .map_err(|_| VerifyError::BadSignature)
 }
 
 /// Verify many signatures at once with the same answers as [`verify`].
@@ -157,7 +171,10 @@ pub fn verify_batch(items: &[(PoolKey, &[u8])]) -> Vec<Result<(), VerifyError>> 
             return vec![Ok(()); items.len()];
         }
     }
-    items.iter().map(|(key, bytes)| verify(key, bytes)).collect()
+    items
+        .iter()
+        .map(|(key, bytes)| verify(key, bytes))
+        .collect()
 }
 
 /// `verify_strict` refuses a small-order or undecodable `R`; the batch equation does not

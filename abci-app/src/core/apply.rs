@@ -1,0 +1,600 @@
+//! Validation and block application: the consensus-critical rules of DESIGN.md §4.
+//!
+//! `check_tx` and `apply_block` share the same rule functions, in the same order, so a
+//! transaction admitted to the mempool fails in a block only because of what committed
+//! before it. Signatures in a block are verified in one batch before the rules run.
+
+use std::collections::BTreeSet;
+
+use hashmesh_protocol::limits::{NONCES_RETAINED_PER_POOL, PENDING_DIRECTIVES_MAX, TX_BYTES_MAX};
+use hashmesh_protocol::signing::{self, VerifyError};
+use hashmesh_protocol::{
+    codec, Body, DirectiveId, EndpointId, GroupId, PoolId, PoolKey, RejectCode, RouteTarget,
+    SignedTx, BASIS_POINTS_TOTAL,
+};
+
+use super::events::Event;
+use super::hash;
+use super::keys;
+use super::model::{Assignment, DirectiveRecord, DirectiveStatus};
+use super::state::State;
+use super::writes::{KvRead, WriteSet};
+
+/// A refusal: a stable code and a readable message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rejection {
+    /// The stable code.
+    pub code: RejectCode,
+    /// What was wrong, for people.
+    pub log: String,
+}
+
+fn reject<T>(code: RejectCode, log: impl Into<String>) -> Result<T, Rejection> {
+    Err(Rejection {
+        code,
+        log: log.into(),
+    })
+}
+
+/// A block as the core sees it.
+#[derive(Debug, Clone)]
+pub struct BlockInput<'a> {
+    /// Its height; must be the state's height + 1.
+    pub height: u64,
+    /// Block time from the header, ms since the Unix epoch.
+    pub time_ms: u64,
+    /// Address of the proposing validator.
+    pub proposer: Vec<u8>,
+    /// The transactions, in block order.
+    pub txs: &'a [Vec<u8>],
+}
+
+/// What became of one transaction.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TxOutcome {
+    /// 0 when applied, else a [`RejectCode`] number.
+    pub code: u32,
+    /// Readable result.
+    pub log: String,
+    /// Events (only for applied transactions).
+    pub events: Vec<Event>,
+}
+
+/// What a block did.
+#[derive(Debug, Clone)]
+pub struct BlockOutcome {
+    /// Height applied.
+    pub height: u64,
+    /// One per transaction, in order.
+    pub txs: Vec<TxOutcome>,
+    /// Events not tied to a transaction (expiries).
+    pub block_events: Vec<Event>,
+    /// Everything to persist at `Commit`.
+    pub writes: WriteSet,
+    /// The new app hash.
+    pub app_hash: [u8; 32],
+}
+
+/// What a valid transaction will do, decided before anything changes.
+#[derive(Debug)]
+enum Plan {
+    RouteActive {
+        group: GroupId,
+        targets: Vec<RouteTarget>,
+    },
+    RoutePending {
+        voters: Vec<PoolId>,
+    },
+    Drain(EndpointId),
+    Restore(EndpointId),
+    Vote {
+        target: DirectiveId,
+        approve: bool,
+    },
+}
+
+impl State {
+    /// Decide whether the mempool should admit `bytes`, against committed state.
+    ///
+    /// # Errors
+    /// The [`Rejection`] the transaction would get in a block right now.
+    pub fn check_tx(&self, bytes: &[u8], committed: &dyn KvRead) -> Result<SignedTx, Rejection> {
+        let (tx, key) = self.precheck(bytes)?;
+        verdict_to_rejection(signing::verify(&key, bytes))?;
+        self.check_nonce(&tx)?;
+        self.plan(&tx, &WriteSet::default(), committed)?;
+        Ok(tx)
+    }
+
+    /// Decide whether a proposal may carry `bytes`: it must decode within limits.
+    /// Signatures and state rules are left to `FinalizeBlock`, which records their codes.
+    ///
+    /// # Errors
+    /// [`Rejection`] with `TxTooLarge` or `Malformed`.
+    pub fn check_proposal_tx(bytes: &[u8]) -> Result<(), Rejection> {
+        decode(bytes).map(|_| ())
+    }
+
+    /// Apply a block: expire overdue votes, then run each transaction. Mutates the in-memory
+    /// state; the returned writes must be persisted by `Commit`.
+    ///
+    /// # Panics
+    /// If `block.height` is not the next height (CometBFT never does that).
+    pub fn apply_block(&mut self, block: &BlockInput<'_>, committed: &dyn KvRead) -> BlockOutcome {
+        assert_eq!(block.height, self.height + 1, "blocks apply in order");
+        let mut writes = WriteSet::default();
+        let block_events = self.expire_overdue(block.height, &mut writes);
+
+        let prechecked: Vec<_> = block.txs.iter().map(|b| self.precheck(b)).collect();
+        let batch: Vec<(PoolKey, &[u8])> = prechecked
+            .iter()
+            .zip(block.txs)
+            .filter_map(|(p, b)| p.as_ref().ok().map(|(_, k)| (*k, b.as_slice())))
+            .collect();
+        let mut verdicts = signing::verify_batch(&batch).into_iter();
+
+        let mut txs = Vec::with_capacity(block.txs.len());
+        let mut index: u32 = 0;
+        for (pre, bytes) in prechecked.into_iter().zip(block.txs) {
+            let result = pre.and_then(|(tx, _)| {
+                verdict_to_rejection(verdicts.next().expect("one verdict per prechecked tx"))?;
+                self.execute(tx, bytes, block, index, &mut writes, committed)
+            });
+            txs.push(match result {
+                Ok((log, events)) => {
+                    index += 1;
+                    TxOutcome {
+                        code: 0,
+                        log,
+                        events,
+                    }
+                }
+                Err(r) => TxOutcome {
+                    code: r.code.code(),
+                    log: r.log,
+                    events: Vec::new(),
+                },
+            });
+        }
+        if index > 0 || !block_events.is_empty() {
+            writes.put(keys::META_COUNTS.to_vec(), codec::encode(&self.counts));
+        }
+        self.height = block.height;
+        self.app_hash = hash::chain(&self.app_hash, block.height, &writes);
+        BlockOutcome {
+            height: block.height,
+            txs,
+            block_events,
+            writes,
+            app_hash: self.app_hash,
+        }
+    }
+
+    fn precheck(&self, bytes: &[u8]) -> Result<(SignedTx, PoolKey), Rejection> {
+        let tx = decode(bytes)?;
+        if tx.chain_id != self.chain_id {
+            return reject(
+                RejectCode::WrongChainId,
+                format!(
+                    "transaction is for chain {:?}, this is {:?}",
+                    tx.chain_id, self.chain_id
+                ),
+            );
+        }
+        let Some(pool) = self.pools.get(&tx.signer) else {
+            return reject(
+                RejectCode::UnknownSigner,
+                format!("signer {} is not a registered mining pool", tx.signer),
+            );
+        };
+        Ok((tx, pool.key))
+    }
+
+    fn check_nonce(&self, tx: &SignedTx) -> Result<(), Rejection> {
+        let nonces = &self.pools[&tx.signer].nonces;
+        if nonces.contains(&tx.nonce) {
+            return reject(
+                RejectCode::NonceReused,
+                format!("nonce {} was already used by this pool", tx.nonce),
+            );
+        }
+        if nonces.len() >= NONCES_RETAINED_PER_POOL
+            && nonces.first().is_some_and(|&min| tx.nonce <= min)
+        {
+            return reject(
+                RejectCode::NonceReused,
+                format!(
+                    "nonce {} is older than the replay window; use a larger nonce",
+                    tx.nonce
+                ),
+            );
+        }
+        Ok(())
+    }
+
+    fn plan(
+        &self,
+        tx: &SignedTx,
+        writes: &WriteSet,
+        committed: &dyn KvRead,
+    ) -> Result<Plan, Rejection> {
+        match &tx.body {
+            Body::Route { group, targets } => self.plan_route(tx.signer, group, targets),
+            Body::Drain { endpoint } => {
+                let ep = self.owned_endpoint(tx.signer, endpoint)?;
+                if ep.drained {
+                    return reject(
+                        RejectCode::EndpointAlreadyDrained,
+                        format!("endpoint {endpoint} is already drained"),
+                    );
+                }
+                Ok(Plan::Drain(endpoint.clone()))
+            }
+            Body::Restore { endpoint } => {
+                let ep = self.owned_endpoint(tx.signer, endpoint)?;
+                if !ep.drained {
+                    return reject(
+                        RejectCode::EndpointNotDrained,
+                        format!("endpoint {endpoint} is not drained"),
+                    );
+                }
+                Ok(Plan::Restore(endpoint.clone()))
+            }
+            Body::Vote { directive, approve } => {
+                let Some(target) = self.pending.get(directive) else {
+                    let known = writes
+                        .read_through(committed, &keys::directive(directive))
+                        .is_some();
+                    return if known {
+                        reject(
+                            RejectCode::DirectiveNotPending,
+                            format!("directive {directive} is not pending"),
+                        )
+                    } else {
+                        reject(
+                            RejectCode::UnknownDirective,
+                            format!("no directive {directive}"),
+                        )
+                    };
+                };
+                if !target.voters_required.contains(&tx.signer) {
+                    return reject(
+                        RejectCode::VoteNotRequired,
+                        "this pool's endpoints are not targeted by the directive",
+                    );
+                }
+                if target.approvals.contains(&tx.signer) {
+                    return reject(
+                        RejectCode::AlreadyVoted,
+                        "this pool already approved the directive",
+                    );
+                }
+                Ok(Plan::Vote {
+                    target: *directive,
+                    approve: *approve,
+                })
+            }
+        }
+    }
+
+    fn plan_route(
+        &self,
+        signer: PoolId,
+        group: &GroupId,
+        targets: &[RouteTarget],
+    ) -> Result<Plan, Rejection> {
+        let Some(g) = self.groups.get(group) else {
+            return reject(RejectCode::UnknownGroup, format!("no miner group {group}"));
+        };
+        if g.owner != signer {
+            return reject(
+                RejectCode::GroupNotOwned,
+                format!("miner group {group} belongs to another pool"),
+            );
+        }
+        let sum: u32 = targets.iter().map(|t| u32::from(t.weight_bp)).sum();
+        if sum != BASIS_POINTS_TOTAL || targets.iter().any(|t| t.weight_bp == 0) {
+            return reject(
+                RejectCode::WeightsNotTenThousand,
+                format!("weights must be positive and sum to {BASIS_POINTS_TOTAL} bp, got {sum}"),
+            );
+        }
+        let mut seen = BTreeSet::new();
+        let mut voters = BTreeSet::new();
+        for t in targets {
+            if !seen.insert(&t.endpoint) {
+                return reject(
+                    RejectCode::DuplicateEndpoint,
+                    format!("endpoint {} listed twice", t.endpoint),
+                );
+            }
+            let Some(ep) = self.endpoints.get(&t.endpoint) else {
+                return reject(
+                    RejectCode::UnknownEndpoint,
+                    format!("no endpoint {}", t.endpoint),
+                );
+            };
+            if ep.drained {
+                return reject(
+                    RejectCode::EndpointDrained,
+                    format!("endpoint {} is drained", t.endpoint),
+                );
+            }
+            if ep.owner != signer {
+                voters.insert(ep.owner);
+            }
+        }
+        if voters.is_empty() {
+            return Ok(Plan::RouteActive {
+                group: group.clone(),
+                targets: targets.to_vec(),
+            });
+        }
+        if self.pending.len() >= PENDING_DIRECTIVES_MAX {
+            return reject(
+                RejectCode::TooManyPending,
+                "too many directives are waiting for votes; retry later",
+            );
+        }
+        Ok(Plan::RoutePending {
+            voters: voters.into_iter().collect(),
+        })
+    }
+
+    fn owned_endpoint(
+        &self,
+        signer: PoolId,
+        id: &EndpointId,
+    ) -> Result<&super::model::EndpointRecord, Rejection> {
+        let Some(ep) = self.endpoints.get(id) else {
+            return reject(RejectCode::UnknownEndpoint, format!("no endpoint {id}"));
+        };
+        if ep.owner != signer {
+            return reject(
+                RejectCode::EndpointNotOwned,
+                format!("endpoint {id} belongs to another pool"),
+            );
+        }
+        Ok(ep)
+    }
+
+    /// Run the stateful rules for one signature-checked transaction and apply it.
+    fn execute(
+        &mut self,
+        tx: SignedTx,
+        bytes: &[u8],
+        block: &BlockInput<'_>,
+        index: u32,
+        writes: &mut WriteSet,
+        committed: &dyn KvRead,
+    ) -> Result<(String, Vec<Event>), Rejection> {
+        self.check_nonce(&tx)?;
+        let plan = self.plan(&tx, writes, committed)?;
+        self.record_nonce(tx.signer, tx.nonce, writes);
+
+        let id = DirectiveId::of_tx_bytes(bytes);
+        let mut record = DirectiveRecord {
+            id,
+            height: block.height,
+            index,
+            time_ms: block.time_ms,
+            proposer: block.proposer.clone(),
+            signer: tx.signer,
+            tx: bytes.to_vec(),
+            status: DirectiveStatus::Applied,
+            voters_required: Vec::new(),
+            approvals: Vec::new(),
+            vote_deadline_height: 0,
+            decided_height: block.height,
+            reason: String::new(),
+        };
+        let mut events = Vec::new();
+        let log = match plan {
+            Plan::RouteActive { group, targets } => {
+                record.status = DirectiveStatus::Active;
+                self.set_assignment(group, targets, id, block.height, writes);
+                "route active".to_owned()
+            }
+            Plan::RoutePending { voters } => {
+                record.status = DirectiveStatus::Pending;
+                record.vote_deadline_height = block.height + self.params.vote_window_blocks;
+                record.voters_required = voters;
+                self.pending.insert(id, record.clone());
+                writes.put(keys::pending(&id), Vec::new());
+                format!(
+                    "route pending: waits for {} pool(s) to vote by height {}",
+                    record.voters_required.len(),
+                    record.vote_deadline_height
+                )
+            }
+            Plan::Drain(ep) => {
+                self.set_drained(&ep, true, writes);
+                format!("endpoint {ep} drained")
+            }
+            Plan::Restore(ep) => {
+                self.set_drained(&ep, false, writes);
+                format!("endpoint {ep} restored")
+            }
+            Plan::Vote { target, approve } => {
+                events.push(
+                    Event::new("vote")
+                        .with("directive", target.to_hex())
+                        .with("pool", tx.signer.to_hex())
+                        .with("approve", approve.to_string()),
+                );
+                let decided = self.count_vote(target, tx.signer, approve, block.height, writes);
+                events.push(directive_event(&decided));
+                format!(
+                    "vote recorded; directive {target} is {}",
+                    decided.status.name()
+                )
+            }
+        };
+        events.insert(0, directive_event(&record));
+        self.counts.directives += 1;
+        self.counts.bump(record.status, true);
+        writes.put(keys::directive(&id), codec::encode(&record));
+        writes.put(keys::history(block.height, index), id.as_bytes().to_vec());
+        Ok((log, events))
+    }
+
+    fn record_nonce(&mut self, pool: PoolId, nonce: u64, writes: &mut WriteSet) {
+        let nonces = &mut self.pools.get_mut(&pool).expect("prechecked signer").nonces;
+        nonces.insert(nonce);
+        writes.put(keys::nonce(&pool, nonce), Vec::new());
+        if nonces.len() > NONCES_RETAINED_PER_POOL {
+            let oldest = nonces.pop_first().expect("non-empty");
+            writes.delete(keys::nonce(&pool, oldest));
+        }
+    }
+
+    fn set_assignment(
+        &mut self,
+        group: GroupId,
+        targets: Vec<RouteTarget>,
+        id: DirectiveId,
+        height: u64,
+        writes: &mut WriteSet,
+    ) {
+        let a = Assignment {
+            group: group.clone(),
+            targets,
+            directive: id,
+            since_height: height,
+        };
+        writes.put(keys::assignment(&group), codec::encode(&a));
+        self.assignments.insert(group, a);
+    }
+
+    fn set_drained(&mut self, id: &EndpointId, drained: bool, writes: &mut WriteSet) {
+        let ep = self.endpoints.get_mut(id).expect("planned endpoint exists");
+        ep.drained = drained;
+        writes.put(keys::endpoint(id), codec::encode(&*ep));
+    }
+
+    /// Count a vote; returns the target's record after the vote.
+    fn count_vote(
+        &mut self,
+        target: DirectiveId,
+        voter: PoolId,
+        approve: bool,
+        height: u64,
+        writes: &mut WriteSet,
+    ) -> DirectiveRecord {
+        let mut rec = self
+            .pending
+            .remove(&target)
+            .expect("planned vote targets a pending directive");
+        if approve {
+            rec.approvals.push(voter);
+            rec.approvals.sort_unstable();
+        }
+        let new_status = if !approve {
+            rec.reason = format!("rejected by pool {voter}");
+            Some(DirectiveStatus::Rejected)
+        } else if rec.approvals.len() == rec.voters_required.len() {
+            Some(self.activate(&mut rec, height, writes))
+        } else {
+            None
+        };
+        match new_status {
+            Some(status) => self.decide(&mut rec, status, height, writes),
+            None => {
+                writes.put(keys::directive(&target), codec::encode(&rec));
+                self.pending.insert(target, rec.clone());
+            }
+        }
+        rec
+    }
+
+    /// Every targeted pool approved: re-check the targets and set the assignment.
+    fn activate(
+        &mut self,
+        rec: &mut DirectiveRecord,
+        height: u64,
+        writes: &mut WriteSet,
+    ) -> DirectiveStatus {
+        let tx = SignedTx::decode(&rec.tx).expect("stored directive bytes decode");
+        let Body::Route { group, targets } = tx.body else {
+            unreachable!("only routes are pending")
+        };
+        if let Some(t) = targets
+            .iter()
+            .find(|t| self.endpoints.get(&t.endpoint).is_none_or(|e| e.drained))
+        {
+            rec.reason = format!("target {} was drained before approval", t.endpoint);
+            return DirectiveStatus::Rejected;
+        }
+        self.set_assignment(group, targets, rec.id, height, writes);
+        DirectiveStatus::Active
+    }
+
+    /// Move a pending record to a final status.
+    fn decide(
+        &mut self,
+        rec: &mut DirectiveRecord,
+        status: DirectiveStatus,
+        height: u64,
+        writes: &mut WriteSet,
+    ) {
+        self.counts.bump(DirectiveStatus::Pending, false);
+        self.counts.bump(status, true);
+        rec.status = status;
+        rec.decided_height = height;
+        writes.delete(keys::pending(&rec.id));
+        writes.put(keys::directive(&rec.id), codec::encode(&*rec));
+    }
+
+    fn expire_overdue(&mut self, height: u64, writes: &mut WriteSet) -> Vec<Event> {
+        let overdue: Vec<DirectiveId> = self
+            .pending
+            .values()
+            .filter(|d| d.vote_deadline_height < height)
+            .map(|d| d.id)
+            .collect();
+        let mut events = Vec::new();
+        for id in overdue {
+            let mut rec = self.pending.remove(&id).expect("listed above");
+            rec.reason = format!("vote window ended at height {}", rec.vote_deadline_height);
+            self.decide(&mut rec, DirectiveStatus::Expired, height, writes);
+            events.push(directive_event(&rec));
+        }
+        events
+    }
+}
+
+/// The `directive` event for a record: indexed by id, pool, group, kind and status.
+#[must_use]
+pub fn directive_event(rec: &DirectiveRecord) -> Event {
+    let body = SignedTx::decode(&rec.tx).map(|t| t.body).ok();
+    let mut ev = Event::new("directive")
+        .with("id", rec.id.to_hex())
+        .with("pool", rec.signer.to_hex())
+        .with("kind", body.as_ref().map_or("unknown", Body::kind));
+    if let Some(g) = body.as_ref().and_then(Body::group) {
+        ev = ev.with("group", g.as_str());
+    }
+    ev.with("status", rec.status.name())
+}
+
+fn decode(bytes: &[u8]) -> Result<SignedTx, Rejection> {
+    if bytes.len() > TX_BYTES_MAX {
+        return reject(
+            RejectCode::TxTooLarge,
+            format!(
+                "transaction is {} bytes; the limit is {TX_BYTES_MAX}",
+                bytes.len()
+            ),
+        );
+    }
+    SignedTx::decode(bytes).or_else(|e| {
+        reject(
+            RejectCode::Malformed,
+            format!("cannot decode transaction: {e}"),
+        )
+    })
+}
+
+fn verdict_to_rejection(v: Result<(), VerifyError>) -> Result<(), Rejection> {
+    v.or_else(|e| reject(RejectCode::BadSignature, format!("signature refused: {e}")))
+}

@@ -1,0 +1,77 @@
+//! The key layout of the state store. One byte prefix per record kind; big-endian numbers
+//! so that byte order is numeric order.
+
+use hashmesh_protocol::{DirectiveId, EndpointId, GroupId, PoolId};
+
+/// Chain id and params, written once at genesis.
+pub const META_GENESIS: &[u8] = b"m:genesis";
+/// Running counters.
+pub const META_COUNTS: &[u8] = b"m:counts";
+/// Last committed `(height, app_hash)`; written by the store, never part of a block's writes.
+pub const META_LAST: &[u8] = b"m:last";
+
+/// Prefix of [`pool`] keys.
+pub const POOL: &[u8] = b"p:";
+/// Prefix of [`nonce`] keys.
+pub const NONCE: &[u8] = b"n:";
+/// Prefix of [`endpoint`] keys.
+pub const ENDPOINT: &[u8] = b"e:";
+/// Prefix of [`group`] keys.
+pub const GROUP: &[u8] = b"g:";
+/// Prefix of [`assignment`] keys.
+pub const ASSIGNMENT: &[u8] = b"a:";
+/// Prefix of [`directive`] keys.
+pub const DIRECTIVE: &[u8] = b"d:";
+/// Prefix of [`pending`] keys.
+pub const PENDING: &[u8] = b"q:";
+/// Prefix of [`history`] keys.
+pub const HISTORY: &[u8] = b"h:";
+
+fn join(prefix: &[u8], rest: &[&[u8]]) -> Vec<u8> {
+    let mut k = prefix.to_vec();
+    for r in rest {
+        k.extend_from_slice(r);
+    }
+    k
+}
+
+/// A mining pool record.
+#[must_use]
+pub fn pool(id: &PoolId) -> Vec<u8> {
+    join(POOL, &[id.as_bytes()])
+}
+/// One remembered nonce of a pool.
+#[must_use]
+pub fn nonce(pool: &PoolId, nonce: u64) -> Vec<u8> {
+    join(NONCE, &[pool.as_bytes(), &nonce.to_be_bytes()])
+}
+/// An endpoint record.
+#[must_use]
+pub fn endpoint(id: &EndpointId) -> Vec<u8> {
+    join(ENDPOINT, &[id.as_str().as_bytes()])
+}
+/// A miner group record.
+#[must_use]
+pub fn group(id: &GroupId) -> Vec<u8> {
+    join(GROUP, &[id.as_str().as_bytes()])
+}
+/// A group's current assignment.
+#[must_use]
+pub fn assignment(id: &GroupId) -> Vec<u8> {
+    join(ASSIGNMENT, &[id.as_str().as_bytes()])
+}
+/// A directive record.
+#[must_use]
+pub fn directive(id: &DirectiveId) -> Vec<u8> {
+    join(DIRECTIVE, &[id.as_bytes()])
+}
+/// Marks a directive as pending (value: empty).
+#[must_use]
+pub fn pending(id: &DirectiveId) -> Vec<u8> {
+    join(PENDING, &[id.as_bytes()])
+}
+/// History order: `(height, index)` to directive id.
+#[must_use]
+pub fn history(height: u64, index: u32) -> Vec<u8> {
+    join(HISTORY, &[&height.to_be_bytes(), &index.to_be_bytes()])
+}

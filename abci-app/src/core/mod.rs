@@ -1,0 +1,22 @@
+//! The pure core of the application: state, genesis, validation, block application, app hash.
+//!
+//! Invariants: nothing here imports sled, tokio, `std::fs`, `std::net` or a clock; all
+//! iteration is over `BTreeMap`/`BTreeSet`; all arithmetic is on sized integers.
+
+pub mod apply;
+pub mod events;
+pub mod genesis;
+pub mod hash;
+pub mod keys;
+pub mod model;
+pub mod state;
+pub mod writes;
+
+pub use apply::{BlockInput, BlockOutcome, TxOutcome};
+pub use events::{Attr, Event};
+pub use genesis::{GenesisAppState, GenesisError};
+pub use model::{
+    Assignment, DirectiveRecord, DirectiveStatus, EndpointRecord, GroupRecord, Params, PoolRecord,
+};
+pub use state::{LoadError, State};
+pub use writes::{KvRead, WriteSet};

@@ -1,0 +1,135 @@
+//! Records kept in state. Each is stored under one key (see [`super::keys`]) in the
+//! canonical encoding, and shown to users as JSON.
+
+use bincode::{Decode, Encode};
+use hashmesh_protocol::{DirectiveId, EndpointId, GroupId, PoolId, RouteTarget};
+use serde::{Deserialize, Serialize};
+
+/// Network parameters fixed at genesis.
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode, Serialize, Deserialize)]
+pub struct Params {
+    /// Blocks a cross-pool directive may wait for its votes before it expires.
+    pub vote_window_blocks: u64,
+}
+
+impl Default for Params {
+    fn default() -> Self {
+        Self {
+            vote_window_blocks: 20,
+        }
+    }
+}
+
+/// A participating mining pool.
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode, Serialize, Deserialize)]
+pub struct PoolRecord {
+    /// Its ed25519 public key.
+    pub id: PoolId,
+    /// A readable name, e.g. `pool-a`.
+    pub name: String,
+    /// Its CometBFT validator address (hex), for cross-checking block proposers.
+    pub validator_address: String,
+}
+
+/// One Stratum server of a mining pool.
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode, Serialize, Deserialize)]
+pub struct EndpointRecord {
+    /// e.g. `pool-a/ep-1`.
+    pub id: EndpointId,
+    /// The owning mining pool.
+    pub owner: PoolId,
+    /// e.g. `stratum+tcp://10.0.0.5:3333`.
+    pub stratum_url: String,
+    /// Capacity in hashes per second.
+    pub capacity_hs: u64,
+    /// A free-form region label.
+    pub region: String,
+    /// Drained endpoints cannot be the target of new routes.
+    pub drained: bool,
+}
+
+/// Miners of one mining pool routed as a unit.
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode, Serialize, Deserialize)]
+pub struct GroupRecord {
+    /// e.g. `pool-a/g-1`.
+    pub id: GroupId,
+    /// The owning mining pool.
+    pub owner: PoolId,
+    /// Nominal hashrate in hashes per second.
+    pub hashrate_hs: u64,
+}
+
+/// The agreed split of one miner group, set by the directive that activated it.
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode, Serialize, Deserialize)]
+pub struct Assignment {
+    /// The miner group.
+    pub group: GroupId,
+    /// The split; weights sum to 10 000 bp.
+    pub targets: Vec<RouteTarget>,
+    /// The directive that set it.
+    pub directive: DirectiveId,
+    /// The height at which it became active.
+    pub since_height: u64,
+}
+
+/// Where a committed directive is in its lifecycle.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Encode, Decode, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DirectiveStatus {
+    /// A route waiting for the votes of the pools whose endpoints it targets.
+    Pending,
+    /// A route that set its group's assignment.
+    Active,
+    /// A route that a targeted pool voted against, or whose target was drained before approval.
+    Rejected,
+    /// A route whose vote window passed without every approval.
+    Expired,
+    /// A drain, restore or vote that took effect when committed.
+    Applied,
+}
+
+impl DirectiveStatus {
+    /// The stable name used in events and JSON.
+    #[must_use]
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Active => "active",
+            Self::Rejected => "rejected",
+            Self::Expired => "expired",
+            Self::Applied => "applied",
+        }
+    }
+}
+
+/// A committed transaction and what became of it. The exact signed bytes are kept so anyone
+/// can re-verify the signature and recompute the id.
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+pub struct DirectiveRecord {
+    /// SHA-256 of `tx`.
+    pub id: DirectiveId,
+    /// Block height that committed it.
+    pub height: u64,
+    /// Position in that block.
+    pub index: u32,
+    /// Block time, milliseconds since the Unix epoch (from the block header).
+    pub time_ms: u64,
+    /// Address of the validator that proposed the block (20 bytes).
+    pub proposer: Vec<u8>,
+    /// The signing mining pool.
+    pub signer: PoolId,
+    /// The exact signed transaction bytes.
+    pub tx: Vec<u8>,
+    /// Lifecycle status.
+    pub status: DirectiveStatus,
+    /// Pools whose approval a pending route needs (sorted).
+    pub voters_required: Vec<PoolId>,
+    /// Pools that approved so far (sorted).
+    pub approvals: Vec<PoolId>,
+    /// Last height at which votes count (0 when no vote is needed).
+    pub vote_deadline_height: u64,
+    /// Height at which the status last changed.
+    pub decided_height: u64,
+    /// Why a route was rejected or expired; empty otherwise.
+    pub reason: String,
+}

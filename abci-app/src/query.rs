@@ -1,0 +1,290 @@
+//! Read-only queries over committed state, answered as JSON (ABCI `Query`).
+//!
+//! | path | data | answer |
+//! |---|---|---|
+//! | `/status` | — | chain id, height, app hash, counts |
+//! | `/pools`, `/endpoints`, `/groups`, `/assignments`, `/pending` | — | lists |
+//! | `/directive` | directive id (hex text) | one directive |
+//! | `/history` | [`HistoryFilter`] JSON | a page of directives and a cursor |
+
+use hashmesh_protocol::limits::HISTORY_PAGE_MAX;
+use hashmesh_protocol::{codec, Body, DirectiveId, GroupId, PoolId, SignedTx};
+use serde::{Deserialize, Serialize};
+
+use crate::core::keys;
+use crate::core::model::{Assignment, DirectiveRecord, EndpointRecord, GroupRecord, PoolRecord};
+use crate::core::state::{Counts, GenesisMeta};
+use crate::core::writes::KvRead;
+use crate::store::Store;
+
+/// Query codes (distinct from transaction codes).
+pub mod code {
+    /// The path is not one of ours.
+    pub const UNKNOWN_PATH: u32 = 1;
+    /// The data is malformed.
+    pub const BAD_REQUEST: u32 = 2;
+    /// Nothing found.
+    pub const NOT_FOUND: u32 = 3;
+    /// No genesis yet.
+    pub const NOT_INITIALIZED: u32 = 4;
+}
+
+/// A query failure: a code and a readable message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueryError {
+    /// One of [`code`].
+    pub code: u32,
+    /// What went wrong.
+    pub log: String,
+}
+
+fn fail<T>(code: u32, log: impl Into<String>) -> Result<T, QueryError> {
+    Err(QueryError {
+        code,
+        log: log.into(),
+    })
+}
+
+/// Filter and page of a `/history` query. All fields optional.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HistoryFilter {
+    /// Only directives signed by this pool.
+    pub pool: Option<PoolId>,
+    /// Only routes of this miner group.
+    pub group: Option<GroupId>,
+    /// First height (inclusive).
+    pub from_height: Option<u64>,
+    /// Last height (inclusive).
+    pub to_height: Option<u64>,
+    /// Continue after this cursor (from a previous page's `next`).
+    pub after: Option<String>,
+    /// Page size, at most `HISTORY_PAGE_MAX` (default 100).
+    pub limit: Option<u32>,
+}
+
+/// A committed directive as users see it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DirectiveView {
+    /// SHA-256 of `tx_hex` (the CometBFT tx hash).
+    pub id: DirectiveId,
+    /// Commit height.
+    pub height: u64,
+    /// Position among the block's applied transactions.
+    pub index: u32,
+    /// Block time, ms since the Unix epoch.
+    pub time_ms: u64,
+    /// Block proposer's validator address (upper-case hex, as CometBFT prints it).
+    pub proposer: String,
+    /// Signing pool.
+    pub signer: PoolId,
+    /// `route`, `drain`, `restore` or `vote`.
+    pub kind: String,
+    /// The decoded body.
+    pub body: Body,
+    /// Lifecycle status.
+    pub status: String,
+    /// Pools whose votes a pending route needs.
+    pub voters_required: Vec<PoolId>,
+    /// Pools that approved.
+    pub approvals: Vec<PoolId>,
+    /// Last height for votes (0 if none needed).
+    pub vote_deadline_height: u64,
+    /// Height of the last status change.
+    pub decided_height: u64,
+    /// Why rejected or expired.
+    pub reason: String,
+    /// The exact signed bytes, hex: verify them yourself.
+    pub tx_hex: String,
+}
+
+impl DirectiveView {
+    /// The view of a stored record.
+    ///
+    /// # Panics
+    /// If the stored bytes do not decode (they were validated before they were stored).
+    #[must_use]
+    pub fn from_record(r: &DirectiveRecord) -> Self {
+        let tx = SignedTx::decode(&r.tx).expect("stored transaction decodes");
+        Self {
+            id: r.id,
+            height: r.height,
+            index: r.index,
+            time_ms: r.time_ms,
+            proposer: hex::encode_upper(&r.proposer),
+            signer: r.signer,
+            kind: tx.body.kind().to_owned(),
+            body: tx.body,
+            status: r.status.name().to_owned(),
+            voters_required: r.voters_required.clone(),
+            approvals: r.approvals.clone(),
+            vote_deadline_height: r.vote_deadline_height,
+            decided_height: r.decided_height,
+            reason: r.reason.clone(),
+            tx_hex: hex::encode(&r.tx),
+        }
+    }
+}
+
+/// A page of history.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct HistoryPage {
+    /// Matching directives in commit order.
+    pub directives: Vec<DirectiveView>,
+    /// Pass as `after` to get the next page; absent at the end.
+    pub next: Option<String>,
+}
+
+/// `/status`.
+#[derive(Debug, Clone, Serialize)]
+pub struct StatusView {
+    /// Chain id.
+    pub chain_id: String,
+    /// Last committed height.
+    pub height: u64,
+    /// App hash at that height (upper-case hex).
+    pub app_hash: String,
+    /// Registered pools, endpoints, groups.
+    pub pools: u64,
+    /// Endpoints.
+    pub endpoints: u64,
+    /// Miner groups.
+    pub groups: u64,
+    /// Directive totals by status.
+    pub directives: Counts,
+}
+
+/// Answer one query against committed state.
+///
+/// # Errors
+/// [`QueryError`] for unknown paths, bad data, missing records.
+pub fn handle(store: &Store, path: &str, data: &[u8]) -> Result<Vec<u8>, QueryError> {
+    let Some(meta) = store.get(keys::META_GENESIS) else {
+        return fail(code::NOT_INITIALIZED, "no genesis has been applied yet");
+    };
+    match path {
+        "/status" => {
+            let meta: GenesisMeta = codec::decode_trusted(&meta).expect("genesis meta decodes");
+            let (height, hash) = store.last_committed().unwrap_or((0, [0; 32]));
+            let counts: Counts =
+                store.get(keys::META_COUNTS).map(|b| codec::decode_trusted(&b).expect("counts decode")).unwrap_or_default();
+            Ok(json(&StatusView {
+                chain_id: meta.chain_id,
+                height,
+                app_hash: hex::encode_upper(hash),
+                pools: store.scan_prefix(keys::POOL).len() as u64,
+                endpoints: store.scan_prefix(keys::ENDPOINT).len() as u64,
+                groups: store.scan_prefix(keys::GROUP).len() as u64,
+                directives: counts,
+            }))
+        }
+        "/pools" => Ok(json(&list::<PoolRecord>(store, keys::POOL))),
+        "/endpoints" => Ok(json(&list::<EndpointRecord>(store, keys::ENDPOINT))),
+        "/groups" => Ok(json(&list::<GroupRecord>(store, keys::GROUP))),
+        "/assignments" => Ok(json(&list::<Assignment>(store, keys::ASSIGNMENT))),
+        "/pending" => {
+            let views: Vec<DirectiveView> = store
+                .scan_prefix(keys::PENDING)
+                .iter()
+                .filter_map(|(k, _)| directive(store, &k[keys::PENDING.len()..]))
+                .collect();
+            Ok(json(&views))
+        }
+        "/directive" => {
+            let text = std::str::from_utf8(data).unwrap_or("").trim();
+            let id: DirectiveId = text.parse().or_else(|_| fail(code::BAD_REQUEST, "data must be a 64-hex-character directive id"))?;
+            match directive(store, id.as_bytes()) {
+                Some(v) => Ok(json(&v)),
+                None => fail(code::NOT_FOUND, format!("no committed directive {id}")),
+            }
+        }
+        "/history" => {
+            let filter: HistoryFilter = if data.is_empty() {
+                HistoryFilter::default()
+            } else {
+                serde_json::from_slice(data).or_else(|e| fail(code::BAD_REQUEST, format!("bad history filter: {e}")))?
+            };
+            Ok(json(&history(store, &filter)?))
+        }
+        other => fail(
+            code::UNKNOWN_PATH,
+            format!("unknown query path {other:?}; try /status, /pools, /endpoints, /groups, /assignments, /pending, /directive, /history"),
+        ),
+    }
+}
+
+fn json<T: Serialize>(v: &T) -> Vec<u8> {
+    serde_json::to_vec(v).expect("views serialize")
+}
+
+fn list<T: bincode::Decode<()>>(store: &Store, prefix: &[u8]) -> Vec<T> {
+    store
+        .scan_prefix(prefix)
+        .iter()
+        .map(|(_, v)| codec::decode_trusted(v).expect("stored record decodes"))
+        .collect()
+}
+
+fn directive(store: &Store, id: &[u8]) -> Option<DirectiveView> {
+    let id = DirectiveId(id.try_into().ok()?);
+    let bytes = store.get(&keys::directive(&id))?;
+    let rec: DirectiveRecord = codec::decode_trusted(&bytes).expect("stored directive decodes");
+    Some(DirectiveView::from_record(&rec))
+}
+
+fn parse_cursor(c: &str) -> Option<(u64, u32)> {
+    let (h, i) = c.split_once(':')?;
+    Some((h.parse().ok()?, i.parse().ok()?))
+}
+
+fn history(store: &Store, f: &HistoryFilter) -> Result<HistoryPage, QueryError> {
+    let limit = f.limit.unwrap_or(100);
+    if limit == 0 || limit > HISTORY_PAGE_MAX {
+        return fail(
+            code::BAD_REQUEST,
+            format!("limit must be 1..={HISTORY_PAGE_MAX}"),
+        );
+    }
+    let mut start = keys::history(f.from_height.unwrap_or(0), 0);
+    if let Some(c) = &f.after {
+        let (h, i) = parse_cursor(c).ok_or_else(|| QueryError {
+            code: code::BAD_REQUEST,
+            log: format!("bad cursor {c:?}"),
+        })?;
+        let after = keys::history(h, i);
+        // Start strictly after the cursor.
+        let mut next = after.clone();
+        next.push(0);
+        start = start.max(next);
+    }
+    let end = match f.to_height {
+        Some(h) => keys::history(h.saturating_add(1), 0),
+        None => keys::history(u64::MAX, u32::MAX),
+    };
+    let mut out = Vec::new();
+    let mut next = None;
+    for (_, v) in store.range(&start, &end) {
+        let Some(view) = directive(store, &v) else {
+            continue;
+        };
+        if f.pool.is_some_and(|p| p != view.signer) {
+            continue;
+        }
+        if f.group
+            .as_ref()
+            .is_some_and(|g| view.body.group() != Some(g))
+        {
+            continue;
+        }
+        if out.len() == limit as usize {
+            let last: &DirectiveView = out.last().expect("non-empty page");
+            next = Some(format!("{}:{}", last.height, last.index));
+            break;
+        }
+        out.push(view);
+    }
+    Ok(HistoryPage {
+        directives: out,
+        next,
+    })
+}

@@ -1,0 +1,401 @@
+//! The ABCI shell: implements `tendermint_abci::Application` for CometBFT v0.38.
+//!
+//! tendermint-abci serves CometBFT's four connections (consensus, mempool, query, snapshot)
+//! on their own threads, each with a clone of [`AppHandle`]. The state has one owner behind a
+//! mutex; queries read the committed store without taking it. Local faults (a storage error,
+//! a broken genesis) stop the process: they must never turn into a transaction result.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use tendermint_abci::Application;
+use tendermint_proto::v0_38::abci::{
+    response_process_proposal::ProposalStatus, Event as AbciEvent, EventAttribute, ExecTxResult,
+    RequestCheckTx, RequestFinalizeBlock, RequestInfo, RequestInitChain, RequestPrepareProposal,
+    RequestProcessProposal, RequestQuery, ResponseCheckTx, ResponseCommit, ResponseFinalizeBlock,
+    ResponseInfo, ResponseInitChain, ResponsePrepareProposal, ResponseProcessProposal,
+    ResponseQuery,
+};
+use tracing::{error, info, warn};
+
+use crate::core::{BlockInput, Event, GenesisAppState, State, WriteSet};
+use crate::query;
+use crate::store::Store;
+
+/// Counters exported as Prometheus metrics by the node.
+#[derive(Debug, Default)]
+pub struct AppMetrics {
+    /// Blocks committed by this process.
+    pub blocks_committed: AtomicU64,
+    /// Last committed height.
+    pub height: AtomicU64,
+    /// Transactions applied (code 0) in committed blocks.
+    pub txs_applied: AtomicU64,
+    /// Transactions refused in blocks.
+    pub txs_refused: AtomicU64,
+    /// `CheckTx` admissions.
+    pub checktx_accepted: AtomicU64,
+    /// `CheckTx` refusals.
+    pub checktx_refused: AtomicU64,
+    /// Cumulative microseconds spent in `FinalizeBlock`.
+    pub finalize_micros: AtomicU64,
+}
+
+impl AppMetrics {
+    /// Prometheus text exposition of these counters.
+    #[must_use]
+    pub fn render(&self) -> String {
+        let g = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        let rows = [
+            (
+                "hashmesh_blocks_committed_total",
+                "counter",
+                "Blocks committed by this node.",
+                g(&self.blocks_committed),
+            ),
+            (
+                "hashmesh_height",
+                "gauge",
+                "Last committed height.",
+                g(&self.height),
+            ),
+            (
+                "hashmesh_txs_applied_total",
+                "counter",
+                "Transactions applied in committed blocks.",
+                g(&self.txs_applied),
+            ),
+            (
+                "hashmesh_txs_refused_total",
+                "counter",
+                "Transactions refused in blocks.",
+                g(&self.txs_refused),
+            ),
+            (
+                "hashmesh_checktx_accepted_total",
+                "counter",
+                "Transactions admitted to the mempool.",
+                g(&self.checktx_accepted),
+            ),
+            (
+                "hashmesh_checktx_refused_total",
+                "counter",
+                "Transactions refused by CheckTx.",
+                g(&self.checktx_refused),
+            ),
+            (
+                "hashmesh_finalize_block_microseconds_total",
+                "counter",
+                "Time spent in FinalizeBlock.",
+                g(&self.finalize_micros),
+            ),
+        ];
+        let mut out = String::new();
+        for (name, kind, help, v) in rows {
+            out.push_str(&format!(
+                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}\n"
+            ));
+        }
+        out
+    }
+}
+
+struct Inner {
+    state: Option<State>,
+    /// A finalized block waiting for `Commit`.
+    uncommitted: Option<(u64, WriteSet, [u8; 32])>,
+}
+
+/// The application CometBFT connects to. Cheap to clone.
+#[derive(Clone)]
+pub struct AppHandle {
+    inner: Arc<Mutex<Inner>>,
+    store: Store,
+    metrics: Arc<AppMetrics>,
+}
+
+/// Stop the process: a local fault that must not become a result.
+fn fatal(msg: &str) -> ! {
+    error!("fatal: {msg}");
+    eprintln!("hashmesh: fatal: {msg}");
+    std::process::exit(70)
+}
+
+impl AppHandle {
+    /// Load the committed state from `store` (if any).
+    ///
+    /// # Errors
+    /// If the stored state is corrupt.
+    pub fn new(store: Store) -> Result<Self, crate::core::LoadError> {
+        let state = State::load(&store)?;
+        let metrics = Arc::new(AppMetrics::default());
+        if let Some(s) = &state {
+            metrics.height.store(s.height(), Ordering::Relaxed);
+            info!(height = s.height(), app_hash = %hex::encode_upper(s.app_hash()), "loaded committed state");
+        }
+        Ok(Self {
+            inner: Arc::new(Mutex::new(Inner {
+                state,
+                uncommitted: None,
+            })),
+            store,
+            metrics,
+        })
+    }
+
+    /// The metrics this application updates.
+    #[must_use]
+    pub fn metrics(&self) -> Arc<AppMetrics> {
+        Arc::clone(&self.metrics)
+    }
+
+    /// The committed store (read-only use).
+    #[must_use]
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner
+            .lock()
+            .unwrap_or_else(|_| fatal("state lock poisoned by an earlier panic"))
+    }
+
+    /// Drop a block that was finalized but never committed (CometBFT restarted between the two):
+    /// reload the committed state so the block can be replayed on top of it.
+    fn discard_uncommitted(&self, inner: &mut Inner) {
+        if let Some((h, _, _)) = inner.uncommitted.take() {
+            warn!(
+                height = h,
+                "discarding a finalized but uncommitted block; reloading committed state"
+            );
+            inner.state = State::load(&self.store).unwrap_or_else(|e| fatal(&e.to_string()));
+        }
+    }
+}
+
+fn to_abci_events(events: &[Event]) -> Vec<AbciEvent> {
+    events
+        .iter()
+        .map(|e| AbciEvent {
+            r#type: e.kind.to_owned(),
+            attributes: e
+                .attrs
+                .iter()
+                .map(|a| EventAttribute {
+                    key: a.key.to_owned(),
+                    value: a.value.clone(),
+                    index: true,
+                })
+                .collect(),
+        })
+        .collect()
+}
+
+impl Application for AppHandle {
+    fn info(&self, _req: RequestInfo) -> ResponseInfo {
+        let mut inner = self.lock();
+        self.discard_uncommitted(&mut inner);
+        let (height, hash) = inner
+            .state
+            .as_ref()
+            .map_or((0, Vec::new()), |s| (s.height(), s.app_hash().to_vec()));
+        ResponseInfo {
+            data: "hashmesh".into(),
+            version: env!("CARGO_PKG_VERSION").into(),
+            app_version: 1,
+            last_block_height: i64::try_from(height).expect("height fits i64"),
+            last_block_app_hash: hash.into(),
+        }
+    }
+
+    fn init_chain(&self, req: RequestInitChain) -> ResponseInitChain {
+        let mut inner = self.lock();
+        if req.initial_height > 1 {
+            fatal("hashmesh needs genesis initial_height 1");
+        }
+        if inner.state.as_ref().is_some_and(|s| s.height() > 0) {
+            fatal("InitChain on a store that already has committed blocks; wipe the state directory or use the matching CometBFT home");
+        }
+        let genesis = GenesisAppState::from_json(&req.app_state_bytes)
+            .unwrap_or_else(|e| fatal(&format!("{e}; fix app_state in genesis.json")));
+        let (state, writes) = State::genesis(&req.chain_id, &genesis);
+        self.store.clear().unwrap_or_else(|e| fatal(&e.to_string()));
+        self.store
+            .commit(&writes, 0, &state.app_hash())
+            .unwrap_or_else(|e| fatal(&e.to_string()));
+        info!(chain_id = %req.chain_id, pools = genesis.pools.len(), app_hash = %hex::encode_upper(state.app_hash()), "genesis applied");
+        let app_hash = state.app_hash().to_vec();
+        inner.state = Some(state);
+        inner.uncommitted = None;
+        ResponseInitChain {
+            consensus_params: None,
+            validators: Vec::new(),
+            app_hash: app_hash.into(),
+        }
+    }
+
+    fn query(&self, req: RequestQuery) -> ResponseQuery {
+        let height = self.store.last_committed().map_or(0, |(h, _)| h);
+        let height = i64::try_from(height).expect("height fits i64");
+        match query::handle(&self.store, &req.path, &req.data) {
+            Ok(value) => ResponseQuery {
+                value: value.into(),
+                height,
+                ..Default::default()
+            },
+            Err(e) => ResponseQuery {
+                code: e.code,
+                log: e.log,
+                height,
+                ..Default::default()
+            },
+        }
+    }
+
+    fn check_tx(&self, req: RequestCheckTx) -> ResponseCheckTx {
+        let inner = self.lock();
+        let Some(state) = inner.state.as_ref() else {
+            return ResponseCheckTx {
+                code: 1,
+                log: "no genesis yet".into(),
+                ..Default::default()
+            };
+        };
+        match state.check_tx(&req.tx, &self.store) {
+            Ok(_) => {
+                self.metrics
+                    .checktx_accepted
+                    .fetch_add(1, Ordering::Relaxed);
+                ResponseCheckTx {
+                    gas_wanted: 1,
+                    ..Default::default()
+                }
+            }
+            Err(r) => {
+                self.metrics.checktx_refused.fetch_add(1, Ordering::Relaxed);
+                ResponseCheckTx {
+                    code: r.code.code(),
+                    log: r.log,
+                    codespace: "hashmesh".into(),
+                    ..Default::default()
+                }
+            }
+        }
+    }
+
+    fn prepare_proposal(&self, req: RequestPrepareProposal) -> ResponsePrepareProposal {
+        let max = usize::try_from(req.max_tx_bytes).unwrap_or(0);
+        let mut total = 0usize;
+        let mut txs = Vec::with_capacity(req.txs.len());
+        for tx in req.txs {
+            if State::check_proposal_tx(&tx).is_err() {
+                continue;
+            }
+            // CometBFT counts each tx with its protobuf overhead; a few bytes of margin keep us under.
+            let size = tx.len() + 8;
+            if total + size > max {
+                break;
+            }
+            total += size;
+            txs.push(tx);
+        }
+        ResponsePrepareProposal { txs }
+    }
+
+    fn process_proposal(&self, req: RequestProcessProposal) -> ResponseProcessProposal {
+        let ok = req
+            .txs
+            .iter()
+            .all(|tx| State::check_proposal_tx(tx).is_ok());
+        if !ok {
+            warn!(
+                height = req.height,
+                "rejecting a proposal that carries undecodable transactions"
+            );
+        }
+        ResponseProcessProposal {
+            status: if ok {
+                ProposalStatus::Accept
+            } else {
+                ProposalStatus::Reject
+            } as i32,
+        }
+    }
+
+    fn finalize_block(&self, req: RequestFinalizeBlock) -> ResponseFinalizeBlock {
+        let started = std::time::Instant::now();
+        let mut inner = self.lock();
+        self.discard_uncommitted(&mut inner);
+        let Some(state) = inner.state.as_mut() else {
+            fatal("FinalizeBlock before InitChain")
+        };
+        let time_ms = req.time.map_or(0, |t| {
+            u64::try_from(t.seconds).unwrap_or(0).saturating_mul(1000)
+                + u64::try_from(t.nanos / 1_000_000).unwrap_or(0)
+        });
+        let txs: Vec<Vec<u8>> = req.txs.iter().map(|t| t.to_vec()).collect();
+        let block = BlockInput {
+            height: u64::try_from(req.height).unwrap_or_else(|_| fatal("negative block height")),
+            time_ms,
+            proposer: req.proposer_address.to_vec(),
+            txs: &txs,
+        };
+        let out = state.apply_block(&block, &self.store);
+        let tx_results: Vec<ExecTxResult> = out
+            .txs
+            .iter()
+            .map(|t| ExecTxResult {
+                code: t.code,
+                log: t.log.clone(),
+                events: to_abci_events(&t.events),
+                codespace: if t.code == 0 {
+                    String::new()
+                } else {
+                    "hashmesh".into()
+                },
+                ..Default::default()
+            })
+            .collect();
+        let applied = out.txs.iter().filter(|t| t.code == 0).count() as u64;
+        self.metrics
+            .txs_applied
+            .fetch_add(applied, Ordering::Relaxed);
+        self.metrics
+            .txs_refused
+            .fetch_add(out.txs.len() as u64 - applied, Ordering::Relaxed);
+        let response = ResponseFinalizeBlock {
+            events: to_abci_events(&out.block_events),
+            tx_results,
+            validator_updates: Vec::new(),
+            consensus_param_updates: None,
+            app_hash: out.app_hash.to_vec().into(),
+        };
+        inner.uncommitted = Some((out.height, out.writes, out.app_hash));
+        let micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+        self.metrics
+            .finalize_micros
+            .fetch_add(micros, Ordering::Relaxed);
+        response
+    }
+
+    fn commit(&self) -> ResponseCommit {
+        let mut inner = self.lock();
+        let Some((height, writes, hash)) = inner.uncommitted.take() else {
+            fatal("Commit without a finalized block");
+        };
+        self.store
+            .commit(&writes, height, &hash)
+            .unwrap_or_else(|e| fatal(&e.to_string()));
+        if cfg!(debug_assertions) {
+            if let Some(s) = inner.state.as_ref() {
+                s.check_invariants();
+            }
+        }
+        self.metrics
+            .blocks_committed
+            .fetch_add(1, Ordering::Relaxed);
+        self.metrics.height.store(height, Ordering::Relaxed);
+        ResponseCommit { retain_height: 0 }
+    }
+}
