@@ -1,0 +1,209 @@
+//! `hashmesh audit directives`: list committed directives from any node and verify each one
+//! locally — id = SHA-256 of the signed bytes, the bytes decode canonically, the chain id
+//! matches, the signer is a registered pool, and the strict ed25519 signature holds.
+//! With `--check-blocks`, also confirm through `/tx` that each directive sits in the block
+//! the node claims.
+
+use std::collections::BTreeMap;
+
+use anyhow::Result;
+use hashmesh_protocol::signing::{self, PoolKey};
+use hashmesh_protocol::{DirectiveId, PoolId, SignedTx};
+use serde::Serialize;
+use serde_json::{json, Value};
+
+use crate::output::{short, table};
+use crate::rpc::Rpc;
+
+/// Which directives to audit.
+#[derive(Debug, Clone, Default)]
+pub struct AuditFilter {
+    /// Only this signer.
+    pub pool: Option<String>,
+    /// Only this group.
+    pub group: Option<String>,
+    /// First height.
+    pub from_height: Option<u64>,
+    /// Last height.
+    pub to_height: Option<u64>,
+    /// Confirm block inclusion through `/tx` (one RPC call per directive).
+    pub check_blocks: bool,
+}
+
+/// One audited directive.
+#[derive(Debug, Clone, Serialize)]
+pub struct Audited {
+    /// Directive id.
+    pub id: String,
+    /// Commit height.
+    pub height: u64,
+    /// Index among the block's applied transactions.
+    pub index: u64,
+    /// Kind.
+    pub kind: String,
+    /// Lifecycle status.
+    pub status: String,
+    /// Signer pool id.
+    pub signer: String,
+    /// Signer's name from genesis.
+    pub signer_name: String,
+    /// Miner group, for routes.
+    pub group: Option<String>,
+    /// Block proposer address.
+    pub proposer: String,
+    /// Body as JSON.
+    pub body: Value,
+    /// Whether every check passed.
+    pub verified: bool,
+    /// What failed, if anything.
+    pub problems: Vec<String>,
+}
+
+/// The audit result.
+#[derive(Debug, Clone, Serialize)]
+pub struct AuditReport {
+    /// Node audited.
+    pub node: String,
+    /// Its chain id.
+    pub chain_id: String,
+    /// Its height when the audit started.
+    pub height: u64,
+    /// Every matching directive.
+    pub directives: Vec<Audited>,
+    /// How many failed a check.
+    pub failures: usize,
+}
+
+/// Run the audit.
+///
+/// # Errors
+/// If the node cannot be reached or answers nonsense.
+pub fn run(rpc: &Rpc, f: &AuditFilter) -> Result<AuditReport> {
+    let (chain_id, height, _) = rpc.status()?;
+    let pools: BTreeMap<String, String> = rpc
+        .abci_query("/pools", b"")?
+        .as_array()
+        .map(|a| a.iter().map(|p| (p["id"].as_str().unwrap_or("").to_owned(), p["name"].as_str().unwrap_or("").to_owned())).collect())
+        .unwrap_or_default();
+    let mut out = Vec::new();
+    let mut after: Option<String> = None;
+    loop {
+        let filter = json!({
+            "pool": f.pool, "group": f.group, "from_height": f.from_height, "to_height": f.to_height,
+            "after": after, "limit": 500,
+        });
+        let page = rpc.abci_query("/history", filter.to_string().as_bytes())?;
+        for d in page["directives"].as_array().into_iter().flatten() {
+            out.push(check_one(rpc, d, &chain_id, &pools, f.check_blocks));
+        }
+        match page["next"].as_str() {
+            Some(n) => after = Some(n.to_owned()),
+            None => break,
+        }
+    }
+    let failures = out.iter().filter(|d| !d.verified).count();
+    Ok(AuditReport { node: rpc.url().to_owned(), chain_id, height, directives: out, failures })
+}
+
+fn check_one(rpc: &Rpc, d: &Value, chain_id: &str, pools: &BTreeMap<String, String>, check_blocks: bool) -> Audited {
+    let s = |k: &str| d[k].as_str().unwrap_or_default().to_owned();
+    let mut problems = Vec::new();
+    let bytes = hex::decode(s("tx_hex")).unwrap_or_default();
+    let id = DirectiveId::of_tx_bytes(&bytes).to_hex();
+    if id != s("id") {
+        problems.push(format!("id {} is not the SHA-256 of the signed bytes ({id})", s("id")));
+    }
+    match SignedTx::decode(&bytes) {
+        Err(e) => problems.push(format!("signed bytes do not decode: {e}")),
+        Ok(tx) => {
+            if tx.chain_id != chain_id {
+                problems.push(format!("signed for chain {:?}, node runs {chain_id:?}", tx.chain_id));
+            }
+            if tx.signer.to_hex() != s("signer") {
+                problems.push("signer in bytes differs from the record".into());
+            }
+            if !pools.contains_key(&tx.signer.to_hex()) {
+                problems.push("signer is not a registered pool".into());
+            }
+            if serde_json::to_value(&tx.body).ok().as_ref() != Some(&d["body"]) {
+                problems.push("body in bytes differs from the record".into());
+            }
+            match PoolKey::from_pool_id(&tx.signer).map(|k| signing::verify(&k, &bytes)) {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) | Err(e) => problems.push(format!("signature: {e}")),
+            }
+        }
+    }
+    let height = d["height"].as_u64().unwrap_or(0);
+    if check_blocks {
+        match rpc.tx(&id.to_uppercase()) {
+            Ok(Some(c)) if c.height == height && c.tx == bytes && c.code == 0 => {}
+            Ok(Some(c)) => problems.push(format!("block {} holds it with code {} (record says height {height})", c.height, c.code)),
+            Ok(None) => problems.push("not found in any block through /tx".into()),
+            Err(e) => problems.push(format!("could not check the block: {e}")),
+        }
+    }
+    let signer = s("signer");
+    Audited {
+        id: s("id"),
+        height,
+        index: d["index"].as_u64().unwrap_or(0),
+        kind: s("kind"),
+        status: s("status"),
+        signer_name: pools.get(&signer).cloned().unwrap_or_else(|| "?".into()),
+        signer,
+        group: d["body"]["group"].as_str().map(str::to_owned),
+        proposer: s("proposer"),
+        body: d["body"].clone(),
+        verified: problems.is_empty(),
+        problems,
+    }
+}
+
+/// The audit as a table, with a summary line.
+#[must_use]
+pub fn render(r: &AuditReport) -> String {
+    let rows: Vec<Vec<String>> = r
+        .directives
+        .iter()
+        .map(|d| {
+            let what = match d.kind.as_str() {
+                "route" => d.group.clone().unwrap_or_default(),
+                "vote" => format!(
+                    "{} {}",
+                    if d.body["approve"].as_bool() == Some(true) { "approve" } else { "reject" },
+                    short(d.body["directive"].as_str().unwrap_or_default(), 10)
+                ),
+                _ => d.body["endpoint"].as_str().unwrap_or_default().to_owned(),
+            };
+            vec![
+                d.height.to_string(),
+                d.kind.clone(),
+                what,
+                d.status.clone(),
+                d.signer_name.clone(),
+                short(&d.proposer, 10),
+                if d.verified { "ok".into() } else { format!("FAIL: {}", d.problems.join("; ")) },
+                short(&d.id, 12),
+            ]
+        })
+        .collect();
+    let mut s = table(&["HEIGHT", "KIND", "TARGET", "STATUS", "SIGNER", "PROPOSER", "VERIFIED", "ID"], &rows);
+    s.push_str(&format!(
+        "{} directive(s) from {} (chain {}, height {}); {} failed verification\n",
+        r.directives.len(),
+        r.node,
+        r.chain_id,
+        r.height,
+        r.failures
+    ));
+    s
+}
+
+/// Parse a pool filter given as hex.
+///
+/// # Errors
+/// If it is not a 64-hex-character pool id.
+pub fn parse_pool(s: &str) -> Result<PoolId> {
+    s.parse().map_err(|e| anyhow::anyhow!("--pool: {e}"))
+}

@@ -1,0 +1,544 @@
+//! Command-line interface: argument parsing and dispatch to the library modules.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, Parser, Subcommand};
+use hashmesh_node::audit::{self, AuditFilter};
+use hashmesh_node::home::{Config, Home};
+use hashmesh_node::output::print_json;
+use hashmesh_node::query_cmd::{self, Target};
+use hashmesh_node::rpc::Rpc;
+use hashmesh_node::testnet::{self, procs, Cluster, ClusterSpec};
+use hashmesh_node::tx_cmd::{self, TxOptions};
+use hashmesh_node::daemon;
+use hashmesh_protocol::Body;
+use serde_json::json;
+
+const DEFAULT_RPC: &str = "http://127.0.0.1:26657";
+
+#[derive(Parser)]
+#[command(
+    name = "hashmesh",
+    version,
+    about = "Coordinate hashrate across mining pools with BFT-agreed, signed scheduling directives",
+    after_help = "Examples:\n  hashmesh init --home ~/.hashmesh --moniker pool-a\n  hashmesh start --home ~/.hashmesh\n  hashmesh tx route --home ~/.hashmesh --group pool-a/g-1 --to pool-a/ep-1=6000,pool-a/ep-2=4000\n  hashmesh audit directives --rpc http://127.0.0.1:26657\n  testnet/up    # a local 4-pool cluster"
+)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Create a node home: config.toml and a new pool key (0600).
+    #[command(after_help = "Example:\n  hashmesh init --home ~/.hashmesh --moniker pool-a --rpc http://127.0.0.1:26657")]
+    Init {
+        /// Home directory to create.
+        #[arg(long)]
+        home: PathBuf,
+        /// Readable name of this pool's node.
+        #[arg(long)]
+        moniker: String,
+        /// Chain id to sign for (default: ask CometBFT).
+        #[arg(long, default_value = "")]
+        chain_id: String,
+        /// ABCI listen address (CometBFT proxy_app).
+        #[arg(long, default_value = "127.0.0.1:26658")]
+        abci_listen: String,
+        /// CometBFT RPC URL.
+        #[arg(long, default_value = DEFAULT_RPC)]
+        rpc: String,
+    },
+    /// Show this pool's identity.
+    Keys {
+        #[command(subcommand)]
+        cmd: KeysCmd,
+    },
+    /// Run the node: ABCI server for CometBFT and Prometheus /metrics.
+    #[command(after_help = "Example:\n  hashmesh start --home ~/.hashmesh\n  # then in CometBFT's config.toml: proxy_app = \"tcp://127.0.0.1:26658\"")]
+    Start {
+        /// Node home.
+        #[arg(long)]
+        home: PathBuf,
+    },
+    /// Sign and broadcast a transaction, wait for its commit, print JSON.
+    Tx(TxArgs),
+    /// Read committed state from a node.
+    Query(QueryArgs),
+    /// Chain height, app hash and directive counts of a node.
+    Status {
+        #[command(flatten)]
+        conn: Conn,
+        /// Print JSON (default: a summary).
+        #[arg(long)]
+        json: bool,
+    },
+    /// Verify committed history from any node.
+    Audit {
+        #[command(subcommand)]
+        cmd: AuditCmd,
+    },
+    /// Manage a local cluster (used by the testnet/ scripts).
+    Testnet {
+        /// Cluster directory.
+        #[arg(long, default_value = "testnet/.data")]
+        dir: PathBuf,
+        #[command(subcommand)]
+        cmd: TestnetCmd,
+    },
+}
+
+#[derive(Subcommand)]
+enum KeysCmd {
+    /// Print the pool id (ed25519 public key).
+    Show {
+        /// Node home.
+        #[arg(long)]
+        home: PathBuf,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Args, Clone)]
+struct Conn {
+    /// CometBFT RPC URL (default: the home's config, else http://127.0.0.1:26657).
+    #[arg(long, global = true, env = "HASHMESH_RPC")]
+    rpc: Option<String>,
+    /// Node home (for its RPC URL).
+    #[arg(long, global = true)]
+    home: Option<PathBuf>,
+}
+
+impl Conn {
+    fn url(&self) -> Result<String> {
+        if let Some(r) = &self.rpc {
+            return Ok(r.clone());
+        }
+        if let Some(h) = &self.home {
+            return Ok(Home::load(h)?.config.rpc);
+        }
+        Ok(DEFAULT_RPC.into())
+    }
+}
+
+#[derive(Args)]
+#[command(after_help = "Examples:\n  hashmesh tx route --home H --group pool-a/g-1 --to pool-a/ep-1=6000,pool-b/ep-1=4000\n  hashmesh tx vote --home H --directive 3fa1... --approve\n  hashmesh tx drain --home H --endpoint pool-a/ep-2 --dry-run --nonce 7\n  hashmesh tx raw --rpc http://127.0.0.1:26657 --hex 0d00...\nExit status: 0 applied, 1 refused or failed.")]
+struct TxArgs {
+    #[command(subcommand)]
+    cmd: TxCmd,
+    /// Node home holding the pool key.
+    #[arg(long, global = true)]
+    home: Option<PathBuf>,
+    /// CometBFT RPC URL (default: the home's config).
+    #[arg(long, global = true, env = "HASHMESH_RPC")]
+    rpc: Option<String>,
+    /// Chain id (default: config, else CometBFT /status).
+    #[arg(long, global = true)]
+    chain_id: Option<String>,
+    /// Nonce (default: microseconds since the Unix epoch).
+    #[arg(long, global = true)]
+    nonce: Option<u64>,
+    /// Print the signed transaction (hex) instead of sending it.
+    #[arg(long, global = true)]
+    dry_run: bool,
+    /// Seconds to wait for the commit.
+    #[arg(long, global = true, default_value_t = 30)]
+    timeout_secs: u64,
+}
+
+#[derive(Subcommand)]
+enum TxCmd {
+    /// Route a miner group across endpoints (weights in basis points, summing to 10000).
+    Route {
+        /// The miner group (yours).
+        #[arg(long)]
+        group: String,
+        /// Targets ENDPOINT=WEIGHT_BP, comma-separated or repeated.
+        #[arg(long, value_delimiter = ',', required = true)]
+        to: Vec<String>,
+    },
+    /// Drain one of your endpoints (no new routes may target it).
+    Drain {
+        /// The endpoint.
+        #[arg(long)]
+        endpoint: String,
+    },
+    /// Restore a drained endpoint.
+    Restore {
+        /// The endpoint.
+        #[arg(long)]
+        endpoint: String,
+    },
+    /// Vote on a pending directive that targets your endpoints.
+    Vote {
+        /// Directive id (hex).
+        #[arg(long)]
+        directive: String,
+        /// Approve.
+        #[arg(long, conflicts_with = "reject", required_unless_present = "reject")]
+        approve: bool,
+        /// Reject.
+        #[arg(long)]
+        reject: bool,
+    },
+    /// Broadcast arbitrary bytes (for testing how the network refuses them).
+    Raw {
+        /// The bytes, hex.
+        #[arg(long)]
+        hex: String,
+    },
+}
+
+#[derive(Args)]
+#[command(after_help = "Examples:\n  hashmesh query assignments --rpc http://127.0.0.1:26657\n  hashmesh query history --group pool-a/g-1 --json\n  hashmesh query directive 3fa1...")]
+struct QueryArgs {
+    #[command(subcommand)]
+    cmd: QueryCmd,
+    #[command(flatten)]
+    conn: Conn,
+    /// Print JSON instead of a table.
+    #[arg(long, global = true)]
+    json: bool,
+}
+
+#[derive(Subcommand)]
+enum QueryCmd {
+    /// Registered mining pools.
+    Pools,
+    /// Endpoints and whether they are drained.
+    Endpoints,
+    /// Miner groups.
+    Groups,
+    /// Current routes of each miner group.
+    Assignments,
+    /// Directives waiting for votes.
+    Pending,
+    /// One directive by id.
+    Directive {
+        /// Directive id (hex).
+        id: String,
+    },
+    /// Committed directives, filtered and paged.
+    History(HistoryArgs),
+}
+
+#[derive(Args, Clone)]
+struct HistoryArgs {
+    /// Only this signer (pool id hex).
+    #[arg(long)]
+    pool: Option<String>,
+    /// Only this miner group.
+    #[arg(long)]
+    group: Option<String>,
+    /// From this height (inclusive).
+    #[arg(long)]
+    from_height: Option<u64>,
+    /// To this height (inclusive).
+    #[arg(long)]
+    to_height: Option<u64>,
+    /// Page size (max 1000).
+    #[arg(long)]
+    limit: Option<u32>,
+    /// Cursor from a previous page's `next`.
+    #[arg(long)]
+    after: Option<String>,
+}
+
+#[derive(Subcommand)]
+enum AuditCmd {
+    /// List committed directives and verify every signature locally (exit 1 if any fails).
+    #[command(after_help = "Examples:\n  hashmesh audit directives --rpc http://127.0.0.1:26667\n  hashmesh audit directives --group pool-a/g-1 --from-height 10 --json --check-blocks")]
+    Directives {
+        #[command(flatten)]
+        conn: Conn,
+        /// Only this signer (pool id hex).
+        #[arg(long)]
+        pool: Option<String>,
+        /// Only this miner group.
+        #[arg(long)]
+        group: Option<String>,
+        /// From this height (inclusive).
+        #[arg(long)]
+        from_height: Option<u64>,
+        /// To this height (inclusive).
+        #[arg(long)]
+        to_height: Option<u64>,
+        /// Also confirm each directive's block through CometBFT /tx (slower).
+        #[arg(long)]
+        check_blocks: bool,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum TestnetCmd {
+    /// Generate (if needed) and start a cluster, wait for blocks, run the demo, print status and audit.
+    Up {
+        /// Number of validators (pools).
+        #[arg(long, default_value_t = 4)]
+        validators: usize,
+        /// The cometbft binary.
+        #[arg(long, env = "HASHMESH_COMETBFT")]
+        cometbft: PathBuf,
+        /// First port (each node takes 4); 0 picks free ports.
+        #[arg(long, default_value_t = 26600)]
+        base_port: u16,
+        /// Skip the scripted demo.
+        #[arg(long)]
+        no_demo: bool,
+    },
+    /// Start one node (by name, e.g. pool-b, or index).
+    Start {
+        /// Node name or index.
+        node: String,
+    },
+    /// Stop one node.
+    Stop {
+        /// Node name or index.
+        node: String,
+    },
+    /// Show nodes, heights, app hashes and processes.
+    Status {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Stop every node (and with --wipe delete the cluster).
+    Down {
+        /// Also delete the cluster directory.
+        #[arg(long)]
+        wipe: bool,
+    },
+}
+
+pub fn main() -> Result<i32> {
+    let cli = Cli::parse();
+    if matches!(cli.cmd, Cmd::Start { .. }) {
+        tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("HASHMESH_LOG").unwrap_or_else(|_| "info".into()))
+            .with_writer(std::io::stderr)
+            .init();
+    }
+    match cli.cmd {
+        Cmd::Init { home, moniker, chain_id, abci_listen, rpc } => {
+            let mut cfg = Config::new(&moniker);
+            cfg.chain_id = chain_id;
+            cfg.abci_listen = abci_listen;
+            cfg.rpc = rpc;
+            let (h, key) = Home::init(&home, cfg)?;
+            print_json(&json!({"home": h.dir, "moniker": moniker, "pool_id": key.pool_id().to_hex()}));
+            eprintln!("next: add this pool id to genesis app_state, then `hashmesh start --home {}`", home.display());
+            Ok(0)
+        }
+        Cmd::Keys { cmd: KeysCmd::Show { home, json } } => {
+            let h = Home::load(&home)?;
+            let id = h.signing_key()?.pool_id().to_hex();
+            if json {
+                print_json(&json!({"moniker": h.config.moniker, "pool_id": id}));
+            } else {
+                println!("{id}");
+            }
+            Ok(0)
+        }
+        Cmd::Start { home } => {
+            daemon::run(&Home::load(&home)?)?;
+            Ok(0)
+        }
+        Cmd::Tx(args) => run_tx(args),
+        Cmd::Query(q) => run_query(q),
+        Cmd::Status { conn, json } => {
+            let v = query_cmd::status(&Rpc::new(&conn.url()?))?;
+            if json {
+                print_json(&v);
+            } else {
+                let app = &v["app"];
+                println!(
+                    "chain {}  height {}  app hash {}\npools {}  endpoints {}  groups {}\ndirectives {} (active {}, pending {}, rejected {}, expired {}, applied {})",
+                    v["chain_id"], v["latest_block_height"], v["latest_app_hash"], app["pools"], app["endpoints"], app["groups"],
+                    app["directives"]["directives"], app["directives"]["active"], app["directives"]["pending"],
+                    app["directives"]["rejected"], app["directives"]["expired"], app["directives"]["applied"]
+                );
+            }
+            Ok(0)
+        }
+        Cmd::Audit { cmd: AuditCmd::Directives { conn, pool, group, from_height, to_height, check_blocks, json } } => {
+            if let Some(p) = &pool {
+                audit::parse_pool(p)?;
+            }
+            let report = audit::run(&Rpc::new(&conn.url()?), &AuditFilter { pool, group, from_height, to_height, check_blocks })?;
+            if json {
+                print_json(&serde_json::to_value(&report)?);
+            } else {
+                print!("{}", audit::render(&report));
+            }
+            Ok(i32::from(report.failures > 0))
+        }
+        Cmd::Testnet { dir, cmd } => run_testnet(&dir, cmd),
+    }
+}
+
+fn run_tx(args: TxArgs) -> Result<i32> {
+    let opts_rpc = |home: Option<&Path>| -> Result<String> {
+        match (&args.rpc, home) {
+            (Some(r), _) => Ok(r.clone()),
+            (None, Some(h)) => Ok(Home::load(h)?.config.rpc),
+            (None, None) => Ok(DEFAULT_RPC.into()),
+        }
+    };
+    let opts = TxOptions {
+        rpc: opts_rpc(args.home.as_deref())?,
+        chain_id: args.chain_id.clone(),
+        nonce: args.nonce,
+        dry_run: args.dry_run,
+        timeout: Duration::from_secs(args.timeout_secs),
+    };
+    let body = match &args.cmd {
+        TxCmd::Raw { hex } => {
+            let bytes = tx_cmd::parse_hex(hex)?;
+            let (v, ok) = tx_cmd::send(&opts.rpc, &bytes, opts.timeout)?;
+            print_json(&v);
+            return Ok(i32::from(!ok));
+        }
+        TxCmd::Route { group, to } => Body::Route {
+            group: group.parse().with_context(|| format!("--group {group:?}"))?,
+            targets: tx_cmd::parse_targets(to)?,
+        },
+        TxCmd::Drain { endpoint } => Body::Drain { endpoint: endpoint.parse().with_context(|| format!("--endpoint {endpoint:?}"))? },
+        TxCmd::Restore { endpoint } => Body::Restore { endpoint: endpoint.parse().with_context(|| format!("--endpoint {endpoint:?}"))? },
+        TxCmd::Vote { directive, approve, reject: _ } => Body::Vote {
+            directive: directive.parse().with_context(|| format!("--directive {directive:?}"))?,
+            approve: *approve,
+        },
+    };
+    let Some(home) = &args.home else { bail!("--home is required to sign (it holds the pool key)") };
+    let (v, ok) = tx_cmd::sign_and_send(home, body, &opts)?;
+    print_json(&v);
+    Ok(i32::from(!ok))
+}
+
+fn run_query(q: QueryArgs) -> Result<i32> {
+    let rpc = Rpc::new(&q.conn.url()?);
+    let target = match q.cmd {
+        QueryCmd::Pools => Target::Pools,
+        QueryCmd::Endpoints => Target::Endpoints,
+        QueryCmd::Groups => Target::Groups,
+        QueryCmd::Assignments => Target::Assignments,
+        QueryCmd::Pending => Target::Pending,
+        QueryCmd::Directive { id } => Target::Directive(id),
+        QueryCmd::History(h) => Target::History(json!({
+            "pool": h.pool, "group": h.group, "from_height": h.from_height, "to_height": h.to_height,
+            "limit": h.limit, "after": h.after,
+        })),
+    };
+    let v = query_cmd::run(&rpc, &target)?;
+    match (q.json, query_cmd::render(&target, &v)) {
+        (false, Some(t)) => print!("{t}"),
+        _ => print_json(&v),
+    }
+    Ok(0)
+}
+
+fn run_testnet(dir: &Path, cmd: TestnetCmd) -> Result<i32> {
+    match cmd {
+        TestnetCmd::Up { validators, cometbft, base_port, no_demo } => {
+            let mut cluster = match Cluster::load(dir)? {
+                Some(c) => {
+                    if c.nodes.iter().any(|n| procs::alive(n.pids.cometbft) || procs::alive(n.pids.hashmesh)) {
+                        println!("a cluster is already running in {} ({} nodes):", dir.display(), c.nodes.len());
+                        print!("{}", testnet::demo::render_status(&testnet::demo::status(&c)));
+                        println!("use testnet/status, testnet/stop NODE, or testnet/down [--wipe]");
+                        return Ok(0);
+                    }
+                    if c.nodes.len() != validators {
+                        bail!("{} holds a stopped {}-node cluster; run `testnet/down --wipe` to make a {validators}-node one", dir.display(), c.nodes.len());
+                    }
+                    println!("restarting the stopped cluster in {}", dir.display());
+                    c
+                }
+                None => {
+                    let exe = std::env::current_exe()?;
+                    println!("generating a {validators}-pool cluster in {}", dir.display());
+                    testnet::generate(&ClusterSpec {
+                        dir: dir.to_owned(),
+                        validators,
+                        chain_id: "hashmesh-testnet".into(),
+                        base_port: (base_port != 0).then_some(base_port),
+                        cometbft,
+                        hashmesh: exe,
+                        timeout_commit: "250ms".into(),
+                        vote_window_blocks: 100,
+                    })?
+                }
+            };
+            for i in 0..cluster.nodes.len() {
+                procs::start_node(&mut cluster, i, true)?;
+                println!("  started {} (cometbft pid {}, hashmesh pid {})", cluster.nodes[i].name, cluster.nodes[i].pids.cometbft, cluster.nodes[i].pids.hashmesh);
+            }
+            cluster.save()?;
+            println!("waiting for the first blocks...");
+            let all: Vec<usize> = (0..cluster.nodes.len()).collect();
+            procs::wait_for_height(&cluster, &all, 2, Duration::from_secs(60))?;
+            if !no_demo {
+                testnet::demo::run(&cluster)?;
+            }
+            println!();
+            print!("{}", testnet::demo::render_status(&testnet::demo::status(&cluster)));
+            let auditor = cluster.nodes.last().expect("nodes");
+            println!("\naudit from {} ({}):", auditor.name, auditor.rpc);
+            let report = audit::run(&Rpc::new(&auditor.rpc), &AuditFilter::default())?;
+            print!("{}", audit::render(&report));
+            println!("\ncluster file: {}/cluster.json   stop with: testnet/down", cluster.dir.display());
+            Ok(i32::from(report.failures > 0))
+        }
+        TestnetCmd::Start { node } => {
+            let mut c = Cluster::load(dir)?.context("no cluster here; run testnet/up first")?;
+            let i = c.node_index(&node)?;
+            if procs::alive(c.nodes[i].pids.cometbft) {
+                println!("{} is already running", c.nodes[i].name);
+                return Ok(0);
+            }
+            procs::start_node(&mut c, i, true)?;
+            c.save()?;
+            println!("started {} (cometbft pid {}, hashmesh pid {})", c.nodes[i].name, c.nodes[i].pids.cometbft, c.nodes[i].pids.hashmesh);
+            Ok(0)
+        }
+        TestnetCmd::Stop { node } => {
+            let mut c = Cluster::load(dir)?.context("no cluster here; run testnet/up first")?;
+            let i = c.node_index(&node)?;
+            procs::stop_node(&mut c, i);
+            c.save()?;
+            println!("stopped {}", c.nodes[i].name);
+            Ok(0)
+        }
+        TestnetCmd::Status { json } => {
+            let c = Cluster::load(dir)?.context("no cluster here; run testnet/up first")?;
+            let rows = testnet::demo::status(&c);
+            if json {
+                print_json(&json!({"chain_id": c.chain_id, "dir": c.dir, "nodes": rows}));
+            } else {
+                print!("{}", testnet::demo::render_status(&rows));
+            }
+            Ok(0)
+        }
+        TestnetCmd::Down { wipe } => {
+            if let Some(mut c) = Cluster::load(dir)? {
+                for i in 0..c.nodes.len() {
+                    procs::stop_node(&mut c, i);
+                }
+                c.save()?;
+                println!("stopped {} nodes", c.nodes.len());
+            }
+            if wipe && dir.exists() {
+                std::fs::remove_dir_all(dir).with_context(|| format!("removing {}", dir.display()))?;
+                println!("removed {}", dir.display());
+            }
+            Ok(0)
+        }
+    }
+}

@@ -1,0 +1,64 @@
+//! `hashmesh start`: the node daemon. Serves the ABCI application to CometBFT and Prometheus
+//! metrics over HTTP. QUIC and the scheduler loop will join here as their own tasks.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpListener;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use hashmesh_abci::{AppHandle, AppMetrics, Store};
+use tracing::{info, warn};
+
+use crate::home::Home;
+
+/// Start the daemon and block until the ABCI server stops.
+///
+/// # Errors
+/// If the state cannot be opened or a port cannot be bound.
+pub fn run(home: &Home) -> Result<()> {
+    let dir = home.state_dir();
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let store = Store::open(&dir).with_context(|| format!("opening state in {}; is another `hashmesh start` using this home?", dir.display()))?;
+    let app = AppHandle::new(store).context("loading committed state")?;
+    if !home.config.metrics_listen.is_empty() {
+        serve_metrics(&home.config.metrics_listen, app.metrics())?;
+    }
+    let server = tendermint_abci::ServerBuilder::new(1 << 20)
+        .bind(&home.config.abci_listen, app)
+        .map_err(|e| anyhow::anyhow!("binding ABCI on {}: {e}", home.config.abci_listen))?;
+    info!(abci = %home.config.abci_listen, metrics = %home.config.metrics_listen, moniker = %home.config.moniker, "hashmesh node started; waiting for CometBFT");
+    eprintln!("hashmesh: ABCI listening on {} (set CometBFT proxy_app = \"tcp://{}\")", home.config.abci_listen, home.config.abci_listen);
+    server.listen().map_err(|e| anyhow::anyhow!("ABCI server stopped: {e}"))
+}
+
+/// Serve `GET /metrics` in Prometheus text format on its own thread.
+///
+/// # Errors
+/// If the address cannot be bound.
+pub fn serve_metrics(addr: &str, metrics: Arc<AppMetrics>) -> Result<()> {
+    let listener = TcpListener::bind(addr).with_context(|| format!("binding metrics on {addr}"))?;
+    std::thread::Builder::new().name("metrics".into()).spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut s) = stream else { continue };
+            let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+            let mut line = String::new();
+            // Read at most one request line of bounded size; the rest is ignored.
+            let ok = BufReader::new((&s).take(4096)).read_line(&mut line).is_ok();
+            let (status, body) = if ok && line.starts_with("GET /metrics") {
+                ("200 OK", metrics.render())
+            } else {
+                ("404 Not Found", "try GET /metrics\n".to_owned())
+            };
+            let resp = format!(
+                "HTTP/1.1 {status}\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            if let Err(e) = s.write_all(resp.as_bytes()) {
+                warn!("metrics: {e}");
+            }
+        }
+    })?;
+    Ok(())
+}
+

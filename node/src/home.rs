@@ -1,0 +1,172 @@
+//! A node's home directory: `config.toml` and the pool key file (`pool_key.json`, mode 0600).
+
+use std::fs;
+use std::io::Write;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use hashmesh_protocol::SigningKey;
+use rand_core::{OsRng, RngCore};
+use serde::{Deserialize, Serialize};
+
+/// Name of the config file inside a home.
+pub const CONFIG_FILE: &str = "config.toml";
+/// Name of the pool key file inside a home.
+pub const KEY_FILE: &str = "pool_key.json";
+
+/// `config.toml` of a node home.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Readable name of this pool's node.
+    pub moniker: String,
+    /// Chain id to sign for; empty means "ask CometBFT".
+    #[serde(default)]
+    pub chain_id: String,
+    /// Address the ABCI server listens on (CometBFT's `proxy_app`).
+    pub abci_listen: String,
+    /// CometBFT RPC URL used by `tx`, `query`, `status` and `audit`.
+    pub rpc: String,
+    /// Address of the Prometheus `/metrics` endpoint; empty disables it.
+    #[serde(default)]
+    pub metrics_listen: String,
+    /// State directory, relative to the home unless absolute.
+    pub state_dir: String,
+}
+
+impl Config {
+    /// Defaults for a single node on this machine.
+    #[must_use]
+    pub fn new(moniker: &str) -> Self {
+        Self {
+            moniker: moniker.to_owned(),
+            chain_id: String::new(),
+            abci_listen: "127.0.0.1:26658".into(),
+            rpc: "http://127.0.0.1:26657".into(),
+            metrics_listen: "127.0.0.1:26660".into(),
+            state_dir: "data/state".into(),
+        }
+    }
+}
+
+/// The on-disk form of the pool key.
+#[derive(Debug, Serialize, Deserialize)]
+struct KeyFile {
+    pool_id: String,
+    secret_seed: String,
+}
+
+/// A loaded home directory.
+#[derive(Debug)]
+pub struct Home {
+    /// Its path.
+    pub dir: PathBuf,
+    /// Its config.
+    pub config: Config,
+}
+
+impl Home {
+    /// Create a new home: config and a fresh pool key. Refuses to overwrite an existing key.
+    ///
+    /// # Errors
+    /// If the directory cannot be written or already holds a key.
+    pub fn init(dir: &Path, config: Config) -> Result<(Self, SigningKey)> {
+        let mut seed = [0u8; 32];
+        OsRng.fill_bytes(&mut seed);
+        Self::init_with_seed(dir, config, &seed)
+    }
+
+    /// Like [`Home::init`] with a given seed (tests and tooling).
+    ///
+    /// # Errors
+    /// If the directory cannot be written or already holds a key.
+    pub fn init_with_seed(dir: &Path, config: Config, seed: &[u8; 32]) -> Result<(Self, SigningKey)> {
+        let key_path = dir.join(KEY_FILE);
+        if key_path.exists() {
+            bail!("{} already exists; refusing to overwrite a pool key (use another --home)", key_path.display());
+        }
+        fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        let key = SigningKey::from_seed(seed);
+        let file = KeyFile { pool_id: key.pool_id().to_hex(), secret_seed: hex::encode(seed) };
+        let mut f = fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&key_path)
+            .with_context(|| format!("creating {}", key_path.display()))?;
+        f.write_all(serde_json::to_string_pretty(&file)?.as_bytes())?;
+        let text = toml::to_string_pretty(&config)?;
+        fs::write(dir.join(CONFIG_FILE), text).with_context(|| format!("writing {}", dir.join(CONFIG_FILE).display()))?;
+        Ok((Self { dir: dir.to_owned(), config }, key))
+    }
+
+    /// Load an existing home.
+    ///
+    /// # Errors
+    /// If `config.toml` is missing or invalid.
+    pub fn load(dir: &Path) -> Result<Self> {
+        let path = dir.join(CONFIG_FILE);
+        let text = fs::read_to_string(&path)
+            .with_context(|| format!("reading {}; run `hashmesh init --home {}` first", path.display(), dir.display()))?;
+        let config: Config = toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
+        Ok(Self { dir: dir.to_owned(), config })
+    }
+
+    /// Write the config back (after tooling changed it).
+    ///
+    /// # Errors
+    /// If the file cannot be written.
+    pub fn save_config(&self) -> Result<()> {
+        fs::write(self.dir.join(CONFIG_FILE), toml::to_string_pretty(&self.config)?)?;
+        Ok(())
+    }
+
+    /// The pool signing key. Refuses a key file readable by others.
+    ///
+    /// # Errors
+    /// If the file is missing, malformed, or has loose permissions.
+    pub fn signing_key(&self) -> Result<SigningKey> {
+        let path = self.dir.join(KEY_FILE);
+        let meta = fs::metadata(&path).with_context(|| format!("reading {}", path.display()))?;
+        if meta.permissions().mode() & 0o077 != 0 {
+            bail!("{} is readable by other users; run `chmod 600 {}`", path.display(), path.display());
+        }
+        let file: KeyFile = serde_json::from_slice(&fs::read(&path)?).with_context(|| format!("parsing {}", path.display()))?;
+        let mut seed = [0u8; 32];
+        hex::decode_to_slice(&file.secret_seed, &mut seed).context("secret_seed must be 64 hex characters")?;
+        let key = SigningKey::from_seed(&seed);
+        if key.pool_id().to_hex() != file.pool_id {
+            bail!("{}: pool_id does not match secret_seed", path.display());
+        }
+        Ok(key)
+    }
+
+    /// The state directory.
+    #[must_use]
+    pub fn state_dir(&self) -> PathBuf {
+        let p = Path::new(&self.config.state_dir);
+        if p.is_absolute() {
+            p.to_owned()
+        } else {
+            self.dir.join(p)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn init_writes_a_private_key_and_refuses_to_overwrite() {
+        let dir = tempfile::tempdir().unwrap();
+        let (home, key) = Home::init(dir.path(), Config::new("pool-a")).unwrap();
+        let mode = fs::metadata(dir.path().join(KEY_FILE)).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        assert_eq!(home.signing_key().unwrap().pool_id(), key.pool_id());
+        assert!(Home::init(dir.path(), Config::new("pool-a")).is_err());
+        fs::set_permissions(dir.path().join(KEY_FILE), fs::Permissions::from_mode(0o644)).unwrap();
+        assert!(Home::load(dir.path()).unwrap().signing_key().is_err());
+    }
+}

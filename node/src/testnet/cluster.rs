@@ -1,0 +1,107 @@
+//! `cluster.json`: what a generated cluster is and which processes run it.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use serde::{Deserialize, Serialize};
+
+/// File name inside the cluster directory.
+pub const CLUSTER_FILE: &str = "cluster.json";
+
+/// Process ids of one node (0 = not running).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Pids {
+    /// The `cometbft` process.
+    pub cometbft: u32,
+    /// The `hashmesh start` process.
+    pub hashmesh: u32,
+}
+
+/// One node: a validator and its hashmesh node.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct NodeInfo {
+    /// Pool name, e.g. `pool-a`.
+    pub name: String,
+    /// CometBFT home.
+    pub home: PathBuf,
+    /// hashmesh home (config and pool key).
+    pub hashmesh_home: PathBuf,
+    /// CometBFT RPC URL.
+    pub rpc: String,
+    /// CometBFT P2P port.
+    pub p2p_port: u16,
+    /// ABCI address the node serves.
+    pub abci: String,
+    /// Prometheus metrics address.
+    pub metrics: String,
+    /// The pool id (ed25519 public key, hex).
+    pub pool_id: String,
+    /// CometBFT node id.
+    pub node_id: String,
+    /// CometBFT validator address.
+    pub validator_address: String,
+    /// Miner groups of this pool.
+    pub groups: Vec<String>,
+    /// Endpoints of this pool.
+    pub endpoints: Vec<String>,
+    /// Running processes.
+    pub pids: Pids,
+}
+
+/// A generated cluster.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Cluster {
+    /// The chain id.
+    pub chain_id: String,
+    /// The cluster directory.
+    pub dir: PathBuf,
+    /// The `cometbft` binary.
+    pub cometbft: PathBuf,
+    /// The `hashmesh` binary.
+    pub hashmesh: PathBuf,
+    /// Every node, in order.
+    pub nodes: Vec<NodeInfo>,
+}
+
+impl Cluster {
+    /// Load `cluster.json` from `dir`, if there is one.
+    ///
+    /// # Errors
+    /// If it exists but cannot be parsed.
+    pub fn load(dir: &Path) -> Result<Option<Self>> {
+        let path = dir.join(CLUSTER_FILE);
+        if !path.exists() {
+            return Ok(None);
+        }
+        let text = std::fs::read_to_string(&path)?;
+        Ok(Some(serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))?))
+    }
+
+    /// Write `cluster.json`.
+    ///
+    /// # Errors
+    /// If it cannot be written.
+    pub fn save(&self) -> Result<()> {
+        let path = self.dir.join(CLUSTER_FILE);
+        let tmp = self.dir.join(format!("{CLUSTER_FILE}.tmp"));
+        std::fs::write(&tmp, serde_json::to_string_pretty(self)?)?;
+        std::fs::rename(&tmp, &path).with_context(|| format!("writing {}", path.display()))
+    }
+
+    /// The node called `name` (or with that index).
+    ///
+    /// # Errors
+    /// If there is no such node.
+    pub fn node_index(&self, name: &str) -> Result<usize> {
+        if let Some(i) = self.nodes.iter().position(|n| n.name == name) {
+            return Ok(i);
+        }
+        if let Ok(i) = name.parse::<usize>() {
+            if i < self.nodes.len() {
+                return Ok(i);
+            }
+        }
+        let names: Vec<_> = self.nodes.iter().map(|n| n.name.as_str()).collect();
+        anyhow::bail!("no node {name:?}; nodes are {}", names.join(", "))
+    }
+}

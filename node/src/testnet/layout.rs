@@ -1,0 +1,206 @@
+//! Generate a cluster directory: CometBFT homes with patched `config.toml`, one shared
+//! `genesis.json` whose `app_state` lists every pool, hashmesh homes, and `cluster.json`.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{bail, Context, Result};
+use hashmesh_abci::core::genesis::{GenesisEndpoint, GenesisGroup, GenesisPool};
+use hashmesh_abci::core::{GenesisAppState, Params};
+use serde_json::{json, Value};
+use toml_edit::{value, DocumentMut};
+
+use super::cluster::{Cluster, NodeInfo, Pids};
+use crate::home::{Config, Home};
+
+/// Ports each node needs: p2p, rpc, abci, metrics.
+const PORTS_PER_NODE: u16 = 4;
+
+/// What to generate.
+#[derive(Debug, Clone)]
+pub struct ClusterSpec {
+    /// Cluster directory (created; must not hold a cluster yet).
+    pub dir: PathBuf,
+    /// Number of validators (pools).
+    pub validators: usize,
+    /// Chain id.
+    pub chain_id: String,
+    /// First port, or `None` to take free ports from the OS.
+    pub base_port: Option<u16>,
+    /// The `cometbft` binary.
+    pub cometbft: PathBuf,
+    /// The `hashmesh` binary.
+    pub hashmesh: PathBuf,
+    /// CometBFT `timeout_commit`.
+    pub timeout_commit: String,
+    /// Vote window in blocks.
+    pub vote_window_blocks: u64,
+}
+
+/// The pool name of node `i`: `pool-a`, `pool-b`, …
+#[must_use]
+pub fn pool_name(i: usize) -> String {
+    let letters = b"abcdefghijklmnopqrstuvwxyz";
+    if i < letters.len() {
+        format!("pool-{}", letters[i] as char)
+    } else {
+        format!("pool-{i}")
+    }
+}
+
+fn ports(spec: &ClusterSpec) -> Result<Vec<u16>> {
+    let n = spec.validators * usize::from(PORTS_PER_NODE);
+    match spec.base_port {
+        Some(base) => {
+            let ports: Vec<u16> = (0..n).map(|i| base + u16::try_from(i).expect("few ports")).collect();
+            for p in &ports {
+                if TcpListener::bind(("127.0.0.1", *p)).is_err() {
+                    bail!("port {p} on 127.0.0.1 is in use; pick another --base-port or stop what uses it");
+                }
+            }
+            Ok(ports)
+        }
+        None => {
+            // Hold every listener until all are chosen so the OS gives distinct ports.
+            let listeners: Vec<TcpListener> =
+                (0..n).map(|_| TcpListener::bind("127.0.0.1:0")).collect::<std::io::Result<_>>()?;
+            Ok(listeners.iter().map(|l| l.local_addr().expect("bound").port()).collect())
+        }
+    }
+}
+
+fn run(cmd: &mut Command) -> Result<String> {
+    let out = cmd.output().with_context(|| format!("running {cmd:?}"))?;
+    if !out.status.success() {
+        bail!("{cmd:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+}
+
+/// Generate the cluster described by `spec`.
+///
+/// # Errors
+/// If the directory already holds a cluster, a port is busy, or `cometbft init` fails.
+pub fn generate(spec: &ClusterSpec) -> Result<Cluster> {
+    if spec.validators == 0 || spec.validators > 26 {
+        bail!("--validators must be 1..=26");
+    }
+    if Cluster::load(&spec.dir)?.is_some() {
+        bail!("{} already holds a cluster; run `testnet/down --wipe` first", spec.dir.display());
+    }
+    std::fs::create_dir_all(&spec.dir)?;
+    let dir = spec.dir.canonicalize()?;
+    let ports = ports(spec)?;
+    let mut nodes = Vec::new();
+    let mut validators = Vec::new();
+    let mut pools = Vec::new();
+    for i in 0..spec.validators {
+        let name = pool_name(i);
+        let base = i * usize::from(PORTS_PER_NODE);
+        let (p2p, rpc, abci, metrics) = (ports[base], ports[base + 1], ports[base + 2], ports[base + 3]);
+        let node_dir = dir.join(&name);
+        let cmt_home = node_dir.join("cometbft");
+        run(Command::new(&spec.cometbft).args(["init", "--home"]).arg(&cmt_home))?;
+        let node_id = run(Command::new(&spec.cometbft).args(["show-node-id", "--home"]).arg(&cmt_home))?;
+        let pv: Value = serde_json::from_slice(&std::fs::read(cmt_home.join("config/priv_validator_key.json"))?)?;
+        let address = pv["address"].as_str().context("priv_validator_key.json has no address")?.to_owned();
+        validators.push(json!({
+            "address": address,
+            "pub_key": pv["pub_key"],
+            "power": "10",
+            "name": name,
+        }));
+
+        let mut cfg = Config::new(&name);
+        cfg.chain_id = spec.chain_id.clone();
+        cfg.abci_listen = format!("127.0.0.1:{abci}");
+        cfg.rpc = format!("http://127.0.0.1:{rpc}");
+        cfg.metrics_listen = format!("127.0.0.1:{metrics}");
+        let hm_home = node_dir.join("hashmesh");
+        let (_, key) = Home::init(&hm_home, cfg)?;
+        let endpoints: Vec<String> = (1..=2).map(|e| format!("{name}/ep-{e}")).collect();
+        let groups: Vec<String> = (1..=2).map(|g| format!("{name}/g-{g}")).collect();
+        pools.push(GenesisPool {
+            id: key.pool_id(),
+            name: name.clone(),
+            validator_address: address.clone(),
+            endpoints: endpoints
+                .iter()
+                .enumerate()
+                .map(|(e, id)| GenesisEndpoint {
+                    id: id.parse().expect("generated ids are valid"),
+                    stratum_url: format!("stratum+tcp://127.0.0.1:{}", 3333 + i * 10 + e),
+                    capacity_hs: 500_000_000_000_000, // 500 TH/s
+                    region: "local".into(),
+                })
+                .collect(),
+            groups: groups
+                .iter()
+                .map(|id| GenesisGroup { id: id.parse().expect("generated ids are valid"), hashrate_hs: 100_000_000_000_000 })
+                .collect(),
+        });
+        nodes.push(NodeInfo {
+            name,
+            home: cmt_home,
+            hashmesh_home: hm_home,
+            rpc: format!("http://127.0.0.1:{rpc}"),
+            p2p_port: p2p,
+            abci: format!("127.0.0.1:{abci}"),
+            metrics: format!("127.0.0.1:{metrics}"),
+            pool_id: key.pool_id().to_hex(),
+            node_id,
+            validator_address: address,
+            groups,
+            endpoints,
+            pids: Pids::default(),
+        });
+    }
+    let app_state = GenesisAppState { params: Params { vote_window_blocks: spec.vote_window_blocks }, pools };
+    app_state.validate().context("generated genesis is invalid")?;
+    let mut genesis: Value = serde_json::from_slice(&std::fs::read(nodes[0].home.join("config/genesis.json"))?)?;
+    genesis["chain_id"] = json!(spec.chain_id);
+    genesis["validators"] = Value::Array(validators);
+    genesis["app_state"] = serde_json::to_value(&app_state)?;
+    let genesis_text = serde_json::to_string_pretty(&genesis)?;
+    for (i, n) in nodes.iter().enumerate() {
+        std::fs::write(n.home.join("config/genesis.json"), &genesis_text)?;
+        let peers: Vec<String> = nodes
+            .iter()
+            .enumerate()
+            .filter(|(j, _)| *j != i)
+            .map(|(_, p)| format!("{}@127.0.0.1:{}", p.node_id, p.p2p_port))
+            .collect();
+        patch_config(&n.home, n, &peers.join(","), &spec.timeout_commit)?;
+    }
+    let cluster = Cluster {
+        chain_id: spec.chain_id.clone(),
+        dir,
+        cometbft: spec.cometbft.canonicalize()?,
+        hashmesh: spec.hashmesh.canonicalize()?,
+        nodes,
+    };
+    cluster.save()?;
+    Ok(cluster)
+}
+
+fn patch_config(cmt_home: &Path, n: &NodeInfo, peers: &str, timeout_commit: &str) -> Result<()> {
+    let path = cmt_home.join("config/config.toml");
+    let mut doc: DocumentMut = std::fs::read_to_string(&path)?.parse().context("parsing CometBFT config.toml")?;
+    doc["moniker"] = value(n.name.as_str());
+    doc["proxy_app"] = value(format!("tcp://{}", n.abci));
+    doc["rpc"]["laddr"] = value(n.rpc.replace("http://", "tcp://"));
+    doc["rpc"]["pprof_laddr"] = value("");
+    doc["p2p"]["laddr"] = value(format!("tcp://127.0.0.1:{}", n.p2p_port));
+    doc["p2p"]["persistent_peers"] = value(peers);
+    doc["p2p"]["addr_book_strict"] = value(false);
+    doc["p2p"]["allow_duplicate_ip"] = value(true);
+    doc["p2p"]["pex"] = value(false);
+    doc["consensus"]["timeout_propose"] = value("1s");
+    doc["consensus"]["timeout_commit"] = value(timeout_commit);
+    doc["tx_index"]["indexer"] = value("kv");
+    doc["storage"]["discard_abci_responses"] = value(false);
+    doc["instrumentation"]["prometheus"] = value(false);
+    std::fs::write(&path, doc.to_string())?;
+    Ok(())
+}

@@ -1,0 +1,127 @@
+//! Start and stop a cluster's processes. Every process is tracked by the pid we spawned
+//! (never by name); logs go to `<node>/cometbft.log` and `<node>/hashmesh.log`.
+
+use std::fs::File;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+
+use super::cluster::Cluster;
+use crate::rpc::Rpc;
+
+/// Whether a process with this pid is alive (and not a zombie).
+#[must_use]
+pub fn alive(pid: u32) -> bool {
+    if pid == 0 {
+        return false;
+    }
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        // Field 3 is the state; `Z` is a zombie.
+        Ok(stat) => stat.rsplit_once(')').is_some_and(|(_, rest)| !rest.trim_start().starts_with('Z')),
+        Err(_) => false,
+    }
+}
+
+/// Send `signal` (e.g. `TERM`, `KILL`) to `pid`.
+pub fn signal(pid: u32, signal: &str) {
+    if pid != 0 {
+        let _ = Command::new("kill").arg(format!("-{signal}")).arg(pid.to_string()).stderr(Stdio::null()).status();
+    }
+}
+
+/// Stop `pid`: TERM, wait up to `grace`, then KILL.
+pub fn stop_pid(pid: u32, grace: Duration) {
+    if !alive(pid) {
+        return;
+    }
+    signal(pid, "TERM");
+    let deadline = Instant::now() + grace;
+    while alive(pid) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    if alive(pid) {
+        signal(pid, "KILL");
+    }
+}
+
+fn spawn(program: &Path, args: &[&str], log: &Path, detach: bool) -> Result<Child> {
+    let out = File::create(log).with_context(|| format!("creating {}", log.display()))?;
+    let err = out.try_clone()?;
+    let mut cmd = if detach {
+        // setsid puts the process in its own session so it outlives the script's terminal.
+        let mut c = Command::new("setsid");
+        c.arg(program);
+        c
+    } else {
+        Command::new(program)
+    };
+    cmd.args(args).stdin(Stdio::null()).stdout(out).stderr(err);
+    cmd.spawn().with_context(|| format!("starting {}", program.display()))
+}
+
+/// Start node `i` (hashmesh first, then CometBFT). Returns the two children; their pids are
+/// recorded in the cluster (the caller saves it).
+///
+/// # Errors
+/// If a process cannot be spawned.
+pub fn start_node(cluster: &mut Cluster, i: usize, detach: bool) -> Result<(Child, Child)> {
+    let n = &cluster.nodes[i];
+    let node_dir = n.home.parent().expect("node dir").to_owned();
+    let hm_home = n.hashmesh_home.display().to_string();
+    let hm = spawn(&cluster.hashmesh, &["start", "--home", &hm_home], &node_dir.join("hashmesh.log"), detach)?;
+    wait_for_port(&n.abci, Duration::from_secs(10));
+    let cmt_home = n.home.display().to_string();
+    let cmt = spawn(&cluster.cometbft, &["start", "--home", &cmt_home], &node_dir.join("cometbft.log"), detach)?;
+    cluster.nodes[i].pids.hashmesh = hm.id();
+    cluster.nodes[i].pids.cometbft = cmt.id();
+    Ok((hm, cmt))
+}
+
+/// Stop node `i` (CometBFT first, then hashmesh) and clear its pids.
+pub fn stop_node(cluster: &mut Cluster, i: usize) {
+    let p = cluster.nodes[i].pids.clone();
+    stop_pid(p.cometbft, Duration::from_secs(10));
+    stop_pid(p.hashmesh, Duration::from_secs(5));
+    cluster.nodes[i].pids = Default::default();
+}
+
+fn wait_for_port(addr: &str, timeout: Duration) {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if std::net::TcpStream::connect(addr).is_ok() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Wait until every listed node's RPC reports at least `height`.
+///
+/// # Errors
+/// If the deadline passes first; names the nodes that lag.
+pub fn wait_for_height(cluster: &Cluster, nodes: &[usize], height: u64, timeout: Duration) -> Result<()> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let lagging: Vec<String> = nodes
+            .iter()
+            .filter_map(|&i| {
+                let n = &cluster.nodes[i];
+                let h = Rpc::new(&n.rpc).status().map(|(_, h, _)| h).unwrap_or(0);
+                (h < height).then(|| format!("{} at {h}", n.name))
+            })
+            .collect();
+        if lagging.is_empty() {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            anyhow::bail!(
+                "nodes did not reach height {height} within {timeout:?}: {}; see the logs in {}",
+                lagging.join(", "),
+                cluster.dir.display()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
