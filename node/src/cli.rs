@@ -6,13 +6,13 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
 use hashmesh_node::audit::{self, AuditFilter};
+use hashmesh_node::daemon;
 use hashmesh_node::home::{Config, Home};
 use hashmesh_node::output::print_json;
 use hashmesh_node::query_cmd::{self, Target};
 use hashmesh_node::rpc::Rpc;
 use hashmesh_node::testnet::{self, procs, Cluster, ClusterSpec};
 use hashmesh_node::tx_cmd::{self, TxOptions};
-use hashmesh_node::daemon;
 use hashmesh_protocol::Body;
 use serde_json::json;
 
@@ -33,7 +33,9 @@ struct Cli {
 #[derive(Subcommand)]
 enum Cmd {
     /// Create a node home: config.toml and a new pool key (0600).
-    #[command(after_help = "Example:\n  hashmesh init --home ~/.hashmesh --moniker pool-a --rpc http://127.0.0.1:26657")]
+    #[command(
+        after_help = "Example:\n  hashmesh init --home ~/.hashmesh --moniker pool-a --rpc http://127.0.0.1:26657"
+    )]
     Init {
         /// Home directory to create.
         #[arg(long)]
@@ -57,7 +59,9 @@ enum Cmd {
         cmd: KeysCmd,
     },
     /// Run the node: ABCI server for CometBFT and Prometheus /metrics.
-    #[command(after_help = "Example:\n  hashmesh start --home ~/.hashmesh\n  # then in CometBFT's config.toml: proxy_app = \"tcp://127.0.0.1:26658\"")]
+    #[command(
+        after_help = "Example:\n  hashmesh start --home ~/.hashmesh\n  # then in CometBFT's config.toml: proxy_app = \"tcp://127.0.0.1:26658\""
+    )]
     Start {
         /// Node home.
         #[arg(long)]
@@ -126,7 +130,9 @@ impl Conn {
 }
 
 #[derive(Args)]
-#[command(after_help = "Examples:\n  hashmesh tx route --home H --group pool-a/g-1 --to pool-a/ep-1=6000,pool-b/ep-1=4000\n  hashmesh tx vote --home H --directive 3fa1... --approve\n  hashmesh tx drain --home H --endpoint pool-a/ep-2 --dry-run --nonce 7\n  hashmesh tx raw --rpc http://127.0.0.1:26657 --hex 0d00...\nExit status: 0 applied, 1 refused or failed.")]
+#[command(
+    after_help = "Examples:\n  hashmesh tx route --home H --group pool-a/g-1 --to pool-a/ep-1=6000,pool-b/ep-1=4000\n  hashmesh tx vote --home H --directive 3fa1... --approve\n  hashmesh tx drain --home H --endpoint pool-a/ep-2 --dry-run --nonce 7\n  hashmesh tx raw --rpc http://127.0.0.1:26657 --hex 0d00...\nExit status: 0 applied, 1 refused or failed."
+)]
 struct TxArgs {
     #[command(subcommand)]
     cmd: TxCmd,
@@ -194,7 +200,9 @@ enum TxCmd {
 }
 
 #[derive(Args)]
-#[command(after_help = "Examples:\n  hashmesh query assignments --rpc http://127.0.0.1:26657\n  hashmesh query history --group pool-a/g-1 --json\n  hashmesh query directive 3fa1...")]
+#[command(
+    after_help = "Examples:\n  hashmesh query assignments --rpc http://127.0.0.1:26657\n  hashmesh query history --group pool-a/g-1 --json\n  hashmesh query directive 3fa1..."
+)]
 struct QueryArgs {
     #[command(subcommand)]
     cmd: QueryCmd,
@@ -251,7 +259,9 @@ struct HistoryArgs {
 #[derive(Subcommand)]
 enum AuditCmd {
     /// List committed directives and verify every signature locally (exit 1 if any fails).
-    #[command(after_help = "Examples:\n  hashmesh audit directives --rpc http://127.0.0.1:26667\n  hashmesh audit directives --group pool-a/g-1 --from-height 10 --json --check-blocks")]
+    #[command(
+        after_help = "Examples:\n  hashmesh audit directives --rpc http://127.0.0.1:26667\n  hashmesh audit directives --group pool-a/g-1 --from-height 10 --json --check-blocks"
+    )]
     Directives {
         #[command(flatten)]
         conn: Conn,
@@ -321,22 +331,38 @@ pub fn main() -> Result<i32> {
     let cli = Cli::parse();
     if matches!(cli.cmd, Cmd::Start { .. }) {
         tracing_subscriber::fmt()
-            .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("HASHMESH_LOG").unwrap_or_else(|_| "info".into()))
+            .with_env_filter(
+                tracing_subscriber::EnvFilter::try_from_env("HASHMESH_LOG")
+                    .unwrap_or_else(|_| "info".into()),
+            )
             .with_writer(std::io::stderr)
             .init();
     }
     match cli.cmd {
-        Cmd::Init { home, moniker, chain_id, abci_listen, rpc } => {
+        Cmd::Init {
+            home,
+            moniker,
+            chain_id,
+            abci_listen,
+            rpc,
+        } => {
             let mut cfg = Config::new(&moniker);
             cfg.chain_id = chain_id;
             cfg.abci_listen = abci_listen;
             cfg.rpc = rpc;
             let (h, key) = Home::init(&home, cfg)?;
-            print_json(&json!({"home": h.dir, "moniker": moniker, "pool_id": key.pool_id().to_hex()}));
-            eprintln!("next: add this pool id to genesis app_state, then `hashmesh start --home {}`", home.display());
+            print_json(
+                &json!({"home": h.dir, "moniker": moniker, "pool_id": key.pool_id().to_hex()}),
+            );
+            eprintln!(
+                "next: add this pool id to genesis app_state, then `hashmesh start --home {}`",
+                home.display()
+            );
             Ok(0)
         }
-        Cmd::Keys { cmd: KeysCmd::Show { home, json } } => {
+        Cmd::Keys {
+            cmd: KeysCmd::Show { home, json },
+        } => {
             let h = Home::load(&home)?;
             let id = h.signing_key()?.pool_id().to_hex();
             if json {
@@ -367,11 +393,31 @@ pub fn main() -> Result<i32> {
             }
             Ok(0)
         }
-        Cmd::Audit { cmd: AuditCmd::Directives { conn, pool, group, from_height, to_height, check_blocks, json } } => {
+        Cmd::Audit {
+            cmd:
+                AuditCmd::Directives {
+                    conn,
+                    pool,
+                    group,
+                    from_height,
+                    to_height,
+                    check_blocks,
+                    json,
+                },
+        } => {
             if let Some(p) = &pool {
                 audit::parse_pool(p)?;
             }
-            let report = audit::run(&Rpc::new(&conn.url()?), &AuditFilter { pool, group, from_height, to_height, check_blocks })?;
+            let report = audit::run(
+                &Rpc::new(&conn.url()?),
+                &AuditFilter {
+                    pool,
+                    group,
+                    from_height,
+                    to_height,
+                    check_blocks,
+                },
+            )?;
             if json {
                 print_json(&serde_json::to_value(&report)?);
             } else {
@@ -406,17 +452,35 @@ fn run_tx(args: TxArgs) -> Result<i32> {
             return Ok(i32::from(!ok));
         }
         TxCmd::Route { group, to } => Body::Route {
-            group: group.parse().with_context(|| format!("--group {group:?}"))?,
+            group: group
+                .parse()
+                .with_context(|| format!("--group {group:?}"))?,
             targets: tx_cmd::parse_targets(to)?,
         },
-        TxCmd::Drain { endpoint } => Body::Drain { endpoint: endpoint.parse().with_context(|| format!("--endpoint {endpoint:?}"))? },
-        TxCmd::Restore { endpoint } => Body::Restore { endpoint: endpoint.parse().with_context(|| format!("--endpoint {endpoint:?}"))? },
-        TxCmd::Vote { directive, approve, reject: _ } => Body::Vote {
-            directive: directive.parse().with_context(|| format!("--directive {directive:?}"))?,
+        TxCmd::Drain { endpoint } => Body::Drain {
+            endpoint: endpoint
+                .parse()
+                .with_context(|| format!("--endpoint {endpoint:?}"))?,
+        },
+        TxCmd::Restore { endpoint } => Body::Restore {
+            endpoint: endpoint
+                .parse()
+                .with_context(|| format!("--endpoint {endpoint:?}"))?,
+        },
+        TxCmd::Vote {
+            directive,
+            approve,
+            reject: _,
+        } => Body::Vote {
+            directive: directive
+                .parse()
+                .with_context(|| format!("--directive {directive:?}"))?,
             approve: *approve,
         },
     };
-    let Some(home) = &args.home else { bail!("--home is required to sign (it holds the pool key)") };
+    let Some(home) = &args.home else {
+        bail!("--home is required to sign (it holds the pool key)")
+    };
     let (v, ok) = tx_cmd::sign_and_send(home, body, &opts)?;
     print_json(&v);
     Ok(i32::from(!ok))
@@ -446,12 +510,27 @@ fn run_query(q: QueryArgs) -> Result<i32> {
 
 fn run_testnet(dir: &Path, cmd: TestnetCmd) -> Result<i32> {
     match cmd {
-        TestnetCmd::Up { validators, cometbft, base_port, no_demo } => {
+        TestnetCmd::Up {
+            validators,
+            cometbft,
+            base_port,
+            no_demo,
+        } => {
             let mut cluster = match Cluster::load(dir)? {
                 Some(c) => {
-                    if c.nodes.iter().any(|n| procs::alive(n.pids.cometbft) || procs::alive(n.pids.hashmesh)) {
-                        println!("a cluster is already running in {} ({} nodes):", dir.display(), c.nodes.len());
-                        print!("{}", testnet::demo::render_status(&testnet::demo::status(&c)));
+                    if c.nodes
+                        .iter()
+                        .any(|n| procs::alive(n.pids.cometbft) || procs::alive(n.pids.hashmesh))
+                    {
+                        println!(
+                            "a cluster is already running in {} ({} nodes):",
+                            dir.display(),
+                            c.nodes.len()
+                        );
+                        print!(
+                            "{}",
+                            testnet::demo::render_status(&testnet::demo::status(&c))
+                        );
                         println!("use testnet/status, testnet/stop NODE, or testnet/down [--wipe]");
                         return Ok(0);
                     }
@@ -463,7 +542,10 @@ fn run_testnet(dir: &Path, cmd: TestnetCmd) -> Result<i32> {
                 }
                 None => {
                     let exe = std::env::current_exe()?;
-                    println!("generating a {validators}-pool cluster in {}", dir.display());
+                    println!(
+                        "generating a {validators}-pool cluster in {}",
+                        dir.display()
+                    );
                     testnet::generate(&ClusterSpec {
                         dir: dir.to_owned(),
                         validators,
@@ -478,7 +560,12 @@ fn run_testnet(dir: &Path, cmd: TestnetCmd) -> Result<i32> {
             };
             for i in 0..cluster.nodes.len() {
                 procs::start_node(&mut cluster, i, true)?;
-                println!("  started {} (cometbft pid {}, hashmesh pid {})", cluster.nodes[i].name, cluster.nodes[i].pids.cometbft, cluster.nodes[i].pids.hashmesh);
+                println!(
+                    "  started {} (cometbft pid {}, hashmesh pid {})",
+                    cluster.nodes[i].name,
+                    cluster.nodes[i].pids.cometbft,
+                    cluster.nodes[i].pids.hashmesh
+                );
             }
             cluster.save()?;
             println!("waiting for the first blocks...");
@@ -488,12 +575,18 @@ fn run_testnet(dir: &Path, cmd: TestnetCmd) -> Result<i32> {
                 testnet::demo::run(&cluster)?;
             }
             println!();
-            print!("{}", testnet::demo::render_status(&testnet::demo::status(&cluster)));
+            print!(
+                "{}",
+                testnet::demo::render_status(&testnet::demo::status(&cluster))
+            );
             let auditor = cluster.nodes.last().expect("nodes");
             println!("\naudit from {} ({}):", auditor.name, auditor.rpc);
             let report = audit::run(&Rpc::new(&auditor.rpc), &AuditFilter::default())?;
             print!("{}", audit::render(&report));
-            println!("\ncluster file: {}/cluster.json   stop with: testnet/down", cluster.dir.display());
+            println!(
+                "\ncluster file: {}/cluster.json   stop with: testnet/down",
+                cluster.dir.display()
+            );
             Ok(i32::from(report.failures > 0))
         }
         TestnetCmd::Start { node } => {
@@ -505,7 +598,10 @@ fn run_testnet(dir: &Path, cmd: TestnetCmd) -> Result<i32> {
             }
             procs::start_node(&mut c, i, true)?;
             c.save()?;
-            println!("started {} (cometbft pid {}, hashmesh pid {})", c.nodes[i].name, c.nodes[i].pids.cometbft, c.nodes[i].pids.hashmesh);
+            println!(
+                "started {} (cometbft pid {}, hashmesh pid {})",
+                c.nodes[i].name, c.nodes[i].pids.cometbft, c.nodes[i].pids.hashmesh
+            );
             Ok(0)
         }
         TestnetCmd::Stop { node } => {
@@ -535,7 +631,8 @@ fn run_testnet(dir: &Path, cmd: TestnetCmd) -> Result<i32> {
                 println!("stopped {} nodes", c.nodes.len());
             }
             if wipe && dir.exists() {
-                std::fs::remove_dir_all(dir).with_context(|| format!("removing {}", dir.display()))?;
+                std::fs::remove_dir_all(dir)
+                    .with_context(|| format!("removing {}", dir.display()))?;
                 println!("removed {}", dir.display());
             }
             Ok(0)

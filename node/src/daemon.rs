@@ -19,7 +19,12 @@ use crate::home::Home;
 pub fn run(home: &Home) -> Result<()> {
     let dir = home.state_dir();
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-    let store = Store::open(&dir).with_context(|| format!("opening state in {}; is another `hashmesh start` using this home?", dir.display()))?;
+    let store = Store::open(&dir).with_context(|| {
+        format!(
+            "opening state in {}; is another `hashmesh start` using this home?",
+            dir.display()
+        )
+    })?;
     let app = AppHandle::new(store).context("loading committed state")?;
     if !home.config.metrics_listen.is_empty() {
         serve_metrics(&home.config.metrics_listen, app.metrics())?;
@@ -28,8 +33,13 @@ pub fn run(home: &Home) -> Result<()> {
         .bind(&home.config.abci_listen, app)
         .map_err(|e| anyhow::anyhow!("binding ABCI on {}: {e}", home.config.abci_listen))?;
     info!(abci = %home.config.abci_listen, metrics = %home.config.metrics_listen, moniker = %home.config.moniker, "hashmesh node started; waiting for CometBFT");
-    eprintln!("hashmesh: ABCI listening on {} (set CometBFT proxy_app = \"tcp://{}\")", home.config.abci_listen, home.config.abci_listen);
-    server.listen().map_err(|e| anyhow::anyhow!("ABCI server stopped: {e}"))
+    eprintln!(
+        "hashmesh: ABCI listening on {} (set CometBFT proxy_app = \"tcp://{}\")",
+        home.config.abci_listen, home.config.abci_listen
+    );
+    server
+        .listen()
+        .map_err(|e| anyhow::anyhow!("ABCI server stopped: {e}"))
 }
 
 /// Serve `GET /metrics` in Prometheus text format on its own thread.
@@ -61,4 +71,3 @@ pub fn serve_metrics(addr: &str, metrics: Arc<AppMetrics>) -> Result<()> {
     })?;
     Ok(())
 }
-

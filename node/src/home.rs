@@ -81,14 +81,24 @@ impl Home {
     ///
     /// # Errors
     /// If the directory cannot be written or already holds a key.
-    pub fn init_with_seed(dir: &Path, config: Config, seed: &[u8; 32]) -> Result<(Self, SigningKey)> {
+    pub fn init_with_seed(
+        dir: &Path,
+        config: Config,
+        seed: &[u8; 32],
+    ) -> Result<(Self, SigningKey)> {
         let key_path = dir.join(KEY_FILE);
         if key_path.exists() {
-            bail!("{} already exists; refusing to overwrite a pool key (use another --home)", key_path.display());
+            bail!(
+                "{} already exists; refusing to overwrite a pool key (use another --home)",
+                key_path.display()
+            );
         }
         fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         let key = SigningKey::from_seed(seed);
-        let file = KeyFile { pool_id: key.pool_id().to_hex(), secret_seed: hex::encode(seed) };
+        let file = KeyFile {
+            pool_id: key.pool_id().to_hex(),
+            secret_seed: hex::encode(seed),
+        };
         let mut f = fs::OpenOptions::new()
             .write(true)
             .create_new(true)
@@ -97,8 +107,15 @@ impl Home {
             .with_context(|| format!("creating {}", key_path.display()))?;
         f.write_all(serde_json::to_string_pretty(&file)?.as_bytes())?;
         let text = toml::to_string_pretty(&config)?;
-        fs::write(dir.join(CONFIG_FILE), text).with_context(|| format!("writing {}", dir.join(CONFIG_FILE).display()))?;
-        Ok((Self { dir: dir.to_owned(), config }, key))
+        fs::write(dir.join(CONFIG_FILE), text)
+            .with_context(|| format!("writing {}", dir.join(CONFIG_FILE).display()))?;
+        Ok((
+            Self {
+                dir: dir.to_owned(),
+                config,
+            },
+            key,
+        ))
     }
 
     /// Load an existing home.
@@ -107,10 +124,19 @@ impl Home {
     /// If `config.toml` is missing or invalid.
     pub fn load(dir: &Path) -> Result<Self> {
         let path = dir.join(CONFIG_FILE);
-        let text = fs::read_to_string(&path)
-            .with_context(|| format!("reading {}; run `hashmesh init --home {}` first", path.display(), dir.display()))?;
-        let config: Config = toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
-        Ok(Self { dir: dir.to_owned(), config })
+        let text = fs::read_to_string(&path).with_context(|| {
+            format!(
+                "reading {}; run `hashmesh init --home {}` first",
+                path.display(),
+                dir.display()
+            )
+        })?;
+        let config: Config =
+            toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
+        Ok(Self {
+            dir: dir.to_owned(),
+            config,
+        })
     }
 
     /// Write the config back (after tooling changed it).
@@ -118,7 +144,10 @@ impl Home {
     /// # Errors
     /// If the file cannot be written.
     pub fn save_config(&self) -> Result<()> {
-        fs::write(self.dir.join(CONFIG_FILE), toml::to_string_pretty(&self.config)?)?;
+        fs::write(
+            self.dir.join(CONFIG_FILE),
+            toml::to_string_pretty(&self.config)?,
+        )?;
         Ok(())
     }
 
@@ -130,11 +159,17 @@ impl Home {
         let path = self.dir.join(KEY_FILE);
         let meta = fs::metadata(&path).with_context(|| format!("reading {}", path.display()))?;
         if meta.permissions().mode() & 0o077 != 0 {
-            bail!("{} is readable by other users; run `chmod 600 {}`", path.display(), path.display());
+            bail!(
+                "{} is readable by other users; run `chmod 600 {}`",
+                path.display(),
+                path.display()
+            );
         }
-        let file: KeyFile = serde_json::from_slice(&fs::read(&path)?).with_context(|| format!("parsing {}", path.display()))?;
+        let file: KeyFile = serde_json::from_slice(&fs::read(&path)?)
+            .with_context(|| format!("parsing {}", path.display()))?;
         let mut seed = [0u8; 32];
-        hex::decode_to_slice(&file.secret_seed, &mut seed).context("secret_seed must be 64 hex characters")?;
+        hex::decode_to_slice(&file.secret_seed, &mut seed)
+            .context("secret_seed must be 64 hex characters")?;
         let key = SigningKey::from_seed(&seed);
         if key.pool_id().to_hex() != file.pool_id {
             bail!("{}: pool_id does not match secret_seed", path.display());
@@ -162,7 +197,10 @@ mod tests {
     fn init_writes_a_private_key_and_refuses_to_overwrite() {
         let dir = tempfile::tempdir().unwrap();
         let (home, key) = Home::init(dir.path(), Config::new("pool-a")).unwrap();
-        let mode = fs::metadata(dir.path().join(KEY_FILE)).unwrap().permissions().mode();
+        let mode = fs::metadata(dir.path().join(KEY_FILE))
+            .unwrap()
+            .permissions()
+            .mode();
         assert_eq!(mode & 0o777, 0o600);
         assert_eq!(home.signing_key().unwrap().pool_id(), key.pool_id());
         assert!(Home::init(dir.path(), Config::new("pool-a")).is_err());

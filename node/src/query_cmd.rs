@@ -52,17 +52,43 @@ pub fn render(target: &Target, v: &Value) -> Option<String> {
     match target {
         Target::Pools => Some(table(
             &["NAME", "POOL ID", "VALIDATOR"],
-            &arr.iter().map(|p| vec![s(&p["name"]), s(&p["id"]), s(&p["validator_address"])]).collect::<Vec<_>>(),
+            &arr.iter()
+                .map(|p| vec![s(&p["name"]), s(&p["id"]), s(&p["validator_address"])])
+                .collect::<Vec<_>>(),
         )),
         Target::Endpoints => Some(table(
-            &["ENDPOINT", "OWNER", "CAPACITY H/S", "REGION", "DRAINED", "STRATUM"],
+            &[
+                "ENDPOINT",
+                "OWNER",
+                "CAPACITY H/S",
+                "REGION",
+                "DRAINED",
+                "STRATUM",
+            ],
             &arr.iter()
-                .map(|e| vec![s(&e["id"]), short(&s(&e["owner"]), 12), s(&e["capacity_hs"]), s(&e["region"]), s(&e["drained"]), s(&e["stratum_url"])])
+                .map(|e| {
+                    vec![
+                        s(&e["id"]),
+                        short(&s(&e["owner"]), 12),
+                        s(&e["capacity_hs"]),
+                        s(&e["region"]),
+                        s(&e["drained"]),
+                        s(&e["stratum_url"]),
+                    ]
+                })
                 .collect::<Vec<_>>(),
         )),
         Target::Groups => Some(table(
             &["GROUP", "OWNER", "HASHRATE H/S"],
-            &arr.iter().map(|g| vec![s(&g["id"]), short(&s(&g["owner"]), 12), s(&g["hashrate_hs"])]).collect::<Vec<_>>(),
+            &arr.iter()
+                .map(|g| {
+                    vec![
+                        s(&g["id"]),
+                        short(&s(&g["owner"]), 12),
+                        s(&g["hashrate_hs"]),
+                    ]
+                })
+                .collect::<Vec<_>>(),
         )),
         Target::Assignments => Some(table(
             &["GROUP", "SINCE", "ROUTES", "DIRECTIVE"],
@@ -70,9 +96,19 @@ pub fn render(target: &Target, v: &Value) -> Option<String> {
                 .map(|a| {
                     let routes = a["targets"]
                         .as_array()
-                        .map(|t| t.iter().map(|t| format!("{}={}", s(&t["endpoint"]), s(&t["weight_bp"]))).collect::<Vec<_>>().join(","))
+                        .map(|t| {
+                            t.iter()
+                                .map(|t| format!("{}={}", s(&t["endpoint"]), s(&t["weight_bp"])))
+                                .collect::<Vec<_>>()
+                                .join(",")
+                        })
                         .unwrap_or_default();
-                    vec![s(&a["group"]), s(&a["since_height"]), routes, short(&s(&a["directive"]), 16)]
+                    vec![
+                        s(&a["group"]),
+                        s(&a["since_height"]),
+                        routes,
+                        short(&s(&a["directive"]), 16),
+                    ]
                 })
                 .collect::<Vec<_>>(),
         )),

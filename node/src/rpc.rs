@@ -43,8 +43,13 @@ impl Rpc {
     /// A client for `url` (e.g. `http://127.0.0.1:26657`).
     #[must_use]
     pub fn new(url: &str) -> Self {
-        let agent = ureq::AgentBuilder::new().timeout(Duration::from_secs(15)).build();
-        Self { base: url.trim_end_matches('/').to_owned(), agent }
+        let agent = ureq::AgentBuilder::new()
+            .timeout(Duration::from_secs(15))
+            .build();
+        Self {
+            base: url.trim_end_matches('/').to_owned(),
+            agent,
+        }
     }
 
     /// The URL this client talks to.
@@ -64,16 +69,30 @@ impl Rpc {
             req = req.query(k, v);
         }
         let body: Value = match req.call() {
-            Ok(resp) => resp.into_json().with_context(|| format!("{url}: response is not JSON"))?,
-            Err(ureq::Error::Status(_, resp)) => resp.into_json().with_context(|| format!("{url}: error response is not JSON"))?,
-            Err(e) => return Err(anyhow!("cannot reach CometBFT RPC at {}: {e}; is the node running? (--rpc URL)", self.base)),
+            Ok(resp) => resp
+                .into_json()
+                .with_context(|| format!("{url}: response is not JSON"))?,
+            Err(ureq::Error::Status(_, resp)) => resp
+                .into_json()
+                .with_context(|| format!("{url}: error response is not JSON"))?,
+            Err(e) => {
+                return Err(anyhow!(
+                    "cannot reach CometBFT RPC at {}: {e}; is the node running? (--rpc URL)",
+                    self.base
+                ))
+            }
         };
         if let Some(err) = body.get("error") {
             let data = err.get("data").and_then(Value::as_str).unwrap_or("");
-            let msg = err.get("message").and_then(Value::as_str).unwrap_or("error");
+            let msg = err
+                .get("message")
+                .and_then(Value::as_str)
+                .unwrap_or("error");
             bail!("CometBFT RPC {method}: {msg}: {data}");
         }
-        body.get("result").cloned().ok_or_else(|| anyhow!("{url}: response has no result"))
+        body.get("result")
+            .cloned()
+            .ok_or_else(|| anyhow!("{url}: response has no result"))
     }
 
     /// `/status`: (chain id, latest height, latest app hash).
@@ -82,9 +101,19 @@ impl Rpc {
     /// As [`Rpc::call`].
     pub fn status(&self) -> Result<(String, u64, String)> {
         let r = self.call("status", &[])?;
-        let chain = r["node_info"]["network"].as_str().unwrap_or_default().to_owned();
-        let height = r["sync_info"]["latest_block_height"].as_str().unwrap_or("0").parse().unwrap_or(0);
-        let hash = r["sync_info"]["latest_app_hash"].as_str().unwrap_or_default().to_owned();
+        let chain = r["node_info"]["network"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        let height = r["sync_info"]["latest_block_height"]
+            .as_str()
+            .unwrap_or("0")
+            .parse()
+            .unwrap_or(0);
+        let hash = r["sync_info"]["latest_app_hash"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
         Ok((chain, height, hash))
     }
 
@@ -93,7 +122,10 @@ impl Rpc {
     /// # Errors
     /// As [`Rpc::call`] (e.g. "tx already exists in cache").
     pub fn broadcast_sync(&self, tx: &[u8]) -> Result<Broadcast> {
-        let r = self.call("broadcast_tx_sync", &[("tx", format!("0x{}", hex::encode(tx)))])?;
+        let r = self.call(
+            "broadcast_tx_sync",
+            &[("tx", format!("0x{}", hex::encode(tx)))],
+        )?;
         Ok(Broadcast {
             code: r["code"].as_u64().unwrap_or(0) as u32,
             log: r["log"].as_str().unwrap_or_default().to_owned(),
@@ -122,7 +154,10 @@ impl Rpc {
                             .map(|a| {
                                 a.iter()
                                     .map(|kv| {
-                                        (kv["key"].as_str().unwrap_or_default().to_owned(), kv["value"].as_str().unwrap_or_default().to_owned())
+                                        (
+                                            kv["key"].as_str().unwrap_or_default().to_owned(),
+                                            kv["value"].as_str().unwrap_or_default().to_owned(),
+                                        )
                                     })
                                     .collect()
                             })
@@ -132,7 +167,9 @@ impl Rpc {
                     .collect()
             })
             .unwrap_or_default();
-        let tx = base64::engine::general_purpose::STANDARD.decode(r["tx"].as_str().unwrap_or_default()).unwrap_or_default();
+        let tx = base64::engine::general_purpose::STANDARD
+            .decode(r["tx"].as_str().unwrap_or_default())
+            .unwrap_or_default();
         Ok(Some(CommittedTx {
             height: r["height"].as_str().unwrap_or("0").parse().unwrap_or(0),
             code: res["code"].as_u64().unwrap_or(0) as u32,
@@ -164,11 +201,20 @@ impl Rpc {
     /// # Errors
     /// If the app answers with a non-zero code, or as [`Rpc::call`].
     pub fn abci_query(&self, path: &str, data: &[u8]) -> Result<Value> {
-        let r = self.call("abci_query", &[("path", format!("\"{path}\"")), ("data", format!("0x{}", hex::encode(data)))])?;
+        let r = self.call(
+            "abci_query",
+            &[
+                ("path", format!("\"{path}\"")),
+                ("data", format!("0x{}", hex::encode(data))),
+            ],
+        )?;
         let resp = &r["response"];
         let code = resp["code"].as_u64().unwrap_or(0);
         if code != 0 {
-            bail!("query {path} failed (code {code}): {}", resp["log"].as_str().unwrap_or_default());
+            bail!(
+                "query {path} failed (code {code}): {}",
+                resp["log"].as_str().unwrap_or_default()
+            );
         }
         let value = base64::engine::general_purpose::STANDARD
             .decode(resp["value"].as_str().unwrap_or_default())

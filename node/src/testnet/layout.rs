@@ -53,7 +53,9 @@ fn ports(spec: &ClusterSpec) -> Result<Vec<u16>> {
     let n = spec.validators * usize::from(PORTS_PER_NODE);
     match spec.base_port {
         Some(base) => {
-            let ports: Vec<u16> = (0..n).map(|i| base + u16::try_from(i).expect("few ports")).collect();
+            let ports: Vec<u16> = (0..n)
+                .map(|i| base + u16::try_from(i).expect("few ports"))
+                .collect();
             for p in &ports {
                 if TcpListener::bind(("127.0.0.1", *p)).is_err() {
                     bail!("port {p} on 127.0.0.1 is in use; pick another --base-port or stop what uses it");
@@ -63,9 +65,13 @@ fn ports(spec: &ClusterSpec) -> Result<Vec<u16>> {
         }
         None => {
             // Hold every listener until all are chosen so the OS gives distinct ports.
-            let listeners: Vec<TcpListener> =
-                (0..n).map(|_| TcpListener::bind("127.0.0.1:0")).collect::<std::io::Result<_>>()?;
-            Ok(listeners.iter().map(|l| l.local_addr().expect("bound").port()).collect())
+            let listeners: Vec<TcpListener> = (0..n)
+                .map(|_| TcpListener::bind("127.0.0.1:0"))
+                .collect::<std::io::Result<_>>()?;
+            Ok(listeners
+                .iter()
+                .map(|l| l.local_addr().expect("bound").port())
+                .collect())
         }
     }
 }
@@ -87,7 +93,10 @@ pub fn generate(spec: &ClusterSpec) -> Result<Cluster> {
         bail!("--validators must be 1..=26");
     }
     if Cluster::load(&spec.dir)?.is_some() {
-        bail!("{} already holds a cluster; run `testnet/down --wipe` first", spec.dir.display());
+        bail!(
+            "{} already holds a cluster; run `testnet/down --wipe` first",
+            spec.dir.display()
+        );
     }
     std::fs::create_dir_all(&spec.dir)?;
     let dir = spec.dir.canonicalize()?;
@@ -98,13 +107,27 @@ pub fn generate(spec: &ClusterSpec) -> Result<Cluster> {
     for i in 0..spec.validators {
         let name = pool_name(i);
         let base = i * usize::from(PORTS_PER_NODE);
-        let (p2p, rpc, abci, metrics) = (ports[base], ports[base + 1], ports[base + 2], ports[base + 3]);
+        let (p2p, rpc, abci, metrics) = (
+            ports[base],
+            ports[base + 1],
+            ports[base + 2],
+            ports[base + 3],
+        );
         let node_dir = dir.join(&name);
         let cmt_home = node_dir.join("cometbft");
-        run(Command::new(&spec.cometbft).args(["init", "--home"]).arg(&cmt_home))?;
-        let node_id = run(Command::new(&spec.cometbft).args(["show-node-id", "--home"]).arg(&cmt_home))?;
-        let pv: Value = serde_json::from_slice(&std::fs::read(cmt_home.join("config/priv_validator_key.json"))?)?;
-        let address = pv["address"].as_str().context("priv_validator_key.json has no address")?.to_owned();
+        run(Command::new(&spec.cometbft)
+            .args(["init", "--home"])
+            .arg(&cmt_home))?;
+        let node_id = run(Command::new(&spec.cometbft)
+            .args(["show-node-id", "--home"])
+            .arg(&cmt_home))?;
+        let pv: Value = serde_json::from_slice(&std::fs::read(
+            cmt_home.join("config/priv_validator_key.json"),
+        )?)?;
+        let address = pv["address"]
+            .as_str()
+            .context("priv_validator_key.json has no address")?
+            .to_owned();
         validators.push(json!({
             "address": address,
             "pub_key": pv["pub_key"],
@@ -137,7 +160,10 @@ pub fn generate(spec: &ClusterSpec) -> Result<Cluster> {
                 .collect(),
             groups: groups
                 .iter()
-                .map(|id| GenesisGroup { id: id.parse().expect("generated ids are valid"), hashrate_hs: 100_000_000_000_000 })
+                .map(|id| GenesisGroup {
+                    id: id.parse().expect("generated ids are valid"),
+                    hashrate_hs: 100_000_000_000_000,
+                })
                 .collect(),
         });
         nodes.push(NodeInfo {
@@ -156,9 +182,17 @@ pub fn generate(spec: &ClusterSpec) -> Result<Cluster> {
             pids: Pids::default(),
         });
     }
-    let app_state = GenesisAppState { params: Params { vote_window_blocks: spec.vote_window_blocks }, pools };
-    app_state.validate().context("generated genesis is invalid")?;
-    let mut genesis: Value = serde_json::from_slice(&std::fs::read(nodes[0].home.join("config/genesis.json"))?)?;
+    let app_state = GenesisAppState {
+        params: Params {
+            vote_window_blocks: spec.vote_window_blocks,
+        },
+        pools,
+    };
+    app_state
+        .validate()
+        .context("generated genesis is invalid")?;
+    let mut genesis: Value =
+        serde_json::from_slice(&std::fs::read(nodes[0].home.join("config/genesis.json"))?)?;
     genesis["chain_id"] = json!(spec.chain_id);
     genesis["validators"] = Value::Array(validators);
     genesis["app_state"] = serde_json::to_value(&app_state)?;
@@ -186,7 +220,9 @@ pub fn generate(spec: &ClusterSpec) -> Result<Cluster> {
 
 fn patch_config(cmt_home: &Path, n: &NodeInfo, peers: &str, timeout_commit: &str) -> Result<()> {
     let path = cmt_home.join("config/config.toml");
-    let mut doc: DocumentMut = std::fs::read_to_string(&path)?.parse().context("parsing CometBFT config.toml")?;
+    let mut doc: DocumentMut = std::fs::read_to_string(&path)?
+        .parse()
+        .context("parsing CometBFT config.toml")?;
     doc["moniker"] = value(n.name.as_str());
     doc["proxy_app"] = value(format!("tcp://{}", n.abci));
     doc["rpc"]["laddr"] = value(n.rpc.replace("http://", "tcp://"));

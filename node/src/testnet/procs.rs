@@ -19,7 +19,9 @@ pub fn alive(pid: u32) -> bool {
     }
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
         // Field 3 is the state; `Z` is a zombie.
-        Ok(stat) => stat.rsplit_once(')').is_some_and(|(_, rest)| !rest.trim_start().starts_with('Z')),
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .is_some_and(|(_, rest)| !rest.trim_start().starts_with('Z')),
         Err(_) => false,
     }
 }
@@ -27,7 +29,11 @@ pub fn alive(pid: u32) -> bool {
 /// Send `signal` (e.g. `TERM`, `KILL`) to `pid`.
 pub fn signal(pid: u32, signal: &str) {
     if pid != 0 {
-        let _ = Command::new("kill").arg(format!("-{signal}")).arg(pid.to_string()).stderr(Stdio::null()).status();
+        let _ = Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(pid.to_string())
+            .stderr(Stdio::null())
+            .status();
     }
 }
 
@@ -58,7 +64,8 @@ fn spawn(program: &Path, args: &[&str], log: &Path, detach: bool) -> Result<Chil
         Command::new(program)
     };
     cmd.args(args).stdin(Stdio::null()).stdout(out).stderr(err);
-    cmd.spawn().with_context(|| format!("starting {}", program.display()))
+    cmd.spawn()
+        .with_context(|| format!("starting {}", program.display()))
 }
 
 /// Start node `i` (hashmesh first, then CometBFT). Returns the two children; their pids are
@@ -70,10 +77,20 @@ pub fn start_node(cluster: &mut Cluster, i: usize, detach: bool) -> Result<(Chil
     let n = &cluster.nodes[i];
     let node_dir = n.home.parent().expect("node dir").to_owned();
     let hm_home = n.hashmesh_home.display().to_string();
-    let hm = spawn(&cluster.hashmesh, &["start", "--home", &hm_home], &node_dir.join("hashmesh.log"), detach)?;
+    let hm = spawn(
+        &cluster.hashmesh,
+        &["start", "--home", &hm_home],
+        &node_dir.join("hashmesh.log"),
+        detach,
+    )?;
     wait_for_port(&n.abci, Duration::from_secs(10));
     let cmt_home = n.home.display().to_string();
-    let cmt = spawn(&cluster.cometbft, &["start", "--home", &cmt_home], &node_dir.join("cometbft.log"), detach)?;
+    let cmt = spawn(
+        &cluster.cometbft,
+        &["start", "--home", &cmt_home],
+        &node_dir.join("cometbft.log"),
+        detach,
+    )?;
     cluster.nodes[i].pids.hashmesh = hm.id();
     cluster.nodes[i].pids.cometbft = cmt.id();
     Ok((hm, cmt))
@@ -101,7 +118,12 @@ fn wait_for_port(addr: &str, timeout: Duration) {
 ///
 /// # Errors
 /// If the deadline passes first; names the nodes that lag.
-pub fn wait_for_height(cluster: &Cluster, nodes: &[usize], height: u64, timeout: Duration) -> Result<()> {
+pub fn wait_for_height(
+    cluster: &Cluster,
+    nodes: &[usize],
+    height: u64,
+    timeout: Duration,
+) -> Result<()> {
     let deadline = Instant::now() + timeout;
     loop {
         let lagging: Vec<String> = nodes

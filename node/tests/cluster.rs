@@ -1,0 +1,421 @@
+//! End to end against a real 4-validator CometBFT v0.38 cluster started by this test on
+//! 127.0.0.1 with free ports. Every process is spawned here and killed by its pid on exit.
+//!
+//! Needs the cometbft binary: `HASHMESH_COMETBFT`, or `.tools/bin/cometbft` as installed by
+//! `testnet/install-cometbft` (which `.ci/run` calls first).
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command};
+use std::time::{Duration, Instant};
+
+use hashmesh_node::rpc::Rpc;
+use hashmesh_node::testnet::{self, procs, Cluster, ClusterSpec};
+use hashmesh_protocol::RejectCode;
+use serde_json::Value;
+
+const HASHMESH: &str = env!("CARGO_BIN_EXE_hashmesh");
+
+fn cometbft() -> PathBuf {
+    if let Ok(p) = std::env::var("HASHMESH_COMETBFT") {
+        return PathBuf::from(p);
+    }
+    let local = Path::new(env!("CARGO_MANIFEST_DIR")).join("../.tools/bin/cometbft");
+    assert!(
+        local.exists(),
+        "cometbft v0.38.25 not found: run testnet/install-cometbft (or set HASHMESH_COMETBFT)"
+    );
+    local
+}
+
+/// Owns every child process; kills and reaps them by pid when dropped, even on panic.
+struct Processes {
+    cluster: Cluster,
+    children: Vec<Option<(Child, Child)>>,
+    _dir: tempfile::TempDir,
+}
+
+impl Processes {
+    fn start(&mut self, i: usize) {
+        let pair = procs::start_node(&mut self.cluster, i, false).expect("start node");
+        self.children[i] = Some(pair);
+    }
+
+    fn kill(&mut self, i: usize) {
+        if let Some((mut hm, mut cmt)) = self.children[i].take() {
+            let _ = cmt.kill(); // SIGKILL
+            let _ = hm.kill();
+            let _ = cmt.wait();
+            let _ = hm.wait();
+        }
+    }
+}
+
+impl Drop for Processes {
+    fn drop(&mut self) {
+        for i in 0..self.children.len() {
+            self.kill(i);
+        }
+    }
+}
+
+fn hm(args: &[&str]) -> (i32, Value, String) {
+    let out = Command::new(HASHMESH)
+        .args(args)
+        .output()
+        .expect("run hashmesh");
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    let json = serde_json::from_str(&stdout).unwrap_or(Value::Null);
+    (out.status.code().unwrap_or(-1), json, stderr)
+}
+
+fn home(p: &Processes, i: usize) -> String {
+    p.cluster.nodes[i].hashmesh_home.display().to_string()
+}
+
+fn rpc(p: &Processes, i: usize) -> String {
+    p.cluster.nodes[i].rpc.clone()
+}
+
+/// Sign and send with node `i`'s pool key through node `i`'s RPC.
+fn tx(p: &Processes, i: usize, args: &[&str]) -> (i32, Value, String) {
+    let (h, r) = (home(p, i), rpc(p, i));
+    let mut all = vec!["tx"];
+    all.extend_from_slice(args);
+    all.extend_from_slice(&["--home", &h, "--rpc", &r]);
+    hm(&all)
+}
+
+fn app_view(p: &Processes, i: usize) -> Value {
+    let r = Rpc::new(&rpc(p, i));
+    let status = r.abci_query("/status", b"").unwrap();
+    let assignments = r.abci_query("/assignments", b"").unwrap();
+    let endpoints = r.abci_query("/endpoints", b"").unwrap();
+    serde_json::json!({"counts": status["directives"], "assignments": assignments, "endpoints": endpoints})
+}
+
+fn height(p: &Processes, i: usize) -> u64 {
+    Rpc::new(&rpc(p, i))
+        .status()
+        .map(|(_, h, _)| h)
+        .unwrap_or(0)
+}
+
+fn app_hash_at(p: &Processes, i: usize, h: u64) -> String {
+    let r = Rpc::new(&rpc(p, i))
+        .call("block", &[("height", h.to_string())])
+        .unwrap();
+    r["block"]["header"]["app_hash"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+fn wait_until(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !f() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn four_validator_cluster_end_to_end() {
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = testnet::generate(&ClusterSpec {
+        dir: dir.path().join("cluster"),
+        validators: 4,
+        chain_id: "hashmesh-e2e".into(),
+        base_port: None,
+        cometbft: cometbft(),
+        hashmesh: PathBuf::from(HASHMESH),
+        timeout_commit: "200ms".into(),
+        vote_window_blocks: 200,
+    })
+    .expect("generate cluster");
+    let mut p = Processes {
+        children: vec![None, None, None, None],
+        cluster,
+        _dir: dir,
+    };
+    for i in 0..4 {
+        p.start(i);
+    }
+    procs::wait_for_height(&p.cluster, &[0, 1, 2, 3], 2, Duration::from_secs(90))
+        .expect("cluster makes blocks");
+    let (a, b) = (p.cluster.nodes[0].clone(), p.cluster.nodes[1].clone());
+    let mut applied = 0;
+
+    // Own routes from two pools are active at once.
+    let to_a = format!("{}=6000,{}=4000", a.endpoints[0], a.endpoints[1]);
+    let (code, r, err) = tx(&p, 0, &["route", "--group", &a.groups[0], "--to", &to_a]);
+    assert_eq!(
+        (code, r["code"].as_u64(), r["status"].as_str()),
+        (0, Some(0), Some("active")),
+        "{r} {err}"
+    );
+    applied += 1;
+    let to_b = format!("{}=10000", b.endpoints[0]);
+    let (code, r, err) = tx(&p, 1, &["route", "--group", &b.groups[0], "--to", &to_b]);
+    assert_eq!(
+        (code, r["status"].as_str()),
+        (0, Some("active")),
+        "{r} {err}"
+    );
+    applied += 1;
+
+    // A cross-pool route waits for pool-b's vote, then becomes active.
+    let cross_to = format!("{}=7000,{}=3000", b.endpoints[1], a.endpoints[0]);
+    let (code, r, err) = tx(
+        &p,
+        0,
+        &["route", "--group", &a.groups[1], "--to", &cross_to],
+    );
+    assert_eq!(
+        (code, r["status"].as_str()),
+        (0, Some("pending")),
+        "{r} {err}"
+    );
+    applied += 1;
+    let cross_id = r["directive_id"].as_str().unwrap().to_owned();
+    let (code, r, err) = tx(&p, 1, &["vote", "--directive", &cross_id, "--approve"]);
+    assert_eq!(code, 0, "{r} {err}");
+    applied += 1;
+    let seen_from_c = Rpc::new(&rpc(&p, 2))
+        .abci_query("/directive", cross_id.as_bytes())
+        .unwrap();
+    assert_eq!(
+        seen_from_c["status"], "active",
+        "node c sees the approved route active"
+    );
+
+    // A drain; then routes onto the drained endpoint are refused.
+    let (code, r, err) = tx(&p, 1, &["drain", "--endpoint", &b.endpoints[1]]);
+    assert_eq!(
+        (code, r["status"].as_str()),
+        (0, Some("applied")),
+        "{r} {err}"
+    );
+    applied += 1;
+
+    // Every bad input is refused with its own code and changes nothing.
+    let before = app_view(&p, 0);
+    let (h0, r0) = (home(&p, 0), rpc(&p, 0));
+    let signed = |extra: &[&str]| -> String {
+        let mut args = vec![
+            "tx",
+            "route",
+            "--group",
+            &a.groups[0],
+            "--to",
+            &to_a,
+            "--home",
+            &h0,
+            "--rpc",
+            &r0,
+            "--dry-run",
+        ];
+        args.extend_from_slice(extra);
+        let (code, r, err) = hm(&args);
+        assert_eq!(code, 0, "{err}");
+        r["tx_hex"].as_str().unwrap().to_owned()
+    };
+    let mut flipped = hex::decode(signed(&[])).unwrap();
+    let last = flipped.len() - 1;
+    flipped[last] ^= 0x01;
+    let stranger = p._dir.path().join("stranger");
+    assert_eq!(
+        hm(&[
+            "init",
+            "--home",
+            stranger.to_str().unwrap(),
+            "--moniker",
+            "stranger"
+        ])
+        .0,
+        0
+    );
+    let stranger_tx = {
+        let (_, r, _) = hm(&[
+            "tx",
+            "drain",
+            "--endpoint",
+            &a.endpoints[0],
+            "--home",
+            stranger.to_str().unwrap(),
+            "--chain-id",
+            "hashmesh-e2e",
+            "--dry-run",
+        ]);
+        r["tx_hex"].as_str().unwrap().to_owned()
+    };
+    let replayed_nonce = {
+        let first = signed(&["--nonce", "4242"]);
+        let (code, r, err) = hm(&["tx", "raw", "--rpc", &r0, "--hex", &first]);
+        assert_eq!(code, 0, "{r} {err}");
+        applied += 1;
+        // Exactly the same bytes again: CometBFT's mempool cache or our nonce rule refuses them.
+        let (code, r, err) = hm(&["tx", "raw", "--rpc", &r0, "--hex", &first]);
+        assert_ne!(code, 0, "an exact replay was accepted: {r}");
+        assert!(
+            err.contains("already exists in cache")
+                || r["code"].as_u64() == Some(u64::from(RejectCode::NonceReused.code())),
+            "{r} {err}"
+        );
+        // The same nonce on other bytes: our replay rule.
+        let (_, r, _) = hm(&[
+            "tx",
+            "drain",
+            "--endpoint",
+            &a.endpoints[1],
+            "--home",
+            &h0,
+            "--rpc",
+            &r0,
+            "--nonce",
+            "4242",
+            "--dry-run",
+        ]);
+        r["tx_hex"].as_str().unwrap().to_owned()
+    };
+    let before = {
+        // The replay setup applied one more route; re-read the baseline.
+        let _ = before;
+        app_view(&p, 0)
+    };
+    let onto_drained = format!("{}=10000", b.endpoints[1]);
+    let oversized = "00".repeat(hashmesh_protocol::limits::TX_BYTES_MAX + 100);
+    let cases: Vec<(&str, Vec<&str>, RejectCode)> = vec![
+        (
+            "garbage bytes",
+            vec!["raw", "--hex", "deadbeef00"],
+            RejectCode::Malformed,
+        ),
+        (
+            "oversized",
+            vec!["raw", "--hex", &oversized],
+            RejectCode::TxTooLarge,
+        ),
+        (
+            "wrong chain id",
+            vec![
+                "drain",
+                "--endpoint",
+                &a.endpoints[1],
+                "--chain-id",
+                "other-chain",
+            ],
+            RejectCode::WrongChainId,
+        ),
+        (
+            "weights not 10000",
+            vec![
+                "route",
+                "--group",
+                &a.groups[0],
+                "--to",
+                "pool-a/ep-1=5000,pool-a/ep-2=4000",
+            ],
+            RejectCode::WeightsNotTenThousand,
+        ),
+        (
+            "unknown endpoint",
+            vec![
+                "route",
+                "--group",
+                &a.groups[0],
+                "--to",
+                "pool-x/ep-9=10000",
+            ],
+            RejectCode::UnknownEndpoint,
+        ),
+        (
+            "route onto drained endpoint",
+            vec!["route", "--group", &a.groups[0], "--to", &onto_drained],
+            RejectCode::EndpointDrained,
+        ),
+    ];
+    let flipped_hex = hex::encode(&flipped);
+    let raw_cases: Vec<(&str, &str, RejectCode)> = vec![
+        (
+            "flipped signature byte",
+            &flipped_hex,
+            RejectCode::BadSignature,
+        ),
+        ("unknown signer", &stranger_tx, RejectCode::UnknownSigner),
+        ("replayed nonce", &replayed_nonce, RejectCode::NonceReused),
+    ];
+    let mut results = Vec::new();
+    for (name, args, want) in cases {
+        let (code, r, err) = tx(&p, 0, &args);
+        results.push((name, code, r, err, want));
+    }
+    for (name, hexstr, want) in raw_cases {
+        let (code, r, err) = hm(&["tx", "raw", "--rpc", &r0, "--hex", hexstr]);
+        results.push((name, code, r, err, want));
+    }
+    for (name, code, r, err, want) in results {
+        assert_eq!(code, 1, "{name}: exit status ({r} {err})");
+        assert_eq!(
+            r["code"].as_u64(),
+            Some(u64::from(want.code())),
+            "{name}: {r} {err}"
+        );
+        assert!(
+            !r["log"].as_str().unwrap_or("").is_empty(),
+            "{name}: refusal without a message"
+        );
+    }
+    assert_eq!(app_view(&p, 0), before, "refused inputs changed state");
+
+    // SIGKILL one validator: the other three keep committing, including new directives.
+    p.kill(3);
+    let h = height(&p, 0);
+    wait_until(
+        "three validators to commit 3 more blocks",
+        Duration::from_secs(60),
+        || height(&p, 0) >= h + 3,
+    );
+    let (code, r, err) = tx(&p, 1, &["restore", "--endpoint", &b.endpoints[1]]);
+    assert_eq!(
+        (code, r["status"].as_str()),
+        (0, Some("applied")),
+        "commit with one validator down: {r} {err}"
+    );
+    applied += 1;
+
+    // Restart it: it catches up to the same app hash.
+    p.start(3);
+    let target = height(&p, 0) + 2;
+    procs::wait_for_height(&p.cluster, &[0, 1, 2, 3], target, Duration::from_secs(90))
+        .expect("restarted node catches up");
+    let hashes: Vec<String> = (0..4).map(|i| app_hash_at(&p, i, target)).collect();
+    assert!(
+        hashes.windows(2).all(|w| w[0] == w[1]),
+        "app hashes differ at height {target}: {hashes:?}"
+    );
+
+    // Audit from a node that submitted nothing: every directive, every signature valid.
+    let (code, report, err) = hm(&[
+        "audit",
+        "directives",
+        "--rpc",
+        &rpc(&p, 3),
+        "--json",
+        "--check-blocks",
+    ]);
+    assert_eq!(code, 0, "audit failed: {report} {err}");
+    let dirs = report["directives"].as_array().unwrap();
+    assert_eq!(dirs.len(), applied, "audit lists every applied directive");
+    assert!(dirs.iter().all(|d| d["verified"] == true));
+    let cross = dirs
+        .iter()
+        .find(|d| d["id"] == cross_id.as_str())
+        .expect("cross-pool route in the audit");
+    assert_eq!(cross["status"], "active");
+    let signers: std::collections::BTreeSet<_> = dirs
+        .iter()
+        .map(|d| d["signer_name"].as_str().unwrap().to_owned())
+        .collect();
+    assert!(signers.contains("pool-a") && signers.contains("pool-b"));
+}
