@@ -11,8 +11,10 @@
 
 pub mod core;
 pub mod query;
+pub mod server;
 pub mod shell;
 pub mod store;
+pub mod verified;
 
 pub use shell::{AppHandle, AppMetrics};
 pub use store::Store;

@@ -39,10 +39,7 @@ pub struct QueryError {
 }
 
 fn fail<T>(code: u32, log: impl Into<String>) -> Result<T, QueryError> {
-    Err(QueryError {
-        code,
-        log: log.into(),
-    })
+    Err(QueryError { code, log: log.into() })
 }
 
 /// Filter and page of a `/history` query. All fields optional.
@@ -240,10 +237,7 @@ fn parse_cursor(c: &str) -> Option<(u64, u32)> {
 fn history(store: &Store, f: &HistoryFilter) -> Result<HistoryPage, QueryError> {
     let limit = f.limit.unwrap_or(100);
     if limit == 0 || limit > HISTORY_PAGE_MAX {
-        return fail(
-            code::BAD_REQUEST,
-            format!("limit must be 1..={HISTORY_PAGE_MAX}"),
-        );
+        return fail(code::BAD_REQUEST, format!("limit must be 1..={HISTORY_PAGE_MAX}"));
     }
     let mut start = keys::history(f.from_height.unwrap_or(0), 0);
     if let Some(c) = &f.after {
@@ -270,10 +264,7 @@ fn history(store: &Store, f: &HistoryFilter) -> Result<HistoryPage, QueryError> 
         if f.pool.is_some_and(|p| p != view.signer) {
             continue;
         }
-        if f.group
-            .as_ref()
-            .is_some_and(|g| view.body.group() != Some(g))
-        {
+        if f.group.as_ref().is_some_and(|g| view.body.group() != Some(g)) {
             continue;
         }
         if out.len() == limit as usize {
@@ -283,8 +274,5 @@ fn history(store: &Store, f: &HistoryFilter) -> Result<HistoryPage, QueryError> 
         }
         out.push(view);
     }
-    Ok(HistoryPage {
-        directives: out,
-        next,
-    })
+    Ok(HistoryPage { directives: out, next })
 }

@@ -10,17 +10,18 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use tendermint_abci::Application;
 use tendermint_proto::v0_38::abci::{
-    response_process_proposal::ProposalStatus, Event as AbciEvent, EventAttribute, ExecTxResult,
+    response_process_proposal::ProposalStatus, CheckTxType, Event as AbciEvent, EventAttribute, ExecTxResult,
     RequestCheckTx, RequestFinalizeBlock, RequestInfo, RequestInitChain, RequestPrepareProposal,
-    RequestProcessProposal, RequestQuery, ResponseCheckTx, ResponseCommit, ResponseFinalizeBlock,
-    ResponseInfo, ResponseInitChain, ResponsePrepareProposal, ResponseProcessProposal,
-    ResponseQuery,
+    RequestProcessProposal, RequestQuery, ResponseCheckTx, ResponseCommit, ResponseFinalizeBlock, ResponseInfo,
+    ResponseInitChain, ResponsePrepareProposal, ResponseProcessProposal, ResponseQuery,
 };
 use tracing::{error, info, warn};
 
-use crate::core::{BlockInput, Event, GenesisAppState, State, WriteSet};
+use crate::core::{BlockInput, CheckMode, Event, GenesisAppState, State, WriteSet};
 use crate::query;
 use crate::store::Store;
+use crate::verified::VerifiedMemo;
+use sha2::{Digest, Sha256};
 
 /// Counters exported as Prometheus metrics by the node.
 #[derive(Debug, Default)]
@@ -53,12 +54,7 @@ impl AppMetrics {
                 "Blocks committed by this node.",
                 g(&self.blocks_committed),
             ),
-            (
-                "hashmesh_height",
-                "gauge",
-                "Last committed height.",
-                g(&self.height),
-            ),
+            ("hashmesh_height", "gauge", "Last committed height.", g(&self.height)),
             (
                 "hashmesh_txs_applied_total",
                 "counter",
@@ -92,9 +88,7 @@ impl AppMetrics {
         ];
         let mut out = String::new();
         for (name, kind, help, v) in rows {
-            out.push_str(&format!(
-                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}\n"
-            ));
+            out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}\n"));
         }
         out
     }
@@ -102,6 +96,8 @@ impl AppMetrics {
 
 struct Inner {
     state: Option<State>,
+    /// Signatures this node verified in `CheckTx` (speed only; see [`VerifiedMemo`]).
+    verified: VerifiedMemo,
     /// A finalized block waiting for `Commit`.
     uncommitted: Option<(u64, WriteSet, [u8; 32])>,
 }
@@ -136,6 +132,7 @@ impl AppHandle {
         Ok(Self {
             inner: Arc::new(Mutex::new(Inner {
                 state,
+                verified: VerifiedMemo::default(),
                 uncommitted: None,
             })),
             store,
@@ -254,7 +251,7 @@ impl Application for AppHandle {
     }
 
     fn check_tx(&self, req: RequestCheckTx) -> ResponseCheckTx {
-        let inner = self.lock();
+        let mut inner = self.lock();
         let Some(state) = inner.state.as_ref() else {
             return ResponseCheckTx {
                 code: 1,
@@ -262,11 +259,17 @@ impl Application for AppHandle {
                 ..Default::default()
             };
         };
-        match state.check_tx(&req.tx, &self.store) {
+        let mode = if req.r#type == CheckTxType::Recheck as i32 {
+            CheckMode::Recheck
+        } else {
+            CheckMode::New
+        };
+        match state.check_tx(&req.tx, mode, &self.store) {
             Ok(_) => {
-                self.metrics
-                    .checktx_accepted
-                    .fetch_add(1, Ordering::Relaxed);
+                if mode == CheckMode::New {
+                    inner.verified.insert(Sha256::digest(&req.tx).into());
+                }
+                self.metrics.checktx_accepted.fetch_add(1, Ordering::Relaxed);
                 ResponseCheckTx {
                     gas_wanted: 1,
                     ..Default::default()
@@ -304,10 +307,7 @@ impl Application for AppHandle {
     }
 
     fn process_proposal(&self, req: RequestProcessProposal) -> ResponseProcessProposal {
-        let ok = req
-            .txs
-            .iter()
-            .all(|tx| State::check_proposal_tx(tx).is_ok());
+        let ok = req.txs.iter().all(|tx| State::check_proposal_tx(tx).is_ok());
         if !ok {
             warn!(
                 height = req.height,
@@ -327,19 +327,23 @@ impl Application for AppHandle {
         let started = std::time::Instant::now();
         let mut inner = self.lock();
         self.discard_uncommitted(&mut inner);
+        let txs: Vec<Vec<u8>> = req.txs.iter().map(|t| t.to_vec()).collect();
+        let preverified: Vec<bool> = txs
+            .iter()
+            .map(|t| inner.verified.contains(&Sha256::digest(t).into()))
+            .collect();
         let Some(state) = inner.state.as_mut() else {
             fatal("FinalizeBlock before InitChain")
         };
         let time_ms = req.time.map_or(0, |t| {
-            u64::try_from(t.seconds).unwrap_or(0).saturating_mul(1000)
-                + u64::try_from(t.nanos / 1_000_000).unwrap_or(0)
+            u64::try_from(t.seconds).unwrap_or(0).saturating_mul(1000) + u64::try_from(t.nanos / 1_000_000).unwrap_or(0)
         });
-        let txs: Vec<Vec<u8>> = req.txs.iter().map(|t| t.to_vec()).collect();
         let block = BlockInput {
             height: u64::try_from(req.height).unwrap_or_else(|_| fatal("negative block height")),
             time_ms,
             proposer: req.proposer_address.to_vec(),
             txs: &txs,
+            preverified: &preverified,
         };
         let out = state.apply_block(&block, &self.store);
         let tx_results: Vec<ExecTxResult> = out
@@ -349,18 +353,12 @@ impl Application for AppHandle {
                 code: t.code,
                 log: t.log.clone(),
                 events: to_abci_events(&t.events),
-                codespace: if t.code == 0 {
-                    String::new()
-                } else {
-                    "hashmesh".into()
-                },
+                codespace: if t.code == 0 { String::new() } else { "hashmesh".into() },
                 ..Default::default()
             })
             .collect();
         let applied = out.txs.iter().filter(|t| t.code == 0).count() as u64;
-        self.metrics
-            .txs_applied
-            .fetch_add(applied, Ordering::Relaxed);
+        self.metrics.txs_applied.fetch_add(applied, Ordering::Relaxed);
         self.metrics
             .txs_refused
             .fetch_add(out.txs.len() as u64 - applied, Ordering::Relaxed);
@@ -373,9 +371,7 @@ impl Application for AppHandle {
         };
         inner.uncommitted = Some((out.height, out.writes, out.app_hash));
         let micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
-        self.metrics
-            .finalize_micros
-            .fetch_add(micros, Ordering::Relaxed);
+        self.metrics.finalize_micros.fetch_add(micros, Ordering::Relaxed);
         response
     }
 
@@ -392,9 +388,7 @@ impl Application for AppHandle {
                 s.check_invariants();
             }
         }
-        self.metrics
-            .blocks_committed
-            .fetch_add(1, Ordering::Relaxed);
+        self.metrics.blocks_committed.fetch_add(1, Ordering::Relaxed);
         self.metrics.height.store(height, Ordering::Relaxed);
         ResponseCommit { retain_height: 0 }
     }

@@ -62,12 +62,7 @@ impl Store {
     ///
     /// # Errors
     /// [`StoreError`] on any sled failure.
-    pub fn commit(
-        &self,
-        writes: &WriteSet,
-        height: u64,
-        app_hash: &[u8; 32],
-    ) -> Result<(), StoreError> {
+    pub fn commit(&self, writes: &WriteSet, height: u64, app_hash: &[u8; 32]) -> Result<(), StoreError> {
         let mut batch = sled::Batch::default();
         for (k, v) in writes.iter() {
             match v {

@@ -5,9 +5,7 @@ mod common;
 use common::*;
 use hashmesh_abci::{AppHandle, Store};
 use tendermint_abci::Application;
-use tendermint_proto::v0_38::abci::{
-    RequestFinalizeBlock, RequestInfo, RequestInitChain, RequestQuery,
-};
+use tendermint_proto::v0_38::abci::{RequestFinalizeBlock, RequestInfo, RequestInitChain, RequestQuery};
 
 fn open(dir: &std::path::Path) -> AppHandle {
     AppHandle::new(Store::open(dir).unwrap()).unwrap()
@@ -58,16 +56,10 @@ fn commit_reopen_and_info_agree() {
         for (i, txs) in blocks.iter().enumerate() {
             hashes.push(run_block(&app, i as i64 + 1, txs, true));
         }
-        assert_eq!(
-            info(&app),
-            (blocks.len() as i64, hashes.last().unwrap().clone())
-        );
+        assert_eq!(info(&app), (blocks.len() as i64, hashes.last().unwrap().clone()));
     }
     let app = open(dir.path());
-    assert_eq!(
-        info(&app),
-        (blocks.len() as i64, hashes.last().unwrap().clone())
-    );
+    assert_eq!(info(&app), (blocks.len() as i64, hashes.last().unwrap().clone()));
     // History survives the restart.
     let r = app.query(RequestQuery {
         path: "/history".into(),
@@ -136,11 +128,7 @@ fn a_wiped_store_rebuilt_by_replay_reaches_the_same_hash() {
     };
     std::fs::remove_dir_all(dir.path()).unwrap();
     let app = open(dir.path());
-    assert_eq!(
-        info(&app),
-        (0, Vec::new()),
-        "wiped store starts from nothing"
-    );
+    assert_eq!(info(&app), (0, Vec::new()), "wiped store starts from nothing");
     init(&app);
     let replayed = blocks
         .iter()
@@ -194,12 +182,10 @@ fn queries_answer_json_and_refuse_bad_input() {
     assert!(seen.windows(2).all(|w| w[0] < w[1]));
     // Filter by group and by pool.
     let f = serde_json::json!({"group": "pool-a/g-1"});
-    let page: serde_json::Value =
-        serde_json::from_slice(&q("/history", f.to_string().as_bytes()).value).unwrap();
+    let page: serde_json::Value = serde_json::from_slice(&q("/history", f.to_string().as_bytes()).value).unwrap();
     assert_eq!(page["directives"].as_array().unwrap().len(), 1);
     assert_eq!(page["directives"][0]["status"], "active");
     let f = serde_json::json!({"pool": key('c').pool_id().to_hex(), "from_height": 3});
-    let page: serde_json::Value =
-        serde_json::from_slice(&q("/history", f.to_string().as_bytes()).value).unwrap();
+    let page: serde_json::Value = serde_json::from_slice(&q("/history", f.to_string().as_bytes()).value).unwrap();
     assert_eq!(page["directives"].as_array().unwrap().len(), 2);
 }

@@ -3,7 +3,7 @@
 mod common;
 
 use common::*;
-use hashmesh_abci::core::DirectiveStatus;
+use hashmesh_abci::core::{CheckMode, DirectiveStatus};
 use hashmesh_protocol::limits::TX_BYTES_MAX;
 use hashmesh_protocol::{Body, DirectiveId, RejectCode};
 
@@ -15,31 +15,17 @@ fn code_of(chain: &mut Chain, tx: Vec<u8>) -> u32 {
 fn every_rejection_has_its_own_code_and_changes_nothing() {
     let mut chain = Chain::new();
     // A drained endpoint and a used nonce to run into.
-    assert_eq!(
-        code_of(&mut chain, sign_with('b', 1, CHAIN, drain("pool-b/ep-2"))),
-        0
-    );
+    assert_eq!(code_of(&mut chain, sign_with('b', 1, CHAIN, drain("pool-b/ep-2"))), 0);
     let valid_a = route("pool-a/g-1", &[("pool-a/ep-1", 10_000)]);
-    assert_eq!(
-        code_of(&mut chain, sign_with('a', 5, CHAIN, valid_a.clone())),
-        0
-    );
+    assert_eq!(code_of(&mut chain, sign_with('a', 5, CHAIN, valid_a.clone())), 0);
 
     let mut flipped = sign_with('a', 6, CHAIN, valid_a.clone());
     let last = flipped.len() - 1;
     flipped[last] ^= 0x01;
     let unknown_signer = sign_with('z', 1, CHAIN, valid_a.clone());
     let cases: Vec<(&str, Vec<u8>, RejectCode)> = vec![
-        (
-            "garbage bytes",
-            b"\x00\x01garbage".to_vec(),
-            RejectCode::Malformed,
-        ),
-        (
-            "oversized",
-            vec![0u8; TX_BYTES_MAX + 1],
-            RejectCode::TxTooLarge,
-        ),
+        ("garbage bytes", b"\x00\x01garbage".to_vec(), RejectCode::Malformed),
+        ("oversized", vec![0u8; TX_BYTES_MAX + 1], RejectCode::TxTooLarge),
         (
             "wrong chain",
             sign_with('a', 7, "other-chain", valid_a.clone()),
@@ -49,12 +35,7 @@ fn every_rejection_has_its_own_code_and_changes_nothing() {
         ("flipped signature", flipped, RejectCode::BadSignature),
         (
             "replayed nonce",
-            sign_with(
-                'a',
-                5,
-                CHAIN,
-                route("pool-a/g-2", &[("pool-a/ep-1", 10_000)]),
-            ),
+            sign_with('a', 5, CHAIN, route("pool-a/g-2", &[("pool-a/ep-1", 10_000)])),
             RejectCode::NonceReused,
         ),
         (
@@ -63,10 +44,7 @@ fn every_rejection_has_its_own_code_and_changes_nothing() {
                 'a',
                 8,
                 CHAIN,
-                route(
-                    "pool-a/g-1",
-                    &[("pool-a/ep-1", 5000), ("pool-a/ep-2", 4999)],
-                ),
+                route("pool-a/g-1", &[("pool-a/ep-1", 5000), ("pool-a/ep-2", 4999)]),
             ),
             RejectCode::WeightsNotTenThousand,
         ),
@@ -82,32 +60,17 @@ fn every_rejection_has_its_own_code_and_changes_nothing() {
         ),
         (
             "unknown endpoint",
-            sign_with(
-                'a',
-                10,
-                CHAIN,
-                route("pool-a/g-1", &[("pool-x/ep-9", 10_000)]),
-            ),
+            sign_with('a', 10, CHAIN, route("pool-a/g-1", &[("pool-x/ep-9", 10_000)])),
             RejectCode::UnknownEndpoint,
         ),
         (
             "unknown group",
-            sign_with(
-                'a',
-                11,
-                CHAIN,
-                route("pool-a/g-9", &[("pool-a/ep-1", 10_000)]),
-            ),
+            sign_with('a', 11, CHAIN, route("pool-a/g-9", &[("pool-a/ep-1", 10_000)])),
             RejectCode::UnknownGroup,
         ),
         (
             "foreign group",
-            sign_with(
-                'a',
-                12,
-                CHAIN,
-                route("pool-b/g-1", &[("pool-a/ep-1", 10_000)]),
-            ),
+            sign_with('a', 12, CHAIN, route("pool-b/g-1", &[("pool-a/ep-1", 10_000)])),
             RejectCode::GroupNotOwned,
         ),
         (
@@ -117,12 +80,7 @@ fn every_rejection_has_its_own_code_and_changes_nothing() {
         ),
         (
             "route onto drained",
-            sign_with(
-                'a',
-                14,
-                CHAIN,
-                route("pool-a/g-1", &[("pool-b/ep-2", 10_000)]),
-            ),
+            sign_with('a', 14, CHAIN, route("pool-a/g-1", &[("pool-b/ep-2", 10_000)])),
             RejectCode::EndpointDrained,
         ),
         (
@@ -136,10 +94,7 @@ fn every_rejection_has_its_own_code_and_changes_nothing() {
                 'a',
                 16,
                 CHAIN,
-                route(
-                    "pool-a/g-1",
-                    &[("pool-a/ep-1", 5000), ("pool-a/ep-1", 5000)],
-                ),
+                route("pool-a/g-1", &[("pool-a/ep-1", 5000), ("pool-a/ep-1", 5000)]),
             ),
             RejectCode::DuplicateEndpoint,
         ),
@@ -166,24 +121,13 @@ fn every_rejection_has_its_own_code_and_changes_nothing() {
         let before_hash = chain.state.app_hash();
         let before_kv = chain.kv.clone();
         // CheckTx refuses it with the same code...
-        let checked = chain.state.check_tx(&tx, &chain.kv);
-        assert_eq!(
-            checked.as_ref().err().map(|r| r.code),
-            Some(want),
-            "{name}: CheckTx"
-        );
+        let checked = chain.state.check_tx(&tx, CheckMode::New, &chain.kv);
+        assert_eq!(checked.as_ref().err().map(|r| r.code), Some(want), "{name}: CheckTx");
         // ...and in a block it gets the code, and the only write is none at all.
         let out = chain.block(vec![tx]);
         assert_eq!(out.txs[0].code, want.code(), "{name}: {}", out.txs[0].log);
-        assert!(
-            out.writes.is_empty(),
-            "{name}: a refused tx wrote {:?}",
-            out.writes
-        );
-        assert!(
-            out.txs[0].events.is_empty(),
-            "{name}: a refused tx emitted events"
-        );
+        assert!(out.writes.is_empty(), "{name}: a refused tx wrote {:?}", out.writes);
+        assert!(out.txs[0].events.is_empty(), "{name}: a refused tx emitted events");
         assert_ne!(
             chain.state.app_hash(),
             before_hash,
@@ -202,10 +146,7 @@ fn own_route_is_active_at_once_and_sets_the_assignment() {
     let mut chain = Chain::new();
     let tx = chain.sign(
         'a',
-        route(
-            "pool-a/g-1",
-            &[("pool-a/ep-1", 7000), ("pool-a/ep-2", 3000)],
-        ),
+        route("pool-a/g-1", &[("pool-a/ep-1", 7000), ("pool-a/ep-2", 3000)]),
     );
     let out = chain.block(vec![tx.clone()]);
     assert_eq!(out.txs[0].code, 0, "{}", out.txs[0].log);
@@ -214,10 +155,7 @@ fn own_route_is_active_at_once_and_sets_the_assignment() {
     assert_eq!(ev.attr("status"), Some("active"));
     assert_eq!(ev.attr("kind"), Some("route"));
     assert_eq!(ev.attr("group"), Some("pool-a/g-1"));
-    assert_eq!(
-        ev.attr("id"),
-        Some(DirectiveId::of_tx_bytes(&tx).to_hex().as_str())
-    );
+    assert_eq!(ev.attr("id"), Some(DirectiveId::of_tx_bytes(&tx).to_hex().as_str()));
     let a: Vec<_> = chain.state.assignments().collect();
     assert_eq!(a.len(), 1);
     assert_eq!(a[0].targets.len(), 2);
@@ -229,10 +167,7 @@ fn cross_pool_route_goes_pending_then_active_after_every_vote() {
     let mut chain = Chain::new();
     let tx = chain.sign(
         'a',
-        route(
-            "pool-a/g-1",
-            &[("pool-b/ep-1", 5000), ("pool-c/ep-1", 5000)],
-        ),
+        route("pool-a/g-1", &[("pool-b/ep-1", 5000), ("pool-c/ep-1", 5000)]),
     );
     let id = DirectiveId::of_tx_bytes(&tx);
     let out = chain.block(vec![tx]);
@@ -295,10 +230,7 @@ fn cross_pool_route_goes_pending_then_active_after_every_vote() {
             approve: false,
         },
     );
-    assert_eq!(
-        code_of(&mut chain, late),
-        RejectCode::DirectiveNotPending.code()
-    );
+    assert_eq!(code_of(&mut chain, late), RejectCode::DirectiveNotPending.code());
 }
 
 #[test]
@@ -352,13 +284,7 @@ fn drained_target_before_approval_rejects_the_route() {
     // Restore makes it routable again.
     let r = chain.sign('b', restore("pool-b/ep-1"));
     assert_eq!(code_of(&mut chain, r), 0);
-    assert!(
-        !chain
-            .state
-            .endpoint(&"pool-b/ep-1".parse().unwrap())
-            .unwrap()
-            .drained
-    );
+    assert!(!chain.state.endpoint(&"pool-b/ep-1".parse().unwrap()).unwrap().drained);
 }
 
 #[test]
@@ -375,24 +301,10 @@ fn nonce_window_refuses_old_nonces_once_full() {
         out.txs.iter().find(|t| t.code != 0)
     );
     // Nonce 10 fell out of the window; 15 is below the smallest retained (20).
-    let old = sign_with(
-        'a',
-        15,
-        CHAIN,
-        route("pool-a/g-1", &[("pool-a/ep-1", 10_000)]),
-    );
+    let old = sign_with('a', 15, CHAIN, route("pool-a/g-1", &[("pool-a/ep-1", 10_000)]));
     assert_eq!(code_of(&mut chain, old), RejectCode::NonceReused.code());
-    let fresh = sign_with(
-        'a',
-        25,
-        CHAIN,
-        route("pool-a/g-1", &[("pool-a/ep-1", 10_000)]),
-    );
-    assert_eq!(
-        code_of(&mut chain, fresh),
-        0,
-        "gaps above the window floor are fine"
-    );
+    let fresh = sign_with('a', 25, CHAIN, route("pool-a/g-1", &[("pool-a/ep-1", 10_000)]));
+    assert_eq!(code_of(&mut chain, fresh), 0, "gaps above the window floor are fine");
 }
 
 fn drain_restore(n: u64) -> Body {

@@ -120,31 +120,19 @@ pub fn run(rpc: &Rpc, f: &AuditFilter) -> Result<AuditReport> {
     })
 }
 
-fn check_one(
-    rpc: &Rpc,
-    d: &Value,
-    chain_id: &str,
-    pools: &BTreeMap<String, String>,
-    check_blocks: bool,
-) -> Audited {
+fn check_one(rpc: &Rpc, d: &Value, chain_id: &str, pools: &BTreeMap<String, String>, check_blocks: bool) -> Audited {
     let s = |k: &str| d[k].as_str().unwrap_or_default().to_owned();
     let mut problems = Vec::new();
     let bytes = hex::decode(s("tx_hex")).unwrap_or_default();
     let id = DirectiveId::of_tx_bytes(&bytes).to_hex();
     if id != s("id") {
-        problems.push(format!(
-            "id {} is not the SHA-256 of the signed bytes ({id})",
-            s("id")
-        ));
+        problems.push(format!("id {} is not the SHA-256 of the signed bytes ({id})", s("id")));
     }
     match SignedTx::decode(&bytes) {
         Err(e) => problems.push(format!("signed bytes do not decode: {e}")),
         Ok(tx) => {
             if tx.chain_id != chain_id {
-                problems.push(format!(
-                    "signed for chain {:?}, node runs {chain_id:?}",
-                    tx.chain_id
-                ));
+                problems.push(format!("signed for chain {:?}, node runs {chain_id:?}", tx.chain_id));
             }
             if tx.signer.to_hex() != s("signer") {
                 problems.push("signer in bytes differs from the record".into());

@@ -6,6 +6,7 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
 use hashmesh_node::audit::{self, AuditFilter};
+use hashmesh_node::bench;
 use hashmesh_node::daemon;
 use hashmesh_node::home::{Config, Home};
 use hashmesh_node::output::print_json;
@@ -83,6 +84,11 @@ enum Cmd {
     Audit {
         #[command(subcommand)]
         cmd: AuditCmd,
+    },
+    /// Benchmarks that need running processes (see also `cargo bench`).
+    Bench {
+        #[command(subcommand)]
+        cmd: BenchCmd,
     },
     /// Manage a local cluster (used by the testnet/ scripts).
     Testnet {
@@ -287,6 +293,34 @@ enum AuditCmd {
 }
 
 #[derive(Subcommand)]
+enum BenchCmd {
+    /// Committed tx/s of hashmesh vs CometBFT's kvstore on loopback clusters, in one run.
+    #[command(
+        after_help = "Example:\n  hashmesh bench cluster --cometbft .tools/bin/cometbft --duration-secs 20 --concurrency 32"
+    )]
+    Cluster {
+        /// The cometbft binary.
+        #[arg(long, env = "HASHMESH_COMETBFT")]
+        cometbft: PathBuf,
+        /// Validators per cluster.
+        #[arg(long, default_value_t = 4)]
+        validators: usize,
+        /// Seconds of load per application.
+        #[arg(long, default_value_t = 20)]
+        duration_secs: u64,
+        /// Concurrent closed-loop broadcasters.
+        #[arg(long, default_value_t = 32)]
+        concurrency: usize,
+        /// Working directory for the two clusters.
+        #[arg(long, default_value = "target/bench-cluster")]
+        dir: PathBuf,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand)]
 enum TestnetCmd {
     /// Generate (if needed) and start a cluster, wait for blocks, run the demo, print status and audit.
     Up {
@@ -332,8 +366,7 @@ pub fn main() -> Result<i32> {
     if matches!(cli.cmd, Cmd::Start { .. }) {
         tracing_subscriber::fmt()
             .with_env_filter(
-                tracing_subscriber::EnvFilter::try_from_env("HASHMESH_LOG")
-                    .unwrap_or_else(|_| "info".into()),
+                tracing_subscriber::EnvFilter::try_from_env("HASHMESH_LOG").unwrap_or_else(|_| "info".into()),
             )
             .with_writer(std::io::stderr)
             .init();
@@ -351,9 +384,7 @@ pub fn main() -> Result<i32> {
             cfg.abci_listen = abci_listen;
             cfg.rpc = rpc;
             let (h, key) = Home::init(&home, cfg)?;
-            print_json(
-                &json!({"home": h.dir, "moniker": moniker, "pool_id": key.pool_id().to_hex()}),
-            );
+            print_json(&json!({"home": h.dir, "moniker": moniker, "pool_id": key.pool_id().to_hex()}));
             eprintln!(
                 "next: add this pool id to genesis app_state, then `hashmesh start --home {}`",
                 home.display()
@@ -426,6 +457,32 @@ pub fn main() -> Result<i32> {
             Ok(i32::from(report.failures > 0))
         }
         Cmd::Testnet { dir, cmd } => run_testnet(&dir, cmd),
+        Cmd::Bench {
+            cmd:
+                BenchCmd::Cluster {
+                    cometbft,
+                    validators,
+                    duration_secs,
+                    concurrency,
+                    dir,
+                    json,
+                },
+        } => {
+            let report = bench::run(&bench::BenchSpec {
+                cometbft,
+                hashmesh: std::env::current_exe()?,
+                validators,
+                duration: Duration::from_secs(duration_secs),
+                concurrency,
+                work_dir: dir,
+            })?;
+            if json {
+                print_json(&serde_json::to_value(&report)?);
+            } else {
+                print!("{}", bench::render(&report));
+            }
+            Ok(0)
+        }
     }
 }
 
@@ -452,20 +509,14 @@ fn run_tx(args: TxArgs) -> Result<i32> {
             return Ok(i32::from(!ok));
         }
         TxCmd::Route { group, to } => Body::Route {
-            group: group
-                .parse()
-                .with_context(|| format!("--group {group:?}"))?,
+            group: group.parse().with_context(|| format!("--group {group:?}"))?,
             targets: tx_cmd::parse_targets(to)?,
         },
         TxCmd::Drain { endpoint } => Body::Drain {
-            endpoint: endpoint
-                .parse()
-                .with_context(|| format!("--endpoint {endpoint:?}"))?,
+            endpoint: endpoint.parse().with_context(|| format!("--endpoint {endpoint:?}"))?,
         },
         TxCmd::Restore { endpoint } => Body::Restore {
-            endpoint: endpoint
-                .parse()
-                .with_context(|| format!("--endpoint {endpoint:?}"))?,
+            endpoint: endpoint.parse().with_context(|| format!("--endpoint {endpoint:?}"))?,
         },
         TxCmd::Vote {
             directive,
@@ -527,10 +578,7 @@ fn run_testnet(dir: &Path, cmd: TestnetCmd) -> Result<i32> {
                             dir.display(),
                             c.nodes.len()
                         );
-                        print!(
-                            "{}",
-                            testnet::demo::render_status(&testnet::demo::status(&c))
-                        );
+                        print!("{}", testnet::demo::render_status(&testnet::demo::status(&c)));
                         println!("use testnet/status, testnet/stop NODE, or testnet/down [--wipe]");
                         return Ok(0);
                     }
@@ -542,10 +590,7 @@ fn run_testnet(dir: &Path, cmd: TestnetCmd) -> Result<i32> {
                 }
                 None => {
                     let exe = std::env::current_exe()?;
-                    println!(
-                        "generating a {validators}-pool cluster in {}",
-                        dir.display()
-                    );
+                    println!("generating a {validators}-pool cluster in {}", dir.display());
                     testnet::generate(&ClusterSpec {
                         dir: dir.to_owned(),
                         validators,
@@ -555,6 +600,7 @@ fn run_testnet(dir: &Path, cmd: TestnetCmd) -> Result<i32> {
                         hashmesh: exe,
                         timeout_commit: "250ms".into(),
                         vote_window_blocks: 100,
+                        kvstore: false,
                     })?
                 }
             };
@@ -562,9 +608,7 @@ fn run_testnet(dir: &Path, cmd: TestnetCmd) -> Result<i32> {
                 procs::start_node(&mut cluster, i, true)?;
                 println!(
                     "  started {} (cometbft pid {}, hashmesh pid {})",
-                    cluster.nodes[i].name,
-                    cluster.nodes[i].pids.cometbft,
-                    cluster.nodes[i].pids.hashmesh
+                    cluster.nodes[i].name, cluster.nodes[i].pids.cometbft, cluster.nodes[i].pids.hashmesh
                 );
             }
             cluster.save()?;
@@ -575,10 +619,7 @@ fn run_testnet(dir: &Path, cmd: TestnetCmd) -> Result<i32> {
                 testnet::demo::run(&cluster)?;
             }
             println!();
-            print!(
-                "{}",
-                testnet::demo::render_status(&testnet::demo::status(&cluster))
-            );
+            print!("{}", testnet::demo::render_status(&testnet::demo::status(&cluster)));
             let auditor = cluster.nodes.last().expect("nodes");
             println!("\naudit from {} ({}):", auditor.name, auditor.rpc);
             let report = audit::run(&Rpc::new(&auditor.rpc), &AuditFilter::default())?;
@@ -631,8 +672,7 @@ fn run_testnet(dir: &Path, cmd: TestnetCmd) -> Result<i32> {
                 println!("stopped {} nodes", c.nodes.len());
             }
             if wipe && dir.exists() {
-                std::fs::remove_dir_all(dir)
-                    .with_context(|| format!("removing {}", dir.display()))?;
+                std::fs::remove_dir_all(dir).with_context(|| format!("removing {}", dir.display()))?;
                 println!("removed {}", dir.display());
             }
             Ok(0)

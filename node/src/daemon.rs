@@ -29,17 +29,14 @@ pub fn run(home: &Home) -> Result<()> {
     if !home.config.metrics_listen.is_empty() {
         serve_metrics(&home.config.metrics_listen, app.metrics())?;
     }
-    let server = tendermint_abci::ServerBuilder::new(1 << 20)
-        .bind(&home.config.abci_listen, app)
-        .map_err(|e| anyhow::anyhow!("binding ABCI on {}: {e}", home.config.abci_listen))?;
+    let listener = TcpListener::bind(&home.config.abci_listen)
+        .with_context(|| format!("binding ABCI on {}; is another node using it?", home.config.abci_listen))?;
     info!(abci = %home.config.abci_listen, metrics = %home.config.metrics_listen, moniker = %home.config.moniker, "hashmesh node started; waiting for CometBFT");
     eprintln!(
         "hashmesh: ABCI listening on {} (set CometBFT proxy_app = \"tcp://{}\")",
         home.config.abci_listen, home.config.abci_listen
     );
-    server
-        .listen()
-        .map_err(|e| anyhow::anyhow!("ABCI server stopped: {e}"))
+    hashmesh_abci::server::serve(listener, app).context("ABCI server stopped")
 }
 
 /// Serve `GET /metrics` in Prometheus text format on its own thread.

@@ -81,11 +81,7 @@ impl Home {
     ///
     /// # Errors
     /// If the directory cannot be written or already holds a key.
-    pub fn init_with_seed(
-        dir: &Path,
-        config: Config,
-        seed: &[u8; 32],
-    ) -> Result<(Self, SigningKey)> {
+    pub fn init_with_seed(dir: &Path, config: Config, seed: &[u8; 32]) -> Result<(Self, SigningKey)> {
         let key_path = dir.join(KEY_FILE);
         if key_path.exists() {
             bail!(
@@ -131,8 +127,7 @@ impl Home {
                 dir.display()
             )
         })?;
-        let config: Config =
-            toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
+        let config: Config = toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
         Ok(Self {
             dir: dir.to_owned(),
             config,
@@ -144,10 +139,7 @@ impl Home {
     /// # Errors
     /// If the file cannot be written.
     pub fn save_config(&self) -> Result<()> {
-        fs::write(
-            self.dir.join(CONFIG_FILE),
-            toml::to_string_pretty(&self.config)?,
-        )?;
+        fs::write(self.dir.join(CONFIG_FILE), toml::to_string_pretty(&self.config)?)?;
         Ok(())
     }
 
@@ -165,11 +157,10 @@ impl Home {
                 path.display()
             );
         }
-        let file: KeyFile = serde_json::from_slice(&fs::read(&path)?)
-            .with_context(|| format!("parsing {}", path.display()))?;
+        let file: KeyFile =
+            serde_json::from_slice(&fs::read(&path)?).with_context(|| format!("parsing {}", path.display()))?;
         let mut seed = [0u8; 32];
-        hex::decode_to_slice(&file.secret_seed, &mut seed)
-            .context("secret_seed must be 64 hex characters")?;
+        hex::decode_to_slice(&file.secret_seed, &mut seed).context("secret_seed must be 64 hex characters")?;
         let key = SigningKey::from_seed(&seed);
         if key.pool_id().to_hex() != file.pool_id {
             bail!("{}: pool_id does not match secret_seed", path.display());
@@ -197,10 +188,7 @@ mod tests {
     fn init_writes_a_private_key_and_refuses_to_overwrite() {
         let dir = tempfile::tempdir().unwrap();
         let (home, key) = Home::init(dir.path(), Config::new("pool-a")).unwrap();
-        let mode = fs::metadata(dir.path().join(KEY_FILE))
-            .unwrap()
-            .permissions()
-            .mode();
+        let mode = fs::metadata(dir.path().join(KEY_FILE)).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o600);
         assert_eq!(home.signing_key().unwrap().pool_id(), key.pool_id());
         assert!(Home::init(dir.path(), Config::new("pool-a")).is_err());

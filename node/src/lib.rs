@@ -3,6 +3,7 @@
 //! `hashmesh-protocol` and `hashmesh-abci::core`.
 
 pub mod audit;
+pub mod bench;
 pub mod daemon;
 pub mod home;
 pub mod output;

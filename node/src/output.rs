@@ -14,11 +14,7 @@ pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
     let line = |cells: Vec<String>| {
         let mut s = String::new();
         for (i, c) in cells.iter().enumerate() {
-            let pad = widths
-                .get(i)
-                .copied()
-                .unwrap_or(0)
-                .saturating_sub(c.chars().count());
+            let pad = widths.get(i).copied().unwrap_or(0).saturating_sub(c.chars().count());
             s.push_str(c);
             if i + 1 < cells.len() {
                 s.push_str(&" ".repeat(pad + 2));
@@ -36,10 +32,7 @@ pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
 
 /// Print a JSON value, pretty.
 pub fn print_json(v: &serde_json::Value) {
-    println!(
-        "{}",
-        serde_json::to_string_pretty(v).expect("JSON values print")
-    );
+    println!("{}", serde_json::to_string_pretty(v).expect("JSON values print"));
 }
 
 /// First `n` characters of an id, for tables.

@@ -57,14 +57,7 @@ pub fn render(target: &Target, v: &Value) -> Option<String> {
                 .collect::<Vec<_>>(),
         )),
         Target::Endpoints => Some(table(
-            &[
-                "ENDPOINT",
-                "OWNER",
-                "CAPACITY H/S",
-                "REGION",
-                "DRAINED",
-                "STRATUM",
-            ],
+            &["ENDPOINT", "OWNER", "CAPACITY H/S", "REGION", "DRAINED", "STRATUM"],
             &arr.iter()
                 .map(|e| {
                     vec![
@@ -81,13 +74,7 @@ pub fn render(target: &Target, v: &Value) -> Option<String> {
         Target::Groups => Some(table(
             &["GROUP", "OWNER", "HASHRATE H/S"],
             &arr.iter()
-                .map(|g| {
-                    vec![
-                        s(&g["id"]),
-                        short(&s(&g["owner"]), 12),
-                        s(&g["hashrate_hs"]),
-                    ]
-                })
+                .map(|g| vec![s(&g["id"]), short(&s(&g["owner"]), 12), s(&g["hashrate_hs"])])
                 .collect::<Vec<_>>(),
         )),
         Target::Assignments => Some(table(

@@ -43,9 +43,7 @@ impl Rpc {
     /// A client for `url` (e.g. `http://127.0.0.1:26657`).
     #[must_use]
     pub fn new(url: &str) -> Self {
-        let agent = ureq::AgentBuilder::new()
-            .timeout(Duration::from_secs(15))
-            .build();
+        let agent = ureq::AgentBuilder::new().timeout(Duration::from_secs(15)).build();
         Self {
             base: url.trim_end_matches('/').to_owned(),
             agent,
@@ -84,10 +82,7 @@ impl Rpc {
         };
         if let Some(err) = body.get("error") {
             let data = err.get("data").and_then(Value::as_str).unwrap_or("");
-            let msg = err
-                .get("message")
-                .and_then(Value::as_str)
-                .unwrap_or("error");
+            let msg = err.get("message").and_then(Value::as_str).unwrap_or("error");
             bail!("CometBFT RPC {method}: {msg}: {data}");
         }
         body.get("result")
@@ -101,10 +96,7 @@ impl Rpc {
     /// As [`Rpc::call`].
     pub fn status(&self) -> Result<(String, u64, String)> {
         let r = self.call("status", &[])?;
-        let chain = r["node_info"]["network"]
-            .as_str()
-            .unwrap_or_default()
-            .to_owned();
+        let chain = r["node_info"]["network"].as_str().unwrap_or_default().to_owned();
         let height = r["sync_info"]["latest_block_height"]
             .as_str()
             .unwrap_or("0")
@@ -122,10 +114,7 @@ impl Rpc {
     /// # Errors
     /// As [`Rpc::call`] (e.g. "tx already exists in cache").
     pub fn broadcast_sync(&self, tx: &[u8]) -> Result<Broadcast> {
-        let r = self.call(
-            "broadcast_tx_sync",
-            &[("tx", format!("0x{}", hex::encode(tx)))],
-        )?;
+        let r = self.call("broadcast_tx_sync", &[("tx", format!("0x{}", hex::encode(tx)))])?;
         Ok(Broadcast {
             code: r["code"].as_u64().unwrap_or(0) as u32,
             log: r["log"].as_str().unwrap_or_default().to_owned(),

@@ -33,25 +33,20 @@ pub fn parse_targets(items: &[String]) -> Result<Vec<RouteTarget>> {
     items
         .iter()
         .map(|s| {
-            let (e, w) = s.split_once('=').with_context(|| {
-                format!("target {s:?} must look like ENDPOINT=WEIGHT_BP, e.g. pool-a/ep-1=6000")
-            })?;
+            let (e, w) = s
+                .split_once('=')
+                .with_context(|| format!("target {s:?} must look like ENDPOINT=WEIGHT_BP, e.g. pool-a/ep-1=6000"))?;
             let endpoint: EndpointId = e.parse().with_context(|| format!("endpoint {e:?}"))?;
             let weight_bp: u16 = w
                 .parse()
                 .with_context(|| format!("weight {w:?} must be basis points (0..=10000)"))?;
-            Ok(RouteTarget {
-                endpoint,
-                weight_bp,
-            })
+            Ok(RouteTarget { endpoint, weight_bp })
         })
         .collect()
 }
 
 fn default_nonce() -> u64 {
-    let d = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .expect("clock after 1970");
+    let d = SystemTime::now().duration_since(UNIX_EPOCH).expect("clock after 1970");
     u64::try_from(d.as_micros()).expect("microseconds fit u64 until 2554")
 }
 
@@ -126,15 +121,8 @@ pub fn send(rpc_url: &str, bytes: &[u8], timeout: Duration) -> Result<(Value, bo
     let status = c
         .events
         .iter()
-        .find(|(t, attrs)| {
-            t == "directive" && attrs.iter().any(|(k, v)| k == "id" && *v == id.to_hex())
-        })
-        .and_then(|(_, attrs)| {
-            attrs
-                .iter()
-                .find(|(k, _)| k == "status")
-                .map(|(_, v)| v.clone())
-        })
+        .find(|(t, attrs)| t == "directive" && attrs.iter().any(|(k, v)| k == "id" && *v == id.to_hex()))
+        .and_then(|(_, attrs)| attrs.iter().find(|(k, _)| k == "status").map(|(_, v)| v.clone()))
         .unwrap_or_else(|| {
             if c.code == 0 {
                 "applied".into()

@@ -30,22 +30,19 @@ fn cometbft() -> PathBuf {
 /// Owns every child process; kills and reaps them by pid when dropped, even on panic.
 struct Processes {
     cluster: Cluster,
-    children: Vec<Option<(Child, Child)>>,
+    children: Vec<Vec<Child>>,
     _dir: tempfile::TempDir,
 }
 
 impl Processes {
     fn start(&mut self, i: usize) {
-        let pair = procs::start_node(&mut self.cluster, i, false).expect("start node");
-        self.children[i] = Some(pair);
+        self.children[i] = procs::start_node(&mut self.cluster, i, false).expect("start node");
     }
 
     fn kill(&mut self, i: usize) {
-        if let Some((mut hm, mut cmt)) = self.children[i].take() {
-            let _ = cmt.kill(); // SIGKILL
-            let _ = hm.kill();
-            let _ = cmt.wait();
-            let _ = hm.wait();
+        for mut child in std::mem::take(&mut self.children[i]) {
+            let _ = child.kill(); // SIGKILL, by the pid we spawned
+            let _ = child.wait();
         }
     }
 }
@@ -59,10 +56,7 @@ impl Drop for Processes {
 }
 
 fn hm(args: &[&str]) -> (i32, Value, String) {
-    let out = Command::new(HASHMESH)
-        .args(args)
-        .output()
-        .expect("run hashmesh");
+    let out = Command::new(HASHMESH).args(args).output().expect("run hashmesh");
     let stdout = String::from_utf8_lossy(&out.stdout).to_string();
     let stderr = String::from_utf8_lossy(&out.stderr).to_string();
     let json = serde_json::from_str(&stdout).unwrap_or(Value::Null);
@@ -95,20 +89,14 @@ fn app_view(p: &Processes, i: usize) -> Value {
 }
 
 fn height(p: &Processes, i: usize) -> u64 {
-    Rpc::new(&rpc(p, i))
-        .status()
-        .map(|(_, h, _)| h)
-        .unwrap_or(0)
+    Rpc::new(&rpc(p, i)).status().map(|(_, h, _)| h).unwrap_or(0)
 }
 
 fn app_hash_at(p: &Processes, i: usize, h: u64) -> String {
     let r = Rpc::new(&rpc(p, i))
         .call("block", &[("height", h.to_string())])
         .unwrap();
-    r["block"]["header"]["app_hash"]
-        .as_str()
-        .unwrap()
-        .to_owned()
+    r["block"]["header"]["app_hash"].as_str().unwrap().to_owned()
 }
 
 fn wait_until(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
@@ -131,18 +119,18 @@ fn four_validator_cluster_end_to_end() {
         hashmesh: PathBuf::from(HASHMESH),
         timeout_commit: "200ms".into(),
         vote_window_blocks: 200,
+        kvstore: false,
     })
     .expect("generate cluster");
     let mut p = Processes {
-        children: vec![None, None, None, None],
+        children: vec![Vec::new(), Vec::new(), Vec::new(), Vec::new()],
         cluster,
         _dir: dir,
     };
     for i in 0..4 {
         p.start(i);
     }
-    procs::wait_for_height(&p.cluster, &[0, 1, 2, 3], 2, Duration::from_secs(90))
-        .expect("cluster makes blocks");
+    procs::wait_for_height(&p.cluster, &[0, 1, 2, 3], 2, Duration::from_secs(90)).expect("cluster makes blocks");
     let (a, b) = (p.cluster.nodes[0].clone(), p.cluster.nodes[1].clone());
     let mut applied = 0;
 
@@ -157,25 +145,13 @@ fn four_validator_cluster_end_to_end() {
     applied += 1;
     let to_b = format!("{}=10000", b.endpoints[0]);
     let (code, r, err) = tx(&p, 1, &["route", "--group", &b.groups[0], "--to", &to_b]);
-    assert_eq!(
-        (code, r["status"].as_str()),
-        (0, Some("active")),
-        "{r} {err}"
-    );
+    assert_eq!((code, r["status"].as_str()), (0, Some("active")), "{r} {err}");
     applied += 1;
 
     // A cross-pool route waits for pool-b's vote, then becomes active.
     let cross_to = format!("{}=7000,{}=3000", b.endpoints[1], a.endpoints[0]);
-    let (code, r, err) = tx(
-        &p,
-        0,
-        &["route", "--group", &a.groups[1], "--to", &cross_to],
-    );
-    assert_eq!(
-        (code, r["status"].as_str()),
-        (0, Some("pending")),
-        "{r} {err}"
-    );
+    let (code, r, err) = tx(&p, 0, &["route", "--group", &a.groups[1], "--to", &cross_to]);
+    assert_eq!((code, r["status"].as_str()), (0, Some("pending")), "{r} {err}");
     applied += 1;
     let cross_id = r["directive_id"].as_str().unwrap().to_owned();
     let (code, r, err) = tx(&p, 1, &["vote", "--directive", &cross_id, "--approve"]);
@@ -184,18 +160,11 @@ fn four_validator_cluster_end_to_end() {
     let seen_from_c = Rpc::new(&rpc(&p, 2))
         .abci_query("/directive", cross_id.as_bytes())
         .unwrap();
-    assert_eq!(
-        seen_from_c["status"], "active",
-        "node c sees the approved route active"
-    );
+    assert_eq!(seen_from_c["status"], "active", "node c sees the approved route active");
 
     // A drain; then routes onto the drained endpoint are refused.
     let (code, r, err) = tx(&p, 1, &["drain", "--endpoint", &b.endpoints[1]]);
-    assert_eq!(
-        (code, r["status"].as_str()),
-        (0, Some("applied")),
-        "{r} {err}"
-    );
+    assert_eq!((code, r["status"].as_str()), (0, Some("applied")), "{r} {err}");
     applied += 1;
 
     // Every bad input is refused with its own code and changes nothing.
@@ -225,14 +194,7 @@ fn four_validator_cluster_end_to_end() {
     flipped[last] ^= 0x01;
     let stranger = p._dir.path().join("stranger");
     assert_eq!(
-        hm(&[
-            "init",
-            "--home",
-            stranger.to_str().unwrap(),
-            "--moniker",
-            "stranger"
-        ])
-        .0,
+        hm(&["init", "--home", stranger.to_str().unwrap(), "--moniker", "stranger"]).0,
         0
     );
     let stranger_tx = {
@@ -291,20 +253,10 @@ fn four_validator_cluster_end_to_end() {
             vec!["raw", "--hex", "deadbeef00"],
             RejectCode::Malformed,
         ),
-        (
-            "oversized",
-            vec!["raw", "--hex", &oversized],
-            RejectCode::TxTooLarge,
-        ),
+        ("oversized", vec!["raw", "--hex", &oversized], RejectCode::TxTooLarge),
         (
             "wrong chain id",
-            vec![
-                "drain",
-                "--endpoint",
-                &a.endpoints[1],
-                "--chain-id",
-                "other-chain",
-            ],
+            vec!["drain", "--endpoint", &a.endpoints[1], "--chain-id", "other-chain"],
             RejectCode::WrongChainId,
         ),
         (
@@ -320,13 +272,7 @@ fn four_validator_cluster_end_to_end() {
         ),
         (
             "unknown endpoint",
-            vec![
-                "route",
-                "--group",
-                &a.groups[0],
-                "--to",
-                "pool-x/ep-9=10000",
-            ],
+            vec!["route", "--group", &a.groups[0], "--to", "pool-x/ep-9=10000"],
             RejectCode::UnknownEndpoint,
         ),
         (
@@ -337,11 +283,7 @@ fn four_validator_cluster_end_to_end() {
     ];
     let flipped_hex = hex::encode(&flipped);
     let raw_cases: Vec<(&str, &str, RejectCode)> = vec![
-        (
-            "flipped signature byte",
-            &flipped_hex,
-            RejectCode::BadSignature,
-        ),
+        ("flipped signature byte", &flipped_hex, RejectCode::BadSignature),
         ("unknown signer", &stranger_tx, RejectCode::UnknownSigner),
         ("replayed nonce", &replayed_nonce, RejectCode::NonceReused),
     ];
@@ -356,11 +298,7 @@ fn four_validator_cluster_end_to_end() {
     }
     for (name, code, r, err, want) in results {
         assert_eq!(code, 1, "{name}: exit status ({r} {err})");
-        assert_eq!(
-            r["code"].as_u64(),
-            Some(u64::from(want.code())),
-            "{name}: {r} {err}"
-        );
+        assert_eq!(r["code"].as_u64(), Some(u64::from(want.code())), "{name}: {r} {err}");
         assert!(
             !r["log"].as_str().unwrap_or("").is_empty(),
             "{name}: refusal without a message"
@@ -396,14 +334,7 @@ fn four_validator_cluster_end_to_end() {
     );
 
     // Audit from a node that submitted nothing: every directive, every signature valid.
-    let (code, report, err) = hm(&[
-        "audit",
-        "directives",
-        "--rpc",
-        &rpc(&p, 3),
-        "--json",
-        "--check-blocks",
-    ]);
+    let (code, report, err) = hm(&["audit", "directives", "--rpc", &rpc(&p, 3), "--json", "--check-blocks"]);
     assert_eq!(code, 0, "audit failed: {report} {err}");
     let dirs = report["directives"].as_array().unwrap();
     assert_eq!(dirs.len(), applied, "audit lists every applied directive");

@@ -34,9 +34,8 @@ pub enum DecodeError {
     Structure(String),
 }
 
-const CONFIG: Configuration<LittleEndian, Fixint, NoLimit> = config::standard()
-    .with_little_endian()
-    .with_fixed_int_encoding();
+const CONFIG: Configuration<LittleEndian, Fixint, NoLimit> =
+    config::standard().with_little_endian().with_fixed_int_encoding();
 
 /// Canonical bytes of a value.
 ///
@@ -52,19 +51,12 @@ pub fn encode<T: Encode>(value: &T) -> Vec<u8> {
 ///
 /// # Errors
 /// [`DecodeError`] for oversized, invalid, trailing or non-canonical input.
-pub fn decode_canonical<T: Decode<()> + Encode>(
-    bytes: &[u8],
-    max: usize,
-) -> Result<T, DecodeError> {
+pub fn decode_canonical<T: Decode<()> + Encode>(bytes: &[u8], max: usize) -> Result<T, DecodeError> {
     if bytes.len() > max {
-        return Err(DecodeError::TooLarge {
-            len: bytes.len(),
-            max,
-        });
+        return Err(DecodeError::TooLarge { len: bytes.len(), max });
     }
-    let (value, used): (T, usize) =
-        bincode::decode_from_slice(bytes, CONFIG.with_limit::<TX_BYTES_MAX>())
-            .map_err(|e| DecodeError::Invalid(e.to_string()))?;
+    let (value, used): (T, usize) = bincode::decode_from_slice(bytes, CONFIG.with_limit::<TX_BYTES_MAX>())
+        .map_err(|e| DecodeError::Invalid(e.to_string()))?;
     if used != bytes.len() {
         return Err(DecodeError::TrailingBytes(bytes.len() - used));
     }
@@ -79,8 +71,8 @@ pub fn decode_canonical<T: Decode<()> + Encode>(
 /// # Errors
 /// [`DecodeError::Invalid`] or [`DecodeError::TrailingBytes`].
 pub fn decode_trusted<T: Decode<()>>(bytes: &[u8]) -> Result<T, DecodeError> {
-    let (value, used): (T, usize) = bincode::decode_from_slice(bytes, CONFIG)
-        .map_err(|e| DecodeError::Invalid(e.to_string()))?;
+    let (value, used): (T, usize) =
+        bincode::decode_from_slice(bytes, CONFIG).map_err(|e| DecodeError::Invalid(e.to_string()))?;
     if used != bytes.len() {
         return Err(DecodeError::TrailingBytes(bytes.len() - used));
     }

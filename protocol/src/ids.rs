@@ -37,9 +37,9 @@ fn check_readable_id(s: &str) -> Result<(), IdError> {
     if s.is_empty() || s.len() > ID_BYTES_MAX {
         return Err(IdError::Length { len: s.len() });
     }
-    let ok = s.bytes().all(|b| {
-        b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'.' | b'_' | b'/' | b'-')
-    });
+    let ok = s
+        .bytes()
+        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'.' | b'_' | b'/' | b'-'));
     if ok {
         Ok(())
     } else {
@@ -194,23 +194,11 @@ mod tests {
     fn readable_ids_accept_the_documented_charset_only() {
         assert!("pool-a/ep-1".parse::<EndpointId>().is_ok());
         assert!("a.b_c".parse::<GroupId>().is_ok());
-        assert!(matches!(
-            "".parse::<GroupId>(),
-            Err(IdError::Length { len: 0 })
-        ));
-        assert!(matches!(
-            "Pool-A".parse::<GroupId>(),
-            Err(IdError::Charset { .. })
-        ));
-        assert!(matches!(
-            "a b".parse::<GroupId>(),
-            Err(IdError::Charset { .. })
-        ));
+        assert!(matches!("".parse::<GroupId>(), Err(IdError::Length { len: 0 })));
+        assert!(matches!("Pool-A".parse::<GroupId>(), Err(IdError::Charset { .. })));
+        assert!(matches!("a b".parse::<GroupId>(), Err(IdError::Charset { .. })));
         let long = "a".repeat(ID_BYTES_MAX + 1);
-        assert!(matches!(
-            long.parse::<GroupId>(),
-            Err(IdError::Length { .. })
-        ));
+        assert!(matches!(long.parse::<GroupId>(), Err(IdError::Length { .. })));
         assert!("a".repeat(ID_BYTES_MAX).parse::<GroupId>().is_ok());
     }
 

@@ -77,11 +77,7 @@ impl SigningKey {
     /// If `tx.signer` is not this key's pool id (a programming error).
     #[must_use]
     pub fn sign(&self, tx: UnsignedTx) -> (SignedTx, Vec<u8>) {
-        assert_eq!(
-            tx.signer,
-            self.pool_id(),
-            "signer must be the signing key's pool id"
-        );
+        assert_eq!(tx.signer, self.pool_id(), "signer must be the signing key's pool id");
         let unsigned = codec::encode(&tx);
         let mut payload = Vec::with_capacity(DOMAIN_TAG.len() + unsigned.len());
         payload.extend_from_slice(DOMAIN_TAG);
@@ -126,9 +122,7 @@ fn signature_of(tx_bytes: &[u8]) -> Result<Signature, VerifyError> {
         .len()
         .checked_sub(SIGNATURE_BYTES)
         .ok_or(VerifyError::Truncated)?;
-    let raw: [u8; SIGNATURE_BYTES] = tx_bytes[start..]
-        .try_into()
-        .map_err(|_| VerifyError::Truncated)?;
+    let raw: [u8; SIGNATURE_BYTES] = tx_bytes[start..].try_into().map_err(|_| VerifyError::Truncated)?;
     Ok(Signature::from_bytes(&raw))
 }
 
@@ -171,10 +165,7 @@ pub fn verify_batch(items: &[(PoolKey, &[u8])]) -> Vec<Result<(), VerifyError>> 
             return vec![Ok(()); items.len()];
         }
     }
-    items
-        .iter()
-        .map(|(key, bytes)| verify(key, bytes))
-        .collect()
+    items.iter().map(|(key, bytes)| verify(key, bytes)).collect()
 }
 
 /// `verify_strict` refuses a small-order or undecodable `R`; the batch equation does not

@@ -1,9 +1,7 @@
 //! Protocol tests: round trips, arbitrary bytes, golden signing vectors and tampering.
 
 use hashmesh_protocol::signing::{self, PoolKey, DOMAIN_TAG};
-use hashmesh_protocol::{
-    Body, DecodeError, DirectiveId, RouteTarget, SignedTx, SigningKey, UnsignedTx,
-};
+use hashmesh_protocol::{Body, DecodeError, DirectiveId, RouteTarget, SignedTx, SigningKey, UnsignedTx};
 use proptest::prelude::*;
 
 fn key(n: u8) -> SigningKey {
@@ -67,10 +65,7 @@ fn every_single_byte_flip_is_refused() {
                 let verdict = PoolKey::from_pool_id(&tx.signer)
                     .map_err(|_| ())
                     .and_then(|pk2| signing::verify(&pk2, &t).map_err(|_| ()));
-                assert!(
-                    verdict.is_err(),
-                    "flip of byte {i} bit {bit:#x} still verifies"
-                );
+                assert!(verdict.is_err(), "flip of byte {i} bit {bit:#x} still verifies");
             }
         }
     }
@@ -82,17 +77,11 @@ fn wrong_key_and_truncation_are_refused() {
     let (a, b) = (key(1), key(2));
     let (_, bytes) = a.sign(route_tx(&a, 1));
     let pkb = PoolKey::from_pool_id(&b.pool_id()).unwrap();
-    assert_eq!(
-        signing::verify(&pkb, &bytes),
-        Err(signing::VerifyError::BadSignature)
-    );
+    assert_eq!(signing::verify(&pkb, &bytes), Err(signing::VerifyError::BadSignature));
     assert!(SignedTx::decode(&bytes[..bytes.len() - 1]).is_err());
     let mut longer = bytes.clone();
     longer.push(0);
-    assert_eq!(
-        SignedTx::decode(&longer),
-        Err(DecodeError::TrailingBytes(1))
-    );
+    assert_eq!(SignedTx::decode(&longer), Err(DecodeError::TrailingBytes(1)));
 }
 
 #[test]
@@ -101,10 +90,7 @@ fn weak_keys_are_refused() {
     let mut id = [0u8; 32];
     id[0] = 1;
     let weak = hashmesh_protocol::PoolId(id);
-    assert_eq!(
-        PoolKey::from_pool_id(&weak),
-        Err(signing::VerifyError::WeakKey)
-    );
+    assert_eq!(PoolKey::from_pool_id(&weak), Err(signing::VerifyError::WeakKey));
 }
 
 #[test]
@@ -119,15 +105,9 @@ fn oversized_and_structural_limits() {
         }
     }
     let (_, bytes) = k.sign(tx);
-    assert!(matches!(
-        SignedTx::decode(&bytes),
-        Err(DecodeError::Structure(_))
-    ));
+    assert!(matches!(SignedTx::decode(&bytes), Err(DecodeError::Structure(_))));
     let huge = vec![0u8; hashmesh_protocol::limits::TX_BYTES_MAX + 1];
-    assert!(matches!(
-        SignedTx::decode(&huge),
-        Err(DecodeError::TooLarge { .. })
-    ));
+    assert!(matches!(SignedTx::decode(&huge), Err(DecodeError::TooLarge { .. })));
 }
 
 #[test]
@@ -158,20 +138,16 @@ fn arb_id() -> impl Strategy<Value = String> {
 
 fn arb_body() -> impl Strategy<Value = Body> {
     prop_oneof![
-        (
-            arb_id(),
-            proptest::collection::vec((arb_id(), any::<u16>()), 1..16)
-        )
-            .prop_map(|(g, t)| Body::Route {
-                group: g.parse().unwrap(),
-                targets: t
-                    .into_iter()
-                    .map(|(e, w)| RouteTarget {
-                        endpoint: e.parse().unwrap(),
-                        weight_bp: w
-                    })
-                    .collect(),
-            }),
+        (arb_id(), proptest::collection::vec((arb_id(), any::<u16>()), 1..16)).prop_map(|(g, t)| Body::Route {
+            group: g.parse().unwrap(),
+            targets: t
+                .into_iter()
+                .map(|(e, w)| RouteTarget {
+                    endpoint: e.parse().unwrap(),
+                    weight_bp: w
+                })
+                .collect(),
+        }),
         arb_id().prop_map(|e| Body::Drain {
             endpoint: e.parse().unwrap()
         }),

@@ -9,8 +9,8 @@ use std::collections::BTreeSet;
 use hashmesh_protocol::limits::{NONCES_RETAINED_PER_POOL, PENDING_DIRECTIVES_MAX, TX_BYTES_MAX};
 use hashmesh_protocol::signing::{self, VerifyError};
 use hashmesh_protocol::{
-    codec, Body, DirectiveId, EndpointId, GroupId, PoolId, PoolKey, RejectCode, RouteTarget,
-    SignedTx, BASIS_POINTS_TOTAL,
+    codec, Body, DirectiveId, EndpointId, GroupId, PoolId, PoolKey, RejectCode, RouteTarget, SignedTx,
+    BASIS_POINTS_TOTAL,
 };
 
 use super::events::Event;
@@ -30,10 +30,16 @@ pub struct Rejection {
 }
 
 fn reject<T>(code: RejectCode, log: impl Into<String>) -> Result<T, Rejection> {
-    Err(Rejection {
-        code,
-        log: log.into(),
-    })
+    Err(Rejection { code, log: log.into() })
+}
+
+/// Why `CheckTx` is called.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CheckMode {
+    /// A transaction arriving at the mempool.
+    New,
+    /// A transaction already in the mempool, re-validated after a commit.
+    Recheck,
 }
 
 /// A block as the core sees it.
@@ -47,6 +53,10 @@ pub struct BlockInput<'a> {
     pub proposer: Vec<u8>,
     /// The transactions, in block order.
     pub txs: &'a [Vec<u8>],
+    /// Per transaction: whether this node already verified exactly these bytes' signature
+    /// (in `CheckTx`). Verification is a pure function of the bytes, so skipping it for those
+    /// cannot change any result; an empty slice means "verify everything".
+    pub preverified: &'a [bool],
 }
 
 /// What became of one transaction.
@@ -78,19 +88,11 @@ pub struct BlockOutcome {
 /// What a valid transaction will do, decided before anything changes.
 #[derive(Debug)]
 enum Plan {
-    RouteActive {
-        group: GroupId,
-        targets: Vec<RouteTarget>,
-    },
-    RoutePending {
-        voters: Vec<PoolId>,
-    },
+    RouteActive { group: GroupId, targets: Vec<RouteTarget> },
+    RoutePending { voters: Vec<PoolId> },
     Drain(EndpointId),
     Restore(EndpointId),
-    Vote {
-        target: DirectiveId,
-        approve: bool,
-    },
+    Vote { target: DirectiveId, approve: bool },
 }
 
 impl State {
@@ -98,9 +100,15 @@ impl State {
     ///
     /// # Errors
     /// The [`Rejection`] the transaction would get in a block right now.
-    pub fn check_tx(&self, bytes: &[u8], committed: &dyn KvRead) -> Result<SignedTx, Rejection> {
+    ///
+    /// On [`CheckMode::Recheck`] (CometBFT re-validating its mempool after a commit) the
+    /// signature is not verified again: the bytes are the ones verified at admission and
+    /// pool keys never change, so only the state-dependent rules can have changed their answer.
+    pub fn check_tx(&self, bytes: &[u8], mode: CheckMode, committed: &dyn KvRead) -> Result<SignedTx, Rejection> {
         let (tx, key) = self.precheck(bytes)?;
-        verdict_to_rejection(signing::verify(&key, bytes))?;
+        if mode == CheckMode::New {
+            verdict_to_rejection(signing::verify(&key, bytes))?;
+        }
         self.check_nonce(&tx)?;
         self.plan(&tx, &WriteSet::default(), committed)?;
         Ok(tx)
@@ -126,28 +134,29 @@ impl State {
         let block_events = self.expire_overdue(block.height, &mut writes);
 
         let prechecked: Vec<_> = block.txs.iter().map(|b| self.precheck(b)).collect();
+        let known_good = |i: usize| block.preverified.get(i).copied().unwrap_or(false);
         let batch: Vec<(PoolKey, &[u8])> = prechecked
             .iter()
             .zip(block.txs)
-            .filter_map(|(p, b)| p.as_ref().ok().map(|(_, k)| (*k, b.as_slice())))
+            .enumerate()
+            .filter(|(i, _)| !known_good(*i))
+            .filter_map(|(_, (p, b))| p.as_ref().ok().map(|(_, k)| (*k, b.as_slice())))
             .collect();
         let mut verdicts = signing::verify_batch(&batch).into_iter();
 
         let mut txs = Vec::with_capacity(block.txs.len());
         let mut index: u32 = 0;
-        for (pre, bytes) in prechecked.into_iter().zip(block.txs) {
+        for (i, (pre, bytes)) in prechecked.into_iter().zip(block.txs).enumerate() {
             let result = pre.and_then(|(tx, _)| {
-                verdict_to_rejection(verdicts.next().expect("one verdict per prechecked tx"))?;
+                if !known_good(i) {
+                    verdict_to_rejection(verdicts.next().expect("one verdict per prechecked tx"))?;
+                }
                 self.execute(tx, bytes, block, index, &mut writes, committed)
             });
             txs.push(match result {
                 Ok((log, events)) => {
                     index += 1;
-                    TxOutcome {
-                        code: 0,
-                        log,
-                        events,
-                    }
+                    TxOutcome { code: 0, log, events }
                 }
                 Err(r) => TxOutcome {
                     code: r.code.code(),
@@ -198,26 +207,16 @@ impl State {
                 format!("nonce {} was already used by this pool", tx.nonce),
             );
         }
-        if nonces.len() >= NONCES_RETAINED_PER_POOL
-            && nonces.first().is_some_and(|&min| tx.nonce <= min)
-        {
+        if nonces.len() >= NONCES_RETAINED_PER_POOL && nonces.first().is_some_and(|&min| tx.nonce <= min) {
             return reject(
                 RejectCode::NonceReused,
-                format!(
-                    "nonce {} is older than the replay window; use a larger nonce",
-                    tx.nonce
-                ),
+                format!("nonce {} is older than the replay window; use a larger nonce", tx.nonce),
             );
         }
         Ok(())
     }
 
-    fn plan(
-        &self,
-        tx: &SignedTx,
-        writes: &WriteSet,
-        committed: &dyn KvRead,
-    ) -> Result<Plan, Rejection> {
+    fn plan(&self, tx: &SignedTx, writes: &WriteSet, committed: &dyn KvRead) -> Result<Plan, Rejection> {
         match &tx.body {
             Body::Route { group, targets } => self.plan_route(tx.signer, group, targets),
             Body::Drain { endpoint } => {
@@ -242,19 +241,14 @@ impl State {
             }
             Body::Vote { directive, approve } => {
                 let Some(target) = self.pending.get(directive) else {
-                    let known = writes
-                        .read_through(committed, &keys::directive(directive))
-                        .is_some();
+                    let known = writes.read_through(committed, &keys::directive(directive)).is_some();
                     return if known {
                         reject(
                             RejectCode::DirectiveNotPending,
                             format!("directive {directive} is not pending"),
                         )
                     } else {
-                        reject(
-                            RejectCode::UnknownDirective,
-                            format!("no directive {directive}"),
-                        )
+                        reject(RejectCode::UnknownDirective, format!("no directive {directive}"))
                     };
                 };
                 if !target.voters_required.contains(&tx.signer) {
@@ -264,10 +258,7 @@ impl State {
                     );
                 }
                 if target.approvals.contains(&tx.signer) {
-                    return reject(
-                        RejectCode::AlreadyVoted,
-                        "this pool already approved the directive",
-                    );
+                    return reject(RejectCode::AlreadyVoted, "this pool already approved the directive");
                 }
                 Ok(Plan::Vote {
                     target: *directive,
@@ -277,12 +268,7 @@ impl State {
         }
     }
 
-    fn plan_route(
-        &self,
-        signer: PoolId,
-        group: &GroupId,
-        targets: &[RouteTarget],
-    ) -> Result<Plan, Rejection> {
+    fn plan_route(&self, signer: PoolId, group: &GroupId, targets: &[RouteTarget]) -> Result<Plan, Rejection> {
         let Some(g) = self.groups.get(group) else {
             return reject(RejectCode::UnknownGroup, format!("no miner group {group}"));
         };
@@ -309,10 +295,7 @@ impl State {
                 );
             }
             let Some(ep) = self.endpoints.get(&t.endpoint) else {
-                return reject(
-                    RejectCode::UnknownEndpoint,
-                    format!("no endpoint {}", t.endpoint),
-                );
+                return reject(RejectCode::UnknownEndpoint, format!("no endpoint {}", t.endpoint));
             };
             if ep.drained {
                 return reject(
@@ -341,11 +324,7 @@ impl State {
         })
     }
 
-    fn owned_endpoint(
-        &self,
-        signer: PoolId,
-        id: &EndpointId,
-    ) -> Result<&super::model::EndpointRecord, Rejection> {
+    fn owned_endpoint(&self, signer: PoolId, id: &EndpointId) -> Result<&super::model::EndpointRecord, Rejection> {
         let Some(ep) = self.endpoints.get(id) else {
             return reject(RejectCode::UnknownEndpoint, format!("no endpoint {id}"));
         };
@@ -424,13 +403,10 @@ impl State {
                 );
                 let decided = self.count_vote(target, tx.signer, approve, block.height, writes);
                 events.push(directive_event(&decided));
-                format!(
-                    "vote recorded; directive {target} is {}",
-                    decided.status.name()
-                )
+                format!("vote recorded; directive {target} is {}", decided.status.name())
             }
         };
-        events.insert(0, directive_event(&record));
+        events.insert(0, directive_event_with(&record, &tx.body));
         self.counts.directives += 1;
         self.counts.bump(record.status, true);
         writes.put(keys::directive(&id), codec::encode(&record));
@@ -508,12 +484,7 @@ impl State {
     }
 
     /// Every targeted pool approved: re-check the targets and set the assignment.
-    fn activate(
-        &mut self,
-        rec: &mut DirectiveRecord,
-        height: u64,
-        writes: &mut WriteSet,
-    ) -> DirectiveStatus {
+    fn activate(&mut self, rec: &mut DirectiveRecord, height: u64, writes: &mut WriteSet) -> DirectiveStatus {
         let tx = SignedTx::decode(&rec.tx).expect("stored directive bytes decode");
         let Body::Route { group, targets } = tx.body else {
             unreachable!("only routes are pending")
@@ -530,13 +501,7 @@ impl State {
     }
 
     /// Move a pending record to a final status.
-    fn decide(
-        &mut self,
-        rec: &mut DirectiveRecord,
-        status: DirectiveStatus,
-        height: u64,
-        writes: &mut WriteSet,
-    ) {
+    fn decide(&mut self, rec: &mut DirectiveRecord, status: DirectiveStatus, height: u64, writes: &mut WriteSet) {
         self.counts.bump(DirectiveStatus::Pending, false);
         self.counts.bump(status, true);
         rec.status = status;
@@ -563,15 +528,20 @@ impl State {
     }
 }
 
-/// The `directive` event for a record: indexed by id, pool, group, kind and status.
+/// The `directive` event for a stored record (decodes its bytes for kind and group).
 #[must_use]
 pub fn directive_event(rec: &DirectiveRecord) -> Event {
-    let body = SignedTx::decode(&rec.tx).map(|t| t.body).ok();
+    let tx = SignedTx::decode(&rec.tx).expect("stored directive bytes decode");
+    directive_event_with(rec, &tx.body)
+}
+
+/// The `directive` event: indexed by id, pool, kind, group (routes) and status.
+fn directive_event_with(rec: &DirectiveRecord, body: &Body) -> Event {
     let mut ev = Event::new("directive")
         .with("id", rec.id.to_hex())
         .with("pool", rec.signer.to_hex())
-        .with("kind", body.as_ref().map_or("unknown", Body::kind));
-    if let Some(g) = body.as_ref().and_then(Body::group) {
+        .with("kind", body.kind());
+    if let Some(g) = body.group() {
         ev = ev.with("group", g.as_str());
     }
     ev.with("status", rec.status.name())
@@ -581,18 +551,10 @@ fn decode(bytes: &[u8]) -> Result<SignedTx, Rejection> {
     if bytes.len() > TX_BYTES_MAX {
         return reject(
             RejectCode::TxTooLarge,
-            format!(
-                "transaction is {} bytes; the limit is {TX_BYTES_MAX}",
-                bytes.len()
-            ),
+            format!("transaction is {} bytes; the limit is {TX_BYTES_MAX}", bytes.len()),
         );
     }
-    SignedTx::decode(bytes).or_else(|e| {
-        reject(
-            RejectCode::Malformed,
-            format!("cannot decode transaction: {e}"),
-        )
-    })
+    SignedTx::decode(bytes).or_else(|e| reject(RejectCode::Malformed, format!("cannot decode transaction: {e}")))
 }
 
 fn verdict_to_rejection(v: Result<(), VerifyError>) -> Result<(), Rejection> {

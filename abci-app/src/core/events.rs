@@ -41,9 +41,6 @@ impl Event {
     /// The value of attribute `key`, if present.
     #[must_use]
     pub fn attr(&self, key: &str) -> Option<&str> {
-        self.attrs
-            .iter()
-            .find(|a| a.key == key)
-            .map(|a| a.value.as_str())
+        self.attrs.iter().find(|a| a.key == key).map(|a| a.value.as_str())
     }
 }

@@ -2,9 +2,7 @@
 
 use std::collections::BTreeSet;
 
-use hashmesh_protocol::limits::{
-    ENDPOINTS_PER_POOL_MAX, GROUPS_PER_POOL_MAX, POOLS_MAX, VOTE_WINDOW_BLOCKS_MAX,
-};
+use hashmesh_protocol::limits::{ENDPOINTS_PER_POOL_MAX, GROUPS_PER_POOL_MAX, POOLS_MAX, VOTE_WINDOW_BLOCKS_MAX};
 use hashmesh_protocol::{EndpointId, GroupId, PoolId, PoolKey};
 use serde::{Deserialize, Serialize};
 
@@ -83,8 +81,7 @@ impl GenesisAppState {
     /// # Errors
     /// [`GenesisError`] naming the first problem found.
     pub fn from_json(bytes: &[u8]) -> Result<Self, GenesisError> {
-        let g: Self =
-            serde_json::from_slice(bytes).map_err(|e| GenesisError::Json(e.to_string()))?;
+        let g: Self = serde_json::from_slice(bytes).map_err(|e| GenesisError::Json(e.to_string()))?;
         g.validate()?;
         Ok(g)
     }
@@ -96,10 +93,7 @@ impl GenesisAppState {
     pub fn validate(&self) -> Result<(), GenesisError> {
         let bad = |m: String| Err(GenesisError::Invalid(m));
         if self.pools.is_empty() || self.pools.len() > POOLS_MAX {
-            return bad(format!(
-                "need 1..={POOLS_MAX} pools, got {}",
-                self.pools.len()
-            ));
+            return bad(format!("need 1..={POOLS_MAX} pools, got {}", self.pools.len()));
         }
         let w = self.params.vote_window_blocks;
         if w == 0 || w > VOTE_WINDOW_BLOCKS_MAX {
@@ -117,10 +111,7 @@ impl GenesisAppState {
             }
             for text in [&p.name, &p.validator_address] {
                 if text.len() > GENESIS_TEXT_BYTES_MAX {
-                    return bad(format!(
-                        "pool {} has a field over {GENESIS_TEXT_BYTES_MAX} bytes",
-                        p.id
-                    ));
+                    return bad(format!("pool {} has a field over {GENESIS_TEXT_BYTES_MAX} bytes", p.id));
                 }
             }
             if p.endpoints.len() > ENDPOINTS_PER_POOL_MAX || p.groups.len() > GROUPS_PER_POOL_MAX {
@@ -133,9 +124,7 @@ impl GenesisAppState {
                 if e.capacity_hs == 0 {
                     return bad(format!("endpoint {} has zero capacity", e.id));
                 }
-                if e.stratum_url.len() > GENESIS_TEXT_BYTES_MAX
-                    || e.region.len() > GENESIS_TEXT_BYTES_MAX
-                {
+                if e.stratum_url.len() > GENESIS_TEXT_BYTES_MAX || e.region.len() > GENESIS_TEXT_BYTES_MAX {
                     return bad(format!(
                         "endpoint {} has a field over {GENESIS_TEXT_BYTES_MAX} bytes",
                         e.id

@@ -12,11 +12,9 @@ pub mod model;
 pub mod state;
 pub mod writes;
 
-pub use apply::{BlockInput, BlockOutcome, TxOutcome};
+pub use apply::{BlockInput, BlockOutcome, CheckMode, TxOutcome};
 pub use events::{Attr, Event};
 pub use genesis::{GenesisAppState, GenesisError};
-pub use model::{
-    Assignment, DirectiveRecord, DirectiveStatus, EndpointRecord, GroupRecord, Params, PoolRecord,
-};
+pub use model::{Assignment, DirectiveRecord, DirectiveStatus, EndpointRecord, GroupRecord, Params, PoolRecord};
 pub use state::{LoadError, State};
 pub use writes::{KvRead, WriteSet};

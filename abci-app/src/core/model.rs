@@ -14,9 +14,7 @@ pub struct Params {
 
 impl Default for Params {
     fn default() -> Self {
-        Self {
-            vote_window_blocks: 20,
-        }
+        Self { vote_window_blocks: 20 }
     }
 }
 

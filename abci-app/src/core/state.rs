@@ -12,9 +12,7 @@ use serde::Serialize;
 use super::genesis::GenesisAppState;
 use super::hash;
 use super::keys;
-use super::model::{
-    Assignment, DirectiveRecord, DirectiveStatus, EndpointRecord, GroupRecord, Params, PoolRecord,
-};
+use super::model::{Assignment, DirectiveRecord, DirectiveStatus, EndpointRecord, GroupRecord, Params, PoolRecord};
 use super::writes::{KvRead, WriteSet};
 
 /// Chain id and params, stored once at genesis.
@@ -52,12 +50,7 @@ impl Counts {
             DirectiveStatus::Expired => &mut self.expired,
             DirectiveStatus::Applied => &mut self.applied,
         };
-        *slot = if up {
-            slot.checked_add(1)
-        } else {
-            slot.checked_sub(1)
-        }
-        .expect("status counter in range");
+        *slot = if up { slot.checked_add(1) } else { slot.checked_sub(1) }.expect("status counter in range");
     }
 }
 
@@ -185,9 +178,7 @@ impl State {
             return Ok(None);
         };
         let meta: GenesisMeta = decode(keys::META_GENESIS, &meta_bytes)?;
-        let last = kv
-            .get(keys::META_LAST)
-            .expect("store writes m:last with m:genesis");
+        let last = kv.get(keys::META_LAST).expect("store writes m:last with m:genesis");
         let (height, app_hash): (u64, [u8; 32]) = decode(keys::META_LAST, &last)?;
         let counts = match kv.get(keys::META_COUNTS) {
             Some(b) => decode(keys::META_COUNTS, &b)?,
@@ -229,11 +220,7 @@ impl State {
             let (pool, nonce) = rest.split_at_checked(32).ok_or_else(corrupt)?;
             let pool = PoolId(pool.try_into().map_err(|_| corrupt())?);
             let nonce = u64::from_be_bytes(nonce.try_into().map_err(|_| corrupt())?);
-            st.pools
-                .get_mut(&pool)
-                .ok_or_else(corrupt)?
-                .nonces
-                .insert(nonce);
+            st.pools.get_mut(&pool).ok_or_else(corrupt)?.nonces.insert(nonce);
         }
         for (k, v) in kv.scan_prefix(keys::ENDPOINT) {
             let r: EndpointRecord = decode(&k, &v)?;
@@ -248,11 +235,9 @@ impl State {
             st.assignments.insert(r.group.clone(), r);
         }
         for (k, _) in kv.scan_prefix(keys::PENDING) {
-            let id = DirectiveId(k[keys::PENDING.len()..].try_into().map_err(|_| {
-                LoadError::Corrupt {
-                    key: hex::encode(&k),
-                    reason: "bad pending key".into(),
-                }
+            let id = DirectiveId(k[keys::PENDING.len()..].try_into().map_err(|_| LoadError::Corrupt {
+                key: hex::encode(&k),
+                reason: "bad pending key".into(),
             })?);
             let dk = keys::directive(&id);
             let bytes = kv.get(&dk).ok_or_else(|| LoadError::Corrupt {
@@ -278,11 +263,7 @@ impl State {
             );
         }
         for g in self.groups.values() {
-            assert!(
-                self.pools.contains_key(&g.owner),
-                "group {} has an unknown owner",
-                g.id
-            );
+            assert!(self.pools.contains_key(&g.owner), "group {} has an unknown owner", g.id);
         }
         for a in self.assignments.values() {
             assert!(
@@ -324,11 +305,7 @@ impl State {
                 d.id
             );
         }
-        assert_eq!(
-            self.counts.pending,
-            self.pending.len() as u64,
-            "pending counter"
-        );
+        assert_eq!(self.counts.pending, self.pending.len() as u64, "pending counter");
         assert!(self.pending.len() <= hashmesh_protocol::limits::PENDING_DIRECTIVES_MAX);
     }
 

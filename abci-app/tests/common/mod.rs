@@ -39,9 +39,7 @@ pub fn genesis() -> GenesisAppState {
         })
         .collect();
     GenesisAppState {
-        params: Params {
-            vote_window_blocks: 3,
-        },
+        params: Params { vote_window_blocks: 3 },
         pools,
     }
 }
@@ -62,11 +60,7 @@ impl Chain {
             b"m:last".to_vec(),
             hashmesh_protocol::codec::encode(&(0u64, state.app_hash())),
         );
-        Self {
-            state,
-            kv,
-            nonce: 0,
-        }
+        Self { state, kv, nonce: 0 }
     }
 
     pub fn block(&mut self, txs: Vec<Vec<u8>>) -> BlockOutcome {
@@ -76,6 +70,7 @@ impl Chain {
             time_ms: 1_700_000_000_000 + height * 1000,
             proposer: vec![7; 20],
             txs: &txs,
+            preverified: &[],
         };
         let out = self.state.apply_block(&input, &self.kv);
         apply_to_map(&mut self.kv, &out.writes);
@@ -138,20 +133,14 @@ pub fn scripted_blocks() -> Vec<Vec<Vec<u8>>> {
     };
     let cross = s(
         'a',
-        route(
-            "pool-a/g-1",
-            &[("pool-b/ep-1", 6000), ("pool-a/ep-1", 4000)],
-        ),
+        route("pool-a/g-1", &[("pool-b/ep-1", 6000), ("pool-a/ep-1", 4000)]),
     );
     let id = DirectiveId::of_tx_bytes(&cross);
     vec![
         vec![
             s(
                 'a',
-                route(
-                    "pool-a/g-2",
-                    &[("pool-a/ep-1", 5000), ("pool-a/ep-2", 5000)],
-                ),
+                route("pool-a/g-2", &[("pool-a/ep-1", 5000), ("pool-a/ep-2", 5000)]),
             ),
             cross,
         ],

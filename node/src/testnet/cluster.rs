@@ -59,11 +59,25 @@ pub struct Cluster {
     pub cometbft: PathBuf,
     /// The `hashmesh` binary.
     pub hashmesh: PathBuf,
+    /// Which ABCI application the validators run: `hashmesh`, or CometBFT's built-in
+    /// `kvstore` (used as the benchmark baseline; no hashmesh processes then).
+    #[serde(default = "default_app")]
+    pub app: String,
     /// Every node, in order.
     pub nodes: Vec<NodeInfo>,
 }
 
+fn default_app() -> String {
+    "hashmesh".into()
+}
+
 impl Cluster {
+    /// Whether the validators run hashmesh (rather than the kvstore baseline).
+    #[must_use]
+    pub fn runs_hashmesh(&self) -> bool {
+        self.app == "hashmesh"
+    }
+
     /// Load `cluster.json` from `dir`, if there is one.
     ///
     /// # Errors

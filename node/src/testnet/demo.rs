@@ -81,27 +81,17 @@ pub fn run(cluster: &Cluster) -> Result<()> {
     send(
         cluster,
         0,
-        route(
-            &a.groups[0],
-            &[(&a.endpoints[0], 6000), (&a.endpoints[1], 4000)],
-        )?,
+        route(&a.groups[0], &[(&a.endpoints[0], 6000), (&a.endpoints[1], 4000)])?,
     )?;
     if cluster.nodes.len() < 2 {
         return Ok(());
     }
     let b = &cluster.nodes[1];
-    send(
-        cluster,
-        1,
-        route(&b.groups[0], &[(&b.endpoints[0], 10_000)])?,
-    )?;
+    send(cluster, 1, route(&b.groups[0], &[(&b.endpoints[0], 10_000)])?)?;
     let cross = send(
         cluster,
         0,
-        route(
-            &a.groups[1],
-            &[(&b.endpoints[1], 7000), (&a.endpoints[0], 3000)],
-        )?,
+        route(&a.groups[1], &[(&b.endpoints[1], 7000), (&a.endpoints[0], 3000)])?,
     )?;
     let id: DirectiveId = cross["directive_id"].as_str().unwrap_or_default().parse()?;
     send(
@@ -163,9 +153,7 @@ pub fn render_status(rows: &[Value]) -> String {
         }
     };
     table(
-        &[
-            "NODE", "POOL ID", "RPC", "HEIGHT", "APP HASH", "COMETBFT", "HASHMESH",
-        ],
+        &["NODE", "POOL ID", "RPC", "HEIGHT", "APP HASH", "COMETBFT", "HASHMESH"],
         &rows
             .iter()
             .map(|r| {

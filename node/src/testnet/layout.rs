@@ -36,6 +36,8 @@ pub struct ClusterSpec {
     pub timeout_commit: String,
     /// Vote window in blocks.
     pub vote_window_blocks: u64,
+    /// Use CometBFT's built-in `kvstore` instead of hashmesh (benchmark baseline).
+    pub kvstore: bool,
 }
 
 /// The pool name of node `i`: `pool-a`, `pool-b`, …
@@ -53,9 +55,7 @@ fn ports(spec: &ClusterSpec) -> Result<Vec<u16>> {
     let n = spec.validators * usize::from(PORTS_PER_NODE);
     match spec.base_port {
         Some(base) => {
-            let ports: Vec<u16> = (0..n)
-                .map(|i| base + u16::try_from(i).expect("few ports"))
-                .collect();
+            let ports: Vec<u16> = (0..n).map(|i| base + u16::try_from(i).expect("few ports")).collect();
             for p in &ports {
                 if TcpListener::bind(("127.0.0.1", *p)).is_err() {
                     bail!("port {p} on 127.0.0.1 is in use; pick another --base-port or stop what uses it");
@@ -107,23 +107,14 @@ pub fn generate(spec: &ClusterSpec) -> Result<Cluster> {
     for i in 0..spec.validators {
         let name = pool_name(i);
         let base = i * usize::from(PORTS_PER_NODE);
-        let (p2p, rpc, abci, metrics) = (
-            ports[base],
-            ports[base + 1],
-            ports[base + 2],
-            ports[base + 3],
-        );
+        let (p2p, rpc, abci, metrics) = (ports[base], ports[base + 1], ports[base + 2], ports[base + 3]);
         let node_dir = dir.join(&name);
         let cmt_home = node_dir.join("cometbft");
-        run(Command::new(&spec.cometbft)
-            .args(["init", "--home"])
-            .arg(&cmt_home))?;
+        run(Command::new(&spec.cometbft).args(["init", "--home"]).arg(&cmt_home))?;
         let node_id = run(Command::new(&spec.cometbft)
             .args(["show-node-id", "--home"])
             .arg(&cmt_home))?;
-        let pv: Value = serde_json::from_slice(&std::fs::read(
-            cmt_home.join("config/priv_validator_key.json"),
-        )?)?;
+        let pv: Value = serde_json::from_slice(&std::fs::read(cmt_home.join("config/priv_validator_key.json"))?)?;
         let address = pv["address"]
             .as_str()
             .context("priv_validator_key.json has no address")?
@@ -188,11 +179,8 @@ pub fn generate(spec: &ClusterSpec) -> Result<Cluster> {
         },
         pools,
     };
-    app_state
-        .validate()
-        .context("generated genesis is invalid")?;
-    let mut genesis: Value =
-        serde_json::from_slice(&std::fs::read(nodes[0].home.join("config/genesis.json"))?)?;
+    app_state.validate().context("generated genesis is invalid")?;
+    let mut genesis: Value = serde_json::from_slice(&std::fs::read(nodes[0].home.join("config/genesis.json"))?)?;
     genesis["chain_id"] = json!(spec.chain_id);
     genesis["validators"] = Value::Array(validators);
     genesis["app_state"] = serde_json::to_value(&app_state)?;
@@ -205,26 +193,36 @@ pub fn generate(spec: &ClusterSpec) -> Result<Cluster> {
             .filter(|(j, _)| *j != i)
             .map(|(_, p)| format!("{}@127.0.0.1:{}", p.node_id, p.p2p_port))
             .collect();
-        patch_config(&n.home, n, &peers.join(","), &spec.timeout_commit)?;
+        let proxy_app = if spec.kvstore {
+            "kvstore".to_owned()
+        } else {
+            format!("tcp://{}", n.abci)
+        };
+        patch_config(&n.home, n, &proxy_app, &peers.join(","), &spec.timeout_commit)?;
     }
     let cluster = Cluster {
         chain_id: spec.chain_id.clone(),
         dir,
         cometbft: spec.cometbft.canonicalize()?,
         hashmesh: spec.hashmesh.canonicalize()?,
+        app: if spec.kvstore {
+            "kvstore".into()
+        } else {
+            "hashmesh".into()
+        },
         nodes,
     };
     cluster.save()?;
     Ok(cluster)
 }
 
-fn patch_config(cmt_home: &Path, n: &NodeInfo, peers: &str, timeout_commit: &str) -> Result<()> {
+fn patch_config(cmt_home: &Path, n: &NodeInfo, proxy_app: &str, peers: &str, timeout_commit: &str) -> Result<()> {
     let path = cmt_home.join("config/config.toml");
     let mut doc: DocumentMut = std::fs::read_to_string(&path)?
         .parse()
         .context("parsing CometBFT config.toml")?;
     doc["moniker"] = value(n.name.as_str());
-    doc["proxy_app"] = value(format!("tcp://{}", n.abci));
+    doc["proxy_app"] = value(proxy_app);
     doc["rpc"]["laddr"] = value(n.rpc.replace("http://", "tcp://"));
     doc["rpc"]["pprof_laddr"] = value("");
     doc["p2p"]["laddr"] = value(format!("tcp://127.0.0.1:{}", n.p2p_port));

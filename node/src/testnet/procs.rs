@@ -64,26 +64,30 @@ fn spawn(program: &Path, args: &[&str], log: &Path, detach: bool) -> Result<Chil
         Command::new(program)
     };
     cmd.args(args).stdin(Stdio::null()).stdout(out).stderr(err);
-    cmd.spawn()
-        .with_context(|| format!("starting {}", program.display()))
+    cmd.spawn().with_context(|| format!("starting {}", program.display()))
 }
 
-/// Start node `i` (hashmesh first, then CometBFT). Returns the two children; their pids are
-/// recorded in the cluster (the caller saves it).
+/// Start node `i` (hashmesh first, then CometBFT). Returns the children, CometBFT first (no
+/// hashmesh child for a kvstore cluster); their pids are recorded in the cluster (the caller
+/// saves it).
 ///
 /// # Errors
 /// If a process cannot be spawned.
-pub fn start_node(cluster: &mut Cluster, i: usize, detach: bool) -> Result<(Child, Child)> {
+pub fn start_node(cluster: &mut Cluster, i: usize, detach: bool) -> Result<Vec<Child>> {
     let n = &cluster.nodes[i];
     let node_dir = n.home.parent().expect("node dir").to_owned();
-    let hm_home = n.hashmesh_home.display().to_string();
-    let hm = spawn(
-        &cluster.hashmesh,
-        &["start", "--home", &hm_home],
-        &node_dir.join("hashmesh.log"),
-        detach,
-    )?;
-    wait_for_port(&n.abci, Duration::from_secs(10));
+    let mut hashmesh = None;
+    if cluster.runs_hashmesh() {
+        let hm_home = n.hashmesh_home.display().to_string();
+        let hm = spawn(
+            &cluster.hashmesh,
+            &["start", "--home", &hm_home],
+            &node_dir.join("hashmesh.log"),
+            detach,
+        )?;
+        wait_for_port(&n.abci, Duration::from_secs(10));
+        hashmesh = Some(hm);
+    }
     let cmt_home = n.home.display().to_string();
     let cmt = spawn(
         &cluster.cometbft,
@@ -91,9 +95,9 @@ pub fn start_node(cluster: &mut Cluster, i: usize, detach: bool) -> Result<(Chil
         &node_dir.join("cometbft.log"),
         detach,
     )?;
-    cluster.nodes[i].pids.hashmesh = hm.id();
     cluster.nodes[i].pids.cometbft = cmt.id();
-    Ok((hm, cmt))
+    cluster.nodes[i].pids.hashmesh = hashmesh.as_ref().map_or(0, Child::id);
+    Ok(std::iter::once(cmt).chain(hashmesh).collect())
 }
 
 /// Stop node `i` (CometBFT first, then hashmesh) and clear its pids.
@@ -118,12 +122,7 @@ fn wait_for_port(addr: &str, timeout: Duration) {
 ///
 /// # Errors
 /// If the deadline passes first; names the nodes that lag.
-pub fn wait_for_height(
-    cluster: &Cluster,
-    nodes: &[usize],
-    height: u64,
-    timeout: Duration,
-) -> Result<()> {
+pub fn wait_for_height(cluster: &Cluster, nodes: &[usize], height: u64, timeout: Duration) -> Result<()> {
     let deadline = Instant::now() + timeout;
     loop {
         let lagging: Vec<String> = nodes

@@ -1,0 +1,135 @@
+//! The ABCI socket server: CometBFT's length-delimited protobuf protocol over TCP, dispatching
+//! to the `tendermint_abci::Application` implementation in [`crate::shell`].
+//!
+//! Why not `tendermint_abci::Server`: it leaves Nagle's algorithm on and flushes after every
+//! response, so pipelined `CheckTx` responses wait for delayed ACKs; it also panics on a
+//! request without a value and reads messages of any length. This server sets `TCP_NODELAY`,
+//! batches responses while more requests are already buffered (flushing on `Flush` and when
+//! the input runs dry), bounds message size, and answers malformed requests with an
+//! `Exception` before closing the connection. See docs/adr/0004-abci-server.md.
+
+use std::io::{BufRead, BufReader, BufWriter, Read, Write};
+use std::net::{TcpListener, TcpStream};
+
+use prost::Message;
+use tendermint_abci::Application;
+use tendermint_proto::v0_38::abci::{request, response, Request, Response, ResponseException};
+use tracing::{info, warn};
+
+/// Largest ABCI message accepted, in bytes (CometBFT's default block is ~21 MiB).
+pub const ABCI_MESSAGE_BYTES_MAX: u64 = 128 * 1024 * 1024;
+
+/// Serve `app` on `listener` forever, one thread per CometBFT connection.
+///
+/// # Errors
+/// If accepting connections fails.
+pub fn serve<A: Application>(listener: TcpListener, app: A) -> std::io::Result<()> {
+    for stream in listener.incoming() {
+        let stream = stream?;
+        let app = app.clone();
+        std::thread::Builder::new().name("abci-conn".into()).spawn(move || {
+            let peer = stream.peer_addr().map(|a| a.to_string()).unwrap_or_default();
+            info!(%peer, "CometBFT connected");
+            match handle(stream, &app) {
+                Ok(()) => info!(%peer, "CometBFT connection closed"),
+                Err(e) => warn!(%peer, "ABCI connection ended: {e}"),
+            }
+        })?;
+    }
+    Ok(())
+}
+
+fn read_varint(r: &mut impl BufRead) -> std::io::Result<Option<u64>> {
+    let mut value: u64 = 0;
+    for i in 0..10 {
+        let mut b = [0u8; 1];
+        if r.read(&mut b)? == 0 {
+            return if i == 0 {
+                Ok(None)
+            } else {
+                Err(std::io::ErrorKind::UnexpectedEof.into())
+            };
+        }
+        value |= u64::from(b[0] & 0x7f) << (7 * i);
+        if b[0] & 0x80 == 0 {
+            return Ok(Some(value));
+        }
+    }
+    Err(std::io::Error::new(
+        std::io::ErrorKind::InvalidData,
+        "length prefix longer than 10 bytes",
+    ))
+}
+
+fn handle<A: Application>(stream: TcpStream, app: &A) -> std::io::Result<()> {
+    stream.set_nodelay(true)?;
+    let mut reader = BufReader::with_capacity(1 << 16, stream.try_clone()?);
+    let mut writer = BufWriter::with_capacity(1 << 16, stream);
+    let mut buf = Vec::new();
+    loop {
+        let Some(len) = read_varint(&mut reader)? else {
+            return Ok(());
+        };
+        if len > ABCI_MESSAGE_BYTES_MAX {
+            let msg = format!("ABCI message of {len} bytes exceeds {ABCI_MESSAGE_BYTES_MAX}");
+            write_response(&mut writer, &exception(&msg))?;
+            writer.flush()?;
+            return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, msg));
+        }
+        buf.resize(usize::try_from(len).expect("bounded length fits usize"), 0);
+        reader.read_exact(&mut buf)?;
+        let (response, is_flush) = match Request::decode(buf.as_slice()).ok().and_then(|r| r.value) {
+            Some(value) => {
+                let is_flush = matches!(value, request::Value::Flush(_));
+                (dispatch(app, value), is_flush)
+            }
+            None => {
+                write_response(&mut writer, &exception("undecodable ABCI request"))?;
+                writer.flush()?;
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    "undecodable ABCI request",
+                ));
+            }
+        };
+        write_response(&mut writer, &response)?;
+        // Batch responses while CometBFT has already sent more requests; flush when asked or idle.
+        if is_flush || reader.buffer().is_empty() {
+            writer.flush()?;
+        }
+    }
+}
+
+fn exception(msg: &str) -> Response {
+    Response {
+        value: Some(response::Value::Exception(ResponseException { error: msg.to_owned() })),
+    }
+}
+
+fn write_response(w: &mut impl Write, r: &Response) -> std::io::Result<()> {
+    w.write_all(&r.encode_length_delimited_to_vec())
+}
+
+fn dispatch<A: Application>(app: &A, value: request::Value) -> Response {
+    use request::Value as Q;
+    use response::Value as R;
+    let value = match value {
+        Q::Echo(r) => R::Echo(app.echo(r)),
+        Q::Flush(_) => R::Flush(app.flush()),
+        Q::Info(r) => R::Info(app.info(r)),
+        Q::InitChain(r) => R::InitChain(app.init_chain(r)),
+        Q::Query(r) => R::Query(app.query(r)),
+        Q::CheckTx(r) => R::CheckTx(app.check_tx(r)),
+        Q::Commit(_) => R::Commit(app.commit()),
+        Q::ListSnapshots(_) => R::ListSnapshots(app.list_snapshots()),
+        Q::OfferSnapshot(r) => R::OfferSnapshot(app.offer_snapshot(r)),
+        Q::LoadSnapshotChunk(r) => R::LoadSnapshotChunk(app.load_snapshot_chunk(r)),
+        Q::ApplySnapshotChunk(r) => R::ApplySnapshotChunk(app.apply_snapshot_chunk(r)),
+        Q::PrepareProposal(r) => R::PrepareProposal(app.prepare_proposal(r)),
+        Q::ProcessProposal(r) => R::ProcessProposal(app.process_proposal(r)),
+        Q::ExtendVote(r) => R::ExtendVote(app.extend_vote(r)),
+        Q::VerifyVoteExtension(r) => R::VerifyVoteExtension(app.verify_vote_extension(r)),
+        Q::FinalizeBlock(r) => R::FinalizeBlock(app.finalize_block(r)),
+    };
+    Response { value: Some(value) }
+}
