@@ -39,6 +39,15 @@ fn run_block(app: &AppHandle, height: i64, txs: &[Vec<u8>], commit: bool) -> Vec
     resp.app_hash.to_vec()
 }
 
+/// Finalize and commit every block in order; the app hash after the last.
+fn run_all(app: &AppHandle, blocks: &[Vec<Vec<u8>>]) -> Vec<u8> {
+    let mut hash = Vec::new();
+    for (i, txs) in blocks.iter().enumerate() {
+        hash = run_block(app, i as i64 + 1, txs, true);
+    }
+    hash
+}
+
 fn info(app: &AppHandle) -> (i64, Vec<u8>) {
     let r = app.info(RequestInfo::default());
     (r.last_block_height, r.last_block_app_hash.to_vec())
@@ -86,12 +95,7 @@ fn a_block_finalized_but_not_committed_is_replayed_cleanly() {
         let d = tempfile::tempdir().unwrap();
         let app = open(d.path());
         init(&app);
-        blocks
-            .iter()
-            .enumerate()
-            .map(|(i, t)| run_block(&app, i as i64 + 1, t, true))
-            .last()
-            .unwrap()
+        run_all(&app, &blocks)
     };
     {
         let app = open(dir.path());
@@ -119,23 +123,13 @@ fn a_wiped_store_rebuilt_by_replay_reaches_the_same_hash() {
     let first = {
         let app = open(dir.path());
         init(&app);
-        blocks
-            .iter()
-            .enumerate()
-            .map(|(i, t)| run_block(&app, i as i64 + 1, t, true))
-            .last()
-            .unwrap()
+        run_all(&app, &blocks)
     };
     std::fs::remove_dir_all(dir.path()).unwrap();
     let app = open(dir.path());
     assert_eq!(info(&app), (0, Vec::new()), "wiped store starts from nothing");
     init(&app);
-    let replayed = blocks
-        .iter()
-        .enumerate()
-        .map(|(i, t)| run_block(&app, i as i64 + 1, t, true))
-        .last()
-        .unwrap();
+    let replayed = run_all(&app, &blocks);
     assert_eq!(replayed, first);
 }
 

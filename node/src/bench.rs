@@ -333,16 +333,6 @@ fn parse_rfc3339_secs(t: &str) -> Option<f64> {
     Some(days as f64 * 86_400.0 + h * 3600.0 + mi * 60.0 + s)
 }
 
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn block_times_parse_to_unix_seconds() {
-        assert_eq!(super::parse_rfc3339_secs("1970-01-01T00:00:01.5Z"), Some(1.5));
-        assert_eq!(super::parse_rfc3339_secs("2000-03-01T00:00:00Z"), Some(951_868_800.0));
-        assert_eq!(super::parse_rfc3339_secs("garbage"), None);
-    }
-}
-
 /// The report as a table.
 #[must_use]
 pub fn render(r: &BenchReport) -> String {
@@ -382,4 +372,14 @@ pub fn render(r: &BenchReport) -> String {
         r.ratio
     ));
     s
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn block_times_parse_to_unix_seconds() {
+        assert_eq!(super::parse_rfc3339_secs("1970-01-01T00:00:01.5Z"), Some(1.5));
+        assert_eq!(super::parse_rfc3339_secs("2000-03-01T00:00:00Z"), Some(951_868_800.0));
+        assert_eq!(super::parse_rfc3339_secs("garbage"), None);
+    }
 }

@@ -1,8 +1,8 @@
 //! End to end against a real 4-validator CometBFT v0.38 cluster started by this test on
 //! 127.0.0.1 with free ports. Every process is spawned here and killed by its pid on exit.
 //!
-//! Needs the cometbft binary: `HASHMESH_COMETBFT`, or `.tools/bin/cometbft` as installed by
-//! `testnet/install-cometbft` (which `.ci/run` calls first).
+//! Needs the cometbft binary: `HASHMESH_COMETBFT`, else `testnet/install-cometbft` provides it
+//! (reusing `.tools/bin/cometbft`, or installing v0.38.25 with `go install` the first time).
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
@@ -19,12 +19,15 @@ fn cometbft() -> PathBuf {
     if let Ok(p) = std::env::var("HASHMESH_COMETBFT") {
         return PathBuf::from(p);
     }
-    let local = Path::new(env!("CARGO_MANIFEST_DIR")).join("../.tools/bin/cometbft");
+    // The project's own installer: reuses .tools/bin/cometbft, or `go install`s v0.38.25 once.
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../testnet/install-cometbft");
+    let out = Command::new(&script).output().expect("run testnet/install-cometbft");
     assert!(
-        local.exists(),
-        "cometbft v0.38.25 not found: run testnet/install-cometbft (or set HASHMESH_COMETBFT)"
+        out.status.success(),
+        "installing cometbft failed: {}",
+        String::from_utf8_lossy(&out.stderr)
     );
-    local
+    PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
 }
 
 /// Owns every child process; kills and reaps them by pid when dropped, even on panic.
