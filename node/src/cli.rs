@@ -417,7 +417,7 @@ pub fn main() -> Result<i32> {
                 let app = &v["app"];
                 println!(
                     "chain {}  height {}  app hash {}\npools {}  endpoints {}  groups {}\ndirectives {} (active {}, pending {}, rejected {}, expired {}, applied {})",
-                    v["chain_id"], v["latest_block_height"], v["latest_app_hash"], app["pools"], app["endpoints"], app["groups"],
+                    v["chain_id"].as_str().unwrap_or(""), v["latest_block_height"], v["latest_app_hash"].as_str().unwrap_or(""), app["pools"], app["endpoints"], app["groups"],
                     app["directives"]["directives"], app["directives"]["active"], app["directives"]["pending"],
                     app["directives"]["rejected"], app["directives"]["expired"], app["directives"]["applied"]
                 );

@@ -130,10 +130,19 @@ pub fn send(rpc_url: &str, bytes: &[u8], timeout: Duration) -> Result<(Value, bo
                 "refused".into()
             }
         });
-    let v = json!({
+    let mut v = json!({
         "hash": b.hash, "height": c.height, "code": c.code, "log": c.log, "stage": "finalize_block",
         "directive_id": id.to_hex(), "kind": kind, "status": status,
     });
+    // A vote also reports what became of the directive it voted on.
+    if let Some((_, attrs)) = c
+        .events
+        .iter()
+        .find(|(t, attrs)| t == "directive" && attrs.iter().any(|(k, v)| k == "id" && *v != id.to_hex()))
+    {
+        let get = |key: &str| attrs.iter().find(|(k, _)| k == key).map(|(_, v)| v.clone());
+        v["decided"] = json!({"directive_id": get("id"), "status": get("status")});
+    }
     Ok((v, c.code == 0))
 }
 

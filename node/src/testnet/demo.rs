@@ -23,8 +23,12 @@ fn send(cluster: &Cluster, node: usize, body: Body) -> Result<Value> {
     };
     let what = describe(&body);
     let (report, ok) = tx_cmd::sign_and_send(&n.hashmesh_home, body, &opts)?;
+    let decided = match report["decided"]["status"].as_str() {
+        Some(s) => format!(" (directive now {s})"),
+        None => String::new(),
+    };
     println!(
-        "  {:<7} {:<55} -> {:<8} height {}",
+        "  {:<7} {:<55} -> {:<8} height {}{decided}",
         n.name,
         what,
         report["status"].as_str().unwrap_or("?"),
