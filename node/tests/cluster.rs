@@ -159,7 +159,10 @@ fn four_validator_cluster_end_to_end() {
     let cross_id = r["directive_id"].as_str().unwrap().to_owned();
     let (code, r, err) = tx(&p, 1, &["vote", "--directive", &cross_id, "--approve"]);
     assert_eq!(code, 0, "{r} {err}");
-    assert_eq!(r["decided"]["status"], "active", "the vote reports the route it activated: {r}");
+    assert_eq!(
+        r["decided"]["status"], "active",
+        "the vote reports the route it activated: {r}"
+    );
     applied += 1;
     let seen_from_c = Rpc::new(&rpc(&p, 2))
         .abci_query("/directive", cross_id.as_bytes())
