@@ -4,26 +4,32 @@
 //! Why not `tendermint_abci::Server`: it leaves Nagle's algorithm on and flushes after every
 //! response, so pipelined `CheckTx` responses wait for delayed ACKs; it also panics on a
 //! request without a value and reads messages of any length. This server sets `TCP_NODELAY`,
-//! batches responses while more requests are already buffered (flushing on `Flush` and when
-//! the input runs dry), bounds message size, and answers malformed requests with an
-//! `Exception` before closing the connection. See docs/adr/0004-abci-server.md.
+//! handles every request already buffered as one batch (verifying the batch's `CheckTx`
+//! signatures together first), batches responses (flushing on `Flush` and when the input runs
+//! dry), bounds message size, and answers malformed requests with an `Exception` before closing
+//! the connection. See docs/adr/0004-abci-server.md.
 
-use std::io::{BufRead, BufReader, BufWriter, Read, Write};
+use std::io::{BufRead, BufReader, BufWriter, Write};
 use std::net::{TcpListener, TcpStream};
 
 use prost::Message;
 use tendermint_abci::Application;
-use tendermint_proto::v0_38::abci::{request, response, Request, Response, ResponseException};
+use tendermint_proto::v0_38::abci::{request, response, CheckTxType, Request, Response, ResponseException};
 use tracing::{info, warn};
+
+use crate::shell::PreverifyBatch;
 
 /// Largest ABCI message accepted, in bytes (CometBFT's default block is ~21 MiB).
 pub const ABCI_MESSAGE_BYTES_MAX: u64 = 128 * 1024 * 1024;
+/// Most already-buffered requests handled as one batch (their `CheckTx` signatures are
+/// verified together before each is answered in order).
+pub const REQUEST_BATCH_MAX: usize = 512;
 
 /// Serve `app` on `listener` forever, one thread per CometBFT connection.
 ///
 /// # Errors
 /// If accepting connections fails.
-pub fn serve<A: Application>(listener: TcpListener, app: A) -> std::io::Result<()> {
+pub fn serve<A: Application + PreverifyBatch>(listener: TcpListener, app: A) -> std::io::Result<()> {
     for stream in listener.incoming() {
         let stream = stream?;
         let app = app.clone();
@@ -61,40 +67,80 @@ fn read_varint(r: &mut impl BufRead) -> std::io::Result<Option<u64>> {
     ))
 }
 
-fn handle<A: Application>(stream: TcpStream, app: &A) -> std::io::Result<()> {
+/// Whether `buf` starts with a whole length-delimited message.
+fn whole_message_buffered(buf: &[u8]) -> bool {
+    let mut len: u64 = 0;
+    for (i, b) in buf.iter().take(10).enumerate() {
+        len |= u64::from(b & 0x7f) << (7 * i);
+        if b & 0x80 == 0 {
+            return (buf.len() - i - 1) as u64 >= len;
+        }
+    }
+    false
+}
+
+fn read_request(
+    reader: &mut impl BufRead,
+    buf: &mut Vec<u8>,
+) -> std::io::Result<Option<Result<request::Value, String>>> {
+    let Some(len) = read_varint(reader)? else {
+        return Ok(None);
+    };
+    if len > ABCI_MESSAGE_BYTES_MAX {
+        return Ok(Some(Err(format!(
+            "ABCI message of {len} bytes exceeds {ABCI_MESSAGE_BYTES_MAX}"
+        ))));
+    }
+    buf.resize(usize::try_from(len).expect("bounded length fits usize"), 0);
+    reader.read_exact(buf)?;
+    Ok(Some(
+        Request::decode(buf.as_slice())
+            .ok()
+            .and_then(|r| r.value)
+            .ok_or_else(|| "undecodable ABCI request".into()),
+    ))
+}
+
+fn handle<A: Application + PreverifyBatch>(stream: TcpStream, app: &A) -> std::io::Result<()> {
     stream.set_nodelay(true)?;
     let mut reader = BufReader::with_capacity(1 << 16, stream.try_clone()?);
     let mut writer = BufWriter::with_capacity(1 << 16, stream);
     let mut buf = Vec::new();
     loop {
-        let Some(len) = read_varint(&mut reader)? else {
-            return Ok(());
-        };
-        if len > ABCI_MESSAGE_BYTES_MAX {
-            let msg = format!("ABCI message of {len} bytes exceeds {ABCI_MESSAGE_BYTES_MAX}");
-            write_response(&mut writer, &exception(&msg))?;
-            writer.flush()?;
-            return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, msg));
+        // One request (blocking), then every further request already buffered.
+        let mut batch = Vec::new();
+        loop {
+            match read_request(&mut reader, &mut buf)? {
+                None if batch.is_empty() => return Ok(()),
+                None => break,
+                Some(Ok(v)) => batch.push(v),
+                Some(Err(msg)) => {
+                    write_response(&mut writer, &exception(&msg))?;
+                    writer.flush()?;
+                    return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, msg));
+                }
+            }
+            if batch.len() >= REQUEST_BATCH_MAX || !whole_message_buffered(reader.buffer()) {
+                break;
+            }
         }
-        buf.resize(usize::try_from(len).expect("bounded length fits usize"), 0);
-        reader.read_exact(&mut buf)?;
-        let (response, is_flush) = match Request::decode(buf.as_slice()).ok().and_then(|r| r.value) {
-            Some(value) => {
-                let is_flush = matches!(value, request::Value::Flush(_));
-                (dispatch(app, value), is_flush)
-            }
-            None => {
-                write_response(&mut writer, &exception("undecodable ABCI request"))?;
-                writer.flush()?;
-                return Err(std::io::Error::new(
-                    std::io::ErrorKind::InvalidData,
-                    "undecodable ABCI request",
-                ));
-            }
-        };
-        write_response(&mut writer, &response)?;
-        // Batch responses while CometBFT has already sent more requests; flush when asked or idle.
-        if is_flush || reader.buffer().is_empty() {
+        let new_txs: Vec<&[u8]> = batch
+            .iter()
+            .filter_map(|v| match v {
+                request::Value::CheckTx(r) if r.r#type == CheckTxType::New as i32 => Some(r.tx.as_ref()),
+                _ => None,
+            })
+            .collect();
+        if new_txs.len() > 1 {
+            app.preverify(&new_txs);
+        }
+        let mut flush = reader.buffer().is_empty();
+        for value in batch {
+            flush |= matches!(value, request::Value::Flush(_));
+            write_response(&mut writer, &dispatch(app, value))?;
+        }
+        // Keep batching responses while CometBFT has already sent more; flush when asked or idle.
+        if flush {
             writer.flush()?;
         }
     }

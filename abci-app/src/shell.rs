@@ -189,6 +189,34 @@ fn to_abci_events(events: &[Event]) -> Vec<AbciEvent> {
         .collect()
 }
 
+impl PreverifyBatch for AppHandle {
+    fn preverify(&self, txs: &[&[u8]]) {
+        let mut inner = self.lock();
+        let Some(state) = inner.state.as_ref() else { return };
+        let hashes: Vec<[u8; 32]> = txs.iter().map(|t| Sha256::digest(t).into()).collect();
+        let fresh: Vec<(&[u8], [u8; 32])> = txs
+            .iter()
+            .zip(&hashes)
+            .filter(|(_, h)| !inner.verified.contains(h))
+            .map(|(t, h)| (*t, *h))
+            .collect();
+        let bytes: Vec<&[u8]> = fresh.iter().map(|(t, _)| *t).collect();
+        let ok = state.verify_signatures(&bytes);
+        for ((_, h), ok) in fresh.iter().zip(ok) {
+            if ok {
+                inner.verified.insert(*h);
+            }
+        }
+    }
+}
+
+/// Batch signature verification ahead of pipelined `CheckTx` requests (see `server.rs`).
+pub trait PreverifyBatch {
+    /// Verify these `CheckTx` transactions' signatures together and remember the good ones,
+    /// so the `CheckTx` calls that follow skip verifying them one by one.
+    fn preverify(&self, txs: &[&[u8]]);
+}
+
 impl Application for AppHandle {
     fn info(&self, _req: RequestInfo) -> ResponseInfo {
         let mut inner = self.lock();
@@ -259,15 +287,17 @@ impl Application for AppHandle {
                 ..Default::default()
             };
         };
-        let mode = if req.r#type == CheckTxType::Recheck as i32 {
-            CheckMode::Recheck
+        let hash: [u8; 32] = Sha256::digest(&req.tx).into();
+        let known = req.r#type == CheckTxType::Recheck as i32 || inner.verified.contains(&hash);
+        let mode = if known {
+            CheckMode::SignatureKnown
         } else {
-            CheckMode::New
+            CheckMode::VerifySignature
         };
         match state.check_tx(&req.tx, mode, &self.store) {
             Ok(_) => {
-                if mode == CheckMode::New {
-                    inner.verified.insert(Sha256::digest(&req.tx).into());
+                if !known {
+                    inner.verified.insert(hash);
                 }
                 self.metrics.checktx_accepted.fetch_add(1, Ordering::Relaxed);
                 ResponseCheckTx {

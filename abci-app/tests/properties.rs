@@ -128,7 +128,7 @@ proptest! {
                 // What CheckTx would have said before the block agrees with codes that do not
                 // depend on earlier transactions of the same block.
                 if t.code == RejectCode::Malformed.code() || t.code == RejectCode::BadSignature.code() {
-                    prop_assert!(a.state.check_tx(bytes, CheckMode::New, &a.kv).is_err());
+                    prop_assert!(a.state.check_tx(bytes, CheckMode::VerifySignature, &a.kv).is_err());
                 }
             }
         }
@@ -145,7 +145,7 @@ proptest! {
         // Signatures are checked after decoding, chain id and signer, before every state rule.
         let pre: Vec<bool> = txs
             .iter()
-            .map(|t| match warm.state.check_tx(t, CheckMode::New, &warm.kv) {
+            .map(|t| match warm.state.check_tx(t, CheckMode::VerifySignature, &warm.kv) {
                 Ok(_) => true,
                 Err(r) => r.code.code() > RejectCode::BadSignature.code(),
             })
@@ -161,17 +161,24 @@ proptest! {
 fn recheck_skips_the_signature_but_not_the_state_rules() {
     let mut chain = Chain::new();
     let tx = sign_with('a', 1, CHAIN, route("pool-a/g-1", &[("pool-a/ep-1", 10_000)]));
-    assert!(chain.state.check_tx(&tx, CheckMode::New, &chain.kv).is_ok());
+    assert!(chain.state.check_tx(&tx, CheckMode::VerifySignature, &chain.kv).is_ok());
     chain.block(vec![tx.clone()]);
     // After the commit the same bytes fail recheck on their nonce.
-    let r = chain.state.check_tx(&tx, CheckMode::Recheck, &chain.kv).unwrap_err();
+    let r = chain
+        .state
+        .check_tx(&tx, CheckMode::SignatureKnown, &chain.kv)
+        .unwrap_err();
     assert_eq!(r.code, RejectCode::NonceReused);
     // A flipped signature still fails a New check.
     let mut bad = sign_with('a', 2, CHAIN, route("pool-a/g-1", &[("pool-a/ep-1", 10_000)]));
     let last = bad.len() - 1;
     bad[last] ^= 1;
     assert_eq!(
-        chain.state.check_tx(&bad, CheckMode::New, &chain.kv).unwrap_err().code,
+        chain
+            .state
+            .check_tx(&bad, CheckMode::VerifySignature, &chain.kv)
+            .unwrap_err()
+            .code,
         RejectCode::BadSignature
     );
 }

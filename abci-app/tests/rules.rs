@@ -121,7 +121,7 @@ fn every_rejection_has_its_own_code_and_changes_nothing() {
         let before_hash = chain.state.app_hash();
         let before_kv = chain.kv.clone();
         // CheckTx refuses it with the same code...
-        let checked = chain.state.check_tx(&tx, CheckMode::New, &chain.kv);
+        let checked = chain.state.check_tx(&tx, CheckMode::VerifySignature, &chain.kv);
         assert_eq!(checked.as_ref().err().map(|r| r.code), Some(want), "{name}: CheckTx");
         // ...and in a block it gets the code, and the only write is none at all.
         let out = chain.block(vec![tx]);

@@ -33,13 +33,15 @@ fn reject<T>(code: RejectCode, log: impl Into<String>) -> Result<T, Rejection> {
     Err(Rejection { code, log: log.into() })
 }
 
-/// Why `CheckTx` is called.
+/// Whether `check_tx` must verify the signature.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CheckMode {
-    /// A transaction arriving at the mempool.
-    New,
-    /// A transaction already in the mempool, re-validated after a commit.
-    Recheck,
+    /// Verify it (a transaction this node has not verified yet).
+    VerifySignature,
+    /// This node already verified exactly these bytes (a mempool recheck after a commit, or a
+    /// batch verification of pipelined `CheckTx` requests). Pool keys never change, so only
+    /// the state-dependent rules can have changed their answer.
+    SignatureKnown,
 }
 
 /// A block as the core sees it.
@@ -100,18 +102,26 @@ impl State {
     ///
     /// # Errors
     /// The [`Rejection`] the transaction would get in a block right now.
-    ///
-    /// On [`CheckMode::Recheck`] (CometBFT re-validating its mempool after a commit) the
-    /// signature is not verified again: the bytes are the ones verified at admission and
-    /// pool keys never change, so only the state-dependent rules can have changed their answer.
     pub fn check_tx(&self, bytes: &[u8], mode: CheckMode, committed: &dyn KvRead) -> Result<SignedTx, Rejection> {
         let (tx, key) = self.precheck(bytes)?;
-        if mode == CheckMode::New {
+        if mode == CheckMode::VerifySignature {
             verdict_to_rejection(signing::verify(&key, bytes))?;
         }
         self.check_nonce(&tx)?;
         self.plan(&tx, &WriteSet::default(), committed)?;
         Ok(tx)
+    }
+
+    /// Verify the signatures of many transactions in one batch: `true` where the transaction
+    /// decodes, names this chain and a registered signer, and its signature verifies.
+    #[must_use]
+    pub fn verify_signatures(&self, txs: &[&[u8]]) -> Vec<bool> {
+        let keys: Vec<Option<PoolKey>> = txs.iter().map(|b| self.precheck(b).ok().map(|(_, k)| k)).collect();
+        let batch: Vec<(PoolKey, &[u8])> = keys.iter().zip(txs).filter_map(|(k, b)| k.map(|k| (k, *b))).collect();
+        let mut verdicts = signing::verify_batch(&batch).into_iter();
+        keys.iter()
+            .map(|k| k.is_some() && verdicts.next().is_some_and(|v| v.is_ok()))
+            .collect()
     }
 
     /// Decide whether a proposal may carry `bytes`: it must decode within limits.
