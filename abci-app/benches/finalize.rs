@@ -35,20 +35,11 @@ fn setup(block_txs: usize) -> (State, Vec<Vec<u8>>, Vec<PoolKey>) {
                 })
                 .collect(),
             groups: (0..2)
-                .map(|g| GenesisGroup {
-                    id: format!("pool-{i}/g-{g}").parse().unwrap(),
-                    hashrate_hs: 1 << 40,
-                })
+                .map(|g| GenesisGroup { id: format!("pool-{i}/g-{g}").parse().unwrap(), hashrate_hs: 1 << 40 })
                 .collect(),
         })
         .collect();
-    let (state, _) = State::genesis(
-        CHAIN,
-        &GenesisAppState {
-            params: Params::default(),
-            pools,
-        },
-    );
+    let (state, _) = State::genesis(CHAIN, &GenesisAppState { params: Params::default(), pools });
     let txs = (0..block_txs)
         .map(|n| {
             let p = n % 4;
@@ -66,19 +57,10 @@ fn setup(block_txs: usize) -> (State, Vec<Vec<u8>>, Vec<PoolKey>) {
                     },
                 ],
             };
-            k.sign(UnsignedTx {
-                chain_id: CHAIN.into(),
-                signer: k.pool_id(),
-                nonce: n as u64 + 1,
-                body,
-            })
-            .1
+            k.sign(UnsignedTx { chain_id: CHAIN.into(), signer: k.pool_id(), nonce: n as u64 + 1, body }).1
         })
         .collect();
-    let pks = keys
-        .iter()
-        .map(|k| PoolKey::from_pool_id(&k.pool_id()).unwrap())
-        .collect();
+    let pks = keys.iter().map(|k| PoolKey::from_pool_id(&k.pool_id()).unwrap()).collect();
     (state, txs, pks)
 }
 
@@ -93,13 +75,7 @@ fn bench(c: &mut Criterion) {
                 || state.clone(),
                 |mut s| {
                     let out = s.apply_block(
-                        &BlockInput {
-                            height: 1,
-                            time_ms: 0,
-                            proposer: vec![0; 20],
-                            txs,
-                            preverified: &[],
-                        },
+                        &BlockInput { height: 1, time_ms: 0, proposer: vec![0; 20], txs, preverified: &[] },
                         &committed,
                     );
                     assert!(out.txs.iter().all(|t| t.code == 0));
@@ -109,39 +85,26 @@ fn bench(c: &mut Criterion) {
             );
         });
         let all_verified = vec![true; block_txs];
-        g.bench_with_input(
-            BenchmarkId::new("hashmesh_apply_block_memo_hits", block_txs),
-            &txs,
-            |b, txs| {
-                b.iter_batched(
-                    || state.clone(),
-                    |mut s| {
-                        let input = BlockInput {
-                            height: 1,
-                            time_ms: 0,
-                            proposer: vec![0; 20],
-                            txs,
-                            preverified: &all_verified,
-                        };
-                        let out = s.apply_block(&input, &committed);
-                        assert!(out.txs.iter().all(|t| t.code == 0));
-                        out
-                    },
-                    BatchSize::LargeInput,
-                );
-            },
-        );
-        g.bench_with_input(
-            BenchmarkId::new("baseline_verify_strict_each", block_txs),
-            &txs,
-            |b, txs| {
-                b.iter(|| {
-                    for (i, t) in txs.iter().enumerate() {
-                        assert!(signing::verify(&pks[i % 4], t).is_ok());
-                    }
-                });
-            },
-        );
+        g.bench_with_input(BenchmarkId::new("hashmesh_apply_block_memo_hits", block_txs), &txs, |b, txs| {
+            b.iter_batched(
+                || state.clone(),
+                |mut s| {
+                    let input =
+                        BlockInput { height: 1, time_ms: 0, proposer: vec![0; 20], txs, preverified: &all_verified };
+                    let out = s.apply_block(&input, &committed);
+                    assert!(out.txs.iter().all(|t| t.code == 0));
+                    out
+                },
+                BatchSize::LargeInput,
+            );
+        });
+        g.bench_with_input(BenchmarkId::new("baseline_verify_strict_each", block_txs), &txs, |b, txs| {
+            b.iter(|| {
+                for (i, t) in txs.iter().enumerate() {
+                    assert!(signing::verify(&pks[i % 4], t).is_ok());
+                }
+            });
+        });
     }
     g.finish();
 }

@@ -215,11 +215,7 @@ fn json<T: Serialize>(v: &T) -> Vec<u8> {
 }
 
 fn list<T: bincode::Decode<()>>(store: &Store, prefix: &[u8]) -> Vec<T> {
-    store
-        .scan_prefix(prefix)
-        .iter()
-        .map(|(_, v)| codec::decode_trusted(v).expect("stored record decodes"))
-        .collect()
+    store.scan_prefix(prefix).iter().map(|(_, v)| codec::decode_trusted(v).expect("stored record decodes")).collect()
 }
 
 fn directive(store: &Store, id: &[u8]) -> Option<DirectiveView> {
@@ -239,40 +235,41 @@ fn history(store: &Store, f: &HistoryFilter) -> Result<HistoryPage, QueryError> 
     if limit == 0 || limit > HISTORY_PAGE_MAX {
         return fail(code::BAD_REQUEST, format!("limit must be 1..={HISTORY_PAGE_MAX}"));
     }
-    let mut start = keys::history(f.from_height.unwrap_or(0), 0);
-    if let Some(c) = &f.after {
-        let (h, i) = parse_cursor(c).ok_or_else(|| QueryError {
-            code: code::BAD_REQUEST,
-            log: format!("bad cursor {c:?}"),
-        })?;
-        let after = keys::history(h, i);
-        // Start strictly after the cursor.
-        let mut next = after.clone();
-        next.push(0);
-        start = start.max(next);
-    }
-    let end = match f.to_height {
-        Some(h) => keys::history(h.saturating_add(1), 0),
-        None => keys::history(u64::MAX, u32::MAX),
+    let after = match &f.after {
+        Some(c) => Some(
+            parse_cursor(c).ok_or_else(|| QueryError { code: code::BAD_REQUEST, log: format!("bad cursor {c:?}") })?,
+        ),
+        None => None,
     };
-    let mut out = Vec::new();
+    let from = f.from_height.unwrap_or(0).max(after.map_or(0, |(h, _)| h));
+    let start = keys::history(from);
+    let end = match f.to_height {
+        Some(h) => keys::history(h.saturating_add(1)),
+        None => keys::history(u64::MAX),
+    };
+    let mut out: Vec<DirectiveView> = Vec::new();
     let mut next = None;
-    for (_, v) in store.range(&start, &end) {
-        let Some(view) = directive(store, &v) else {
-            continue;
-        };
-        if f.pool.is_some_and(|p| p != view.signer) {
-            continue;
+    'blocks: for (k, v) in store.range(&start, &end) {
+        let height = u64::from_be_bytes(k[keys::HISTORY.len()..].try_into().expect("history key is h: + 8 bytes"));
+        let ids: Vec<DirectiveId> = codec::decode_trusted(&v).expect("stored history decodes");
+        for (index, id) in ids.iter().enumerate() {
+            let index = u32::try_from(index).expect("index fits u32");
+            if after.is_some_and(|cursor| (height, index) <= cursor) {
+                continue;
+            }
+            let Some(view) = directive(store, id.as_bytes()) else { continue };
+            if f.pool.is_some_and(|p| p != view.signer)
+                || f.group.as_ref().is_some_and(|g| view.body.group() != Some(g))
+            {
+                continue;
+            }
+            if out.len() == limit as usize {
+                let last = out.last().expect("non-empty page");
+                next = Some(format!("{}:{}", last.height, last.index));
+                break 'blocks;
+            }
+            out.push(view);
         }
-        if f.group.as_ref().is_some_and(|g| view.body.group() != Some(g)) {
-            continue;
-        }
-        if out.len() == limit as usize {
-            let last: &DirectiveView = out.last().expect("non-empty page");
-            next = Some(format!("{}:{}", last.height, last.index));
-            break;
-        }
-        out.push(view);
     }
     Ok(HistoryPage { directives: out, next })
 }

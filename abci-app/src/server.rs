@@ -50,21 +50,14 @@ fn read_varint(r: &mut impl BufRead) -> std::io::Result<Option<u64>> {
     for i in 0..10 {
         let mut b = [0u8; 1];
         if r.read(&mut b)? == 0 {
-            return if i == 0 {
-                Ok(None)
-            } else {
-                Err(std::io::ErrorKind::UnexpectedEof.into())
-            };
+            return if i == 0 { Ok(None) } else { Err(std::io::ErrorKind::UnexpectedEof.into()) };
         }
         value |= u64::from(b[0] & 0x7f) << (7 * i);
         if b[0] & 0x80 == 0 {
             return Ok(Some(value));
         }
     }
-    Err(std::io::Error::new(
-        std::io::ErrorKind::InvalidData,
-        "length prefix longer than 10 bytes",
-    ))
+    Err(std::io::Error::new(std::io::ErrorKind::InvalidData, "length prefix longer than 10 bytes"))
 }
 
 /// Whether `buf` starts with a whole length-delimited message.
@@ -87,17 +80,12 @@ fn read_request(
         return Ok(None);
     };
     if len > ABCI_MESSAGE_BYTES_MAX {
-        return Ok(Some(Err(format!(
-            "ABCI message of {len} bytes exceeds {ABCI_MESSAGE_BYTES_MAX}"
-        ))));
+        return Ok(Some(Err(format!("ABCI message of {len} bytes exceeds {ABCI_MESSAGE_BYTES_MAX}"))));
     }
     buf.resize(usize::try_from(len).expect("bounded length fits usize"), 0);
     reader.read_exact(buf)?;
     Ok(Some(
-        Request::decode(buf.as_slice())
-            .ok()
-            .and_then(|r| r.value)
-            .ok_or_else(|| "undecodable ABCI request".into()),
+        Request::decode(buf.as_slice()).ok().and_then(|r| r.value).ok_or_else(|| "undecodable ABCI request".into()),
     ))
 }
 
@@ -147,9 +135,7 @@ fn handle<A: Application + PreverifyBatch>(stream: TcpStream, app: &A) -> std::i
 }
 
 fn exception(msg: &str) -> Response {
-    Response {
-        value: Some(response::Value::Exception(ResponseException { error: msg.to_owned() })),
-    }
+    Response { value: Some(response::Value::Exception(ResponseException { error: msg.to_owned() })) }
 }
 
 fn write_response(w: &mut impl Write, r: &Response) -> std::io::Result<()> {

@@ -48,12 +48,7 @@ impl AppMetrics {
     pub fn render(&self) -> String {
         let g = |a: &AtomicU64| a.load(Ordering::Relaxed);
         let rows = [
-            (
-                "hashmesh_blocks_committed_total",
-                "counter",
-                "Blocks committed by this node.",
-                g(&self.blocks_committed),
-            ),
+            ("hashmesh_blocks_committed_total", "counter", "Blocks committed by this node.", g(&self.blocks_committed)),
             ("hashmesh_height", "gauge", "Last committed height.", g(&self.height)),
             (
                 "hashmesh_txs_applied_total",
@@ -61,24 +56,14 @@ impl AppMetrics {
                 "Transactions applied in committed blocks.",
                 g(&self.txs_applied),
             ),
-            (
-                "hashmesh_txs_refused_total",
-                "counter",
-                "Transactions refused in blocks.",
-                g(&self.txs_refused),
-            ),
+            ("hashmesh_txs_refused_total", "counter", "Transactions refused in blocks.", g(&self.txs_refused)),
             (
                 "hashmesh_checktx_accepted_total",
                 "counter",
                 "Transactions admitted to the mempool.",
                 g(&self.checktx_accepted),
             ),
-            (
-                "hashmesh_checktx_refused_total",
-                "counter",
-                "Transactions refused by CheckTx.",
-                g(&self.checktx_refused),
-            ),
+            ("hashmesh_checktx_refused_total", "counter", "Transactions refused by CheckTx.", g(&self.checktx_refused)),
             (
                 "hashmesh_finalize_block_microseconds_total",
                 "counter",
@@ -130,11 +115,7 @@ impl AppHandle {
             info!(height = s.height(), app_hash = %hex::encode_upper(s.app_hash()), "loaded committed state");
         }
         Ok(Self {
-            inner: Arc::new(Mutex::new(Inner {
-                state,
-                verified: VerifiedMemo::default(),
-                uncommitted: None,
-            })),
+            inner: Arc::new(Mutex::new(Inner { state, verified: VerifiedMemo::default(), uncommitted: None })),
             store,
             metrics,
         })
@@ -153,19 +134,14 @@ impl AppHandle {
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
-        self.inner
-            .lock()
-            .unwrap_or_else(|_| fatal("state lock poisoned by an earlier panic"))
+        self.inner.lock().unwrap_or_else(|_| fatal("state lock poisoned by an earlier panic"))
     }
 
     /// Drop a block that was finalized but never committed (CometBFT restarted between the two):
     /// reload the committed state so the block can be replayed on top of it.
     fn discard_uncommitted(&self, inner: &mut Inner) {
         if let Some((h, _, _)) = inner.uncommitted.take() {
-            warn!(
-                height = h,
-                "discarding a finalized but uncommitted block; reloading committed state"
-            );
+            warn!(height = h, "discarding a finalized but uncommitted block; reloading committed state");
             inner.state = State::load(&self.store).unwrap_or_else(|e| fatal(&e.to_string()));
         }
     }
@@ -179,11 +155,7 @@ fn to_abci_events(events: &[Event]) -> Vec<AbciEvent> {
             attributes: e
                 .attrs
                 .iter()
-                .map(|a| EventAttribute {
-                    key: a.key.to_owned(),
-                    value: a.value.clone(),
-                    index: true,
-                })
+                .map(|a| EventAttribute { key: a.key.to_owned(), value: a.value.clone(), index: true })
                 .collect(),
         })
         .collect()
@@ -194,12 +166,8 @@ impl PreverifyBatch for AppHandle {
         let mut inner = self.lock();
         let Some(state) = inner.state.as_ref() else { return };
         let hashes: Vec<[u8; 32]> = txs.iter().map(|t| Sha256::digest(t).into()).collect();
-        let fresh: Vec<(&[u8], [u8; 32])> = txs
-            .iter()
-            .zip(&hashes)
-            .filter(|(_, h)| !inner.verified.contains(h))
-            .map(|(t, h)| (*t, *h))
-            .collect();
+        let fresh: Vec<(&[u8], [u8; 32])> =
+            txs.iter().zip(&hashes).filter(|(_, h)| !inner.verified.contains(h)).map(|(t, h)| (*t, *h)).collect();
         let bytes: Vec<&[u8]> = fresh.iter().map(|(t, _)| *t).collect();
         let ok = state.verify_signatures(&bytes);
         for ((_, h), ok) in fresh.iter().zip(ok) {
@@ -221,10 +189,7 @@ impl Application for AppHandle {
     fn info(&self, _req: RequestInfo) -> ResponseInfo {
         let mut inner = self.lock();
         self.discard_uncommitted(&mut inner);
-        let (height, hash) = inner
-            .state
-            .as_ref()
-            .map_or((0, Vec::new()), |s| (s.height(), s.app_hash().to_vec()));
+        let (height, hash) = inner.state.as_ref().map_or((0, Vec::new()), |s| (s.height(), s.app_hash().to_vec()));
         ResponseInfo {
             data: "hashmesh".into(),
             version: env!("CARGO_PKG_VERSION").into(),
@@ -246,73 +211,42 @@ impl Application for AppHandle {
             .unwrap_or_else(|e| fatal(&format!("{e}; fix app_state in genesis.json")));
         let (state, writes) = State::genesis(&req.chain_id, &genesis);
         self.store.clear().unwrap_or_else(|e| fatal(&e.to_string()));
-        self.store
-            .commit(&writes, 0, &state.app_hash())
-            .unwrap_or_else(|e| fatal(&e.to_string()));
+        self.store.commit(&writes, 0, &state.app_hash()).unwrap_or_else(|e| fatal(&e.to_string()));
         info!(chain_id = %req.chain_id, pools = genesis.pools.len(), app_hash = %hex::encode_upper(state.app_hash()), "genesis applied");
         let app_hash = state.app_hash().to_vec();
         inner.state = Some(state);
         inner.uncommitted = None;
-        ResponseInitChain {
-            consensus_params: None,
-            validators: Vec::new(),
-            app_hash: app_hash.into(),
-        }
+        ResponseInitChain { consensus_params: None, validators: Vec::new(), app_hash: app_hash.into() }
     }
 
     fn query(&self, req: RequestQuery) -> ResponseQuery {
         let height = self.store.last_committed().map_or(0, |(h, _)| h);
         let height = i64::try_from(height).expect("height fits i64");
         match query::handle(&self.store, &req.path, &req.data) {
-            Ok(value) => ResponseQuery {
-                value: value.into(),
-                height,
-                ..Default::default()
-            },
-            Err(e) => ResponseQuery {
-                code: e.code,
-                log: e.log,
-                height,
-                ..Default::default()
-            },
+            Ok(value) => ResponseQuery { value: value.into(), height, ..Default::default() },
+            Err(e) => ResponseQuery { code: e.code, log: e.log, height, ..Default::default() },
         }
     }
 
     fn check_tx(&self, req: RequestCheckTx) -> ResponseCheckTx {
         let mut inner = self.lock();
         let Some(state) = inner.state.as_ref() else {
-            return ResponseCheckTx {
-                code: 1,
-                log: "no genesis yet".into(),
-                ..Default::default()
-            };
+            return ResponseCheckTx { code: 1, log: "no genesis yet".into(), ..Default::default() };
         };
         let hash: [u8; 32] = Sha256::digest(&req.tx).into();
         let known = req.r#type == CheckTxType::Recheck as i32 || inner.verified.contains(&hash);
-        let mode = if known {
-            CheckMode::SignatureKnown
-        } else {
-            CheckMode::VerifySignature
-        };
+        let mode = if known { CheckMode::SignatureKnown } else { CheckMode::VerifySignature };
         match state.check_tx(&req.tx, mode, &self.store) {
             Ok(_) => {
                 if !known {
                     inner.verified.insert(hash);
                 }
                 self.metrics.checktx_accepted.fetch_add(1, Ordering::Relaxed);
-                ResponseCheckTx {
-                    gas_wanted: 1,
-                    ..Default::default()
-                }
+                ResponseCheckTx { gas_wanted: 1, ..Default::default() }
             }
             Err(r) => {
                 self.metrics.checktx_refused.fetch_add(1, Ordering::Relaxed);
-                ResponseCheckTx {
-                    code: r.code.code(),
-                    log: r.log,
-                    codespace: "hashmesh".into(),
-                    ..Default::default()
-                }
+                ResponseCheckTx { code: r.code.code(), log: r.log, codespace: "hashmesh".into(), ..Default::default() }
             }
         }
     }
@@ -339,18 +273,9 @@ impl Application for AppHandle {
     fn process_proposal(&self, req: RequestProcessProposal) -> ResponseProcessProposal {
         let ok = req.txs.iter().all(|tx| State::check_proposal_tx(tx).is_ok());
         if !ok {
-            warn!(
-                height = req.height,
-                "rejecting a proposal that carries undecodable transactions"
-            );
+            warn!(height = req.height, "rejecting a proposal that carries undecodable transactions");
         }
-        ResponseProcessProposal {
-            status: if ok {
-                ProposalStatus::Accept
-            } else {
-                ProposalStatus::Reject
-            } as i32,
-        }
+        ResponseProcessProposal { status: if ok { ProposalStatus::Accept } else { ProposalStatus::Reject } as i32 }
     }
 
     fn finalize_block(&self, req: RequestFinalizeBlock) -> ResponseFinalizeBlock {
@@ -358,13 +283,8 @@ impl Application for AppHandle {
         let mut inner = self.lock();
         self.discard_uncommitted(&mut inner);
         let txs: Vec<Vec<u8>> = req.txs.iter().map(|t| t.to_vec()).collect();
-        let preverified: Vec<bool> = txs
-            .iter()
-            .map(|t| inner.verified.contains(&Sha256::digest(t).into()))
-            .collect();
-        let Some(state) = inner.state.as_mut() else {
-            fatal("FinalizeBlock before InitChain")
-        };
+        let preverified: Vec<bool> = txs.iter().map(|t| inner.verified.contains(&Sha256::digest(t).into())).collect();
+        let Some(state) = inner.state.as_mut() else { fatal("FinalizeBlock before InitChain") };
         let time_ms = req.time.map_or(0, |t| {
             u64::try_from(t.seconds).unwrap_or(0).saturating_mul(1000) + u64::try_from(t.nanos / 1_000_000).unwrap_or(0)
         });
@@ -389,9 +309,7 @@ impl Application for AppHandle {
             .collect();
         let applied = out.txs.iter().filter(|t| t.code == 0).count() as u64;
         self.metrics.txs_applied.fetch_add(applied, Ordering::Relaxed);
-        self.metrics
-            .txs_refused
-            .fetch_add(out.txs.len() as u64 - applied, Ordering::Relaxed);
+        self.metrics.txs_refused.fetch_add(out.txs.len() as u64 - applied, Ordering::Relaxed);
         let response = ResponseFinalizeBlock {
             events: to_abci_events(&out.block_events),
             tx_results,
@@ -410,9 +328,7 @@ impl Application for AppHandle {
         let Some((height, writes, hash)) = inner.uncommitted.take() else {
             fatal("Commit without a finalized block");
         };
-        self.store
-            .commit(&writes, height, &hash)
-            .unwrap_or_else(|e| fatal(&e.to_string()));
+        self.store.commit(&writes, height, &hash).unwrap_or_else(|e| fatal(&e.to_string()));
         if cfg!(debug_assertions) {
             if let Some(s) = inner.state.as_ref() {
                 s.check_invariants();

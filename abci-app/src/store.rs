@@ -43,19 +43,14 @@ impl Store {
         let db = sled::Config::new()
             .path(path)
             .cache_capacity(256 * 1024 * 1024)
+            .mode(sled::Mode::HighThroughput)
             .open()
-            .map_err(|source| StoreError {
-                path: p.clone(),
-                source,
-            })?;
+            .map_err(|source| StoreError { path: p.clone(), source })?;
         Ok(Self { db, path: p })
     }
 
     fn err(&self, source: sled::Error) -> StoreError {
-        StoreError {
-            path: self.path.clone(),
-            source,
-        }
+        StoreError { path: self.path.clone(), source }
     }
 
     /// Persist `writes` with `(height, app_hash)` atomically, then flush to disk.
@@ -107,10 +102,7 @@ impl Store {
 
 impl KvRead for Store {
     fn get(&self, key: &[u8]) -> Option<Vec<u8>> {
-        self.db
-            .get(key)
-            .expect("sled read failed; the state store is unusable")
-            .map(|v| v.to_vec())
+        self.db.get(key).expect("sled read failed; the state store is unusable").map(|v| v.to_vec())
     }
 
     fn scan_prefix(&self, prefix: &[u8]) -> Vec<(Vec<u8>, Vec<u8>)> {

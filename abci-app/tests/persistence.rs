@@ -26,10 +26,7 @@ fn run_block(app: &AppHandle, height: i64, txs: &[Vec<u8>], commit: bool) -> Vec
         txs: txs.iter().map(|t| t.clone().into()).collect(),
         height,
         proposer_address: vec![7u8; 20].into(),
-        time: Some(tendermint_proto::google::protobuf::Timestamp {
-            seconds: 1_700_000_000 + height,
-            nanos: 0,
-        }),
+        time: Some(tendermint_proto::google::protobuf::Timestamp { seconds: 1_700_000_000 + height, nanos: 0 }),
         ..Default::default()
     });
     assert_eq!(resp.tx_results.len(), txs.len());
@@ -70,10 +67,7 @@ fn commit_reopen_and_info_agree() {
     let app = open(dir.path());
     assert_eq!(info(&app), (blocks.len() as i64, hashes.last().unwrap().clone()));
     // History survives the restart.
-    let r = app.query(RequestQuery {
-        path: "/history".into(),
-        ..Default::default()
-    });
+    let r = app.query(RequestQuery { path: "/history".into(), ..Default::default() });
     assert_eq!(r.code, 0, "{}", r.log);
     let page: serde_json::Value = serde_json::from_slice(&r.value).unwrap();
     assert_eq!(page["directives"].as_array().unwrap().len(), 6);
@@ -138,11 +132,7 @@ fn queries_answer_json_and_refuse_bad_input() {
     let dir = tempfile::tempdir().unwrap();
     let app = open(dir.path());
     let q = |path: &str, data: &[u8]| {
-        app.query(RequestQuery {
-            path: path.into(),
-            data: data.to_vec().into(),
-            ..Default::default()
-        })
+        app.query(RequestQuery { path: path.into(), data: data.to_vec().into(), ..Default::default() })
     };
     assert_eq!(q("/status", b"").code, 4, "not initialized yet");
     init(&app);

@@ -10,24 +10,10 @@ use proptest::prelude::*;
 
 #[derive(Debug, Clone)]
 enum Op {
-    Route {
-        who: usize,
-        group: usize,
-        targets: Vec<(usize, usize, u16)>,
-    },
-    Drain {
-        who: usize,
-        ep: usize,
-    },
-    Restore {
-        who: usize,
-        ep: usize,
-    },
-    Vote {
-        who: usize,
-        target: usize,
-        approve: bool,
-    },
+    Route { who: usize, group: usize, targets: Vec<(usize, usize, u16)> },
+    Drain { who: usize, ep: usize },
+    Restore { who: usize, ep: usize },
+    Vote { who: usize, target: usize, approve: bool },
     Garbage(Vec<u8>),
 }
 
@@ -56,53 +42,26 @@ fn to_txs(ops: &[Op]) -> Vec<Vec<u8>> {
                 let total: u32 = targets.iter().map(|t| u32::from(t.2)).sum();
                 let mut ts: Vec<(String, u16)> = targets
                     .iter()
-                    .map(|(p, e, w)| {
-                        (
-                            format!("pool-{}/ep-{e}", POOLS[*p]),
-                            (u32::from(*w) * 10_000 / total) as u16,
-                        )
-                    })
+                    .map(|(p, e, w)| (format!("pool-{}/ep-{e}", POOLS[*p]), (u32::from(*w) * 10_000 / total) as u16))
                     .collect();
                 let sum: u32 = ts.iter().map(|t| u32::from(t.1)).sum();
                 if n % 5 != 0 {
                     ts[0].1 += (10_000 - sum) as u16;
                 }
                 let refs: Vec<(&str, u16)> = ts.iter().map(|(e, w)| (e.as_str(), *w)).collect();
-                let tx = sign_with(
-                    POOLS[*who],
-                    nonce,
-                    CHAIN,
-                    route(&format!("pool-{}/g-{group}", POOLS[*who]), &refs),
-                );
+                let tx = sign_with(POOLS[*who], nonce, CHAIN, route(&format!("pool-{}/g-{group}", POOLS[*who]), &refs));
                 routes.push(DirectiveId::of_tx_bytes(&tx));
                 tx
             }
-            Op::Drain { who, ep } => sign_with(
-                POOLS[*who],
-                nonce,
-                CHAIN,
-                drain(&format!("pool-{}/ep-{ep}", POOLS[*who])),
-            ),
-            Op::Restore { who, ep } => sign_with(
-                POOLS[*who],
-                nonce,
-                CHAIN,
-                restore(&format!("pool-{}/ep-{ep}", POOLS[*who])),
-            ),
+            Op::Drain { who, ep } => {
+                sign_with(POOLS[*who], nonce, CHAIN, drain(&format!("pool-{}/ep-{ep}", POOLS[*who])))
+            }
+            Op::Restore { who, ep } => {
+                sign_with(POOLS[*who], nonce, CHAIN, restore(&format!("pool-{}/ep-{ep}", POOLS[*who])))
+            }
             Op::Vote { who, target, approve } => {
-                let directive = routes
-                    .get(*target % routes.len().max(1))
-                    .copied()
-                    .unwrap_or(DirectiveId([0; 32]));
-                sign_with(
-                    POOLS[*who],
-                    nonce,
-                    CHAIN,
-                    Body::Vote {
-                        directive,
-                        approve: *approve,
-                    },
-                )
+                let directive = routes.get(*target % routes.len().max(1)).copied().unwrap_or(DirectiveId([0; 32]));
+                sign_with(POOLS[*who], nonce, CHAIN, Body::Vote { directive, approve: *approve })
             }
             Op::Garbage(b) => b.clone(),
         };
@@ -164,21 +123,14 @@ fn recheck_skips_the_signature_but_not_the_state_rules() {
     assert!(chain.state.check_tx(&tx, CheckMode::VerifySignature, &chain.kv).is_ok());
     chain.block(vec![tx.clone()]);
     // After the commit the same bytes fail recheck on their nonce.
-    let r = chain
-        .state
-        .check_tx(&tx, CheckMode::SignatureKnown, &chain.kv)
-        .unwrap_err();
+    let r = chain.state.check_tx(&tx, CheckMode::SignatureKnown, &chain.kv).unwrap_err();
     assert_eq!(r.code, RejectCode::NonceReused);
     // A flipped signature still fails a New check.
     let mut bad = sign_with('a', 2, CHAIN, route("pool-a/g-1", &[("pool-a/ep-1", 10_000)]));
     let last = bad.len() - 1;
     bad[last] ^= 1;
     assert_eq!(
-        chain
-            .state
-            .check_tx(&bad, CheckMode::VerifySignature, &chain.kv)
-            .unwrap_err()
-            .code,
+        chain.state.check_tx(&bad, CheckMode::VerifySignature, &chain.kv).unwrap_err().code,
         RejectCode::BadSignature
     );
 }

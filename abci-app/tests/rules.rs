@@ -26,11 +26,7 @@ fn every_rejection_has_its_own_code_and_changes_nothing() {
     let cases: Vec<(&str, Vec<u8>, RejectCode)> = vec![
         ("garbage bytes", b"\x00\x01garbage".to_vec(), RejectCode::Malformed),
         ("oversized", vec![0u8; TX_BYTES_MAX + 1], RejectCode::TxTooLarge),
-        (
-            "wrong chain",
-            sign_with('a', 7, "other-chain", valid_a.clone()),
-            RejectCode::WrongChainId,
-        ),
+        ("wrong chain", sign_with('a', 7, "other-chain", valid_a.clone()), RejectCode::WrongChainId),
         ("unknown signer", unknown_signer, RejectCode::UnknownSigner),
         ("flipped signature", flipped, RejectCode::BadSignature),
         (
@@ -40,22 +36,12 @@ fn every_rejection_has_its_own_code_and_changes_nothing() {
         ),
         (
             "weights 9999",
-            sign_with(
-                'a',
-                8,
-                CHAIN,
-                route("pool-a/g-1", &[("pool-a/ep-1", 5000), ("pool-a/ep-2", 4999)]),
-            ),
+            sign_with('a', 8, CHAIN, route("pool-a/g-1", &[("pool-a/ep-1", 5000), ("pool-a/ep-2", 4999)])),
             RejectCode::WeightsNotTenThousand,
         ),
         (
             "zero weight",
-            sign_with(
-                'a',
-                9,
-                CHAIN,
-                route("pool-a/g-1", &[("pool-a/ep-1", 10_000), ("pool-a/ep-2", 0)]),
-            ),
+            sign_with('a', 9, CHAIN, route("pool-a/g-1", &[("pool-a/ep-1", 10_000), ("pool-a/ep-2", 0)])),
             RejectCode::WeightsNotTenThousand,
         ),
         (
@@ -73,49 +59,24 @@ fn every_rejection_has_its_own_code_and_changes_nothing() {
             sign_with('a', 12, CHAIN, route("pool-b/g-1", &[("pool-a/ep-1", 10_000)])),
             RejectCode::GroupNotOwned,
         ),
-        (
-            "drain foreign endpoint",
-            sign_with('a', 13, CHAIN, drain("pool-b/ep-1")),
-            RejectCode::EndpointNotOwned,
-        ),
+        ("drain foreign endpoint", sign_with('a', 13, CHAIN, drain("pool-b/ep-1")), RejectCode::EndpointNotOwned),
         (
             "route onto drained",
             sign_with('a', 14, CHAIN, route("pool-a/g-1", &[("pool-b/ep-2", 10_000)])),
             RejectCode::EndpointDrained,
         ),
-        (
-            "restore undrained",
-            sign_with('a', 15, CHAIN, restore("pool-a/ep-1")),
-            RejectCode::EndpointNotDrained,
-        ),
+        ("restore undrained", sign_with('a', 15, CHAIN, restore("pool-a/ep-1")), RejectCode::EndpointNotDrained),
         (
             "duplicate endpoint",
-            sign_with(
-                'a',
-                16,
-                CHAIN,
-                route("pool-a/g-1", &[("pool-a/ep-1", 5000), ("pool-a/ep-1", 5000)]),
-            ),
+            sign_with('a', 16, CHAIN, route("pool-a/g-1", &[("pool-a/ep-1", 5000), ("pool-a/ep-1", 5000)])),
             RejectCode::DuplicateEndpoint,
         ),
         (
             "vote on unknown",
-            sign_with(
-                'a',
-                17,
-                CHAIN,
-                Body::Vote {
-                    directive: DirectiveId([9; 32]),
-                    approve: true,
-                },
-            ),
+            sign_with('a', 17, CHAIN, Body::Vote { directive: DirectiveId([9; 32]), approve: true }),
             RejectCode::UnknownDirective,
         ),
-        (
-            "drain twice",
-            sign_with('b', 2, CHAIN, drain("pool-b/ep-2")),
-            RejectCode::EndpointAlreadyDrained,
-        ),
+        ("drain twice", sign_with('b', 2, CHAIN, drain("pool-b/ep-2")), RejectCode::EndpointAlreadyDrained),
     ];
     for (name, tx, want) in cases {
         let before_hash = chain.state.app_hash();
@@ -128,11 +89,7 @@ fn every_rejection_has_its_own_code_and_changes_nothing() {
         assert_eq!(out.txs[0].code, want.code(), "{name}: {}", out.txs[0].log);
         assert!(out.writes.is_empty(), "{name}: a refused tx wrote {:?}", out.writes);
         assert!(out.txs[0].events.is_empty(), "{name}: a refused tx emitted events");
-        assert_ne!(
-            chain.state.app_hash(),
-            before_hash,
-            "the hash chain still advances per height"
-        );
+        assert_ne!(chain.state.app_hash(), before_hash, "the hash chain still advances per height");
         let mut after = chain.kv.clone();
         after.remove(b"m:last".as_slice());
         let mut before = before_kv;
@@ -144,10 +101,7 @@ fn every_rejection_has_its_own_code_and_changes_nothing() {
 #[test]
 fn own_route_is_active_at_once_and_sets_the_assignment() {
     let mut chain = Chain::new();
-    let tx = chain.sign(
-        'a',
-        route("pool-a/g-1", &[("pool-a/ep-1", 7000), ("pool-a/ep-2", 3000)]),
-    );
+    let tx = chain.sign('a', route("pool-a/g-1", &[("pool-a/ep-1", 7000), ("pool-a/ep-2", 3000)]));
     let out = chain.block(vec![tx.clone()]);
     assert_eq!(out.txs[0].code, 0, "{}", out.txs[0].log);
     let ev = &out.txs[0].events[0];
@@ -165,10 +119,7 @@ fn own_route_is_active_at_once_and_sets_the_assignment() {
 #[test]
 fn cross_pool_route_goes_pending_then_active_after_every_vote() {
     let mut chain = Chain::new();
-    let tx = chain.sign(
-        'a',
-        route("pool-a/g-1", &[("pool-b/ep-1", 5000), ("pool-c/ep-1", 5000)]),
-    );
+    let tx = chain.sign('a', route("pool-a/g-1", &[("pool-b/ep-1", 5000), ("pool-c/ep-1", 5000)]));
     let id = DirectiveId::of_tx_bytes(&tx);
     let out = chain.block(vec![tx]);
     assert_eq!(out.txs[0].events[0].attr("status"), Some("pending"));
@@ -176,60 +127,23 @@ fn cross_pool_route_goes_pending_then_active_after_every_vote() {
 
     // The signer's own endpoints are not targeted, so it cannot vote (window is 3 blocks,
     // so the refused votes share blocks with the real ones).
-    let self_vote = chain.sign(
-        'a',
-        Body::Vote {
-            directive: id,
-            approve: true,
-        },
-    );
-    let vb = chain.sign(
-        'b',
-        Body::Vote {
-            directive: id,
-            approve: true,
-        },
-    );
+    let self_vote = chain.sign('a', Body::Vote { directive: id, approve: true });
+    let vb = chain.sign('b', Body::Vote { directive: id, approve: true });
     let out = chain.block(vec![self_vote, vb]);
     assert_eq!(out.txs[0].code, RejectCode::VoteNotRequired.code());
     assert_eq!(out.txs[1].code, 0);
-    assert_eq!(
-        out.txs[1].events[2].attr("status"),
-        Some("pending"),
-        "one of two approvals"
-    );
+    assert_eq!(out.txs[1].events[2].attr("status"), Some("pending"), "one of two approvals");
 
-    let again = chain.sign(
-        'b',
-        Body::Vote {
-            directive: id,
-            approve: true,
-        },
-    );
-    let vc = chain.sign(
-        'c',
-        Body::Vote {
-            directive: id,
-            approve: true,
-        },
-    );
+    let again = chain.sign('b', Body::Vote { directive: id, approve: true });
+    let vc = chain.sign('c', Body::Vote { directive: id, approve: true });
     let out = chain.block(vec![again, vc]);
     assert_eq!(out.txs[0].code, RejectCode::AlreadyVoted.code());
     let decided = &out.txs[1].events[2];
-    assert_eq!(
-        (decided.attr("id"), decided.attr("status")),
-        (Some(id.to_hex().as_str()), Some("active"))
-    );
+    assert_eq!((decided.attr("id"), decided.attr("status")), (Some(id.to_hex().as_str()), Some("active")));
     assert_eq!(chain.state.assignments().next().unwrap().directive, id);
     assert_eq!(chain.state.pending().count(), 0);
 
-    let late = chain.sign(
-        'b',
-        Body::Vote {
-            directive: id,
-            approve: false,
-        },
-    );
+    let late = chain.sign('b', Body::Vote { directive: id, approve: false });
     assert_eq!(code_of(&mut chain, late), RejectCode::DirectiveNotPending.code());
 }
 
@@ -241,13 +155,7 @@ fn a_reject_vote_rejects_and_an_unvoted_route_expires() {
     let (id1, id2) = (DirectiveId::of_tx_bytes(&t1), DirectiveId::of_tx_bytes(&t2));
     let start = chain.state.height() + 1;
     chain.block(vec![t1, t2]);
-    let no = chain.sign(
-        'b',
-        Body::Vote {
-            directive: id1,
-            approve: false,
-        },
-    );
+    let no = chain.sign('b', Body::Vote { directive: id1, approve: false });
     let out = chain.block(vec![no]);
     assert_eq!(out.txs[0].events[2].attr("status"), Some("rejected"));
     // Vote window is 3 blocks: deadline = start + 3; expiry happens in the block after.
@@ -271,13 +179,7 @@ fn drained_target_before_approval_rejects_the_route() {
     chain.block(vec![t]);
     // pool-b approves in the same block in which... it first drains its endpoint.
     let d = chain.sign('b', drain("pool-b/ep-1"));
-    let v = chain.sign(
-        'b',
-        Body::Vote {
-            directive: id,
-            approve: true,
-        },
-    );
+    let v = chain.sign('b', Body::Vote { directive: id, approve: true });
     let out = chain.block(vec![d, v]);
     assert_eq!(out.txs[1].events[2].attr("status"), Some("rejected"));
     assert_eq!(chain.state.assignments().count(), 0);
@@ -291,15 +193,9 @@ fn drained_target_before_approval_rejects_the_route() {
 fn nonce_window_refuses_old_nonces_once_full() {
     let mut chain = Chain::new();
     let window = hashmesh_protocol::limits::NONCES_RETAINED_PER_POOL as u64;
-    let txs: Vec<_> = (1..=window + 1)
-        .map(|n| sign_with('a', n * 10, CHAIN, drain_restore(n)))
-        .collect();
+    let txs: Vec<_> = (1..=window + 1).map(|n| sign_with('a', n * 10, CHAIN, drain_restore(n))).collect();
     let out = chain.block(txs);
-    assert!(
-        out.txs.iter().all(|t| t.code == 0),
-        "{:?}",
-        out.txs.iter().find(|t| t.code != 0)
-    );
+    assert!(out.txs.iter().all(|t| t.code == 0), "{:?}", out.txs.iter().find(|t| t.code != 0));
     // Nonce 10 fell out of the window; 15 is below the smallest retained (20).
     let old = sign_with('a', 15, CHAIN, route("pool-a/g-1", &[("pool-a/ep-1", 10_000)]));
     assert_eq!(code_of(&mut chain, old), RejectCode::NonceReused.code());

@@ -25,8 +25,7 @@ fn start() -> (String, tempfile::TempDir) {
 }
 
 fn send(s: &mut TcpStream, v: request::Value) {
-    s.write_all(&Request { value: Some(v) }.encode_length_delimited_to_vec())
-        .unwrap();
+    s.write_all(&Request { value: Some(v) }.encode_length_delimited_to_vec()).unwrap();
 }
 
 fn recv(s: &mut TcpStream) -> Option<response::Value> {
@@ -66,9 +65,8 @@ fn pipelined_checktx_answers_in_order_with_the_right_codes() {
         }),
     );
     assert!(matches!(recv(&mut s), Some(response::Value::InitChain(_))));
-    let good: Vec<Vec<u8>> = (1..=20)
-        .map(|n| sign_with('a', n, CHAIN, route("pool-a/g-1", &[("pool-a/ep-1", 10_000)])))
-        .collect();
+    let good: Vec<Vec<u8>> =
+        (1..=20).map(|n| sign_with('a', n, CHAIN, route("pool-a/g-1", &[("pool-a/ep-1", 10_000)]))).collect();
     let mut bad = good[5].clone();
     let last = bad.len() - 1;
     bad[last] ^= 1;
@@ -78,26 +76,14 @@ fn pipelined_checktx_answers_in_order_with_the_right_codes() {
     let mut wire = Vec::new();
     for t in &txs {
         wire.extend(
-            Request {
-                value: Some(request::Value::CheckTx(RequestCheckTx {
-                    tx: t.clone().into(),
-                    r#type: 0,
-                })),
-            }
-            .encode_length_delimited_to_vec(),
+            Request { value: Some(request::Value::CheckTx(RequestCheckTx { tx: t.clone().into(), r#type: 0 })) }
+                .encode_length_delimited_to_vec(),
         );
     }
-    wire.extend(
-        Request {
-            value: Some(request::Value::Flush(RequestFlush {})),
-        }
-        .encode_length_delimited_to_vec(),
-    );
+    wire.extend(Request { value: Some(request::Value::Flush(RequestFlush {})) }.encode_length_delimited_to_vec());
     s.write_all(&wire).unwrap();
     for (i, _) in txs.iter().enumerate() {
-        let Some(response::Value::CheckTx(r)) = recv(&mut s) else {
-            panic!("response {i} is not CheckTx")
-        };
+        let Some(response::Value::CheckTx(r)) = recv(&mut s) else { panic!("response {i} is not CheckTx") };
         let want = if i == 5 { 5 } else { 0 };
         assert_eq!(r.code, want, "tx {i}: {}", r.log);
     }
@@ -116,21 +102,12 @@ fn garbage_and_oversized_frames_get_an_exception_and_a_closed_connection() {
     let mut s = connect(&addr);
     // Claims 2^40 bytes.
     s.write_all(&[0x80, 0x80, 0x80, 0x80, 0x80, 0x20]).unwrap();
-    let Some(response::Value::Exception(e)) = recv(&mut s) else {
-        panic!("no exception")
-    };
+    let Some(response::Value::Exception(e)) = recv(&mut s) else { panic!("no exception") };
     assert!(e.error.contains("exceeds"), "{}", e.error);
 
     // The server still serves others.
     let mut s = connect(&addr);
-    send(
-        &mut s,
-        request::Value::Echo(RequestEcho {
-            message: "still here".into(),
-        }),
-    );
-    let Some(response::Value::Echo(e)) = recv(&mut s) else {
-        panic!("no echo")
-    };
+    send(&mut s, request::Value::Echo(RequestEcho { message: "still here".into() }));
+    let Some(response::Value::Echo(e)) = recv(&mut s) else { panic!("no echo") };
     assert_eq!(e.message, "still here");
 }

@@ -49,11 +49,7 @@ fn pure_crates_stay_pure() {
 #[test]
 fn the_scan_sees_forbidden_words() {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(
-        dir.path().join("x.rs"),
-        "use std::collections::HashMap; // fine in a comment: sled\n",
-    )
-    .unwrap();
+    std::fs::write(dir.path().join("x.rs"), "use std::collections::HashMap; // fine in a comment: sled\n").unwrap();
     let mut hits = Vec::new();
     scan(dir.path(), &mut hits);
     assert_eq!(hits.len(), 1, "{hits:?}");

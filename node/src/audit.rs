@@ -85,12 +85,7 @@ pub fn run(rpc: &Rpc, f: &AuditFilter) -> Result<AuditReport> {
         .as_array()
         .map(|a| {
             a.iter()
-                .map(|p| {
-                    (
-                        p["id"].as_str().unwrap_or("").to_owned(),
-                        p["name"].as_str().unwrap_or("").to_owned(),
-                    )
-                })
+                .map(|p| (p["id"].as_str().unwrap_or("").to_owned(), p["name"].as_str().unwrap_or("").to_owned()))
                 .collect()
         })
         .unwrap_or_default();
@@ -111,13 +106,7 @@ pub fn run(rpc: &Rpc, f: &AuditFilter) -> Result<AuditReport> {
         }
     }
     let failures = out.iter().filter(|d| !d.verified).count();
-    Ok(AuditReport {
-        node: rpc.url().to_owned(),
-        chain_id,
-        height,
-        directives: out,
-        failures,
-    })
+    Ok(AuditReport { node: rpc.url().to_owned(), chain_id, height, directives: out, failures })
 }
 
 fn check_one(rpc: &Rpc, d: &Value, chain_id: &str, pools: &BTreeMap<String, String>, check_blocks: bool) -> Audited {
@@ -153,10 +142,9 @@ fn check_one(rpc: &Rpc, d: &Value, chain_id: &str, pools: &BTreeMap<String, Stri
     if check_blocks {
         match rpc.tx(&id.to_uppercase()) {
             Ok(Some(c)) if c.height == height && c.tx == bytes && c.code == 0 => {}
-            Ok(Some(c)) => problems.push(format!(
-                "block {} holds it with code {} (record says height {height})",
-                c.height, c.code
-            )),
+            Ok(Some(c)) => {
+                problems.push(format!("block {} holds it with code {} (record says height {height})", c.height, c.code))
+            }
             Ok(None) => problems.push("not found in any block through /tx".into()),
             Err(e) => problems.push(format!("could not check the block: {e}")),
         }
@@ -189,11 +177,7 @@ pub fn render(r: &AuditReport) -> String {
                 "route" => d.group.clone().unwrap_or_default(),
                 "vote" => format!(
                     "{} {}",
-                    if d.body["approve"].as_bool() == Some(true) {
-                        "approve"
-                    } else {
-                        "reject"
-                    },
+                    if d.body["approve"].as_bool() == Some(true) { "approve" } else { "reject" },
                     short(d.body["directive"].as_str().unwrap_or_default(), 10)
                 ),
                 _ => d.body["endpoint"].as_str().unwrap_or_default().to_owned(),
@@ -205,21 +189,12 @@ pub fn render(r: &AuditReport) -> String {
                 d.status.clone(),
                 d.signer_name.clone(),
                 short(&d.proposer, 10),
-                if d.verified {
-                    "ok".into()
-                } else {
-                    format!("FAIL: {}", d.problems.join("; "))
-                },
+                if d.verified { "ok".into() } else { format!("FAIL: {}", d.problems.join("; ")) },
                 short(&d.id, 12),
             ]
         })
         .collect();
-    let mut s = table(
-        &[
-            "HEIGHT", "KIND", "TARGET", "STATUS", "SIGNER", "PROPOSER", "VERIFIED", "ID",
-        ],
-        &rows,
-    );
+    let mut s = table(&["HEIGHT", "KIND", "TARGET", "STATUS", "SIGNER", "PROPOSER", "VERIFIED", "ID"], &rows);
     s.push_str(&format!(
         "{} directive(s) from {} (chain {}, height {}); {} failed verification\n",
         r.directives.len(),

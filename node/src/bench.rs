@@ -86,33 +86,18 @@ pub fn run(spec: &BenchSpec) -> Result<BenchReport> {
     let hm = run_app(spec, false)?;
     let kv = run_app(spec, true)?;
     let ratio = if kv.tps > 0.0 { hm.tps / kv.tps } else { 0.0 };
-    Ok(BenchReport {
-        results: vec![hm, kv],
-        ratio,
-    })
+    Ok(BenchReport { results: vec![hm, kv], ratio })
 }
 
 fn sample_route_tx(key: &SigningKey, chain: &str, pool: &str, nonce: u64) -> Vec<u8> {
     let body = Body::Route {
         group: format!("{pool}/g-1").parse().expect("valid id"),
         targets: vec![
-            RouteTarget {
-                endpoint: format!("{pool}/ep-1").parse().expect("valid id"),
-                weight_bp: 5000,
-            },
-            RouteTarget {
-                endpoint: format!("{pool}/ep-2").parse().expect("valid id"),
-                weight_bp: 5000,
-            },
+            RouteTarget { endpoint: format!("{pool}/ep-1").parse().expect("valid id"), weight_bp: 5000 },
+            RouteTarget { endpoint: format!("{pool}/ep-2").parse().expect("valid id"), weight_bp: 5000 },
         ],
     };
-    key.sign(UnsignedTx {
-        chain_id: chain.into(),
-        signer: key.pool_id(),
-        nonce,
-        body,
-    })
-    .1
+    key.sign(UnsignedTx { chain_id: chain.into(), signer: key.pool_id(), nonce, body }).1
 }
 
 fn run_app(spec: &BenchSpec, kvstore: bool) -> Result<AppResult> {
@@ -168,9 +153,7 @@ fn sources(cluster: &Cluster, kvstore: bool, tx_bytes: usize) -> Result<Vec<TxSo
                 let key = Home::load(&n.hashmesh_home)?.signing_key()?;
                 let (chain, pool) = (cluster.chain_id.clone(), n.name.clone());
                 let nonce = Arc::new(AtomicU64::new(1));
-                Ok(Box::new(move || {
-                    sample_route_tx(&key, &chain, &pool, nonce.fetch_add(1, Ordering::Relaxed))
-                }))
+                Ok(Box::new(move || sample_route_tx(&key, &chain, &pool, nonce.fetch_add(1, Ordering::Relaxed))))
             }
         })
         .collect()
@@ -189,12 +172,8 @@ fn load(spec: &BenchSpec, cluster: &Cluster, kvstore: bool) -> Result<AppResult>
 
     // Watcher: every new block on node 0, match its transactions to broadcast times.
     let watcher = {
-        let (sent, latencies, stop, rpc0) = (
-            Arc::clone(&sent),
-            Arc::clone(&latencies),
-            Arc::clone(&stop),
-            rpc0.clone(),
-        );
+        let (sent, latencies, stop, rpc0) =
+            (Arc::clone(&sent), Arc::clone(&latencies), Arc::clone(&stop), rpc0.clone());
         std::thread::spawn(move || {
             let mut next = h_start + 1;
             while !stop.load(Ordering::Relaxed) {
@@ -207,9 +186,8 @@ fn load(spec: &BenchSpec, cluster: &Cluster, kvstore: bool) -> Result<AppResult>
                 let mut s = sent.lock().expect("lock");
                 let mut l = latencies.lock().expect("lock");
                 for t in txs {
-                    let bytes = base64::engine::general_purpose::STANDARD
-                        .decode(t.as_str().unwrap_or(""))
-                        .unwrap_or_default();
+                    let bytes =
+                        base64::engine::general_purpose::STANDARD.decode(t.as_str().unwrap_or("")).unwrap_or_default();
                     let h: [u8; 32] = Sha256::digest(&bytes).into();
                     if let Some(t0) = s.remove(&h) {
                         l.push(seen.duration_since(t0).as_secs_f64() * 1000.0);
@@ -228,12 +206,8 @@ fn load(spec: &BenchSpec, cluster: &Cluster, kvstore: bool) -> Result<AppResult>
         // Workers of one node share its source, so a pool's nonces arrive nearly in order.
         let src = Arc::new(Mutex::new(src));
         for _ in 0..per_node {
-            let (src, sent, admitted, refused) = (
-                Arc::clone(&src),
-                Arc::clone(&sent),
-                Arc::clone(&admitted),
-                Arc::clone(&refused),
-            );
+            let (src, sent, admitted, refused) =
+                (Arc::clone(&src), Arc::clone(&sent), Arc::clone(&admitted), Arc::clone(&refused));
             let rpc = Rpc::new(&cluster.nodes[node].rpc);
             workers.push(std::thread::spawn(move || {
                 while Instant::now() < deadline {
@@ -280,18 +254,10 @@ fn load(spec: &BenchSpec, cluster: &Cluster, kvstore: bool) -> Result<AppResult>
         refused: refused.load(Ordering::Relaxed),
         committed,
         span_secs,
-        tps: if span_secs > 0.0 {
-            committed as f64 / span_secs
-        } else {
-            0.0
-        },
+        tps: if span_secs > 0.0 { committed as f64 / span_secs } else { 0.0 },
         latency_ms_p50: pct(0.50),
         latency_ms_p99: pct(0.99),
-        block_interval_ms: if blocks > 0 {
-            span_secs * 1000.0 / blocks as f64
-        } else {
-            0.0
-        },
+        block_interval_ms: if blocks > 0 { span_secs * 1000.0 / blocks as f64 } else { 0.0 },
     })
 }
 
@@ -353,24 +319,9 @@ pub fn render(r: &BenchReport) -> String {
             ]
         })
         .collect();
-    let mut s = table(
-        &[
-            "APP",
-            "TX BYTES",
-            "ADMITTED",
-            "REFUSED",
-            "COMMITTED",
-            "TX/S",
-            "P50 MS",
-            "P99 MS",
-            "BLOCK MS",
-        ],
-        &rows,
-    );
-    s.push_str(&format!(
-        "hashmesh / kvstore committed tx/s = {:.2} (target >= 0.90)\n",
-        r.ratio
-    ));
+    let mut s =
+        table(&["APP", "TX BYTES", "ADMITTED", "REFUSED", "COMMITTED", "TX/S", "P50 MS", "P99 MS", "BLOCK MS"], &rows);
+    s.push_str(&format!("hashmesh / kvstore committed tx/s = {:.2} (target >= 0.90)\n", r.ratio));
     s
 }
 

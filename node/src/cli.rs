@@ -372,28 +372,17 @@ pub fn main() -> Result<i32> {
             .init();
     }
     match cli.cmd {
-        Cmd::Init {
-            home,
-            moniker,
-            chain_id,
-            abci_listen,
-            rpc,
-        } => {
+        Cmd::Init { home, moniker, chain_id, abci_listen, rpc } => {
             let mut cfg = Config::new(&moniker);
             cfg.chain_id = chain_id;
             cfg.abci_listen = abci_listen;
             cfg.rpc = rpc;
             let (h, key) = Home::init(&home, cfg)?;
             print_json(&json!({"home": h.dir, "moniker": moniker, "pool_id": key.pool_id().to_hex()}));
-            eprintln!(
-                "next: add this pool id to genesis app_state, then `hashmesh start --home {}`",
-                home.display()
-            );
+            eprintln!("next: add this pool id to genesis app_state, then `hashmesh start --home {}`", home.display());
             Ok(0)
         }
-        Cmd::Keys {
-            cmd: KeysCmd::Show { home, json },
-        } => {
+        Cmd::Keys { cmd: KeysCmd::Show { home, json } } => {
             let h = Home::load(&home)?;
             let id = h.signing_key()?.pool_id().to_hex();
             if json {
@@ -424,30 +413,13 @@ pub fn main() -> Result<i32> {
             }
             Ok(0)
         }
-        Cmd::Audit {
-            cmd:
-                AuditCmd::Directives {
-                    conn,
-                    pool,
-                    group,
-                    from_height,
-                    to_height,
-                    check_blocks,
-                    json,
-                },
-        } => {
+        Cmd::Audit { cmd: AuditCmd::Directives { conn, pool, group, from_height, to_height, check_blocks, json } } => {
             if let Some(p) = &pool {
                 audit::parse_pool(p)?;
             }
             let report = audit::run(
                 &Rpc::new(&conn.url()?),
-                &AuditFilter {
-                    pool,
-                    group,
-                    from_height,
-                    to_height,
-                    check_blocks,
-                },
+                &AuditFilter { pool, group, from_height, to_height, check_blocks },
             )?;
             if json {
                 print_json(&serde_json::to_value(&report)?);
@@ -457,17 +429,7 @@ pub fn main() -> Result<i32> {
             Ok(i32::from(report.failures > 0))
         }
         Cmd::Testnet { dir, cmd } => run_testnet(&dir, cmd),
-        Cmd::Bench {
-            cmd:
-                BenchCmd::Cluster {
-                    cometbft,
-                    validators,
-                    duration_secs,
-                    concurrency,
-                    dir,
-                    json,
-                },
-        } => {
+        Cmd::Bench { cmd: BenchCmd::Cluster { cometbft, validators, duration_secs, concurrency, dir, json } } => {
             let report = bench::run(&bench::BenchSpec {
                 cometbft,
                 hashmesh: std::env::current_exe()?,
@@ -512,26 +474,18 @@ fn run_tx(args: TxArgs) -> Result<i32> {
             group: group.parse().with_context(|| format!("--group {group:?}"))?,
             targets: tx_cmd::parse_targets(to)?,
         },
-        TxCmd::Drain { endpoint } => Body::Drain {
-            endpoint: endpoint.parse().with_context(|| format!("--endpoint {endpoint:?}"))?,
-        },
-        TxCmd::Restore { endpoint } => Body::Restore {
-            endpoint: endpoint.parse().with_context(|| format!("--endpoint {endpoint:?}"))?,
-        },
-        TxCmd::Vote {
-            directive,
-            approve,
-            reject: _,
-        } => Body::Vote {
-            directive: directive
-                .parse()
-                .with_context(|| format!("--directive {directive:?}"))?,
+        TxCmd::Drain { endpoint } => {
+            Body::Drain { endpoint: endpoint.parse().with_context(|| format!("--endpoint {endpoint:?}"))? }
+        }
+        TxCmd::Restore { endpoint } => {
+            Body::Restore { endpoint: endpoint.parse().with_context(|| format!("--endpoint {endpoint:?}"))? }
+        }
+        TxCmd::Vote { directive, approve, reject: _ } => Body::Vote {
+            directive: directive.parse().with_context(|| format!("--directive {directive:?}"))?,
             approve: *approve,
         },
     };
-    let Some(home) = &args.home else {
-        bail!("--home is required to sign (it holds the pool key)")
-    };
+    let Some(home) = &args.home else { bail!("--home is required to sign (it holds the pool key)") };
     let (v, ok) = tx_cmd::sign_and_send(home, body, &opts)?;
     print_json(&v);
     Ok(i32::from(!ok))
@@ -561,23 +515,11 @@ fn run_query(q: QueryArgs) -> Result<i32> {
 
 fn run_testnet(dir: &Path, cmd: TestnetCmd) -> Result<i32> {
     match cmd {
-        TestnetCmd::Up {
-            validators,
-            cometbft,
-            base_port,
-            no_demo,
-        } => {
+        TestnetCmd::Up { validators, cometbft, base_port, no_demo } => {
             let mut cluster = match Cluster::load(dir)? {
                 Some(c) => {
-                    if c.nodes
-                        .iter()
-                        .any(|n| procs::alive(n.pids.cometbft) || procs::alive(n.pids.hashmesh))
-                    {
-                        println!(
-                            "a cluster is already running in {} ({} nodes):",
-                            dir.display(),
-                            c.nodes.len()
-                        );
+                    if c.nodes.iter().any(|n| procs::alive(n.pids.cometbft) || procs::alive(n.pids.hashmesh)) {
+                        println!("a cluster is already running in {} ({} nodes):", dir.display(), c.nodes.len());
                         print!("{}", testnet::demo::render_status(&testnet::demo::status(&c)));
                         println!("use testnet/status, testnet/stop NODE, or testnet/down [--wipe]");
                         return Ok(0);
@@ -624,10 +566,7 @@ fn run_testnet(dir: &Path, cmd: TestnetCmd) -> Result<i32> {
             println!("\naudit from {} ({}):", auditor.name, auditor.rpc);
             let report = audit::run(&Rpc::new(&auditor.rpc), &AuditFilter::default())?;
             print!("{}", audit::render(&report));
-            println!(
-                "\ncluster file: {}/cluster.json   stop with: testnet/down",
-                cluster.dir.display()
-            );
+            println!("\ncluster file: {}/cluster.json   stop with: testnet/down", cluster.dir.display());
             Ok(i32::from(report.failures > 0))
         }
         TestnetCmd::Start { node } => {

@@ -19,12 +19,8 @@ use crate::home::Home;
 pub fn run(home: &Home) -> Result<()> {
     let dir = home.state_dir();
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-    let store = Store::open(&dir).with_context(|| {
-        format!(
-            "opening state in {}; is another `hashmesh start` using this home?",
-            dir.display()
-        )
-    })?;
+    let store = Store::open(&dir)
+        .with_context(|| format!("opening state in {}; is another `hashmesh start` using this home?", dir.display()))?;
     let app = AppHandle::new(store).context("loading committed state")?;
     if !home.config.metrics_listen.is_empty() {
         serve_metrics(&home.config.metrics_listen, app.metrics())?;

@@ -84,17 +84,11 @@ impl Home {
     pub fn init_with_seed(dir: &Path, config: Config, seed: &[u8; 32]) -> Result<(Self, SigningKey)> {
         let key_path = dir.join(KEY_FILE);
         if key_path.exists() {
-            bail!(
-                "{} already exists; refusing to overwrite a pool key (use another --home)",
-                key_path.display()
-            );
+            bail!("{} already exists; refusing to overwrite a pool key (use another --home)", key_path.display());
         }
         fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         let key = SigningKey::from_seed(seed);
-        let file = KeyFile {
-            pool_id: key.pool_id().to_hex(),
-            secret_seed: hex::encode(seed),
-        };
+        let file = KeyFile { pool_id: key.pool_id().to_hex(), secret_seed: hex::encode(seed) };
         let mut f = fs::OpenOptions::new()
             .write(true)
             .create_new(true)
@@ -105,13 +99,7 @@ impl Home {
         let text = toml::to_string_pretty(&config)?;
         fs::write(dir.join(CONFIG_FILE), text)
             .with_context(|| format!("writing {}", dir.join(CONFIG_FILE).display()))?;
-        Ok((
-            Self {
-                dir: dir.to_owned(),
-                config,
-            },
-            key,
-        ))
+        Ok((Self { dir: dir.to_owned(), config }, key))
     }
 
     /// Load an existing home.
@@ -121,17 +109,10 @@ impl Home {
     pub fn load(dir: &Path) -> Result<Self> {
         let path = dir.join(CONFIG_FILE);
         let text = fs::read_to_string(&path).with_context(|| {
-            format!(
-                "reading {}; run `hashmesh init --home {}` first",
-                path.display(),
-                dir.display()
-            )
+            format!("reading {}; run `hashmesh init --home {}` first", path.display(), dir.display())
         })?;
         let config: Config = toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
-        Ok(Self {
-            dir: dir.to_owned(),
-            config,
-        })
+        Ok(Self { dir: dir.to_owned(), config })
     }
 
     /// Write the config back (after tooling changed it).
@@ -151,11 +132,7 @@ impl Home {
         let path = self.dir.join(KEY_FILE);
         let meta = fs::metadata(&path).with_context(|| format!("reading {}", path.display()))?;
         if meta.permissions().mode() & 0o077 != 0 {
-            bail!(
-                "{} is readable by other users; run `chmod 600 {}`",
-                path.display(),
-                path.display()
-            );
+            bail!("{} is readable by other users; run `chmod 600 {}`", path.display(), path.display());
         }
         let file: KeyFile =
             serde_json::from_slice(&fs::read(&path)?).with_context(|| format!("parsing {}", path.display()))?;

@@ -52,9 +52,7 @@ pub fn render(target: &Target, v: &Value) -> Option<String> {
     match target {
         Target::Pools => Some(table(
             &["NAME", "POOL ID", "VALIDATOR"],
-            &arr.iter()
-                .map(|p| vec![s(&p["name"]), s(&p["id"]), s(&p["validator_address"])])
-                .collect::<Vec<_>>(),
+            &arr.iter().map(|p| vec![s(&p["name"]), s(&p["id"]), s(&p["validator_address"])]).collect::<Vec<_>>(),
         )),
         Target::Endpoints => Some(table(
             &["ENDPOINT", "OWNER", "CAPACITY H/S", "REGION", "DRAINED", "STRATUM"],
@@ -90,12 +88,7 @@ pub fn render(target: &Target, v: &Value) -> Option<String> {
                                 .join(",")
                         })
                         .unwrap_or_default();
-                    vec![
-                        s(&a["group"]),
-                        s(&a["since_height"]),
-                        routes,
-                        short(&s(&a["directive"]), 16),
-                    ]
+                    vec![s(&a["group"]), s(&a["since_height"]), routes, short(&s(&a["directive"]), 16)]
                 })
                 .collect::<Vec<_>>(),
         )),

@@ -44,10 +44,7 @@ impl Rpc {
     #[must_use]
     pub fn new(url: &str) -> Self {
         let agent = ureq::AgentBuilder::new().timeout(Duration::from_secs(15)).build();
-        Self {
-            base: url.trim_end_matches('/').to_owned(),
-            agent,
-        }
+        Self { base: url.trim_end_matches('/').to_owned(), agent }
     }
 
     /// The URL this client talks to.
@@ -67,12 +64,10 @@ impl Rpc {
             req = req.query(k, v);
         }
         let body: Value = match req.call() {
-            Ok(resp) => resp
-                .into_json()
-                .with_context(|| format!("{url}: response is not JSON"))?,
-            Err(ureq::Error::Status(_, resp)) => resp
-                .into_json()
-                .with_context(|| format!("{url}: error response is not JSON"))?,
+            Ok(resp) => resp.into_json().with_context(|| format!("{url}: response is not JSON"))?,
+            Err(ureq::Error::Status(_, resp)) => {
+                resp.into_json().with_context(|| format!("{url}: error response is not JSON"))?
+            }
             Err(e) => {
                 return Err(anyhow!(
                     "cannot reach CometBFT RPC at {}: {e}; is the node running? (--rpc URL)",
@@ -85,9 +80,7 @@ impl Rpc {
             let msg = err.get("message").and_then(Value::as_str).unwrap_or("error");
             bail!("CometBFT RPC {method}: {msg}: {data}");
         }
-        body.get("result")
-            .cloned()
-            .ok_or_else(|| anyhow!("{url}: response has no result"))
+        body.get("result").cloned().ok_or_else(|| anyhow!("{url}: response has no result"))
     }
 
     /// `/status`: (chain id, latest height, latest app hash).
@@ -97,15 +90,8 @@ impl Rpc {
     pub fn status(&self) -> Result<(String, u64, String)> {
         let r = self.call("status", &[])?;
         let chain = r["node_info"]["network"].as_str().unwrap_or_default().to_owned();
-        let height = r["sync_info"]["latest_block_height"]
-            .as_str()
-            .unwrap_or("0")
-            .parse()
-            .unwrap_or(0);
-        let hash = r["sync_info"]["latest_app_hash"]
-            .as_str()
-            .unwrap_or_default()
-            .to_owned();
+        let height = r["sync_info"]["latest_block_height"].as_str().unwrap_or("0").parse().unwrap_or(0);
+        let hash = r["sync_info"]["latest_app_hash"].as_str().unwrap_or_default().to_owned();
         Ok((chain, height, hash))
     }
 
@@ -156,9 +142,8 @@ impl Rpc {
                     .collect()
             })
             .unwrap_or_default();
-        let tx = base64::engine::general_purpose::STANDARD
-            .decode(r["tx"].as_str().unwrap_or_default())
-            .unwrap_or_default();
+        let tx =
+            base64::engine::general_purpose::STANDARD.decode(r["tx"].as_str().unwrap_or_default()).unwrap_or_default();
         Ok(Some(CommittedTx {
             height: r["height"].as_str().unwrap_or("0").parse().unwrap_or(0),
             code: res["code"].as_u64().unwrap_or(0) as u32,
@@ -190,20 +175,12 @@ impl Rpc {
     /// # Errors
     /// If the app answers with a non-zero code, or as [`Rpc::call`].
     pub fn abci_query(&self, path: &str, data: &[u8]) -> Result<Value> {
-        let r = self.call(
-            "abci_query",
-            &[
-                ("path", format!("\"{path}\"")),
-                ("data", format!("0x{}", hex::encode(data))),
-            ],
-        )?;
+        let r =
+            self.call("abci_query", &[("path", format!("\"{path}\"")), ("data", format!("0x{}", hex::encode(data)))])?;
         let resp = &r["response"];
         let code = resp["code"].as_u64().unwrap_or(0);
         if code != 0 {
-            bail!(
-                "query {path} failed (code {code}): {}",
-                resp["log"].as_str().unwrap_or_default()
-            );
+            bail!("query {path} failed (code {code}): {}", resp["log"].as_str().unwrap_or_default());
         }
         let value = base64::engine::general_purpose::STANDARD
             .decode(resp["value"].as_str().unwrap_or_default())

@@ -37,9 +37,7 @@ pub fn parse_targets(items: &[String]) -> Result<Vec<RouteTarget>> {
                 .split_once('=')
                 .with_context(|| format!("target {s:?} must look like ENDPOINT=WEIGHT_BP, e.g. pool-a/ep-1=6000"))?;
             let endpoint: EndpointId = e.parse().with_context(|| format!("endpoint {e:?}"))?;
-            let weight_bp: u16 = w
-                .parse()
-                .with_context(|| format!("weight {w:?} must be basis points (0..=10000)"))?;
+            let weight_bp: u16 = w.parse().with_context(|| format!("weight {w:?} must be basis points (0..=10000)"))?;
             Ok(RouteTarget { endpoint, weight_bp })
         })
         .collect()
@@ -61,9 +59,7 @@ pub fn chain_id(home: &Home, opts: &TxOptions) -> Result<String> {
     if !home.config.chain_id.is_empty() {
         return Ok(home.config.chain_id.clone());
     }
-    let (chain, _, _) = Rpc::new(&opts.rpc)
-        .status()
-        .context("no --chain-id given and none in config.toml")?;
+    let (chain, _, _) = Rpc::new(&opts.rpc).status().context("no --chain-id given and none in config.toml")?;
     Ok(chain)
 }
 
@@ -78,12 +74,7 @@ pub fn sign_and_send(home_dir: &Path, body: Body, opts: &TxOptions) -> Result<(V
     let chain_id = chain_id(&home, opts)?;
     let nonce = opts.nonce.unwrap_or_else(default_nonce);
     let kind = body.kind();
-    let (_, bytes) = key.sign(UnsignedTx {
-        chain_id: chain_id.clone(),
-        signer: key.pool_id(),
-        nonce,
-        body,
-    });
+    let (_, bytes) = key.sign(UnsignedTx { chain_id: chain_id.clone(), signer: key.pool_id(), nonce, body });
     if opts.dry_run {
         let v = json!({
             "tx_hex": hex::encode(&bytes),
@@ -106,9 +97,7 @@ pub fn sign_and_send(home_dir: &Path, body: Body, opts: &TxOptions) -> Result<(V
 pub fn send(rpc_url: &str, bytes: &[u8], timeout: Duration) -> Result<(Value, bool)> {
     let rpc = Rpc::new(rpc_url);
     let id = DirectiveId::of_tx_bytes(bytes);
-    let kind = SignedTx::decode(bytes)
-        .map(|t| t.body.kind().to_owned())
-        .unwrap_or_else(|_| "unknown".into());
+    let kind = SignedTx::decode(bytes).map(|t| t.body.kind().to_owned()).unwrap_or_else(|_| "unknown".into());
     let b = rpc.broadcast_sync(bytes)?;
     if b.code != 0 {
         let v = json!({
@@ -123,22 +112,14 @@ pub fn send(rpc_url: &str, bytes: &[u8], timeout: Duration) -> Result<(Value, bo
         .iter()
         .find(|(t, attrs)| t == "directive" && attrs.iter().any(|(k, v)| k == "id" && *v == id.to_hex()))
         .and_then(|(_, attrs)| attrs.iter().find(|(k, _)| k == "status").map(|(_, v)| v.clone()))
-        .unwrap_or_else(|| {
-            if c.code == 0 {
-                "applied".into()
-            } else {
-                "refused".into()
-            }
-        });
+        .unwrap_or_else(|| if c.code == 0 { "applied".into() } else { "refused".into() });
     let mut v = json!({
         "hash": b.hash, "height": c.height, "code": c.code, "log": c.log, "stage": "finalize_block",
         "directive_id": id.to_hex(), "kind": kind, "status": status,
     });
     // A vote also reports what became of the directive it voted on.
-    if let Some((_, attrs)) = c
-        .events
-        .iter()
-        .find(|(t, attrs)| t == "directive" && attrs.iter().any(|(k, v)| k == "id" && *v != id.to_hex()))
+    if let Some((_, attrs)) =
+        c.events.iter().find(|(t, attrs)| t == "directive" && attrs.iter().any(|(k, v)| k == "id" && *v != id.to_hex()))
     {
         let get = |key: &str| attrs.iter().find(|(k, _)| k == key).map(|(_, v)| v.clone());
         v["decided"] = json!({"directive_id": get("id"), "status": get("status")});

@@ -22,11 +22,7 @@ fn cometbft() -> PathBuf {
     // The project's own installer: reuses .tools/bin/cometbft, or `go install`s v0.38.25 once.
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../testnet/install-cometbft");
     let out = Command::new(&script).output().expect("run testnet/install-cometbft");
-    assert!(
-        out.status.success(),
-        "installing cometbft failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "installing cometbft failed: {}", String::from_utf8_lossy(&out.stderr));
     PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
 }
 
@@ -96,9 +92,7 @@ fn height(p: &Processes, i: usize) -> u64 {
 }
 
 fn app_hash_at(p: &Processes, i: usize, h: u64) -> String {
-    let r = Rpc::new(&rpc(p, i))
-        .call("block", &[("height", h.to_string())])
-        .unwrap();
+    let r = Rpc::new(&rpc(p, i)).call("block", &[("height", h.to_string())]).unwrap();
     r["block"]["header"]["app_hash"].as_str().unwrap().to_owned()
 }
 
@@ -125,11 +119,7 @@ fn four_validator_cluster_end_to_end() {
         kvstore: false,
     })
     .expect("generate cluster");
-    let mut p = Processes {
-        children: vec![Vec::new(), Vec::new(), Vec::new(), Vec::new()],
-        cluster,
-        _dir: dir,
-    };
+    let mut p = Processes { children: vec![Vec::new(), Vec::new(), Vec::new(), Vec::new()], cluster, _dir: dir };
     for i in 0..4 {
         p.start(i);
     }
@@ -140,11 +130,7 @@ fn four_validator_cluster_end_to_end() {
     // Own routes from two pools are active at once.
     let to_a = format!("{}=6000,{}=4000", a.endpoints[0], a.endpoints[1]);
     let (code, r, err) = tx(&p, 0, &["route", "--group", &a.groups[0], "--to", &to_a]);
-    assert_eq!(
-        (code, r["code"].as_u64(), r["status"].as_str()),
-        (0, Some(0), Some("active")),
-        "{r} {err}"
-    );
+    assert_eq!((code, r["code"].as_u64(), r["status"].as_str()), (0, Some(0), Some("active")), "{r} {err}");
     applied += 1;
     let to_b = format!("{}=10000", b.endpoints[0]);
     let (code, r, err) = tx(&p, 1, &["route", "--group", &b.groups[0], "--to", &to_b]);
@@ -159,14 +145,9 @@ fn four_validator_cluster_end_to_end() {
     let cross_id = r["directive_id"].as_str().unwrap().to_owned();
     let (code, r, err) = tx(&p, 1, &["vote", "--directive", &cross_id, "--approve"]);
     assert_eq!(code, 0, "{r} {err}");
-    assert_eq!(
-        r["decided"]["status"], "active",
-        "the vote reports the route it activated: {r}"
-    );
+    assert_eq!(r["decided"]["status"], "active", "the vote reports the route it activated: {r}");
     applied += 1;
-    let seen_from_c = Rpc::new(&rpc(&p, 2))
-        .abci_query("/directive", cross_id.as_bytes())
-        .unwrap();
+    let seen_from_c = Rpc::new(&rpc(&p, 2)).abci_query("/directive", cross_id.as_bytes()).unwrap();
     assert_eq!(seen_from_c["status"], "active", "node c sees the approved route active");
 
     // A drain; then routes onto the drained endpoint are refused.
@@ -178,19 +159,8 @@ fn four_validator_cluster_end_to_end() {
     let before = app_view(&p, 0);
     let (h0, r0) = (home(&p, 0), rpc(&p, 0));
     let signed = |extra: &[&str]| -> String {
-        let mut args = vec![
-            "tx",
-            "route",
-            "--group",
-            &a.groups[0],
-            "--to",
-            &to_a,
-            "--home",
-            &h0,
-            "--rpc",
-            &r0,
-            "--dry-run",
-        ];
+        let mut args =
+            vec!["tx", "route", "--group", &a.groups[0], "--to", &to_a, "--home", &h0, "--rpc", &r0, "--dry-run"];
         args.extend_from_slice(extra);
         let (code, r, err) = hm(&args);
         assert_eq!(code, 0, "{err}");
@@ -200,10 +170,7 @@ fn four_validator_cluster_end_to_end() {
     let last = flipped.len() - 1;
     flipped[last] ^= 0x01;
     let stranger = p._dir.path().join("stranger");
-    assert_eq!(
-        hm(&["init", "--home", stranger.to_str().unwrap(), "--moniker", "stranger"]).0,
-        0
-    );
+    assert_eq!(hm(&["init", "--home", stranger.to_str().unwrap(), "--moniker", "stranger"]).0, 0);
     let stranger_tx = {
         let (_, r, _) = hm(&[
             "tx",
@@ -255,11 +222,7 @@ fn four_validator_cluster_end_to_end() {
     let onto_drained = format!("{}=10000", b.endpoints[1]);
     let oversized = "00".repeat(hashmesh_protocol::limits::TX_BYTES_MAX + 100);
     let cases: Vec<(&str, Vec<&str>, RejectCode)> = vec![
-        (
-            "garbage bytes",
-            vec!["raw", "--hex", "deadbeef00"],
-            RejectCode::Malformed,
-        ),
+        ("garbage bytes", vec!["raw", "--hex", "deadbeef00"], RejectCode::Malformed),
         ("oversized", vec!["raw", "--hex", &oversized], RejectCode::TxTooLarge),
         (
             "wrong chain id",
@@ -268,13 +231,7 @@ fn four_validator_cluster_end_to_end() {
         ),
         (
             "weights not 10000",
-            vec![
-                "route",
-                "--group",
-                &a.groups[0],
-                "--to",
-                "pool-a/ep-1=5000,pool-a/ep-2=4000",
-            ],
+            vec!["route", "--group", &a.groups[0], "--to", "pool-a/ep-1=5000,pool-a/ep-2=4000"],
             RejectCode::WeightsNotTenThousand,
         ),
         (
@@ -306,27 +263,16 @@ fn four_validator_cluster_end_to_end() {
     for (name, code, r, err, want) in results {
         assert_eq!(code, 1, "{name}: exit status ({r} {err})");
         assert_eq!(r["code"].as_u64(), Some(u64::from(want.code())), "{name}: {r} {err}");
-        assert!(
-            !r["log"].as_str().unwrap_or("").is_empty(),
-            "{name}: refusal without a message"
-        );
+        assert!(!r["log"].as_str().unwrap_or("").is_empty(), "{name}: refusal without a message");
     }
     assert_eq!(app_view(&p, 0), before, "refused inputs changed state");
 
     // SIGKILL one validator: the other three keep committing, including new directives.
     p.kill(3);
     let h = height(&p, 0);
-    wait_until(
-        "three validators to commit 3 more blocks",
-        Duration::from_secs(60),
-        || height(&p, 0) >= h + 3,
-    );
+    wait_until("three validators to commit 3 more blocks", Duration::from_secs(60), || height(&p, 0) >= h + 3);
     let (code, r, err) = tx(&p, 1, &["restore", "--endpoint", &b.endpoints[1]]);
-    assert_eq!(
-        (code, r["status"].as_str()),
-        (0, Some("applied")),
-        "commit with one validator down: {r} {err}"
-    );
+    assert_eq!((code, r["status"].as_str()), (0, Some("applied")), "commit with one validator down: {r} {err}");
     applied += 1;
 
     // Restart it: it catches up to the same app hash.
@@ -335,10 +281,7 @@ fn four_validator_cluster_end_to_end() {
     procs::wait_for_height(&p.cluster, &[0, 1, 2, 3], target, Duration::from_secs(90))
         .expect("restarted node catches up");
     let hashes: Vec<String> = (0..4).map(|i| app_hash_at(&p, i, target)).collect();
-    assert!(
-        hashes.windows(2).all(|w| w[0] == w[1]),
-        "app hashes differ at height {target}: {hashes:?}"
-    );
+    assert!(hashes.windows(2).all(|w| w[0] == w[1]), "app hashes differ at height {target}: {hashes:?}");
 
     // Audit from a node that submitted nothing: every directive, every signature valid.
     let (code, report, err) = hm(&["audit", "directives", "--rpc", &rpc(&p, 3), "--json", "--check-blocks"]);
@@ -346,14 +289,9 @@ fn four_validator_cluster_end_to_end() {
     let dirs = report["directives"].as_array().unwrap();
     assert_eq!(dirs.len(), applied, "audit lists every applied directive");
     assert!(dirs.iter().all(|d| d["verified"] == true));
-    let cross = dirs
-        .iter()
-        .find(|d| d["id"] == cross_id.as_str())
-        .expect("cross-pool route in the audit");
+    let cross = dirs.iter().find(|d| d["id"] == cross_id.as_str()).expect("cross-pool route in the audit");
     assert_eq!(cross["status"], "active");
-    let signers: std::collections::BTreeSet<_> = dirs
-        .iter()
-        .map(|d| d["signer_name"].as_str().unwrap().to_owned())
-        .collect();
+    let signers: std::collections::BTreeSet<_> =
+        dirs.iter().map(|d| d["signer_name"].as_str().unwrap().to_owned()).collect();
     assert!(signers.contains("pool-a") && signers.contains("pool-b"));
 }

@@ -37,9 +37,7 @@ fn check_readable_id(s: &str) -> Result<(), IdError> {
     if s.is_empty() || s.len() > ID_BYTES_MAX {
         return Err(IdError::Length { len: s.len() });
     }
-    let ok = s
-        .bytes()
-        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'.' | b'_' | b'/' | b'-'));
+    let ok = s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'.' | b'_' | b'/' | b'-'));
     if ok {
         Ok(())
     } else {

@@ -83,13 +83,7 @@ impl SigningKey {
         payload.extend_from_slice(DOMAIN_TAG);
         payload.extend_from_slice(&unsigned);
         let signature = self.0.sign(&payload).to_bytes();
-        let signed = SignedTx {
-            chain_id: tx.chain_id,
-            signer: tx.signer,
-            nonce: tx.nonce,
-            body: tx.body,
-            signature,
-        };
+        let signed = SignedTx { chain_id: tx.chain_id, signer: tx.signer, nonce: tx.nonce, body: tx.body, signature };
         let bytes = signed.encode();
         debug_assert_eq!(&bytes[..unsigned.len()], &unsigned[..]);
         (signed, bytes)
@@ -107,10 +101,7 @@ impl std::fmt::Debug for SigningKey {
 /// # Errors
 /// [`VerifyError::Truncated`] if `tx_bytes` is shorter than a signature.
 pub fn signed_payload(tx_bytes: &[u8]) -> Result<Vec<u8>, VerifyError> {
-    let body_len = tx_bytes
-        .len()
-        .checked_sub(SIGNATURE_BYTES)
-        .ok_or(VerifyError::Truncated)?;
+    let body_len = tx_bytes.len().checked_sub(SIGNATURE_BYTES).ok_or(VerifyError::Truncated)?;
     let mut payload = Vec::with_capacity(DOMAIN_TAG.len() + body_len);
     payload.extend_from_slice(DOMAIN_TAG);
     payload.extend_from_slice(&tx_bytes[..body_len]);
@@ -118,10 +109,7 @@ pub fn signed_payload(tx_bytes: &[u8]) -> Result<Vec<u8>, VerifyError> {
 }
 
 fn signature_of(tx_bytes: &[u8]) -> Result<Signature, VerifyError> {
-    let start = tx_bytes
-        .len()
-        .checked_sub(SIGNATURE_BYTES)
-        .ok_or(VerifyError::Truncated)?;
+    let start = tx_bytes.len().checked_sub(SIGNATURE_BYTES).ok_or(VerifyError::Truncated)?;
     let raw: [u8; SIGNATURE_BYTES] = tx_bytes[start..].try_into().map_err(|_| VerifyError::Truncated)?;
     Ok(Signature::from_bytes(&raw))
 }
@@ -133,9 +121,7 @@ fn signature_of(tx_bytes: &[u8]) -> Result<Signature, VerifyError> {
 pub fn verify(key: &PoolKey, tx_bytes: &[u8]) -> Result<(), VerifyError> {
     let payload = signed_payload(tx_bytes)?;
     let sig = signature_of(tx_bytes)?;
-    key.0
-        .verify_strict(&payload, &sig)
-        .map_err(|_| VerifyError::BadSignature)
+    key.0.verify_strict(&payload, &sig).map_err(|_| VerifyError::BadSignature)
 }
 
 /// Verify many signatures at once with the same answers as [`verify`].
@@ -171,7 +157,5 @@ pub fn verify_batch(items: &[(PoolKey, &[u8])]) -> Vec<Result<(), VerifyError>> 
 /// `verify_strict` refuses a small-order or undecodable `R`; the batch equation does not
 /// look at that, so check it here.
 fn r_is_acceptable(sig: &Signature) -> bool {
-    CompressedEdwardsY(*sig.r_bytes())
-        .decompress()
-        .is_some_and(|r| !r.is_small_order())
+    CompressedEdwardsY(*sig.r_bytes()).decompress().is_some_and(|r| !r.is_small_order())
 }

@@ -67,9 +67,7 @@ impl SignedTx {
 
     fn check_structure(&self) -> Result<(), DecodeError> {
         if self.chain_id.is_empty() || self.chain_id.len() > CHAIN_ID_BYTES_MAX {
-            return Err(DecodeError::Structure(format!(
-                "chain id must be 1..={CHAIN_ID_BYTES_MAX} bytes"
-            )));
+            return Err(DecodeError::Structure(format!("chain id must be 1..={CHAIN_ID_BYTES_MAX} bytes")));
         }
         if let Body::Route { targets, .. } = &self.body {
             if targets.is_empty() || targets.len() > ROUTES_PER_GROUP_MAX {

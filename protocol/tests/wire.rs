@@ -16,14 +16,8 @@ fn route_tx(k: &SigningKey, nonce: u64) -> UnsignedTx {
         body: Body::Route {
             group: "pool-a/g-1".parse().unwrap(),
             targets: vec![
-                RouteTarget {
-                    endpoint: "pool-a/ep-1".parse().unwrap(),
-                    weight_bp: 6000,
-                },
-                RouteTarget {
-                    endpoint: "pool-b/ep-1".parse().unwrap(),
-                    weight_bp: 4000,
-                },
+                RouteTarget { endpoint: "pool-a/ep-1".parse().unwrap(), weight_bp: 6000 },
+                RouteTarget { endpoint: "pool-b/ep-1".parse().unwrap(), weight_bp: 4000 },
             ],
         },
     }
@@ -35,10 +29,7 @@ fn route_tx(k: &SigningKey, nonce: u64) -> UnsignedTx {
 fn golden_signing_vector() {
     let k = key(7);
     let (_, bytes) = k.sign(route_tx(&k, 42));
-    assert_eq!(
-        k.pool_id().to_hex(),
-        "ea4a6c63e29c520abef5507b132ec5f9954776aebebe7b92421eea691446d22c"
-    );
+    assert_eq!(k.pool_id().to_hex(), "ea4a6c63e29c520abef5507b132ec5f9954776aebebe7b92421eea691446d22c");
     assert_eq!(hex::encode(&bytes), GOLDEN_TX_HEX);
     assert_eq!(DirectiveId::of_tx_bytes(&bytes).to_hex(), GOLDEN_ID_HEX);
     let payload = signing::signed_payload(&bytes).unwrap();
@@ -140,24 +131,11 @@ fn arb_body() -> impl Strategy<Value = Body> {
     prop_oneof![
         (arb_id(), proptest::collection::vec((arb_id(), any::<u16>()), 1..16)).prop_map(|(g, t)| Body::Route {
             group: g.parse().unwrap(),
-            targets: t
-                .into_iter()
-                .map(|(e, w)| RouteTarget {
-                    endpoint: e.parse().unwrap(),
-                    weight_bp: w
-                })
-                .collect(),
+            targets: t.into_iter().map(|(e, w)| RouteTarget { endpoint: e.parse().unwrap(), weight_bp: w }).collect(),
         }),
-        arb_id().prop_map(|e| Body::Drain {
-            endpoint: e.parse().unwrap()
-        }),
-        arb_id().prop_map(|e| Body::Restore {
-            endpoint: e.parse().unwrap()
-        }),
-        (any::<[u8; 32]>(), any::<bool>()).prop_map(|(d, approve)| Body::Vote {
-            directive: DirectiveId(d),
-            approve
-        }),
+        arb_id().prop_map(|e| Body::Drain { endpoint: e.parse().unwrap() }),
+        arb_id().prop_map(|e| Body::Restore { endpoint: e.parse().unwrap() }),
+        (any::<[u8; 32]>(), any::<bool>()).prop_map(|(d, approve)| Body::Vote { directive: DirectiveId(d), approve }),
     ]
 }
 

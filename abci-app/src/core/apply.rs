@@ -119,9 +119,7 @@ impl State {
         let keys: Vec<Option<PoolKey>> = txs.iter().map(|b| self.precheck(b).ok().map(|(_, k)| k)).collect();
         let batch: Vec<(PoolKey, &[u8])> = keys.iter().zip(txs).filter_map(|(k, b)| k.map(|k| (k, *b))).collect();
         let mut verdicts = signing::verify_batch(&batch).into_iter();
-        keys.iter()
-            .map(|k| k.is_some() && verdicts.next().is_some_and(|v| v.is_ok()))
-            .collect()
+        keys.iter().map(|k| k.is_some() && verdicts.next().is_some_and(|v| v.is_ok())).collect()
     }
 
     /// Decide whether a proposal may carry `bytes`: it must decode within limits.
@@ -155,38 +153,42 @@ impl State {
         let mut verdicts = signing::verify_batch(&batch).into_iter();
 
         let mut txs = Vec::with_capacity(block.txs.len());
-        let mut index: u32 = 0;
+        let mut applied: Vec<DirectiveId> = Vec::new();
+        let mut signers = BTreeSet::new();
         for (i, (pre, bytes)) in prechecked.into_iter().zip(block.txs).enumerate() {
+            let index = u32::try_from(applied.len()).expect("a block holds fewer than 2^32 txs");
             let result = pre.and_then(|(tx, _)| {
                 if !known_good(i) {
                     verdict_to_rejection(verdicts.next().expect("one verdict per prechecked tx"))?;
                 }
-                self.execute(tx, bytes, block, index, &mut writes, committed)
+                let signer = tx.signer;
+                let done = self.execute(tx, bytes, block, index, &mut writes, committed)?;
+                signers.insert(signer);
+                Ok(done)
             });
             txs.push(match result {
-                Ok((log, events)) => {
-                    index += 1;
+                Ok((id, log, events)) => {
+                    applied.push(id);
                     TxOutcome { code: 0, log, events }
                 }
-                Err(r) => TxOutcome {
-                    code: r.code.code(),
-                    log: r.log,
-                    events: Vec::new(),
-                },
+                Err(r) => TxOutcome { code: r.code.code(), log: r.log, events: Vec::new() },
             });
         }
-        if index > 0 || !block_events.is_empty() {
+        // One write per signer's replay window and one history entry per block, rather than
+        // keys per transaction: the store's cost is per key.
+        for pool in signers {
+            let window: Vec<u64> = self.pools[&pool].nonces.iter().copied().collect();
+            writes.put(keys::nonces(&pool), codec::encode(&window));
+        }
+        if !applied.is_empty() {
+            writes.put(keys::history(block.height), codec::encode(&applied));
+        }
+        if !applied.is_empty() || !block_events.is_empty() {
             writes.put(keys::META_COUNTS.to_vec(), codec::encode(&self.counts));
         }
         self.height = block.height;
         self.app_hash = hash::chain(&self.app_hash, block.height, &writes);
-        BlockOutcome {
-            height: block.height,
-            txs,
-            block_events,
-            writes,
-            app_hash: self.app_hash,
-        }
+        BlockOutcome { height: block.height, txs, block_events, writes, app_hash: self.app_hash }
     }
 
     fn precheck(&self, bytes: &[u8]) -> Result<(SignedTx, PoolKey), Rejection> {
@@ -194,17 +196,11 @@ impl State {
         if tx.chain_id != self.chain_id {
             return reject(
                 RejectCode::WrongChainId,
-                format!(
-                    "transaction is for chain {:?}, this is {:?}",
-                    tx.chain_id, self.chain_id
-                ),
+                format!("transaction is for chain {:?}, this is {:?}", tx.chain_id, self.chain_id),
             );
         }
         let Some(pool) = self.pools.get(&tx.signer) else {
-            return reject(
-                RejectCode::UnknownSigner,
-                format!("signer {} is not a registered mining pool", tx.signer),
-            );
+            return reject(RejectCode::UnknownSigner, format!("signer {} is not a registered mining pool", tx.signer));
         };
         Ok((tx, pool.key))
     }
@@ -212,10 +208,7 @@ impl State {
     fn check_nonce(&self, tx: &SignedTx) -> Result<(), Rejection> {
         let nonces = &self.pools[&tx.signer].nonces;
         if nonces.contains(&tx.nonce) {
-            return reject(
-                RejectCode::NonceReused,
-                format!("nonce {} was already used by this pool", tx.nonce),
-            );
+            return reject(RejectCode::NonceReused, format!("nonce {} was already used by this pool", tx.nonce));
         }
         if nonces.len() >= NONCES_RETAINED_PER_POOL && nonces.first().is_some_and(|&min| tx.nonce <= min) {
             return reject(
@@ -242,10 +235,7 @@ impl State {
             Body::Restore { endpoint } => {
                 let ep = self.owned_endpoint(tx.signer, endpoint)?;
                 if !ep.drained {
-                    return reject(
-                        RejectCode::EndpointNotDrained,
-                        format!("endpoint {endpoint} is not drained"),
-                    );
+                    return reject(RejectCode::EndpointNotDrained, format!("endpoint {endpoint} is not drained"));
                 }
                 Ok(Plan::Restore(endpoint.clone()))
             }
@@ -253,10 +243,7 @@ impl State {
                 let Some(target) = self.pending.get(directive) else {
                     let known = writes.read_through(committed, &keys::directive(directive)).is_some();
                     return if known {
-                        reject(
-                            RejectCode::DirectiveNotPending,
-                            format!("directive {directive} is not pending"),
-                        )
+                        reject(RejectCode::DirectiveNotPending, format!("directive {directive} is not pending"))
                     } else {
                         reject(RejectCode::UnknownDirective, format!("no directive {directive}"))
                     };
@@ -270,10 +257,7 @@ impl State {
                 if target.approvals.contains(&tx.signer) {
                     return reject(RejectCode::AlreadyVoted, "this pool already approved the directive");
                 }
-                Ok(Plan::Vote {
-                    target: *directive,
-                    approve: *approve,
-                })
+                Ok(Plan::Vote { target: *directive, approve: *approve })
             }
         }
     }
@@ -283,10 +267,7 @@ impl State {
             return reject(RejectCode::UnknownGroup, format!("no miner group {group}"));
         };
         if g.owner != signer {
-            return reject(
-                RejectCode::GroupNotOwned,
-                format!("miner group {group} belongs to another pool"),
-            );
+            return reject(RejectCode::GroupNotOwned, format!("miner group {group} belongs to another pool"));
         }
         let sum: u32 = targets.iter().map(|t| u32::from(t.weight_bp)).sum();
         if sum != BASIS_POINTS_TOTAL || targets.iter().any(|t| t.weight_bp == 0) {
@@ -299,39 +280,25 @@ impl State {
         let mut voters = BTreeSet::new();
         for t in targets {
             if !seen.insert(&t.endpoint) {
-                return reject(
-                    RejectCode::DuplicateEndpoint,
-                    format!("endpoint {} listed twice", t.endpoint),
-                );
+                return reject(RejectCode::DuplicateEndpoint, format!("endpoint {} listed twice", t.endpoint));
             }
             let Some(ep) = self.endpoints.get(&t.endpoint) else {
                 return reject(RejectCode::UnknownEndpoint, format!("no endpoint {}", t.endpoint));
             };
             if ep.drained {
-                return reject(
-                    RejectCode::EndpointDrained,
-                    format!("endpoint {} is drained", t.endpoint),
-                );
+                return reject(RejectCode::EndpointDrained, format!("endpoint {} is drained", t.endpoint));
             }
             if ep.owner != signer {
                 voters.insert(ep.owner);
             }
         }
         if voters.is_empty() {
-            return Ok(Plan::RouteActive {
-                group: group.clone(),
-                targets: targets.to_vec(),
-            });
+            return Ok(Plan::RouteActive { group: group.clone(), targets: targets.to_vec() });
         }
         if self.pending.len() >= PENDING_DIRECTIVES_MAX {
-            return reject(
-                RejectCode::TooManyPending,
-                "too many directives are waiting for votes; retry later",
-            );
+            return reject(RejectCode::TooManyPending, "too many directives are waiting for votes; retry later");
         }
-        Ok(Plan::RoutePending {
-            voters: voters.into_iter().collect(),
-        })
+        Ok(Plan::RoutePending { voters: voters.into_iter().collect() })
     }
 
     fn owned_endpoint(&self, signer: PoolId, id: &EndpointId) -> Result<&super::model::EndpointRecord, Rejection> {
@@ -339,10 +306,7 @@ impl State {
             return reject(RejectCode::UnknownEndpoint, format!("no endpoint {id}"));
         };
         if ep.owner != signer {
-            return reject(
-                RejectCode::EndpointNotOwned,
-                format!("endpoint {id} belongs to another pool"),
-            );
+            return reject(RejectCode::EndpointNotOwned, format!("endpoint {id} belongs to another pool"));
         }
         Ok(ep)
     }
@@ -356,10 +320,10 @@ impl State {
         index: u32,
         writes: &mut WriteSet,
         committed: &dyn KvRead,
-    ) -> Result<(String, Vec<Event>), Rejection> {
+    ) -> Result<(DirectiveId, String, Vec<Event>), Rejection> {
         self.check_nonce(&tx)?;
         let plan = self.plan(&tx, writes, committed)?;
-        self.record_nonce(tx.signer, tx.nonce, writes);
+        self.record_nonce(tx.signer, tx.nonce);
 
         let id = DirectiveId::of_tx_bytes(bytes);
         let mut record = DirectiveRecord {
@@ -420,17 +384,15 @@ impl State {
         self.counts.directives += 1;
         self.counts.bump(record.status, true);
         writes.put(keys::directive(&id), codec::encode(&record));
-        writes.put(keys::history(block.height, index), id.as_bytes().to_vec());
-        Ok((log, events))
+        Ok((id, log, events))
     }
 
-    fn record_nonce(&mut self, pool: PoolId, nonce: u64, writes: &mut WriteSet) {
+    /// Remember a nonce in memory; `apply_block` writes each signer's window once per block.
+    fn record_nonce(&mut self, pool: PoolId, nonce: u64) {
         let nonces = &mut self.pools.get_mut(&pool).expect("prechecked signer").nonces;
         nonces.insert(nonce);
-        writes.put(keys::nonce(&pool, nonce), Vec::new());
         if nonces.len() > NONCES_RETAINED_PER_POOL {
-            let oldest = nonces.pop_first().expect("non-empty");
-            writes.delete(keys::nonce(&pool, oldest));
+            nonces.pop_first();
         }
     }
 
@@ -442,12 +404,7 @@ impl State {
         height: u64,
         writes: &mut WriteSet,
     ) {
-        let a = Assignment {
-            group: group.clone(),
-            targets,
-            directive: id,
-            since_height: height,
-        };
+        let a = Assignment { group: group.clone(), targets, directive: id, since_height: height };
         writes.put(keys::assignment(&group), codec::encode(&a));
         self.assignments.insert(group, a);
     }
@@ -467,10 +424,7 @@ impl State {
         height: u64,
         writes: &mut WriteSet,
     ) -> DirectiveRecord {
-        let mut rec = self
-            .pending
-            .remove(&target)
-            .expect("planned vote targets a pending directive");
+        let mut rec = self.pending.remove(&target).expect("planned vote targets a pending directive");
         if approve {
             rec.approvals.push(voter);
             rec.approvals.sort_unstable();
@@ -496,13 +450,8 @@ impl State {
     /// Every targeted pool approved: re-check the targets and set the assignment.
     fn activate(&mut self, rec: &mut DirectiveRecord, height: u64, writes: &mut WriteSet) -> DirectiveStatus {
         let tx = SignedTx::decode(&rec.tx).expect("stored directive bytes decode");
-        let Body::Route { group, targets } = tx.body else {
-            unreachable!("only routes are pending")
-        };
-        if let Some(t) = targets
-            .iter()
-            .find(|t| self.endpoints.get(&t.endpoint).is_none_or(|e| e.drained))
-        {
+        let Body::Route { group, targets } = tx.body else { unreachable!("only routes are pending") };
+        if let Some(t) = targets.iter().find(|t| self.endpoints.get(&t.endpoint).is_none_or(|e| e.drained)) {
             rec.reason = format!("target {} was drained before approval", t.endpoint);
             return DirectiveStatus::Rejected;
         }
@@ -521,12 +470,8 @@ impl State {
     }
 
     fn expire_overdue(&mut self, height: u64, writes: &mut WriteSet) -> Vec<Event> {
-        let overdue: Vec<DirectiveId> = self
-            .pending
-            .values()
-            .filter(|d| d.vote_deadline_height < height)
-            .map(|d| d.id)
-            .collect();
+        let overdue: Vec<DirectiveId> =
+            self.pending.values().filter(|d| d.vote_deadline_height < height).map(|d| d.id).collect();
         let mut events = Vec::new();
         for id in overdue {
             let mut rec = self.pending.remove(&id).expect("listed above");
@@ -547,10 +492,8 @@ pub fn directive_event(rec: &DirectiveRecord) -> Event {
 
 /// The `directive` event: indexed by id, pool, kind, group (routes) and status.
 fn directive_event_with(rec: &DirectiveRecord, body: &Body) -> Event {
-    let mut ev = Event::new("directive")
-        .with("id", rec.id.to_hex())
-        .with("pool", rec.signer.to_hex())
-        .with("kind", body.kind());
+    let mut ev =
+        Event::new("directive").with("id", rec.id.to_hex()).with("pool", rec.signer.to_hex()).with("kind", body.kind());
     if let Some(g) = body.group() {
         ev = ev.with("group", g.as_str());
     }

@@ -22,19 +22,13 @@ impl Event {
     /// A new event with no attributes.
     #[must_use]
     pub fn new(kind: &'static str) -> Self {
-        Self {
-            kind,
-            attrs: Vec::new(),
-        }
+        Self { kind, attrs: Vec::new() }
     }
 
     /// Add an attribute.
     #[must_use]
     pub fn with(mut self, key: &'static str, value: impl Into<String>) -> Self {
-        self.attrs.push(Attr {
-            key,
-            value: value.into(),
-        });
+        self.attrs.push(Attr { key, value: value.into() });
         self
     }
 

@@ -97,9 +97,7 @@ impl GenesisAppState {
         }
         let w = self.params.vote_window_blocks;
         if w == 0 || w > VOTE_WINDOW_BLOCKS_MAX {
-            return bad(format!(
-                "vote_window_blocks must be 1..={VOTE_WINDOW_BLOCKS_MAX}, got {w}"
-            ));
+            return bad(format!("vote_window_blocks must be 1..={VOTE_WINDOW_BLOCKS_MAX}, got {w}"));
         }
         let (mut pools, mut eps, mut groups) = (BTreeSet::new(), BTreeSet::new(), BTreeSet::new());
         for p in &self.pools {
@@ -125,10 +123,7 @@ impl GenesisAppState {
                     return bad(format!("endpoint {} has zero capacity", e.id));
                 }
                 if e.stratum_url.len() > GENESIS_TEXT_BYTES_MAX || e.region.len() > GENESIS_TEXT_BYTES_MAX {
-                    return bad(format!(
-                        "endpoint {} has a field over {GENESIS_TEXT_BYTES_MAX} bytes",
-                        e.id
-                    ));
+                    return bad(format!("endpoint {} has a field over {GENESIS_TEXT_BYTES_MAX} bytes", e.id));
                 }
             }
             for g in &p.groups {

@@ -40,10 +40,10 @@ fn join(prefix: &[u8], rest: &[&[u8]]) -> Vec<u8> {
 pub fn pool(id: &PoolId) -> Vec<u8> {
     join(POOL, &[id.as_bytes()])
 }
-/// One remembered nonce of a pool.
+/// A pool's replay window: its remembered nonces, ascending (`Vec<u64>`).
 #[must_use]
-pub fn nonce(pool: &PoolId, nonce: u64) -> Vec<u8> {
-    join(NONCE, &[pool.as_bytes(), &nonce.to_be_bytes()])
+pub fn nonces(pool: &PoolId) -> Vec<u8> {
+    join(NONCE, &[pool.as_bytes()])
 }
 /// An endpoint record.
 #[must_use]
@@ -70,8 +70,8 @@ pub fn directive(id: &DirectiveId) -> Vec<u8> {
 pub fn pending(id: &DirectiveId) -> Vec<u8> {
     join(PENDING, &[id.as_bytes()])
 }
-/// History order: `(height, index)` to directive id.
+/// History order: the ids of the directives a block applied, in order (`Vec<DirectiveId>`).
 #[must_use]
-pub fn history(height: u64, index: u32) -> Vec<u8> {
-    join(HISTORY, &[&height.to_be_bytes(), &index.to_be_bytes()])
+pub fn history(height: u64) -> Vec<u8> {
+    join(HISTORY, &[&height.to_be_bytes()])
 }

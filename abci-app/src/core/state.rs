@@ -94,10 +94,7 @@ pub struct State {
 }
 
 fn decode<T: Decode<()>>(key: &[u8], bytes: &[u8]) -> Result<T, LoadError> {
-    codec::decode_trusted(bytes).map_err(|e| LoadError::Corrupt {
-        key: hex::encode(key),
-        reason: e.to_string(),
-    })
+    codec::decode_trusted(bytes).map_err(|e| LoadError::Corrupt { key: hex::encode(key), reason: e.to_string() })
 }
 
 impl State {
@@ -120,28 +117,14 @@ impl State {
             counts: Counts::default(),
         };
         let mut w = WriteSet::default();
-        let meta = GenesisMeta {
-            chain_id: chain_id.to_owned(),
-            params: genesis.params.clone(),
-        };
+        let meta = GenesisMeta { chain_id: chain_id.to_owned(), params: genesis.params.clone() };
         w.put(keys::META_GENESIS.to_vec(), codec::encode(&meta));
         w.put(keys::META_COUNTS.to_vec(), codec::encode(&st.counts));
         for p in &genesis.pools {
-            let record = PoolRecord {
-                id: p.id,
-                name: p.name.clone(),
-                validator_address: p.validator_address.clone(),
-            };
+            let record = PoolRecord { id: p.id, name: p.name.clone(), validator_address: p.validator_address.clone() };
             w.put(keys::pool(&p.id), codec::encode(&record));
             let key = PoolKey::from_pool_id(&p.id).expect("genesis validated pool keys");
-            st.pools.insert(
-                p.id,
-                PoolEntry {
-                    record,
-                    key,
-                    nonces: BTreeSet::new(),
-                },
-            );
+            st.pools.insert(p.id, PoolEntry { record, key, nonces: BTreeSet::new() });
             for e in &p.endpoints {
                 let rec = EndpointRecord {
                     id: e.id.clone(),
@@ -155,11 +138,7 @@ impl State {
                 st.endpoints.insert(e.id.clone(), rec);
             }
             for g in &p.groups {
-                let rec = GroupRecord {
-                    id: g.id.clone(),
-                    owner: p.id,
-                    hashrate_hs: g.hashrate_hs,
-                };
+                let rec = GroupRecord { id: g.id.clone(), owner: p.id, hashrate_hs: g.hashrate_hs };
                 w.put(keys::group(&g.id), codec::encode(&rec));
                 st.groups.insert(g.id.clone(), rec);
             }
@@ -198,29 +177,16 @@ impl State {
         };
         for (k, v) in kv.scan_prefix(keys::POOL) {
             let record: PoolRecord = decode(&k, &v)?;
-            let key = PoolKey::from_pool_id(&record.id).map_err(|e| LoadError::Corrupt {
-                key: hex::encode(&k),
-                reason: e.to_string(),
-            })?;
-            st.pools.insert(
-                record.id,
-                PoolEntry {
-                    record,
-                    key,
-                    nonces: BTreeSet::new(),
-                },
-            );
+            let key = PoolKey::from_pool_id(&record.id)
+                .map_err(|e| LoadError::Corrupt { key: hex::encode(&k), reason: e.to_string() })?;
+            st.pools.insert(record.id, PoolEntry { record, key, nonces: BTreeSet::new() });
         }
-        for (k, _) in kv.scan_prefix(keys::NONCE) {
-            let corrupt = || LoadError::Corrupt {
-                key: hex::encode(&k),
-                reason: "bad nonce key".into(),
-            };
-            let rest = &k[keys::NONCE.len()..];
-            let (pool, nonce) = rest.split_at_checked(32).ok_or_else(corrupt)?;
-            let pool = PoolId(pool.try_into().map_err(|_| corrupt())?);
-            let nonce = u64::from_be_bytes(nonce.try_into().map_err(|_| corrupt())?);
-            st.pools.get_mut(&pool).ok_or_else(corrupt)?.nonces.insert(nonce);
+        for (k, v) in kv.scan_prefix(keys::NONCE) {
+            let corrupt =
+                || LoadError::Corrupt { key: hex::encode(&k), reason: "nonce window of an unknown pool".into() };
+            let pool = PoolId(k[keys::NONCE.len()..].try_into().map_err(|_| corrupt())?);
+            let window: Vec<u64> = decode(&k, &v)?;
+            st.pools.get_mut(&pool).ok_or_else(corrupt)?.nonces = window.into_iter().collect();
         }
         for (k, v) in kv.scan_prefix(keys::ENDPOINT) {
             let r: EndpointRecord = decode(&k, &v)?;
@@ -235,10 +201,11 @@ impl State {
             st.assignments.insert(r.group.clone(), r);
         }
         for (k, _) in kv.scan_prefix(keys::PENDING) {
-            let id = DirectiveId(k[keys::PENDING.len()..].try_into().map_err(|_| LoadError::Corrupt {
-                key: hex::encode(&k),
-                reason: "bad pending key".into(),
-            })?);
+            let id = DirectiveId(
+                k[keys::PENDING.len()..]
+                    .try_into()
+                    .map_err(|_| LoadError::Corrupt { key: hex::encode(&k), reason: "bad pending key".into() })?,
+            );
             let dk = keys::directive(&id);
             let bytes = kv.get(&dk).ok_or_else(|| LoadError::Corrupt {
                 key: hex::encode(&dk),
@@ -256,54 +223,25 @@ impl State {
     /// On any broken invariant.
     pub fn check_invariants(&self) {
         for e in self.endpoints.values() {
-            assert!(
-                self.pools.contains_key(&e.owner),
-                "endpoint {} has an unknown owner",
-                e.id
-            );
+            assert!(self.pools.contains_key(&e.owner), "endpoint {} has an unknown owner", e.id);
         }
         for g in self.groups.values() {
             assert!(self.pools.contains_key(&g.owner), "group {} has an unknown owner", g.id);
         }
         for a in self.assignments.values() {
-            assert!(
-                self.groups.contains_key(&a.group),
-                "assignment for unknown group {}",
-                a.group
-            );
+            assert!(self.groups.contains_key(&a.group), "assignment for unknown group {}", a.group);
             let sum: u32 = a.targets.iter().map(|t| u32::from(t.weight_bp)).sum();
-            assert_eq!(
-                sum,
-                hashmesh_protocol::BASIS_POINTS_TOTAL,
-                "assignment {} weights",
-                a.group
-            );
+            assert_eq!(sum, hashmesh_protocol::BASIS_POINTS_TOTAL, "assignment {} weights", a.group);
             for t in &a.targets {
-                assert!(
-                    self.endpoints.contains_key(&t.endpoint),
-                    "assignment to unknown endpoint"
-                );
+                assert!(self.endpoints.contains_key(&t.endpoint), "assignment to unknown endpoint");
             }
         }
         for p in self.pools.values() {
-            assert!(
-                p.nonces.len() <= NONCES_RETAINED_PER_POOL,
-                "nonce window of {} overflows",
-                p.record.name
-            );
+            assert!(p.nonces.len() <= NONCES_RETAINED_PER_POOL, "nonce window of {} overflows", p.record.name);
         }
         for d in self.pending.values() {
-            assert_eq!(
-                d.status,
-                DirectiveStatus::Pending,
-                "non-pending record {} in pending set",
-                d.id
-            );
-            assert!(
-                !d.voters_required.is_empty(),
-                "pending directive {} needs no voter",
-                d.id
-            );
+            assert_eq!(d.status, DirectiveStatus::Pending, "non-pending record {} in pending set", d.id);
+            assert!(!d.voters_required.is_empty(), "pending directive {} needs no voter", d.id);
         }
         assert_eq!(self.counts.pending, self.pending.len() as u64, "pending counter");
         assert!(self.pending.len() <= hashmesh_protocol::limits::PENDING_DIRECTIVES_MAX);

@@ -31,17 +31,11 @@ pub fn genesis() -> GenesisAppState {
                 })
                 .collect(),
             groups: (1..=2)
-                .map(|i| GenesisGroup {
-                    id: format!("pool-{n}/g-{i}").parse().unwrap(),
-                    hashrate_hs: 100_000_000_000,
-                })
+                .map(|i| GenesisGroup { id: format!("pool-{n}/g-{i}").parse().unwrap(), hashrate_hs: 100_000_000_000 })
                 .collect(),
         })
         .collect();
-    GenesisAppState {
-        params: Params { vote_window_blocks: 3 },
-        pools,
-    }
+    GenesisAppState { params: Params { vote_window_blocks: 3 }, pools }
 }
 
 /// A state plus its committed key-value map, advanced block by block.
@@ -56,10 +50,7 @@ impl Chain {
         let (state, writes) = State::genesis(CHAIN, &genesis());
         let mut kv = BTreeMap::new();
         apply_to_map(&mut kv, &writes);
-        kv.insert(
-            b"m:last".to_vec(),
-            hashmesh_protocol::codec::encode(&(0u64, state.app_hash())),
-        );
+        kv.insert(b"m:last".to_vec(), hashmesh_protocol::codec::encode(&(0u64, state.app_hash())));
         Self { state, kv, nonce: 0 }
     }
 
@@ -74,10 +65,7 @@ impl Chain {
         };
         let out = self.state.apply_block(&input, &self.kv);
         apply_to_map(&mut self.kv, &out.writes);
-        self.kv.insert(
-            b"m:last".to_vec(),
-            hashmesh_protocol::codec::encode(&(height, out.app_hash)),
-        );
+        self.kv.insert(b"m:last".to_vec(), hashmesh_protocol::codec::encode(&(height, out.app_hash)));
         self.state.check_invariants();
         out
     }
@@ -90,38 +78,22 @@ impl Chain {
 
 pub fn sign_with(who: char, nonce: u64, chain: &str, body: Body) -> Vec<u8> {
     let k = key(who);
-    k.sign(UnsignedTx {
-        chain_id: chain.into(),
-        signer: k.pool_id(),
-        nonce,
-        body,
-    })
-    .1
+    k.sign(UnsignedTx { chain_id: chain.into(), signer: k.pool_id(), nonce, body }).1
 }
 
 pub fn route(group: &str, targets: &[(&str, u16)]) -> Body {
     Body::Route {
         group: group.parse().unwrap(),
-        targets: targets
-            .iter()
-            .map(|(e, w)| RouteTarget {
-                endpoint: e.parse().unwrap(),
-                weight_bp: *w,
-            })
-            .collect(),
+        targets: targets.iter().map(|(e, w)| RouteTarget { endpoint: e.parse().unwrap(), weight_bp: *w }).collect(),
     }
 }
 
 pub fn drain(ep: &str) -> Body {
-    Body::Drain {
-        endpoint: ep.parse().unwrap(),
-    }
+    Body::Drain { endpoint: ep.parse().unwrap() }
 }
 
 pub fn restore(ep: &str) -> Body {
-    Body::Restore {
-        endpoint: ep.parse().unwrap(),
-    }
+    Body::Restore { endpoint: ep.parse().unwrap() }
 }
 
 /// A fixed script touching every kind of transaction.
@@ -131,33 +103,12 @@ pub fn scripted_blocks() -> Vec<Vec<Vec<u8>>> {
         n += 1;
         sign_with(who, n, CHAIN, body)
     };
-    let cross = s(
-        'a',
-        route("pool-a/g-1", &[("pool-b/ep-1", 6000), ("pool-a/ep-1", 4000)]),
-    );
+    let cross = s('a', route("pool-a/g-1", &[("pool-b/ep-1", 6000), ("pool-a/ep-1", 4000)]));
     let id = DirectiveId::of_tx_bytes(&cross);
     vec![
-        vec![
-            s(
-                'a',
-                route("pool-a/g-2", &[("pool-a/ep-1", 5000), ("pool-a/ep-2", 5000)]),
-            ),
-            cross,
-        ],
-        vec![
-            s(
-                'b',
-                Body::Vote {
-                    directive: id,
-                    approve: true,
-                },
-            ),
-            s('c', drain("pool-c/ep-1")),
-        ],
-        vec![
-            s('c', route("pool-c/g-1", &[("pool-a/ep-2", 10_000)])),
-            b"junk".to_vec(),
-        ],
+        vec![s('a', route("pool-a/g-2", &[("pool-a/ep-1", 5000), ("pool-a/ep-2", 5000)])), cross],
+        vec![s('b', Body::Vote { directive: id, approve: true }), s('c', drain("pool-c/ep-1"))],
+        vec![s('c', route("pool-c/g-1", &[("pool-a/ep-2", 10_000)])), b"junk".to_vec()],
         vec![],
         vec![s('c', restore("pool-c/ep-1"))],
     ]

@@ -88,9 +88,7 @@ impl Cluster {
             return Ok(None);
         }
         let text = std::fs::read_to_string(&path)?;
-        Ok(Some(
-            serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))?,
-        ))
+        Ok(Some(serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))?))
     }
 
     /// Write `cluster.json`.

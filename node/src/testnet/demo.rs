@@ -14,13 +14,8 @@ use crate::tx_cmd::{self, TxOptions};
 
 fn send(cluster: &Cluster, node: usize, body: Body) -> Result<Value> {
     let n = &cluster.nodes[node];
-    let opts = TxOptions {
-        rpc: n.rpc.clone(),
-        chain_id: None,
-        nonce: None,
-        dry_run: false,
-        timeout: Duration::from_secs(30),
-    };
+    let opts =
+        TxOptions { rpc: n.rpc.clone(), chain_id: None, nonce: None, dry_run: false, timeout: Duration::from_secs(30) };
     let what = describe(&body);
     let (report, ok) = tx_cmd::sign_and_send(&n.hashmesh_home, body, &opts)?;
     let decided = match report["decided"]["status"].as_str() {
@@ -44,19 +39,13 @@ fn describe(body: &Body) -> String {
     match body {
         Body::Route { group, targets } => format!(
             "route {group} -> {}",
-            targets
-                .iter()
-                .map(|t| format!("{}={}", t.endpoint, t.weight_bp))
-                .collect::<Vec<_>>()
-                .join(",")
+            targets.iter().map(|t| format!("{}={}", t.endpoint, t.weight_bp)).collect::<Vec<_>>().join(",")
         ),
         Body::Drain { endpoint } => format!("drain {endpoint}"),
         Body::Restore { endpoint } => format!("restore {endpoint}"),
-        Body::Vote { directive, approve } => format!(
-            "vote {} on {}",
-            if *approve { "approve" } else { "reject" },
-            short(&directive.to_hex(), 12)
-        ),
+        Body::Vote { directive, approve } => {
+            format!("vote {} on {}", if *approve { "approve" } else { "reject" }, short(&directive.to_hex(), 12))
+        }
     }
 }
 
@@ -65,12 +54,7 @@ fn route(group: &str, targets: &[(&str, u16)]) -> Result<Body> {
         group: group.parse()?,
         targets: targets
             .iter()
-            .map(|(e, w)| {
-                Ok(hashmesh_protocol::RouteTarget {
-                    endpoint: e.parse()?,
-                    weight_bp: *w,
-                })
-            })
+            .map(|(e, w)| Ok(hashmesh_protocol::RouteTarget { endpoint: e.parse()?, weight_bp: *w }))
             .collect::<Result<_>>()?,
     })
 }
@@ -82,39 +66,18 @@ fn route(group: &str, targets: &[(&str, u16)]) -> Result<Body> {
 pub fn run(cluster: &Cluster) -> Result<()> {
     println!("demo: submitting signed directives");
     let a = &cluster.nodes[0];
-    send(
-        cluster,
-        0,
-        route(&a.groups[0], &[(&a.endpoints[0], 6000), (&a.endpoints[1], 4000)])?,
-    )?;
+    send(cluster, 0, route(&a.groups[0], &[(&a.endpoints[0], 6000), (&a.endpoints[1], 4000)])?)?;
     if cluster.nodes.len() < 2 {
         return Ok(());
     }
     let b = &cluster.nodes[1];
     send(cluster, 1, route(&b.groups[0], &[(&b.endpoints[0], 10_000)])?)?;
-    let cross = send(
-        cluster,
-        0,
-        route(&a.groups[1], &[(&b.endpoints[1], 7000), (&a.endpoints[0], 3000)])?,
-    )?;
+    let cross = send(cluster, 0, route(&a.groups[1], &[(&b.endpoints[1], 7000), (&a.endpoints[0], 3000)])?)?;
     let id: DirectiveId = cross["directive_id"].as_str().unwrap_or_default().parse()?;
-    send(
-        cluster,
-        1,
-        Body::Vote {
-            directive: id,
-            approve: true,
-        },
-    )?;
+    send(cluster, 1, Body::Vote { directive: id, approve: true })?;
     let last = cluster.nodes.len() - 1;
     let z = &cluster.nodes[last];
-    send(
-        cluster,
-        last,
-        Body::Drain {
-            endpoint: z.endpoints[1].parse()?,
-        },
-    )?;
+    send(cluster, last, Body::Drain { endpoint: z.endpoints[1].parse()? })?;
     Ok(())
 }
 
@@ -125,10 +88,7 @@ pub fn status(cluster: &Cluster) -> Vec<Value> {
         .nodes
         .iter()
         .map(|n| {
-            let (height, app_hash) = Rpc::new(&n.rpc)
-                .status()
-                .map(|(_, h, a)| (h, a))
-                .unwrap_or((0, String::new()));
+            let (height, app_hash) = Rpc::new(&n.rpc).status().map(|(_, h, a)| (h, a)).unwrap_or((0, String::new()));
             json!({
                 "name": n.name,
                 "pool_id": n.pool_id,

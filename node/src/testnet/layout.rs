@@ -65,13 +65,9 @@ fn ports(spec: &ClusterSpec) -> Result<Vec<u16>> {
         }
         None => {
             // Hold every listener until all are chosen so the OS gives distinct ports.
-            let listeners: Vec<TcpListener> = (0..n)
-                .map(|_| TcpListener::bind("127.0.0.1:0"))
-                .collect::<std::io::Result<_>>()?;
-            Ok(listeners
-                .iter()
-                .map(|l| l.local_addr().expect("bound").port())
-                .collect())
+            let listeners: Vec<TcpListener> =
+                (0..n).map(|_| TcpListener::bind("127.0.0.1:0")).collect::<std::io::Result<_>>()?;
+            Ok(listeners.iter().map(|l| l.local_addr().expect("bound").port()).collect())
         }
     }
 }
@@ -93,10 +89,7 @@ pub fn generate(spec: &ClusterSpec) -> Result<Cluster> {
         bail!("--validators must be 1..=26");
     }
     if Cluster::load(&spec.dir)?.is_some() {
-        bail!(
-            "{} already holds a cluster; run `testnet/down --wipe` first",
-            spec.dir.display()
-        );
+        bail!("{} already holds a cluster; run `testnet/down --wipe` first", spec.dir.display());
     }
     std::fs::create_dir_all(&spec.dir)?;
     let dir = spec.dir.canonicalize()?;
@@ -111,14 +104,9 @@ pub fn generate(spec: &ClusterSpec) -> Result<Cluster> {
         let node_dir = dir.join(&name);
         let cmt_home = node_dir.join("cometbft");
         run(Command::new(&spec.cometbft).args(["init", "--home"]).arg(&cmt_home))?;
-        let node_id = run(Command::new(&spec.cometbft)
-            .args(["show-node-id", "--home"])
-            .arg(&cmt_home))?;
+        let node_id = run(Command::new(&spec.cometbft).args(["show-node-id", "--home"]).arg(&cmt_home))?;
         let pv: Value = serde_json::from_slice(&std::fs::read(cmt_home.join("config/priv_validator_key.json"))?)?;
-        let address = pv["address"]
-            .as_str()
-            .context("priv_validator_key.json has no address")?
-            .to_owned();
+        let address = pv["address"].as_str().context("priv_validator_key.json has no address")?.to_owned();
         validators.push(json!({
             "address": address,
             "pub_key": pv["pub_key"],
@@ -173,12 +161,7 @@ pub fn generate(spec: &ClusterSpec) -> Result<Cluster> {
             pids: Pids::default(),
         });
     }
-    let app_state = GenesisAppState {
-        params: Params {
-            vote_window_blocks: spec.vote_window_blocks,
-        },
-        pools,
-    };
+    let app_state = GenesisAppState { params: Params { vote_window_blocks: spec.vote_window_blocks }, pools };
     app_state.validate().context("generated genesis is invalid")?;
     let mut genesis: Value = serde_json::from_slice(&std::fs::read(nodes[0].home.join("config/genesis.json"))?)?;
     genesis["chain_id"] = json!(spec.chain_id);
@@ -193,11 +176,7 @@ pub fn generate(spec: &ClusterSpec) -> Result<Cluster> {
             .filter(|(j, _)| *j != i)
             .map(|(_, p)| format!("{}@127.0.0.1:{}", p.node_id, p.p2p_port))
             .collect();
-        let proxy_app = if spec.kvstore {
-            "kvstore".to_owned()
-        } else {
-            format!("tcp://{}", n.abci)
-        };
+        let proxy_app = if spec.kvstore { "kvstore".to_owned() } else { format!("tcp://{}", n.abci) };
         patch_config(&n.home, n, &proxy_app, &peers.join(","), &spec.timeout_commit)?;
     }
     let cluster = Cluster {
@@ -205,11 +184,7 @@ pub fn generate(spec: &ClusterSpec) -> Result<Cluster> {
         dir,
         cometbft: spec.cometbft.canonicalize()?,
         hashmesh: spec.hashmesh.canonicalize()?,
-        app: if spec.kvstore {
-            "kvstore".into()
-        } else {
-            "hashmesh".into()
-        },
+        app: if spec.kvstore { "kvstore".into() } else { "hashmesh".into() },
         nodes,
     };
     cluster.save()?;
@@ -218,9 +193,7 @@ pub fn generate(spec: &ClusterSpec) -> Result<Cluster> {
 
 fn patch_config(cmt_home: &Path, n: &NodeInfo, proxy_app: &str, peers: &str, timeout_commit: &str) -> Result<()> {
     let path = cmt_home.join("config/config.toml");
-    let mut doc: DocumentMut = std::fs::read_to_string(&path)?
-        .parse()
-        .context("parsing CometBFT config.toml")?;
+    let mut doc: DocumentMut = std::fs::read_to_string(&path)?.parse().context("parsing CometBFT config.toml")?;
     doc["moniker"] = value(n.name.as_str());
     doc["proxy_app"] = value(proxy_app);
     doc["rpc"]["laddr"] = value(n.rpc.replace("http://", "tcp://"));

@@ -19,9 +19,7 @@ pub fn alive(pid: u32) -> bool {
     }
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
         // Field 3 is the state; `Z` is a zombie.
-        Ok(stat) => stat
-            .rsplit_once(')')
-            .is_some_and(|(_, rest)| !rest.trim_start().starts_with('Z')),
+        Ok(stat) => stat.rsplit_once(')').is_some_and(|(_, rest)| !rest.trim_start().starts_with('Z')),
         Err(_) => false,
     }
 }
@@ -29,11 +27,7 @@ pub fn alive(pid: u32) -> bool {
 /// Send `signal` (e.g. `TERM`, `KILL`) to `pid`.
 pub fn signal(pid: u32, signal: &str) {
     if pid != 0 {
-        let _ = Command::new("kill")
-            .arg(format!("-{signal}"))
-            .arg(pid.to_string())
-            .stderr(Stdio::null())
-            .status();
+        let _ = Command::new("kill").arg(format!("-{signal}")).arg(pid.to_string()).stderr(Stdio::null()).status();
     }
 }
 
@@ -79,22 +73,12 @@ pub fn start_node(cluster: &mut Cluster, i: usize, detach: bool) -> Result<Vec<C
     let mut hashmesh = None;
     if cluster.runs_hashmesh() {
         let hm_home = n.hashmesh_home.display().to_string();
-        let hm = spawn(
-            &cluster.hashmesh,
-            &["start", "--home", &hm_home],
-            &node_dir.join("hashmesh.log"),
-            detach,
-        )?;
+        let hm = spawn(&cluster.hashmesh, &["start", "--home", &hm_home], &node_dir.join("hashmesh.log"), detach)?;
         wait_for_port(&n.abci, Duration::from_secs(10));
         hashmesh = Some(hm);
     }
     let cmt_home = n.home.display().to_string();
-    let cmt = spawn(
-        &cluster.cometbft,
-        &["start", "--home", &cmt_home],
-        &node_dir.join("cometbft.log"),
-        detach,
-    )?;
+    let cmt = spawn(&cluster.cometbft, &["start", "--home", &cmt_home], &node_dir.join("cometbft.log"), detach)?;
     cluster.nodes[i].pids.cometbft = cmt.id();
     cluster.nodes[i].pids.hashmesh = hashmesh.as_ref().map_or(0, Child::id);
     Ok(std::iter::once(cmt).chain(hashmesh).collect())
