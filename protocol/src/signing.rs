@@ -4,7 +4,8 @@
 //! Verification is strict (`verify_strict`: no small-order keys or `R`, canonical `s`).
 //! [`verify_batch`] gives the same answers faster for a whole block.
 
-use curve25519_dalek::edwards::CompressedEdwardsY;
+use std::sync::OnceLock;
+
 use ed25519_dalek::{Signature, Signer, VerifyingKey};
 
 use crate::codec;
@@ -154,8 +155,91 @@ pub fn verify_batch(items: &[(PoolKey, &[u8])]) -> Vec<Result<(), VerifyError>> 
     items.iter().map(|(key, bytes)| verify(key, bytes)).collect()
 }
 
-/// `verify_strict` refuses a small-order or undecodable `R`; the batch equation does not
-/// look at that, so check it here.
+/// `verify_strict` refuses a small-order `R`; the batch equation does not look at that, so
+/// check it here — without decompressing `R` a second time (the batch does that, and refuses an
+/// `R` that is not a curve point).
 fn r_is_acceptable(sig: &Signature) -> bool {
-    CompressedEdwardsY(*sig.r_bytes()).decompress().is_some_and(|r| !r.is_small_order())
+    !encodes_small_order_point(sig.r_bytes())
+}
+
+/// Whether 32 bytes decode to a point of small order (one of the 8 torsion points), by
+/// looking at the bytes: decompression ignores the sign bit's meaning for `x = 0` and reduces
+/// `y` modulo p, so only `y mod p` matters, and it must be one of the torsion points' 5 y values.
+#[must_use]
+pub fn encodes_small_order_point(bytes: &[u8; 32]) -> bool {
+    static SMALL_ORDER_Y: OnceLock<Vec<[u8; 32]>> = OnceLock::new();
+    let ys = SMALL_ORDER_Y.get_or_init(|| {
+        let mut ys: Vec<[u8; 32]> = curve25519_dalek::constants::EIGHT_TORSION
+            .iter()
+            .map(|t| {
+                let mut y = t.compress().to_bytes();
+                y[31] &= 0x7f;
+                y
+            })
+            .collect();
+        ys.sort_unstable();
+        ys.dedup();
+        ys
+    });
+    let mut y = *bytes;
+    y[31] &= 0x7f;
+    // Non-canonical y in [p, 2^255): p = 2^255 - 19, so y - p = y[0] - 0xed is 0..=18, and of
+    // those only 0 and 1 are torsion y values.
+    if y[31] == 0x7f && y[1..31].iter().all(|&b| b == 0xff) && y[0] >= 0xed {
+        return y[0] - 0xed <= 1;
+    }
+    ys.contains(&y)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use curve25519_dalek::edwards::CompressedEdwardsY;
+
+    fn slow(bytes: &[u8; 32]) -> Option<bool> {
+        CompressedEdwardsY(*bytes).decompress().map(|p| p.is_small_order())
+    }
+
+    #[test]
+    fn small_order_check_by_bytes_matches_decompression() {
+        let p_minus: [u8; 32] = {
+            let mut p = [0xffu8; 32];
+            p[0] = 0xed;
+            p[31] = 0x7f;
+            p
+        };
+        let mut cases: Vec<[u8; 32]> = Vec::new();
+        for t in curve25519_dalek::constants::EIGHT_TORSION {
+            let c = t.compress().to_bytes();
+            cases.push(c);
+            let mut flipped = c;
+            flipped[31] ^= 0x80;
+            cases.push(flipped);
+        }
+        // Every non-canonical y = p + k, with both sign bits.
+        for k in 0u8..19 {
+            let mut b = p_minus;
+            b[0] = 0xed + k;
+            cases.push(b);
+            b[31] |= 0x80;
+            cases.push(b);
+        }
+        // Real signature R values and pseudo-random bytes.
+        let mut x = [7u8; 32];
+        for i in 0..2000u32 {
+            let k = SigningKey::from_seed(&x);
+            let sig = k.0.sign(&i.to_le_bytes()).to_bytes();
+            cases.push(sig[..32].try_into().unwrap());
+            x = sig[32..].try_into().unwrap();
+            cases.push(x);
+        }
+        let mut small = 0;
+        for c in &cases {
+            if let Some(is_small) = slow(c) {
+                assert_eq!(encodes_small_order_point(c), is_small, "{}", hex::encode(c));
+                small += usize::from(is_small);
+            }
+        }
+        assert!(small >= 16, "the torsion encodings were exercised ({small})");
+    }
 }
