@@ -137,8 +137,8 @@ impl AppHandle {
         self.inner.lock().unwrap_or_else(|_| fatal("state lock poisoned by an earlier panic"))
     }
 
-    /// Drop a block that was finalized but never committed (CometBFT restarted between the two):
-    /// reload the committed state so the block can be replayed on top of it.
+    /// Drop a block that was finalized but never committed (CometBFT restarted between the two
+    /// and now replays from the committed height): reload the committed state first.
     fn discard_uncommitted(&self, inner: &mut Inner) {
         if let Some((h, _, _)) = inner.uncommitted.take() {
             warn!(height = h, "discarding a finalized but uncommitted block; reloading committed state");
@@ -186,10 +186,10 @@ pub trait PreverifyBatch {
 }
 
 impl Application for AppHandle {
+    /// Reports what is on disk, never a finalized-but-uncommitted block: CometBFT's handshake
+    /// replays from here, and `/abci_info` may arrive between `FinalizeBlock` and `Commit`.
     fn info(&self, _req: RequestInfo) -> ResponseInfo {
-        let mut inner = self.lock();
-        self.discard_uncommitted(&mut inner);
-        let (height, hash) = inner.state.as_ref().map_or((0, Vec::new()), |s| (s.height(), s.app_hash().to_vec()));
+        let (height, hash) = self.store.last_committed().map_or((0, Vec::new()), |(h, a)| (h, a.to_vec()));
         ResponseInfo {
             data: "hashmesh".into(),
             version: env!("CARGO_PKG_VERSION").into(),
