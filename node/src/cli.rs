@@ -12,7 +12,7 @@ use hashmesh_node::home::{Config, Home};
 use hashmesh_node::output::print_json;
 use hashmesh_node::query_cmd::{self, Target};
 use hashmesh_node::rpc::Rpc;
-use hashmesh_node::testnet::{self, procs, Cluster, ClusterSpec};
+use hashmesh_node::testnet;
 use hashmesh_node::tx_cmd::{self, TxOptions};
 use hashmesh_protocol::Body;
 use serde_json::json;
@@ -240,8 +240,9 @@ enum QueryCmd {
     History(HistoryArgs),
 }
 
+/// Which directives: shared by `query history` and `audit directives`.
 #[derive(Args, Clone)]
-struct HistoryArgs {
+struct DirectiveFilter {
     /// Only this signer (pool id hex).
     #[arg(long)]
     pool: Option<String>,
@@ -254,6 +255,12 @@ struct HistoryArgs {
     /// To this height (inclusive).
     #[arg(long)]
     to_height: Option<u64>,
+}
+
+#[derive(Args, Clone)]
+struct HistoryArgs {
+    #[command(flatten)]
+    filter: DirectiveFilter,
     /// Page size (max 1000).
     #[arg(long)]
     limit: Option<u32>,
@@ -271,18 +278,8 @@ enum AuditCmd {
     Directives {
         #[command(flatten)]
         conn: Conn,
-        /// Only this signer (pool id hex).
-        #[arg(long)]
-        pool: Option<String>,
-        /// Only this miner group.
-        #[arg(long)]
-        group: Option<String>,
-        /// From this height (inclusive).
-        #[arg(long)]
-        from_height: Option<u64>,
-        /// To this height (inclusive).
-        #[arg(long)]
-        to_height: Option<u64>,
+        #[command(flatten)]
+        filter: DirectiveFilter,
         /// Also confirm each directive's block through CometBFT /tx (slower).
         #[arg(long)]
         check_blocks: bool,
@@ -413,7 +410,8 @@ pub fn main() -> Result<i32> {
             }
             Ok(0)
         }
-        Cmd::Audit { cmd: AuditCmd::Directives { conn, pool, group, from_height, to_height, check_blocks, json } } => {
+        Cmd::Audit { cmd: AuditCmd::Directives { conn, filter, check_blocks, json } } => {
+            let DirectiveFilter { pool, group, from_height, to_height } = filter;
             if let Some(p) = &pool {
                 audit::parse_pool(p)?;
             }
@@ -501,7 +499,8 @@ fn run_query(q: QueryArgs) -> Result<i32> {
         QueryCmd::Pending => Target::Pending,
         QueryCmd::Directive { id } => Target::Directive(id),
         QueryCmd::History(h) => Target::History(json!({
-            "pool": h.pool, "group": h.group, "from_height": h.from_height, "to_height": h.to_height,
+            "pool": h.filter.pool, "group": h.filter.group,
+            "from_height": h.filter.from_height, "to_height": h.filter.to_height,
             "limit": h.limit, "after": h.after,
         })),
     };
@@ -516,105 +515,11 @@ fn run_query(q: QueryArgs) -> Result<i32> {
 fn run_testnet(dir: &Path, cmd: TestnetCmd) -> Result<i32> {
     match cmd {
         TestnetCmd::Up { validators, cometbft, base_port, no_demo } => {
-            let mut cluster = match Cluster::load(dir)? {
-                Some(c) => {
-                    if c.nodes.iter().any(|n| procs::alive(n.pids.cometbft) || procs::alive(n.pids.hashmesh)) {
-                        println!("a cluster is already running in {} ({} nodes):", dir.display(), c.nodes.len());
-                        print!("{}", testnet::demo::render_status(&testnet::demo::status(&c)));
-                        println!("use testnet/status, testnet/stop NODE, or testnet/down [--wipe]");
-                        return Ok(0);
-                    }
-                    if c.nodes.len() != validators {
-                        bail!("{} holds a stopped {}-node cluster; run `testnet/down --wipe` to make a {validators}-node one", dir.display(), c.nodes.len());
-                    }
-                    println!("restarting the stopped cluster in {}", dir.display());
-                    c
-                }
-                None => {
-                    let exe = std::env::current_exe()?;
-                    println!("generating a {validators}-pool cluster in {}", dir.display());
-                    testnet::generate(&ClusterSpec {
-                        dir: dir.to_owned(),
-                        validators,
-                        chain_id: "hashmesh-testnet".into(),
-                        base_port: (base_port != 0).then_some(base_port),
-                        cometbft,
-                        hashmesh: exe,
-                        timeout_commit: "250ms".into(),
-                        vote_window_blocks: 100,
-                        kvstore: false,
-                    })?
-                }
-            };
-            for i in 0..cluster.nodes.len() {
-                procs::start_node(&mut cluster, i, true)?;
-                println!(
-                    "  started {} (cometbft pid {}, hashmesh pid {})",
-                    cluster.nodes[i].name, cluster.nodes[i].pids.cometbft, cluster.nodes[i].pids.hashmesh
-                );
-            }
-            cluster.save()?;
-            println!("waiting for the first blocks...");
-            let all: Vec<usize> = (0..cluster.nodes.len()).collect();
-            procs::wait_for_height(&cluster, &all, 2, Duration::from_secs(60))?;
-            if !no_demo {
-                testnet::demo::run(&cluster)?;
-            }
-            println!();
-            print!("{}", testnet::demo::render_status(&testnet::demo::status(&cluster)));
-            let auditor = cluster.nodes.last().expect("nodes");
-            println!("\naudit from {} ({}):", auditor.name, auditor.rpc);
-            let report = audit::run(&Rpc::new(&auditor.rpc), &AuditFilter::default())?;
-            print!("{}", audit::render(&report));
-            println!("\ncluster file: {}/cluster.json   stop with: testnet/down", cluster.dir.display());
-            Ok(i32::from(report.failures > 0))
+            testnet::commands::up(dir, validators, &cometbft, base_port, !no_demo)
         }
-        TestnetCmd::Start { node } => {
-            let mut c = Cluster::load(dir)?.context("no cluster here; run testnet/up first")?;
-            let i = c.node_index(&node)?;
-            if procs::alive(c.nodes[i].pids.cometbft) {
-                println!("{} is already running", c.nodes[i].name);
-                return Ok(0);
-            }
-            procs::start_node(&mut c, i, true)?;
-            c.save()?;
-            println!(
-                "started {} (cometbft pid {}, hashmesh pid {})",
-                c.nodes[i].name, c.nodes[i].pids.cometbft, c.nodes[i].pids.hashmesh
-            );
-            Ok(0)
-        }
-        TestnetCmd::Stop { node } => {
-            let mut c = Cluster::load(dir)?.context("no cluster here; run testnet/up first")?;
-            let i = c.node_index(&node)?;
-            procs::stop_node(&mut c, i);
-            c.save()?;
-            println!("stopped {}", c.nodes[i].name);
-            Ok(0)
-        }
-        TestnetCmd::Status { json } => {
-            let c = Cluster::load(dir)?.context("no cluster here; run testnet/up first")?;
-            let rows = testnet::demo::status(&c);
-            if json {
-                print_json(&json!({"chain_id": c.chain_id, "dir": c.dir, "nodes": rows}));
-            } else {
-                print!("{}", testnet::demo::render_status(&rows));
-            }
-            Ok(0)
-        }
-        TestnetCmd::Down { wipe } => {
-            if let Some(mut c) = Cluster::load(dir)? {
-                for i in 0..c.nodes.len() {
-                    procs::stop_node(&mut c, i);
-                }
-                c.save()?;
-                println!("stopped {} nodes", c.nodes.len());
-            }
-            if wipe && dir.exists() {
-                std::fs::remove_dir_all(dir).with_context(|| format!("removing {}", dir.display()))?;
-                println!("removed {}", dir.display());
-            }
-            Ok(0)
-        }
+        TestnetCmd::Start { node } => testnet::commands::start(dir, &node),
+        TestnetCmd::Stop { node } => testnet::commands::stop(dir, &node),
+        TestnetCmd::Status { json } => testnet::commands::status(dir, json),
+        TestnetCmd::Down { wipe } => testnet::commands::down(dir, wipe),
     }
 }

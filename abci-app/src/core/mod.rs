@@ -1,6 +1,6 @@
 //! The pure core of the application: state, genesis, validation, block application, app hash.
 //!
-//! Invariants: nothing here imports sled, tokio, `std::fs`, `std::net` or a clock; all
+//! Invariants: nothing here touches storage, the network, files, a runtime or a clock; all
 //! iteration is over `BTreeMap`/`BTreeSet`; all arithmetic is on sized integers.
 
 pub mod apply;

@@ -3,6 +3,7 @@
 //! The `testnet/` shell scripts and the end-to-end tests both drive this module.
 
 pub mod cluster;
+pub mod commands;
 pub mod demo;
 pub mod layout;
 pub mod procs;

@@ -1,0 +1,142 @@
+//! The `hashmesh testnet …` commands behind the `testnet/` scripts.
+
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use serde_json::json;
+
+use super::{demo, generate, procs, Cluster, ClusterSpec};
+use crate::audit::{self, AuditFilter};
+use crate::output::print_json;
+use crate::rpc::Rpc;
+
+const NO_CLUSTER: &str = "no cluster here; run testnet/up first";
+
+fn any_running(c: &Cluster) -> bool {
+    c.nodes.iter().any(|n| procs::alive(n.pids.cometbft) || procs::alive(n.pids.hashmesh))
+}
+
+/// `testnet/up`: generate (or restart) the cluster, start every node, wait for blocks, run the
+/// demo, print the nodes and the audit from the last node. Exit status 1 if the audit fails.
+///
+/// # Errors
+/// If generation, a process start or the first blocks fail.
+pub fn up(dir: &Path, validators: usize, cometbft: &Path, base_port: u16, run_demo: bool) -> Result<i32> {
+    let mut cluster = match Cluster::load(dir)? {
+        Some(c) if any_running(&c) => {
+            println!("a cluster is already running in {} ({} nodes):", dir.display(), c.nodes.len());
+            print!("{}", demo::render_status(&demo::status(&c)));
+            println!("use testnet/status, testnet/stop NODE, or testnet/down [--wipe]");
+            return Ok(0);
+        }
+        Some(c) if c.nodes.len() != validators => bail!(
+            "{} holds a stopped {}-node cluster; run `testnet/down --wipe` to make a {validators}-node one",
+            dir.display(),
+            c.nodes.len()
+        ),
+        Some(c) => {
+            println!("restarting the stopped cluster in {}", dir.display());
+            c
+        }
+        None => {
+            println!("generating a {validators}-pool cluster in {}", dir.display());
+            generate(&ClusterSpec {
+                dir: dir.to_owned(),
+                validators,
+                chain_id: "hashmesh-testnet".into(),
+                base_port: (base_port != 0).then_some(base_port),
+                cometbft: cometbft.to_owned(),
+                hashmesh: std::env::current_exe()?,
+                timeout_commit: "250ms".into(),
+                vote_window_blocks: 100,
+                kvstore: false,
+            })?
+        }
+    };
+    for i in 0..cluster.nodes.len() {
+        procs::start_node(&mut cluster, i, true)?;
+        let n = &cluster.nodes[i];
+        println!("  started {} (cometbft pid {}, hashmesh pid {})", n.name, n.pids.cometbft, n.pids.hashmesh);
+    }
+    cluster.save()?;
+    println!("waiting for the first blocks...");
+    let all: Vec<usize> = (0..cluster.nodes.len()).collect();
+    procs::wait_for_height(&cluster, &all, 2, Duration::from_secs(60))?;
+    if run_demo {
+        demo::run(&cluster)?;
+    }
+    println!();
+    print!("{}", demo::render_status(&demo::status(&cluster)));
+    let auditor = cluster.nodes.last().expect("a cluster has nodes");
+    println!("\naudit from {} ({}):", auditor.name, auditor.rpc);
+    let report = audit::run(&Rpc::new(&auditor.rpc), &AuditFilter::default())?;
+    print!("{}", audit::render(&report));
+    println!("\ncluster file: {}/cluster.json   stop with: testnet/down", cluster.dir.display());
+    Ok(i32::from(report.failures > 0))
+}
+
+/// `testnet/start NODE`.
+///
+/// # Errors
+/// If there is no cluster or no such node, or the processes cannot start.
+pub fn start(dir: &Path, node: &str) -> Result<i32> {
+    let mut c = Cluster::load(dir)?.context(NO_CLUSTER)?;
+    let i = c.node_index(node)?;
+    if procs::alive(c.nodes[i].pids.cometbft) {
+        println!("{} is already running", c.nodes[i].name);
+        return Ok(0);
+    }
+    procs::start_node(&mut c, i, true)?;
+    c.save()?;
+    let n = &c.nodes[i];
+    println!("started {} (cometbft pid {}, hashmesh pid {})", n.name, n.pids.cometbft, n.pids.hashmesh);
+    Ok(0)
+}
+
+/// `testnet/stop NODE`.
+///
+/// # Errors
+/// If there is no cluster or no such node.
+pub fn stop(dir: &Path, node: &str) -> Result<i32> {
+    let mut c = Cluster::load(dir)?.context(NO_CLUSTER)?;
+    let i = c.node_index(node)?;
+    procs::stop_node(&mut c, i);
+    c.save()?;
+    println!("stopped {}", c.nodes[i].name);
+    Ok(0)
+}
+
+/// `testnet/status [--json]`.
+///
+/// # Errors
+/// If there is no cluster.
+pub fn status(dir: &Path, json: bool) -> Result<i32> {
+    let c = Cluster::load(dir)?.context(NO_CLUSTER)?;
+    let rows = demo::status(&c);
+    if json {
+        print_json(&json!({"chain_id": c.chain_id, "dir": c.dir, "nodes": rows}));
+    } else {
+        print!("{}", demo::render_status(&rows));
+    }
+    Ok(0)
+}
+
+/// `testnet/down [--wipe]`.
+///
+/// # Errors
+/// If the cluster directory cannot be removed.
+pub fn down(dir: &Path, wipe: bool) -> Result<i32> {
+    if let Some(mut c) = Cluster::load(dir)? {
+        for i in 0..c.nodes.len() {
+            procs::stop_node(&mut c, i);
+        }
+        c.save()?;
+        println!("stopped {} nodes", c.nodes.len());
+    }
+    if wipe && dir.exists() {
+        std::fs::remove_dir_all(dir).with_context(|| format!("removing {}", dir.display()))?;
+        println!("removed {}", dir.display());
+    }
+    Ok(0)
+}
