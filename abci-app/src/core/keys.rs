@@ -12,7 +12,7 @@ pub const META_LAST: &[u8] = b"m:last";
 
 /// Prefix of [`pool`] keys.
 pub const POOL: &[u8] = b"p:";
-/// Prefix of [`nonce`] keys.
+/// Prefix of [`nonces`] keys.
 pub const NONCE: &[u8] = b"n:";
 /// Prefix of [`endpoint`] keys.
 pub const ENDPOINT: &[u8] = b"e:";
