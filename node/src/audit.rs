@@ -49,8 +49,10 @@ pub struct Audited {
     pub signer_name: String,
     /// Miner group, for routes.
     pub group: Option<String>,
-    /// Block proposer address.
+    /// Block proposer's validator address.
     pub proposer: String,
+    /// The pool whose validator proposed the block (empty if not in genesis).
+    pub proposer_name: String,
     /// Body as JSON.
     pub body: Value,
     /// Whether every check passed.
@@ -80,15 +82,17 @@ pub struct AuditReport {
 /// If the node cannot be reached or answers nonsense.
 pub fn run(rpc: &Rpc, f: &AuditFilter) -> Result<AuditReport> {
     let (chain_id, height, _) = rpc.status()?;
-    let pools: BTreeMap<String, String> = rpc
-        .abci_query("/pools", b"")?
+    let pool_list = rpc.abci_query("/pools", b"")?;
+    let field = |p: &Value, k: &str| p[k].as_str().unwrap_or("").to_owned();
+    let pools: BTreeMap<String, String> =
+        pool_list.as_array().into_iter().flatten().map(|p| (field(p, "id"), field(p, "name"))).collect();
+    // Block proposers are validator addresses; genesis ties each to a pool.
+    let validators: BTreeMap<String, String> = pool_list
         .as_array()
-        .map(|a| {
-            a.iter()
-                .map(|p| (p["id"].as_str().unwrap_or("").to_owned(), p["name"].as_str().unwrap_or("").to_owned()))
-                .collect()
-        })
-        .unwrap_or_default();
+        .into_iter()
+        .flatten()
+        .map(|p| (field(p, "validator_address").to_uppercase(), field(p, "name")))
+        .collect();
     let mut out = Vec::new();
     let mut after: Option<String> = None;
     loop {
@@ -98,7 +102,9 @@ pub fn run(rpc: &Rpc, f: &AuditFilter) -> Result<AuditReport> {
         });
         let page = rpc.abci_query("/history", filter.to_string().as_bytes())?;
         for d in page["directives"].as_array().into_iter().flatten() {
-            out.push(check_one(rpc, d, &chain_id, &pools, f.check_blocks));
+            let mut audited = check_one(rpc, d, &chain_id, &pools, f.check_blocks);
+            audited.proposer_name = validators.get(&audited.proposer).cloned().unwrap_or_default();
+            out.push(audited);
         }
         match page["next"].as_str() {
             Some(n) => after = Some(n.to_owned()),
@@ -160,6 +166,7 @@ fn check_one(rpc: &Rpc, d: &Value, chain_id: &str, pools: &BTreeMap<String, Stri
         signer,
         group: d["body"]["group"].as_str().map(str::to_owned),
         proposer: s("proposer"),
+        proposer_name: String::new(),
         body: d["body"].clone(),
         verified: problems.is_empty(),
         problems,
@@ -188,7 +195,7 @@ pub fn render(r: &AuditReport) -> String {
                 what,
                 d.status.clone(),
                 d.signer_name.clone(),
-                short(&d.proposer, 10),
+                if d.proposer_name.is_empty() { short(&d.proposer, 10) } else { d.proposer_name.clone() },
                 if d.verified { "ok".into() } else { format!("FAIL: {}", d.problems.join("; ")) },
                 short(&d.id, 12),
             ]

@@ -2,8 +2,8 @@
 //! hashmesh and for CometBFT's built-in `kvstore` app, with the same load generator and the
 //! same transaction size, in one run; plus broadcast-to-commit latency percentiles.
 //!
-//! Load: `concurrency` closed-loop workers, each bound to one node (and, for hashmesh, to that
-//! node's pool key) calling `broadcast_tx_sync`. Throughput counts transactions in blocks
+//! Load: `concurrency` workers, each bound to one node (and, for hashmesh, to that node's pool
+//! key) calling `broadcast_tx_sync`, closed loop (saturation) or paced to a total `rate`. Throughput counts transactions in blocks
 //! committed while the load ran, over the span of those blocks' header times. Latency is the
 //! time from the broadcast call until node 0's RPC shows the block holding the transaction.
 
@@ -35,8 +35,11 @@ pub struct BenchSpec {
     pub validators: usize,
     /// Seconds of load per application.
     pub duration: Duration,
-    /// Concurrent closed-loop workers.
+    /// Concurrent workers.
     pub concurrency: usize,
+    /// Offered load in transactions per second over all workers (open loop); `None` for closed
+    /// loop (each worker sends as soon as its previous broadcast returns).
+    pub rate: Option<f64>,
     /// Where the clusters are generated (a fresh directory each).
     pub work_dir: PathBuf,
 }
@@ -198,7 +201,10 @@ fn load(spec: &BenchSpec, cluster: &Cluster, kvstore: bool) -> Result<AppResult>
         })
     };
 
-    eprintln!("bench: {name}: {} workers for {:?}", spec.concurrency, spec.duration);
+    match spec.rate {
+        Some(r) => eprintln!("bench: {name}: {} workers offering {r} tx/s for {:?}", spec.concurrency, spec.duration),
+        None => eprintln!("bench: {name}: {} closed-loop workers for {:?}", spec.concurrency, spec.duration),
+    }
     let deadline = Instant::now() + spec.duration;
     let per_node = spec.concurrency.div_ceil(cluster.nodes.len()).max(1);
     let mut workers = Vec::new();
@@ -209,8 +215,18 @@ fn load(spec: &BenchSpec, cluster: &Cluster, kvstore: bool) -> Result<AppResult>
             let (src, sent, admitted, refused) =
                 (Arc::clone(&src), Arc::clone(&sent), Arc::clone(&admitted), Arc::clone(&refused));
             let rpc = Rpc::new(&cluster.nodes[node].rpc);
+            let gap = spec.rate.map(|r| Duration::from_secs_f64(spec.concurrency as f64 / r));
             workers.push(std::thread::spawn(move || {
+                let mut next_send = Instant::now();
                 while Instant::now() < deadline {
+                    if let Some(gap) = gap {
+                        // Open loop: keep the schedule even if a broadcast was slow.
+                        let now = Instant::now();
+                        if next_send > now {
+                            std::thread::sleep(next_send - now);
+                        }
+                        next_send += gap;
+                    }
                     let tx = (src.lock().expect("lock"))();
                     let h: [u8; 32] = Sha256::digest(&tx).into();
                     sent.lock().expect("lock").insert(h, Instant::now());

@@ -293,7 +293,7 @@ enum AuditCmd {
 enum BenchCmd {
     /// Committed tx/s of hashmesh vs CometBFT's kvstore on loopback clusters, in one run.
     #[command(
-        after_help = "Example:\n  hashmesh bench cluster --cometbft .tools/bin/cometbft --duration-secs 20 --concurrency 32"
+        after_help = "Examples:\n  hashmesh bench cluster --cometbft .tools/bin/cometbft --duration-secs 20                 # saturation\n  hashmesh bench cluster --cometbft .tools/bin/cometbft --concurrency 8 --rate 50         # latency at light load"
     )]
     Cluster {
         /// The cometbft binary.
@@ -305,9 +305,12 @@ enum BenchCmd {
         /// Seconds of load per application.
         #[arg(long, default_value_t = 20)]
         duration_secs: u64,
-        /// Concurrent closed-loop broadcasters.
-        #[arg(long, default_value_t = 32)]
+        /// Concurrent broadcasters.
+        #[arg(long, default_value_t = 128)]
         concurrency: usize,
+        /// Offer this many tx/s in total (open loop, for latency); default: closed loop (saturation).
+        #[arg(long)]
+        rate: Option<f64>,
         /// Working directory for the two clusters.
         #[arg(long, default_value = "target/bench-cluster")]
         dir: PathBuf,
@@ -427,13 +430,17 @@ pub fn main() -> Result<i32> {
             Ok(i32::from(report.failures > 0))
         }
         Cmd::Testnet { dir, cmd } => run_testnet(&dir, cmd),
-        Cmd::Bench { cmd: BenchCmd::Cluster { cometbft, validators, duration_secs, concurrency, dir, json } } => {
+        Cmd::Bench { cmd: BenchCmd::Cluster { cometbft, validators, duration_secs, concurrency, rate, dir, json } } => {
+            if rate.is_some_and(|r| !(r > 0.0)) {
+                bail!("--rate must be a positive number of transactions per second");
+            }
             let report = bench::run(&bench::BenchSpec {
                 cometbft,
                 hashmesh: std::env::current_exe()?,
                 validators,
                 duration: Duration::from_secs(duration_secs),
                 concurrency,
+                rate,
                 work_dir: dir,
             })?;
             if json {
