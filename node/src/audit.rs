@@ -220,3 +220,75 @@ pub fn render(r: &AuditReport) -> String {
 pub fn parse_pool(s: &str) -> Result<PoolId> {
     s.parse().map_err(|e| anyhow::anyhow!("--pool: {e}"))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hashmesh_protocol::{Body, SigningKey, UnsignedTx};
+
+    fn record(key: &SigningKey, chain: &str) -> (Value, BTreeMap<String, String>) {
+        let body = Body::Drain { endpoint: "pool-a/ep-1".parse().unwrap() };
+        let (tx, bytes) = key.sign(UnsignedTx { chain_id: chain.into(), signer: key.pool_id(), nonce: 1, body });
+        let view = json!({
+            "id": DirectiveId::of_tx_bytes(&bytes).to_hex(), "height": 3, "index": 0, "kind": "drain",
+            "status": "applied", "signer": key.pool_id().to_hex(), "proposer": "AB",
+            "body": serde_json::to_value(&tx.body).unwrap(), "tx_hex": hex::encode(&bytes),
+        });
+        let pools = BTreeMap::from([(key.pool_id().to_hex(), "pool-a".to_owned())]);
+        (view, pools)
+    }
+
+    fn audit(d: &Value, pools: &BTreeMap<String, String>) -> Audited {
+        // No RPC call happens without --check-blocks; the URL is never dialled.
+        check_one(&Rpc::new("http://127.0.0.1:9"), d, "chain-x", pools, false)
+    }
+
+    #[test]
+    fn an_honest_record_verifies() {
+        let (d, pools) = record(&SigningKey::from_seed(&[1; 32]), "chain-x");
+        let a = audit(&d, &pools);
+        assert!(a.verified, "{:?}", a.problems);
+        assert_eq!(a.signer_name, "pool-a");
+    }
+
+    #[test]
+    fn every_kind_of_tampering_is_caught() {
+        let key = SigningKey::from_seed(&[1; 32]);
+        let (good, pools) = record(&key, "chain-x");
+        let flip_sig = {
+            let mut b = hex::decode(good["tx_hex"].as_str().unwrap()).unwrap();
+            let last = b.len() - 1;
+            b[last] ^= 1;
+            let mut d = good.clone();
+            d["tx_hex"] = json!(hex::encode(&b));
+            d["id"] = json!(DirectiveId::of_tx_bytes(&b).to_hex());
+            d
+        };
+        let wrong_id = {
+            let mut d = good.clone();
+            d["id"] = json!("00".repeat(32));
+            d
+        };
+        let wrong_body = {
+            let mut d = good.clone();
+            d["body"] = json!({"kind": "drain", "endpoint": "pool-a/ep-2"});
+            d
+        };
+        let (other_chain, _) = record(&key, "chain-y");
+        let stranger = {
+            let (d, _) = record(&SigningKey::from_seed(&[2; 32]), "chain-x");
+            d
+        };
+        for (name, d, needle) in [
+            ("flipped signature", flip_sig, "signature"),
+            ("wrong id", wrong_id, "SHA-256"),
+            ("edited body", wrong_body, "body"),
+            ("other chain", other_chain, "chain"),
+            ("unregistered signer", stranger, "registered"),
+        ] {
+            let a = audit(&d, &pools);
+            assert!(!a.verified, "{name} passed the audit");
+            assert!(a.problems.iter().any(|p| p.contains(needle)), "{name}: {:?}", a.problems);
+        }
+    }
+}

@@ -431,7 +431,7 @@ pub fn main() -> Result<i32> {
         }
         Cmd::Testnet { dir, cmd } => run_testnet(&dir, cmd),
         Cmd::Bench { cmd: BenchCmd::Cluster { cometbft, validators, duration_secs, concurrency, rate, dir, json } } => {
-            if rate.is_some_and(|r| !(r > 0.0)) {
+            if rate.is_some_and(|r| r.is_nan() || r <= 0.0) {
                 bail!("--rate must be a positive number of transactions per second");
             }
             let report = bench::run(&bench::BenchSpec {

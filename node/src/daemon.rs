@@ -45,9 +45,15 @@ pub fn serve_metrics(addr: &str, metrics: Arc<AppMetrics>) -> Result<()> {
         for stream in listener.incoming() {
             let Ok(mut s) = stream else { continue };
             let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+            // Read the request head (bounded to 8 KiB): the request line, then headers up to the
+            // blank line, so the client is done writing before we answer and close.
+            let mut reader = BufReader::new((&s).take(8192));
             let mut line = String::new();
-            // Read at most one request line of bounded size; the rest is ignored.
-            let ok = BufReader::new((&s).take(4096)).read_line(&mut line).is_ok();
+            let ok = reader.read_line(&mut line).is_ok();
+            let mut header = String::new();
+            while reader.read_line(&mut header).is_ok_and(|n| n > 0) && header.trim_end() != "" {
+                header.clear();
+            }
             let (status, body) = if ok && line.starts_with("GET /metrics") {
                 ("200 OK", metrics.render())
             } else {

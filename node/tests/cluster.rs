@@ -96,6 +96,17 @@ fn app_hash_at(p: &Processes, i: usize, h: u64) -> String {
     r["block"]["header"]["app_hash"].as_str().unwrap().to_owned()
 }
 
+fn http_get(url: &str) -> String {
+    use std::io::{Read, Write};
+    let addr = url.trim_start_matches("http://").split('/').next().unwrap().to_owned();
+    let mut s = std::net::TcpStream::connect(&addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    s.write_all(format!("GET /metrics HTTP/1.1\r\nHost: {addr}\r\n\r\n").as_bytes()).unwrap();
+    let mut body = String::new();
+    s.read_to_string(&mut body).unwrap();
+    body
+}
+
 fn wait_until(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
     let deadline = Instant::now() + timeout;
     while !f() {
@@ -147,6 +158,8 @@ fn four_validator_cluster_end_to_end() {
     assert_eq!(code, 0, "{r} {err}");
     assert_eq!(r["decided"]["status"], "active", "the vote reports the route it activated: {r}");
     applied += 1;
+    let vote_height = r["height"].as_u64().unwrap();
+    wait_until("node c to commit the vote's block", Duration::from_secs(30), || height(&p, 2) >= vote_height);
     let seen_from_c = Rpc::new(&rpc(&p, 2)).abci_query("/directive", cross_id.as_bytes()).unwrap();
     assert_eq!(seen_from_c["status"], "active", "node c sees the approved route active");
 
@@ -282,6 +295,15 @@ fn four_validator_cluster_end_to_end() {
         .expect("restarted node catches up");
     let hashes: Vec<String> = (0..4).map(|i| app_hash_at(&p, i, target)).collect();
     assert!(hashes.windows(2).all(|w| w[0] == w[1]), "app hashes differ at height {target}: {hashes:?}");
+
+    // Prometheus metrics of a node count what it committed.
+    let metrics = http_get(&format!("http://{}/metrics", p.cluster.nodes[0].metrics));
+    let applied_metric: u64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("hashmesh_txs_applied_total "))
+        .and_then(|v| v.trim().parse().ok())
+        .expect("hashmesh_txs_applied_total in /metrics");
+    assert_eq!(applied_metric, applied as u64, "metrics: {metrics}");
 
     // Audit from a node that submitted nothing: every directive, every signature valid.
     let (code, report, err) = hm(&["audit", "directives", "--rpc", &rpc(&p, 3), "--json", "--check-blocks"]);

@@ -80,11 +80,8 @@ pub fn run(cluster: &Cluster) -> Result<()> {
     let endpoint: hashmesh_protocol::EndpointId = z.endpoints[1].parse()?;
     // On a restarted cluster the endpoint may already be drained: then restore it instead.
     let endpoints = Rpc::new(&z.rpc).abci_query("/endpoints", b"")?;
-    let drained = endpoints
-        .as_array()
-        .into_iter()
-        .flatten()
-        .any(|e| e["id"] == endpoint.as_str() && e["drained"] == true);
+    let drained =
+        endpoints.as_array().into_iter().flatten().any(|e| e["id"] == endpoint.as_str() && e["drained"] == true);
     send(cluster, last, if drained { Body::Restore { endpoint } } else { Body::Drain { endpoint } })?;
     Ok(())
 }
