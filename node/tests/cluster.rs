@@ -154,6 +154,9 @@ fn four_validator_cluster_end_to_end() {
     assert_eq!((code, r["status"].as_str()), (0, Some("pending")), "{r} {err}");
     applied += 1;
     let cross_id = r["directive_id"].as_str().unwrap().to_owned();
+    // pool-b votes through its own node, which must have committed the route first.
+    let route_height = r["height"].as_u64().unwrap();
+    wait_until("node b to commit the route", Duration::from_secs(30), || height(&p, 1) >= route_height);
     let (code, r, err) = tx(&p, 1, &["vote", "--directive", &cross_id, "--approve"]);
     assert_eq!(code, 0, "{r} {err}");
     assert_eq!(r["decided"]["status"], "active", "the vote reports the route it activated: {r}");

@@ -74,6 +74,9 @@ pub fn run(cluster: &Cluster) -> Result<()> {
     send(cluster, 1, route(&b.groups[0], &[(&b.endpoints[0], 10_000)])?)?;
     let cross = send(cluster, 0, route(&a.groups[1], &[(&b.endpoints[1], 7000), (&a.endpoints[0], 3000)])?)?;
     let id: DirectiveId = cross["directive_id"].as_str().unwrap_or_default().parse()?;
+    // pool-b votes through its own node, which must have committed the route first.
+    let route_height = cross["height"].as_u64().unwrap_or(0);
+    procs::wait_for_height(cluster, &[1], route_height, Duration::from_secs(30))?;
     send(cluster, 1, Body::Vote { directive: id, approve: true })?;
     let last = cluster.nodes.len() - 1;
     let z = &cluster.nodes[last];
