@@ -1,0 +1,25 @@
+//! hashmesh scheduling: everything the node decides about routing, as pure functions and
+//! state machines. No IO, no clock (`now_ms` is passed in), randomness only from a seeded
+//! [`rng::Rng`]. Floats are fine here: this runs off chain; on-chain forms are integers
+//! (see [`health::health_bp`]).
+//!
+//! - [`telemetry`]: what is measured per endpoint.
+//! - [`health`]: the source article's health score, with configurable weights.
+//! - [`forecast`]: EWMA throughput forecasts and the article's tiers.
+//! - [`ramp`]: cold start (the article's linear ramp, Envoy's slow start).
+//! - [`outlier`]: Envoy-style outlier ejection.
+//! - [`phi`]: phi-accrual failure detection and backoff with full jitter.
+//! - [`balancer`]: per-request endpoint choice (round robin … power of two choices).
+//! - [`planner`]: the hashmesh planner — group routes with hysteresis.
+//! - [`weights`]: exact basis-point weights.
+
+pub mod balancer;
+pub mod forecast;
+pub mod health;
+pub mod outlier;
+pub mod phi;
+pub mod planner;
+pub mod ramp;
+pub mod rng;
+pub mod telemetry;
+pub mod weights;

@@ -1,0 +1,199 @@
+//! The hashmesh planner: from a committed view of miner groups and endpoints, propose new
+//! group routes — only where the expected gain is worth a move (hysteresis: minimum dwell
+//! time, minimum gain, a cap on moves per epoch), and never onto a drained, ejected or
+//! unhealthy endpoint.
+//!
+//! Each group's target split is proportional to each eligible endpoint's *headroom* (capacity
+//! × max utilisation × cold-start ramp, minus the load of the other groups) weighted by health.
+//! Because a group's target ignores its own current placement, the same input always gives the
+//! same target: a group that already sits on its target has zero gain, so routing does not flap.
+
+use crate::weights::to_basis_points;
+
+/// Most endpoints one route may use (the protocol's `ROUTES_PER_GROUP_MAX`).
+pub const ROUTE_TARGETS_MAX: usize = 16;
+
+/// An endpoint as the planner sees it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PlanEndpoint {
+    /// Endpoint id.
+    pub id: String,
+    /// Owning pool.
+    pub owner: String,
+    /// Capacity, H/s.
+    pub capacity_hs: u64,
+    /// Health in [0, 1].
+    pub health: f64,
+    /// Committed as drained.
+    pub drained: bool,
+    /// Ejected by outlier detection or judged lost.
+    pub ejected: bool,
+    /// Cold-start factor in [0, 1].
+    pub ramp: f64,
+}
+
+/// A miner group and its current route.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PlanGroup {
+    /// Group id.
+    pub id: String,
+    /// Owning pool.
+    pub owner: String,
+    /// Nominal hashrate, H/s.
+    pub hashrate_hs: u64,
+    /// Current route: (endpoint index, weight in bp).
+    pub route: Vec<(usize, u16)>,
+    /// When the route last changed, ms (None: never routed).
+    pub changed_at_ms: Option<u64>,
+}
+
+/// Planner settings.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PlannerConfig {
+    /// A group keeps a route at least this long, ms (unless a target became unusable).
+    pub min_dwell_ms: u64,
+    /// Smallest improvement worth a move, bp of the current cost.
+    pub min_gain_bp: u32,
+    /// Most moves proposed per epoch.
+    pub max_moves_per_epoch: usize,
+    /// Endpoints below this health are not targeted.
+    pub health_floor: f64,
+    /// Target utilisation ceiling (e.g. 0.8).
+    pub max_utilization: f64,
+    /// Whether groups may be routed onto other pools' endpoints.
+    pub allow_cross_pool: bool,
+}
+
+impl Default for PlannerConfig {
+    fn default() -> Self {
+        Self {
+            min_dwell_ms: 60_000,
+            min_gain_bp: 500,
+            max_moves_per_epoch: 4,
+            health_floor: 0.3,
+            max_utilization: 0.8,
+            allow_cross_pool: false,
+        }
+    }
+}
+
+/// A proposed route change.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Move {
+    /// Index of the group.
+    pub group: usize,
+    /// New route: (endpoint index, weight bp), weights positive and summing to 10 000.
+    pub route: Vec<(usize, u16)>,
+    /// Expected improvement, bp of the current cost (10 000 when the current route is unusable).
+    pub gain_bp: u32,
+}
+
+/// Cost of putting `share_hs` on endpoint `e` on top of `other_load_hs`: grows as the
+/// endpoint fills up and as its health falls; unusable endpoints cost a prohibitive amount.
+fn penalty(e: &PlanEndpoint, other_load_hs: f64, share_hs: f64, cfg: &PlannerConfig) -> f64 {
+    if e.drained || e.ejected || e.health < cfg.health_floor || e.capacity_hs == 0 {
+        return 1e9;
+    }
+    let util = (other_load_hs + share_hs) / e.capacity_hs as f64;
+    1.0 / (e.health.max(0.01) * (1.0 - util).max(0.05))
+}
+
+fn route_cost(route: &[(usize, u16)], hashrate: f64, eps: &[PlanEndpoint], other: &[f64], cfg: &PlannerConfig) -> f64 {
+    route
+        .iter()
+        .map(|&(e, w)| {
+            let share = hashrate * f64::from(w) / 10_000.0;
+            f64::from(w) / 10_000.0 * penalty(&eps[e], other[e], share, cfg)
+        })
+        .sum()
+}
+
+fn usable(e: &PlanEndpoint, g: &PlanGroup, cfg: &PlannerConfig) -> bool {
+    !e.drained && !e.ejected && e.health >= cfg.health_floor && (cfg.allow_cross_pool || e.owner == g.owner)
+}
+
+/// The target route of group `gi` given the load of every other group.
+fn target(g: &PlanGroup, eps: &[PlanEndpoint], other: &[f64], cfg: &PlannerConfig) -> Option<Vec<(usize, u16)>> {
+    let mut cands: Vec<(usize, f64)> = eps
+        .iter()
+        .enumerate()
+        .filter(|(_, e)| usable(e, g, cfg))
+        .map(|(i, e)| {
+            let room = (e.capacity_hs as f64 * cfg.max_utilization * e.ramp.clamp(0.0, 1.0) - other[i]).max(0.0);
+            (i, room * e.health)
+        })
+        .collect();
+    if cands.is_empty() {
+        return None;
+    }
+    if cands.iter().all(|c| c.1 <= 0.0) {
+        // Everything is full: spread by health-weighted capacity.
+        for c in &mut cands {
+            c.1 = eps[c.0].capacity_hs as f64 * eps[c.0].health;
+        }
+    }
+    cands.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+    cands.truncate(ROUTE_TARGETS_MAX);
+    let bp = to_basis_points(&cands.iter().map(|c| c.1).collect::<Vec<_>>());
+    let mut route: Vec<(usize, u16)> = cands.iter().zip(bp).filter(|(_, w)| *w > 0).map(|(c, w)| (c.0, w)).collect();
+    route.sort_unstable();
+    Some(route)
+}
+
+/// Propose moves for this epoch.
+#[must_use]
+pub fn plan(groups: &[PlanGroup], eps: &[PlanEndpoint], cfg: &PlannerConfig, now_ms: u64) -> Vec<Move> {
+    let mut load = vec![0.0f64; eps.len()];
+    let add = |load: &mut Vec<f64>, g: &PlanGroup, route: &[(usize, u16)], sign: f64| {
+        for &(e, w) in route {
+            load[e] += sign * g.hashrate_hs as f64 * f64::from(w) / 10_000.0;
+        }
+    };
+    for g in groups {
+        add(&mut load, g, &g.route, 1.0);
+    }
+    // Worst-placed groups first; ties by index, so the order is deterministic.
+    let mut order: Vec<(usize, f64)> = groups
+        .iter()
+        .enumerate()
+        .map(|(i, g)| {
+            let mut other = load.clone();
+            add(&mut other, g, &g.route, -1.0);
+            (i, route_cost(&g.route, g.hashrate_hs as f64, eps, &other, cfg))
+        })
+        .collect();
+    order.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+
+    let mut moves = Vec::new();
+    for (gi, _) in order {
+        if moves.len() >= cfg.max_moves_per_epoch {
+            break;
+        }
+        let g = &groups[gi];
+        let mut other = load.clone();
+        add(&mut other, g, &g.route, -1.0);
+        let broken = g.route.is_empty() || g.route.iter().any(|&(e, _)| !usable(&eps[e], g, cfg));
+        let dwelling = g.changed_at_ms.is_some_and(|t| now_ms.saturating_sub(t) < cfg.min_dwell_ms);
+        if dwelling && !broken {
+            continue;
+        }
+        let Some(new_route) = target(g, eps, &other, cfg) else { continue };
+        if new_route == g.route {
+            continue;
+        }
+        let hr = g.hashrate_hs as f64;
+        let old_cost = route_cost(&g.route, hr, eps, &other, cfg);
+        let new_cost = route_cost(&new_route, hr, eps, &other, cfg);
+        let gain_bp = if broken || old_cost <= 0.0 {
+            10_000
+        } else {
+            (((old_cost - new_cost) / old_cost) * 10_000.0).clamp(0.0, 10_000.0) as u32
+        };
+        if broken || gain_bp >= cfg.min_gain_bp {
+            add(&mut load, g, &g.route, -1.0);
+            add(&mut load, g, &new_route, 1.0);
+            moves.push(Move { group: gi, route: new_route, gain_bp });
+        }
+    }
+    moves
+}
