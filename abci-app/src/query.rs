@@ -4,6 +4,7 @@
 //! |---|---|---|
 //! | `/status` | — | chain id, height, app hash, counts |
 //! | `/pools`, `/endpoints`, `/groups`, `/assignments`, `/pending` | — | lists |
+//! | `/telemetry` | — | latest report per endpoint, its health and freshness |
 //! | `/directive` | directive id (hex text) | one directive |
 //! | `/history` | [`HistoryFilter`] JSON | a page of directives and a cursor |
 
@@ -12,7 +13,7 @@ use hashmesh_protocol::{codec, Body, DirectiveId, GroupId, PoolId, SignedTx};
 use serde::{Deserialize, Serialize};
 
 use crate::core::keys;
-use crate::core::model::{Assignment, DirectiveRecord, EndpointRecord, GroupRecord, PoolRecord};
+use crate::core::model::{Assignment, DirectiveRecord, EndpointRecord, GroupRecord, PoolRecord, TelemetryRecord};
 use crate::core::state::{Counts, GenesisMeta};
 use crate::core::writes::KvRead;
 use crate::store::Store;
@@ -176,6 +177,21 @@ pub fn handle(store: &Store, path: &str, data: &[u8]) -> Result<Vec<u8>, QueryEr
             }))
         }
         "/pools" => Ok(json(&list::<PoolRecord>(store, keys::POOL))),
+        "/telemetry" => {
+            let meta: GenesisMeta = codec::decode_trusted(&meta).expect("genesis meta decodes");
+            let height = store.last_committed().map_or(0, |(h, _)| h);
+            let views: Vec<serde_json::Value> = list::<TelemetryRecord>(store, keys::TELEMETRY)
+                .into_iter()
+                .map(|t| {
+                    let fresh = t.height + meta.params.telemetry_stale_blocks >= height;
+                    serde_json::json!({
+                        "endpoint": t.endpoint, "height": t.height, "health_bp": t.health_bp,
+                        "fresh": fresh, "report": t.report,
+                    })
+                })
+                .collect();
+            Ok(json(&views))
+        }
         "/endpoints" => Ok(json(&list::<EndpointRecord>(store, keys::ENDPOINT))),
         "/groups" => Ok(json(&list::<GroupRecord>(store, keys::GROUP))),
         "/assignments" => Ok(json(&list::<Assignment>(store, keys::ASSIGNMENT))),
@@ -205,7 +221,7 @@ pub fn handle(store: &Store, path: &str, data: &[u8]) -> Result<Vec<u8>, QueryEr
         }
         other => fail(
             code::UNKNOWN_PATH,
-            format!("unknown query path {other:?}; try /status, /pools, /endpoints, /groups, /assignments, /pending, /directive, /history"),
+            format!("unknown query path {other:?}; try /status, /pools, /endpoints, /groups, /assignments, /pending, /telemetry, /directive, /history"),
         ),
     }
 }

@@ -19,6 +19,8 @@ pub enum Target {
     Assignments,
     /// `/pending`
     Pending,
+    /// `/telemetry`
+    Telemetry,
     /// `/directive` by id
     Directive(String),
     /// `/history` with a JSON filter
@@ -36,6 +38,7 @@ pub fn run(rpc: &Rpc, target: &Target) -> Result<Value> {
         Target::Groups => rpc.abci_query("/groups", b""),
         Target::Assignments => rpc.abci_query("/assignments", b""),
         Target::Pending => rpc.abci_query("/pending", b""),
+        Target::Telemetry => rpc.abci_query("/telemetry", b""),
         Target::Directive(id) => rpc.abci_query("/directive", id.as_bytes()),
         Target::History(f) => rpc.abci_query("/history", f.to_string().as_bytes()),
     }
@@ -89,6 +92,25 @@ pub fn render(target: &Target, v: &Value) -> Option<String> {
                         })
                         .unwrap_or_default();
                     vec![s(&a["group"]), s(&a["since_height"]), routes, short(&s(&a["directive"]), 16)]
+                })
+                .collect::<Vec<_>>(),
+        )),
+        Target::Telemetry => Some(table(
+            &["ENDPOINT", "HEALTH BP", "FRESH", "EPOCH", "HEIGHT", "CPU BP", "P50 MS", "P99 MS", "MINERS"],
+            &arr.iter()
+                .map(|t| {
+                    let r = &t["report"];
+                    vec![
+                        s(&t["endpoint"]),
+                        s(&t["health_bp"]),
+                        s(&t["fresh"]),
+                        s(&r["epoch"]),
+                        s(&t["height"]),
+                        s(&r["cpu_bp"]),
+                        s(&r["latency_ms_p50"]),
+                        s(&r["latency_ms_p99"]),
+                        s(&r["miners"]),
+                    ]
                 })
                 .collect::<Vec<_>>(),
         )),

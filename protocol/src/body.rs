@@ -48,6 +48,63 @@ pub enum Body {
         /// `true` approves, `false` rejects.
         approve: bool,
     },
+    /// The owner's measurements of one of its endpoints for one epoch.
+    ReportTelemetry {
+        /// The signer's endpoint.
+        endpoint: EndpointId,
+        /// The measurements.
+        report: TelemetryReport,
+    },
+}
+
+/// Most miners or queued requests a report may claim.
+pub const TELEMETRY_COUNT_MAX: u32 = 10_000_000;
+/// Largest latency a report may claim, ms (10 minutes).
+pub const TELEMETRY_LATENCY_MS_MAX: u32 = 600_000;
+
+/// One epoch of endpoint measurements, in integers (basis points, ms, H/s).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Encode, Decode, Serialize, Deserialize)]
+pub struct TelemetryReport {
+    /// Reporting epoch; strictly increasing per endpoint.
+    pub epoch: u64,
+    /// Accepted hashrate, H/s.
+    pub hashrate_hs: u64,
+    /// Shares accepted in the epoch.
+    pub shares_accepted: u64,
+    /// Shares rejected in the epoch.
+    pub shares_rejected: u64,
+    /// Shares for stale work in the epoch.
+    pub shares_stale: u64,
+    /// Median submit latency, ms.
+    pub latency_ms_p50: u32,
+    /// 99th percentile submit latency, ms (≥ p50).
+    pub latency_ms_p99: u32,
+    /// CPU utilisation, bp (0..=10 000).
+    pub cpu_bp: u16,
+    /// Memory pressure, bp (0..=10 000).
+    pub memory_bp: u16,
+    /// Error rate over the last minute, bp (0..=10 000).
+    pub error_bp: u16,
+    /// Requests waiting.
+    pub queue_len: u32,
+    /// Miners connected.
+    pub miners: u32,
+}
+
+impl TelemetryReport {
+    /// The first bound the report breaks, if any.
+    #[must_use]
+    pub fn out_of_range(&self) -> Option<&'static str> {
+        if self.cpu_bp > 10_000 || self.memory_bp > 10_000 || self.error_bp > 10_000 {
+            Some("cpu, memory and error rate are basis points (0..=10000)")
+        } else if self.latency_ms_p99 > TELEMETRY_LATENCY_MS_MAX || self.latency_ms_p50 > self.latency_ms_p99 {
+            Some("latency must satisfy p50 <= p99 <= 600000 ms")
+        } else if self.queue_len > TELEMETRY_COUNT_MAX || self.miners > TELEMETRY_COUNT_MAX {
+            Some("queue length and miners are at most 10000000")
+        } else {
+            None
+        }
+    }
 }
 
 impl Body {
@@ -59,6 +116,7 @@ impl Body {
             Body::Drain { .. } => "drain",
             Body::Restore { .. } => "restore",
             Body::Vote { .. } => "vote",
+            Body::ReportTelemetry { .. } => "report_telemetry",
         }
     }
 

@@ -49,11 +49,19 @@ pub enum RejectCode {
     TooManyPending = 19,
     /// `Drain` on an endpoint that is already drained.
     EndpointAlreadyDrained = 20,
+    /// A telemetry epoch not above the endpoint's last reported epoch.
+    TelemetryEpochNotIncreasing = 21,
+    /// A telemetry value out of its bounds.
+    TelemetryOutOfRange = 22,
+    /// A route targets an endpoint whose committed health is below the floor.
+    HealthBelowFloor = 23,
+    /// A route would load an endpoint beyond capacity × max utilisation.
+    CapacityExceeded = 24,
 }
 
 impl RejectCode {
     /// Every code, in numeric order (for docs and tests).
-    pub const ALL: [RejectCode; 20] = [
+    pub const ALL: [RejectCode; 24] = [
         Self::Malformed,
         Self::TxTooLarge,
         Self::WrongChainId,
@@ -74,6 +82,10 @@ impl RejectCode {
         Self::AlreadyVoted,
         Self::TooManyPending,
         Self::EndpointAlreadyDrained,
+        Self::TelemetryEpochNotIncreasing,
+        Self::TelemetryOutOfRange,
+        Self::HealthBelowFloor,
+        Self::CapacityExceeded,
     ];
 
     /// The numeric code CometBFT reports.
@@ -106,6 +118,10 @@ impl RejectCode {
             Self::AlreadyVoted => "already_voted",
             Self::TooManyPending => "too_many_pending",
             Self::EndpointAlreadyDrained => "endpoint_already_drained",
+            Self::TelemetryEpochNotIncreasing => "telemetry_epoch_not_increasing",
+            Self::TelemetryOutOfRange => "telemetry_out_of_range",
+            Self::HealthBelowFloor => "health_below_floor",
+            Self::CapacityExceeded => "capacity_exceeded",
         }
     }
 

@@ -16,7 +16,7 @@ pub mod limits;
 pub mod signing;
 pub mod tx;
 
-pub use body::{Body, RouteTarget, BASIS_POINTS_TOTAL};
+pub use body::{Body, RouteTarget, TelemetryReport, BASIS_POINTS_TOTAL};
 pub use codec::DecodeError;
 pub use codes::RejectCode;
 pub use ids::{DirectiveId, EndpointId, GroupId, IdError, PoolId};

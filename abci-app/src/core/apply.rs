@@ -9,14 +9,16 @@ use std::collections::BTreeSet;
 use hashmesh_protocol::limits::{NONCES_RETAINED_PER_POOL, PENDING_DIRECTIVES_MAX, TX_BYTES_MAX};
 use hashmesh_protocol::signing::{self, VerifyError};
 use hashmesh_protocol::{
-    codec, Body, DirectiveId, EndpointId, GroupId, PoolId, PoolKey, RejectCode, RouteTarget, SignedTx,
+    codec, Body, DirectiveId, EndpointId, GroupId, PoolId, PoolKey, RejectCode, RouteTarget, SignedTx, TelemetryReport,
     BASIS_POINTS_TOTAL,
 };
+
+use hashmesh_scheduler::health::health_bp;
 
 use super::events::Event;
 use super::hash;
 use super::keys;
-use super::model::{Assignment, DirectiveRecord, DirectiveStatus};
+use super::model::{Assignment, DirectiveRecord, DirectiveStatus, GroupRecord, TelemetryRecord};
 use super::state::State;
 use super::writes::{KvRead, WriteSet};
 
@@ -95,6 +97,7 @@ enum Plan {
     Drain(EndpointId),
     Restore(EndpointId),
     Vote { target: DirectiveId, approve: bool },
+    Telemetry { endpoint: EndpointId, report: TelemetryReport },
 }
 
 impl State {
@@ -168,7 +171,7 @@ impl State {
             });
             txs.push(match result {
                 Ok((id, log, events)) => {
-                    applied.push(id);
+                    applied.extend(id);
                     TxOutcome { code: 0, log, events }
                 }
                 Err(r) => TxOutcome { code: r.code.code(), log: r.log, events: Vec::new() },
@@ -239,6 +242,24 @@ impl State {
                 }
                 Ok(Plan::Restore(endpoint.clone()))
             }
+            Body::ReportTelemetry { endpoint, report } => {
+                self.owned_endpoint(tx.signer, endpoint)?;
+                if let Some(why) = report.out_of_range() {
+                    return reject(RejectCode::TelemetryOutOfRange, why);
+                }
+                if let Some(last) = self.telemetry.get(endpoint) {
+                    if report.epoch <= last.report.epoch {
+                        return reject(
+                            RejectCode::TelemetryEpochNotIncreasing,
+                            format!(
+                                "epoch {} is not above the last reported epoch {}",
+                                report.epoch, last.report.epoch
+                            ),
+                        );
+                    }
+                }
+                Ok(Plan::Telemetry { endpoint: endpoint.clone(), report: *report })
+            }
             Body::Vote { directive, approve } => {
                 let Some(target) = self.pending.get(directive) else {
                     let known = writes.read_through(committed, &keys::directive(directive)).is_some();
@@ -292,6 +313,7 @@ impl State {
                 voters.insert(ep.owner);
             }
         }
+        self.check_targets_fit(g, targets)?;
         if voters.is_empty() {
             return Ok(Plan::RouteActive { group: group.clone(), targets: targets.to_vec() });
         }
@@ -299,6 +321,47 @@ impl State {
             return reject(RejectCode::TooManyPending, "too many directives are waiting for votes; retry later");
         }
         Ok(Plan::RoutePending { voters: voters.into_iter().collect() })
+    }
+
+    /// Committed health of each target at or above the floor (fresh telemetry only; an
+    /// endpoint without fresh telemetry is not judged), and projected load within capacity ×
+    /// max utilisation, counting the group's current route as moved.
+    fn check_targets_fit(&self, g: &GroupRecord, targets: &[RouteTarget]) -> Result<(), Rejection> {
+        let current = self.assignments.get(&g.id);
+        for t in targets {
+            if let Some(health) = self.fresh_health_bp(&t.endpoint) {
+                if health < self.params.health_floor_bp {
+                    return reject(
+                        RejectCode::HealthBelowFloor,
+                        format!(
+                            "endpoint {} health {health} bp is below the floor {} bp",
+                            t.endpoint, self.params.health_floor_bp
+                        ),
+                    );
+                }
+            }
+            let ep = &self.endpoints[&t.endpoint];
+            let now = self.endpoint_load_hs.get(&t.endpoint).copied().unwrap_or(0);
+            let mine = current
+                .and_then(|a| a.targets.iter().find(|x| x.endpoint == t.endpoint))
+                .map_or(0, |x| Self::share_hs(g.hashrate_hs, x.weight_bp));
+            let projected = now - mine + Self::share_hs(g.hashrate_hs, t.weight_bp);
+            let limit = u128::from(ep.capacity_hs) * u128::from(self.params.max_utilization_bp) / 10_000;
+            if projected > limit {
+                return reject(
+                    RejectCode::CapacityExceeded,
+                    format!("endpoint {} would carry {projected} H/s, over its limit {limit} H/s", t.endpoint),
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// Health from telemetry committed within `telemetry_stale_blocks`; `None` when unknown.
+    #[must_use]
+    pub fn fresh_health_bp(&self, endpoint: &EndpointId) -> Option<u32> {
+        let t = self.telemetry.get(endpoint)?;
+        (t.height + self.params.telemetry_stale_blocks >= self.height).then_some(t.health_bp)
     }
 
     fn owned_endpoint(&self, signer: PoolId, id: &EndpointId) -> Result<&super::model::EndpointRecord, Rejection> {
@@ -320,10 +383,16 @@ impl State {
         index: u32,
         writes: &mut WriteSet,
         committed: &dyn KvRead,
-    ) -> Result<(DirectiveId, String, Vec<Event>), Rejection> {
+    ) -> Result<(Option<DirectiveId>, String, Vec<Event>), Rejection> {
         self.check_nonce(&tx)?;
         let plan = self.plan(&tx, writes, committed)?;
         self.record_nonce(tx.signer, tx.nonce);
+        if let Plan::Telemetry { endpoint, report } = plan {
+            // Telemetry is state, not a directive: it replaces the endpoint's last report and
+            // stays out of the directive history.
+            let (log, event) = self.record_telemetry(tx.signer, endpoint, report, block.height, writes);
+            return Ok((None, log, vec![event]));
+        }
 
         let id = DirectiveId::of_tx_bytes(bytes);
         let mut record = DirectiveRecord {
@@ -368,6 +437,7 @@ impl State {
                 self.set_drained(&ep, false, writes);
                 format!("endpoint {ep} restored")
             }
+            Plan::Telemetry { .. } => unreachable!("handled above"),
             Plan::Vote { target, approve } => {
                 events.push(
                     Event::new("vote")
@@ -384,7 +454,34 @@ impl State {
         self.counts.directives += 1;
         self.counts.bump(record.status, true);
         writes.put(keys::directive(&id), codec::encode(&record));
-        Ok((id, log, events))
+        Ok((Some(id), log, events))
+    }
+
+    /// Keep an endpoint's latest report and its health; emit the `telemetry` event.
+    fn record_telemetry(
+        &mut self,
+        pool: PoolId,
+        endpoint: EndpointId,
+        report: TelemetryReport,
+        height: u64,
+        writes: &mut WriteSet,
+    ) -> (String, Event) {
+        let health_bp = health_bp(
+            u32::from(report.cpu_bp),
+            u32::from(report.memory_bp),
+            report.latency_ms_p50,
+            u32::from(report.error_bp),
+        );
+        let event = Event::new("telemetry")
+            .with("endpoint", endpoint.as_str())
+            .with("pool", pool.to_hex())
+            .with("epoch", report.epoch.to_string())
+            .with("health_bp", health_bp.to_string());
+        let log = format!("telemetry epoch {} of {endpoint} recorded; health {health_bp} bp", report.epoch);
+        let rec = TelemetryRecord { endpoint: endpoint.clone(), report, height, health_bp };
+        writes.put(keys::telemetry(&endpoint), codec::encode(&rec));
+        self.telemetry.insert(endpoint, rec);
+        (log, event)
     }
 
     /// Remember a nonce in memory; `apply_block` writes each signer's window once per block.
@@ -406,7 +503,10 @@ impl State {
     ) {
         let a = Assignment { group: group.clone(), targets, directive: id, since_height: height };
         writes.put(keys::assignment(&group), codec::encode(&a));
-        self.assignments.insert(group, a);
+        self.add_load(&a, true);
+        if let Some(old) = self.assignments.insert(group, a) {
+            self.add_load(&old, false);
+        }
     }
 
     fn set_drained(&mut self, id: &EndpointId, drained: bool, writes: &mut WriteSet) {
@@ -453,6 +553,12 @@ impl State {
         let Body::Route { group, targets } = tx.body else { unreachable!("only routes are pending") };
         if let Some(t) = targets.iter().find(|t| self.endpoints.get(&t.endpoint).is_none_or(|e| e.drained)) {
             rec.reason = format!("target {} was drained before approval", t.endpoint);
+            return DirectiveStatus::Rejected;
+        }
+        // Health and load may have changed while the votes came in.
+        let g = self.groups[&group].clone();
+        if let Err(r) = self.check_targets_fit(&g, &targets) {
+            rec.reason = format!("no longer fits at approval: {}", r.log);
             return DirectiveStatus::Rejected;
         }
         self.set_assignment(group, targets, rec.id, height, writes);

@@ -99,6 +99,13 @@ impl GenesisAppState {
         if w == 0 || w > VOTE_WINDOW_BLOCKS_MAX {
             return bad(format!("vote_window_blocks must be 1..={VOTE_WINDOW_BLOCKS_MAX}, got {w}"));
         }
+        let p = &self.params;
+        if p.health_floor_bp > 10_000 || p.max_utilization_bp == 0 || p.max_utilization_bp > 10_000 {
+            return bad("health_floor_bp must be 0..=10000 and max_utilization_bp 1..=10000".into());
+        }
+        if p.telemetry_stale_blocks == 0 {
+            return bad("telemetry_stale_blocks must be at least 1".into());
+        }
         let (mut pools, mut eps, mut groups) = (BTreeSet::new(), BTreeSet::new(), BTreeSet::new());
         for p in &self.pools {
             if !pools.insert(p.id) {

@@ -24,6 +24,8 @@ pub const ASSIGNMENT: &[u8] = b"a:";
 pub const DIRECTIVE: &[u8] = b"d:";
 /// Prefix of [`pending`] keys.
 pub const PENDING: &[u8] = b"q:";
+/// Prefix of [`telemetry`] keys.
+pub const TELEMETRY: &[u8] = b"t:";
 /// Prefix of [`history`] keys.
 pub const HISTORY: &[u8] = b"h:";
 
@@ -59,6 +61,11 @@ pub fn group(id: &GroupId) -> Vec<u8> {
 #[must_use]
 pub fn assignment(id: &GroupId) -> Vec<u8> {
     join(ASSIGNMENT, &[id.as_str().as_bytes()])
+}
+/// The latest telemetry of an endpoint.
+#[must_use]
+pub fn telemetry(id: &EndpointId) -> Vec<u8> {
+    join(TELEMETRY, &[id.as_str().as_bytes()])
 }
 /// A directive record.
 #[must_use]

@@ -15,6 +15,8 @@ pub mod writes;
 pub use apply::{BlockInput, BlockOutcome, CheckMode, TxOutcome};
 pub use events::{Attr, Event};
 pub use genesis::{GenesisAppState, GenesisError};
-pub use model::{Assignment, DirectiveRecord, DirectiveStatus, EndpointRecord, GroupRecord, Params, PoolRecord};
+pub use model::{
+    Assignment, DirectiveRecord, DirectiveStatus, EndpointRecord, GroupRecord, Params, PoolRecord, TelemetryRecord,
+};
 pub use state::{LoadError, State};
 pub use writes::{KvRead, WriteSet};

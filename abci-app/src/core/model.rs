@@ -7,15 +7,59 @@ use serde::{Deserialize, Serialize};
 
 /// Network parameters fixed at genesis.
 #[derive(Debug, Clone, PartialEq, Eq, Encode, Decode, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Params {
     /// Blocks a cross-pool directive may wait for its votes before it expires.
+    #[serde(default = "defaults::vote_window_blocks")]
     pub vote_window_blocks: u64,
+    /// Routes may not target an endpoint whose committed health is below this, bp.
+    #[serde(default = "defaults::health_floor_bp")]
+    pub health_floor_bp: u32,
+    /// Routes may not load an endpoint beyond capacity × this, bp.
+    #[serde(default = "defaults::max_utilization_bp")]
+    pub max_utilization_bp: u32,
+    /// Telemetry older than this many blocks counts as unknown (no health check).
+    #[serde(default = "defaults::telemetry_stale_blocks")]
+    pub telemetry_stale_blocks: u64,
+}
+
+mod defaults {
+    pub fn vote_window_blocks() -> u64 {
+        20
+    }
+    pub fn health_floor_bp() -> u32 {
+        3000
+    }
+    pub fn max_utilization_bp() -> u32 {
+        9000
+    }
+    pub fn telemetry_stale_blocks() -> u64 {
+        60
+    }
 }
 
 impl Default for Params {
     fn default() -> Self {
-        Self { vote_window_blocks: 20 }
+        Self {
+            vote_window_blocks: defaults::vote_window_blocks(),
+            health_floor_bp: defaults::health_floor_bp(),
+            max_utilization_bp: defaults::max_utilization_bp(),
+            telemetry_stale_blocks: defaults::telemetry_stale_blocks(),
+        }
     }
+}
+
+/// The latest telemetry an endpoint's owner committed.
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode, Serialize, Deserialize)]
+pub struct TelemetryRecord {
+    /// The endpoint.
+    pub endpoint: EndpointId,
+    /// The report.
+    pub report: hashmesh_protocol::TelemetryReport,
+    /// Height at which it was committed.
+    pub height: u64,
+    /// Health computed from it, bp (the article's formula in integers).
+    pub health_bp: u32,
 }
 
 /// A participating mining pool.

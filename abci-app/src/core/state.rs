@@ -12,7 +12,9 @@ use serde::Serialize;
 use super::genesis::GenesisAppState;
 use super::hash;
 use super::keys;
-use super::model::{Assignment, DirectiveRecord, DirectiveStatus, EndpointRecord, GroupRecord, Params, PoolRecord};
+use super::model::{
+    Assignment, DirectiveRecord, DirectiveStatus, EndpointRecord, GroupRecord, Params, PoolRecord, TelemetryRecord,
+};
 use super::writes::{KvRead, WriteSet};
 
 /// Chain id and params, stored once at genesis.
@@ -91,6 +93,10 @@ pub struct State {
     pub(crate) assignments: BTreeMap<GroupId, Assignment>,
     pub(crate) pending: BTreeMap<DirectiveId, DirectiveRecord>,
     pub(crate) counts: Counts,
+    /// Latest committed telemetry per endpoint.
+    pub(crate) telemetry: BTreeMap<EndpointId, TelemetryRecord>,
+    /// Derived from `assignments` (never stored): hashrate routed to each endpoint, H/s.
+    pub(crate) endpoint_load_hs: BTreeMap<EndpointId, u128>,
 }
 
 fn decode<T: Decode<()>>(key: &[u8], bytes: &[u8]) -> Result<T, LoadError> {
@@ -115,6 +121,8 @@ impl State {
             assignments: BTreeMap::new(),
             pending: BTreeMap::new(),
             counts: Counts::default(),
+            telemetry: BTreeMap::new(),
+            endpoint_load_hs: BTreeMap::new(),
         };
         let mut w = WriteSet::default();
         let meta = GenesisMeta { chain_id: chain_id.to_owned(), params: genesis.params.clone() };
@@ -174,6 +182,8 @@ impl State {
             assignments: BTreeMap::new(),
             pending: BTreeMap::new(),
             counts,
+            telemetry: BTreeMap::new(),
+            endpoint_load_hs: BTreeMap::new(),
         };
         for (k, v) in kv.scan_prefix(keys::POOL) {
             let record: PoolRecord = decode(&k, &v)?;
@@ -198,7 +208,12 @@ impl State {
         }
         for (k, v) in kv.scan_prefix(keys::ASSIGNMENT) {
             let r: Assignment = decode(&k, &v)?;
+            st.add_load(&r, true);
             st.assignments.insert(r.group.clone(), r);
+        }
+        for (k, v) in kv.scan_prefix(keys::TELEMETRY) {
+            let r: TelemetryRecord = decode(&k, &v)?;
+            st.telemetry.insert(r.endpoint.clone(), r);
         }
         for (k, _) in kv.scan_prefix(keys::PENDING) {
             let id = DirectiveId(
@@ -215,6 +230,22 @@ impl State {
         }
         st.check_invariants();
         Ok(Some(st))
+    }
+
+    /// The share of group hashrate one route target carries, H/s.
+    pub(crate) fn share_hs(hashrate_hs: u64, weight_bp: u16) -> u128 {
+        u128::from(hashrate_hs) * u128::from(weight_bp) / u128::from(hashmesh_protocol::BASIS_POINTS_TOTAL)
+    }
+
+    /// Add (or remove) an assignment's shares to the derived endpoint loads.
+    pub(crate) fn add_load(&mut self, a: &Assignment, add: bool) {
+        let hashrate = self.groups.get(&a.group).map_or(0, |g| g.hashrate_hs);
+        for t in &a.targets {
+            let share = Self::share_hs(hashrate, t.weight_bp);
+            let slot = self.endpoint_load_hs.entry(t.endpoint.clone()).or_insert(0);
+            *slot =
+                if add { slot.checked_add(share) } else { slot.checked_sub(share) }.expect("endpoint load in range");
+        }
     }
 
     /// Assert every structural invariant; a failure is a bug, so it panics.
@@ -244,6 +275,19 @@ impl State {
             assert!(!d.voters_required.is_empty(), "pending directive {} needs no voter", d.id);
         }
         assert_eq!(self.counts.pending, self.pending.len() as u64, "pending counter");
+        let mut load: BTreeMap<&EndpointId, u128> = BTreeMap::new();
+        for a in self.assignments.values() {
+            let hashrate = self.groups[&a.group].hashrate_hs;
+            for t in &a.targets {
+                *load.entry(&t.endpoint).or_insert(0) += Self::share_hs(hashrate, t.weight_bp);
+            }
+        }
+        for (e, l) in &self.endpoint_load_hs {
+            assert_eq!(load.get(e).copied().unwrap_or(0), *l, "derived load of {e}");
+        }
+        for t in self.telemetry.values() {
+            assert!(self.endpoints.contains_key(&t.endpoint), "telemetry for unknown endpoint");
+        }
         assert!(self.pending.len() <= hashmesh_protocol::limits::PENDING_DIRECTIVES_MAX);
     }
 

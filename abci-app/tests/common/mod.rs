@@ -35,7 +35,7 @@ pub fn genesis() -> GenesisAppState {
                 .collect(),
         })
         .collect();
-    GenesisAppState { params: Params { vote_window_blocks: 3 }, pools }
+    GenesisAppState { params: Params { vote_window_blocks: 3, ..Params::default() }, pools }
 }
 
 /// A state plus its committed key-value map, advanced block by block.
@@ -47,7 +47,11 @@ pub struct Chain {
 
 impl Chain {
     pub fn new() -> Self {
-        let (state, writes) = State::genesis(CHAIN, &genesis());
+        Self::with_genesis(&genesis())
+    }
+
+    pub fn with_genesis(g: &GenesisAppState) -> Self {
+        let (state, writes) = State::genesis(CHAIN, g);
         let mut kv = BTreeMap::new();
         apply_to_map(&mut kv, &writes);
         kv.insert(b"m:last".to_vec(), hashmesh_protocol::codec::encode(&(0u64, state.app_hash())));

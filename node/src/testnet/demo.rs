@@ -23,7 +23,7 @@ fn send(cluster: &Cluster, node: usize, body: Body) -> Result<Value> {
         None => String::new(),
     };
     println!(
-        "  {:<7} {:<55} -> {:<8} height {}{decided}",
+        "  {:<7} {:<62} -> {:<8} height {}{decided}",
         n.name,
         what,
         report["status"].as_str().unwrap_or("?"),
@@ -46,6 +46,10 @@ fn describe(body: &Body) -> String {
         Body::Vote { directive, approve } => {
             format!("vote {} on {}", if *approve { "approve" } else { "reject" }, short(&directive.to_hex(), 12))
         }
+        Body::ReportTelemetry { endpoint, report } => format!(
+            "report {endpoint} epoch {} (cpu {} bp, p50 {} ms)",
+            report.epoch, report.cpu_bp, report.latency_ms_p50
+        ),
     }
 }
 
@@ -80,6 +84,23 @@ pub fn run(cluster: &Cluster) -> Result<()> {
     send(cluster, 1, Body::Vote { directive: id, approve: true })?;
     let last = cluster.nodes.len() - 1;
     let z = &cluster.nodes[last];
+    // Telemetry for an endpoint (epochs are wall-clock seconds so a restarted demo still increases).
+    let epoch = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(1, |d| d.as_secs());
+    let report = hashmesh_protocol::TelemetryReport {
+        epoch,
+        hashrate_hs: 80_000_000_000_000,
+        shares_accepted: 12_000,
+        shares_rejected: 40,
+        shares_stale: 25,
+        latency_ms_p50: 35,
+        latency_ms_p99: 120,
+        cpu_bp: 3500,
+        memory_bp: 4200,
+        error_bp: 20,
+        queue_len: 3,
+        miners: 800,
+    };
+    send(cluster, last, Body::ReportTelemetry { endpoint: z.endpoints[0].parse()?, report })?;
     let endpoint: hashmesh_protocol::EndpointId = z.endpoints[1].parse()?;
     // On a restarted cluster the endpoint may already be drained: then restore it instead.
     let endpoints = Rpc::new(&z.rpc).abci_query("/endpoints", b"")?;

@@ -161,7 +161,8 @@ pub fn generate(spec: &ClusterSpec) -> Result<Cluster> {
             pids: Pids::default(),
         });
     }
-    let app_state = GenesisAppState { params: Params { vote_window_blocks: spec.vote_window_blocks }, pools };
+    let app_state =
+        GenesisAppState { params: Params { vote_window_blocks: spec.vote_window_blocks, ..Params::default() }, pools };
     app_state.validate().context("generated genesis is invalid")?;
     let mut genesis: Value = serde_json::from_slice(&std::fs::read(nodes[0].home.join("config/genesis.json"))?)?;
     genesis["chain_id"] = json!(spec.chain_id);
