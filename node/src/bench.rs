@@ -120,6 +120,7 @@ fn run_app(spec: &BenchSpec, kvstore: bool) -> Result<AppResult> {
         timeout_commit: "250ms".into(),
         vote_window_blocks: 100,
         kvstore,
+        scheduler: None,
     })?;
     let mut children = Vec::new();
     for i in 0..cluster.nodes.len() {

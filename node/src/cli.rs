@@ -403,6 +403,14 @@ enum TestnetCmd {
         #[arg(long)]
         json: bool,
     },
+    /// Degrade, kill or restore an endpoint's synthetic telemetry (the scheduling loop reacts).
+    #[command(after_help = "Example:\n  testnet/chaos degrade pool-a/ep-1\n  testnet/chaos restore pool-a/ep-1")]
+    Chaos {
+        /// degrade, kill or restore.
+        mode: String,
+        /// The endpoint, e.g. pool-a/ep-1.
+        endpoint: String,
+    },
     /// Stop every node (and with --wipe delete the cluster).
     Down {
         /// Also delete the cluster directory.
@@ -596,5 +604,6 @@ fn run_testnet(dir: &Path, cmd: TestnetCmd) -> Result<i32> {
         TestnetCmd::Stop { node } => testnet::commands::stop(dir, &node),
         TestnetCmd::Status { json } => testnet::commands::status(dir, json),
         TestnetCmd::Down { wipe } => testnet::commands::down(dir, wipe),
+        TestnetCmd::Chaos { mode, endpoint } => testnet::commands::chaos(dir, &mode, &endpoint),
     }
 }

@@ -7,7 +7,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use hashmesh_abci::{AppHandle, AppMetrics, Store};
+use hashmesh_abci::{AppHandle, Store};
+
+use crate::live::epoch::{LiveMetrics, Scheduler};
+use crate::live::source::SyntheticSource;
+use crate::rpc::Rpc;
 use tracing::{info, warn};
 
 use crate::home::Home;
@@ -22,8 +26,13 @@ pub fn run(home: &Home) -> Result<()> {
     let store = Store::open(&dir)
         .with_context(|| format!("opening state in {}; is another `hashmesh start` using this home?", dir.display()))?;
     let app = AppHandle::new(store).context("loading committed state")?;
+    let live = Arc::new(LiveMetrics::default());
     if !home.config.metrics_listen.is_empty() {
-        serve_metrics(&home.config.metrics_listen, app.metrics())?;
+        let (app_metrics, live) = (app.metrics(), Arc::clone(&live));
+        serve_metrics(&home.config.metrics_listen, move || app_metrics.render() + &live.render())?;
+    }
+    if home.config.scheduler.enabled {
+        start_scheduler(home, live)?;
     }
     let listener = TcpListener::bind(&home.config.abci_listen)
         .with_context(|| format!("binding ABCI on {}; is another node using it?", home.config.abci_listen))?;
@@ -35,11 +44,39 @@ pub fn run(home: &Home) -> Result<()> {
     hashmesh_abci::server::serve(listener, app).context("ABCI server stopped")
 }
 
+/// Start the live scheduling loop on its own thread. It waits for CometBFT's RPC to answer
+/// before its first epoch, so it can start before the chain does.
+///
+/// # Errors
+/// If the pool key cannot be loaded.
+fn start_scheduler(home: &Home, metrics: Arc<LiveMetrics>) -> Result<()> {
+    let key = home.signing_key()?;
+    let settings = home.config.scheduler.clone();
+    if settings.source != "synthetic" {
+        anyhow::bail!("scheduler.source {:?} is not available yet; use \"synthetic\"", settings.source);
+    }
+    let source = SyntheticSource::new(home.dir.clone(), settings.seed);
+    let rpc = Rpc::new(&home.config.rpc);
+    let configured_chain = home.config.chain_id.clone();
+    std::thread::Builder::new().name("scheduler".into()).spawn(move || {
+        let chain_id = loop {
+            match rpc.status() {
+                Ok((chain, _, _)) if configured_chain.is_empty() => break chain,
+                Ok(_) => break configured_chain.clone(),
+                Err(_) => std::thread::sleep(Duration::from_secs(1)),
+            }
+        };
+        info!(epoch_ms = settings.epoch_ms, "scheduling loop started");
+        Scheduler::new(rpc, key, chain_id, settings, Box::new(source), metrics).run();
+    })?;
+    Ok(())
+}
+
 /// Serve `GET /metrics` in Prometheus text format on its own thread.
 ///
 /// # Errors
 /// If the address cannot be bound.
-pub fn serve_metrics(addr: &str, metrics: Arc<AppMetrics>) -> Result<()> {
+pub fn serve_metrics(addr: &str, render: impl Fn() -> String + Send + 'static) -> Result<()> {
     let listener = TcpListener::bind(addr).with_context(|| format!("binding metrics on {addr}"))?;
     std::thread::Builder::new().name("metrics".into()).spawn(move || {
         for stream in listener.incoming() {
@@ -55,7 +92,7 @@ pub fn serve_metrics(addr: &str, metrics: Arc<AppMetrics>) -> Result<()> {
                 header.clear();
             }
             let (status, body) = if ok && line.starts_with("GET /metrics") {
-                ("200 OK", metrics.render())
+                ("200 OK", render())
             } else {
                 ("404 Not Found", "try GET /metrics\n".to_owned())
             };

@@ -33,6 +33,9 @@ pub struct Config {
     pub metrics_listen: String,
     /// State directory, relative to the home unless absolute.
     pub state_dir: String,
+    /// The live scheduling loop.
+    #[serde(default)]
+    pub scheduler: crate::live::SchedulerSettings,
 }
 
 impl Config {
@@ -46,6 +49,7 @@ impl Config {
             rpc: "http://127.0.0.1:26657".into(),
             metrics_listen: "127.0.0.1:26660".into(),
             state_dir: "data/state".into(),
+            scheduler: crate::live::SchedulerSettings::default(),
         }
     }
 }

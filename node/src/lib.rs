@@ -6,6 +6,7 @@ pub mod audit;
 pub mod bench;
 pub mod daemon;
 pub mod home;
+pub mod live;
 pub mod output;
 pub mod query_cmd;
 pub mod rpc;

@@ -128,6 +128,7 @@ fn four_validator_cluster_end_to_end() {
         timeout_commit: "200ms".into(),
         vote_window_blocks: 200,
         kvstore: false,
+        scheduler: None,
     })
     .expect("generate cluster");
     let mut p = Processes { children: vec![Vec::new(), Vec::new(), Vec::new(), Vec::new()], cluster, _dir: dir };

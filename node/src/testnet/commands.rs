@@ -6,8 +6,12 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use serde_json::json;
 
+use std::collections::BTreeMap;
+
 use super::{demo, generate, procs, Cluster, ClusterSpec};
 use crate::audit::{self, AuditFilter};
+use crate::live::source::{EndpointCondition, CHAOS_FILE};
+use crate::live::SchedulerSettings;
 use crate::output::print_json;
 use crate::rpc::Rpc;
 
@@ -15,6 +19,44 @@ const NO_CLUSTER: &str = "no cluster here; run testnet/up first";
 
 fn any_running(c: &Cluster) -> bool {
     c.nodes.iter().any(|n| procs::alive(n.pids.cometbft) || procs::alive(n.pids.hashmesh))
+}
+
+/// The testnet's scheduling loop: 5 s epochs (10 s when busy), 15 s minimum dwell.
+#[must_use]
+pub fn testnet_scheduler() -> SchedulerSettings {
+    SchedulerSettings {
+        enabled: true,
+        epoch_ms: 5_000,
+        high_load_epoch_ms: 10_000,
+        min_dwell_ms: 15_000,
+        ..SchedulerSettings::default()
+    }
+}
+
+/// `testnet/chaos degrade|kill|restore ENDPOINT`: steer the synthetic telemetry of one endpoint
+/// (through `chaos.json` in its owner's hashmesh home).
+///
+/// # Errors
+/// If there is no cluster, the endpoint is unknown or the mode is not one of the three.
+pub fn chaos(dir: &Path, mode: &str, endpoint: &str) -> Result<i32> {
+    let condition = match mode {
+        "degrade" => EndpointCondition::Degraded,
+        "kill" => EndpointCondition::Dead,
+        "restore" => EndpointCondition::Normal,
+        other => bail!("unknown chaos {other:?}; use degrade, kill or restore"),
+    };
+    let c = Cluster::load(dir)?.context(NO_CLUSTER)?;
+    let Some(node) = c.nodes.iter().find(|n| n.endpoints.iter().any(|e| e == endpoint)) else {
+        let all: Vec<&str> = c.nodes.iter().flat_map(|n| n.endpoints.iter().map(String::as_str)).collect();
+        bail!("no endpoint {endpoint:?}; endpoints are {}", all.join(", "));
+    };
+    let path = node.hashmesh_home.join(CHAOS_FILE);
+    let mut map: BTreeMap<String, EndpointCondition> =
+        std::fs::read(&path).ok().and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or_default();
+    map.insert(endpoint.to_owned(), condition);
+    std::fs::write(&path, serde_json::to_vec_pretty(&map)?)?;
+    println!("{endpoint} is now {condition:?} (seen by {}'s next scheduling epoch)", node.name);
+    Ok(0)
 }
 
 /// `testnet/up`: generate (or restart) the cluster, start every node, wait for blocks, run the
@@ -51,6 +93,7 @@ pub fn up(dir: &Path, validators: usize, cometbft: &Path, base_port: u16, run_de
                 timeout_commit: "250ms".into(),
                 vote_window_blocks: 100,
                 kvstore: false,
+                scheduler: Some(testnet_scheduler()),
             })?
         }
     };

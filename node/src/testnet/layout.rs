@@ -38,6 +38,8 @@ pub struct ClusterSpec {
     pub vote_window_blocks: u64,
     /// Use CometBFT's built-in `kvstore` instead of hashmesh (benchmark baseline).
     pub kvstore: bool,
+    /// Run each node's live scheduling loop with these settings (`None`: off).
+    pub scheduler: Option<crate::live::SchedulerSettings>,
 }
 
 /// The pool name of node `i`: `pool-a`, `pool-b`, …
@@ -119,6 +121,9 @@ pub fn generate(spec: &ClusterSpec) -> Result<Cluster> {
         cfg.abci_listen = format!("127.0.0.1:{abci}");
         cfg.rpc = format!("http://127.0.0.1:{rpc}");
         cfg.metrics_listen = format!("127.0.0.1:{metrics}");
+        if let Some(sched) = &spec.scheduler {
+            cfg.scheduler = crate::live::SchedulerSettings { enabled: true, seed: i as u64 + 1, ..sched.clone() };
+        }
         let hm_home = node_dir.join("hashmesh");
         let (_, key) = Home::init(&hm_home, cfg)?;
         let endpoints: Vec<String> = (1..=2).map(|e| format!("{name}/ep-{e}")).collect();
