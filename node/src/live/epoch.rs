@@ -59,6 +59,8 @@ pub struct Scheduler {
     /// Per group: the directive of its assignment when first seen, and when (ms).
     seen: BTreeMap<String, (String, u64)>,
     metrics: Arc<LiveMetrics>,
+    /// Last nonce used: nonces are microseconds since the epoch, forced strictly increasing.
+    last_nonce: u64,
 }
 
 fn now_ms() -> u64 {
@@ -81,11 +83,13 @@ impl Scheduler {
         source: Box<dyn TelemetrySource>,
         metrics: Arc<LiveMetrics>,
     ) -> Self {
-        Self { rpc, key, chain_id, settings, source, seen: BTreeMap::new(), metrics }
+        Self { rpc, key, chain_id, settings, source, seen: BTreeMap::new(), metrics, last_nonce: 0 }
     }
 
-    fn broadcast(&self, body: Body) -> Result<()> {
-        let nonce = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_micros() as u64);
+    fn broadcast(&mut self, body: Body) -> Result<()> {
+        let micros = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_micros() as u64);
+        let nonce = micros.max(self.last_nonce + 1);
+        self.last_nonce = nonce;
         let (_, bytes) =
             self.key.sign(UnsignedTx { chain_id: self.chain_id.clone(), signer: self.key.pool_id(), nonce, body });
         let b = self.rpc.broadcast_sync(&bytes)?;
