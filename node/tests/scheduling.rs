@@ -108,7 +108,10 @@ fn a_degraded_endpoint_is_routed_around_by_committed_directives() {
     });
     eprintln!("groups left {bad} {took:?} after the degrade (epoch {EPOCH_MS} ms)");
 
-    // The move is in the committed, audited history, signed by pool-a after the degrade.
+    // The move is in the committed, audited history, signed by pool-a after the degrade —
+    // audited from another node, once that node has the blocks node a has.
+    let h = rpc.status().unwrap().1;
+    procs::wait_for_height(&cluster, &[3], h, Duration::from_secs(30)).expect("node d catches up");
     let out = Command::new(HASHMESH)
         .args(["audit", "directives", "--rpc", &cluster.nodes[3].rpc, "--json", "--from-height"])
         .arg(height_before.to_string())
