@@ -4,7 +4,7 @@
 //! Needs the cometbft binary: `HASHMESH_COMETBFT`, else `testnet/install-cometbft` provides it
 //! (reusing `.tools/bin/cometbft`, or installing v0.38.25 with `go install` the first time).
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
@@ -13,18 +13,11 @@ use hashmesh_node::testnet::{self, procs, Cluster, ClusterSpec};
 use hashmesh_protocol::RejectCode;
 use serde_json::Value;
 
-const HASHMESH: &str = env!("CARGO_BIN_EXE_hashmesh");
+mod common;
 
-fn cometbft() -> PathBuf {
-    if let Ok(p) = std::env::var("HASHMESH_COMETBFT") {
-        return PathBuf::from(p);
-    }
-    // The project's own installer: reuses .tools/bin/cometbft, or `go install`s v0.38.25 once.
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../testnet/install-cometbft");
-    let out = Command::new(&script).output().expect("run testnet/install-cometbft");
-    assert!(out.status.success(), "installing cometbft failed: {}", String::from_utf8_lossy(&out.stderr));
-    PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
-}
+use common::cometbft;
+
+const HASHMESH: &str = env!("CARGO_BIN_EXE_hashmesh");
 
 /// Owns every child process; kills and reaps them by pid when dropped, even on panic.
 struct Processes {

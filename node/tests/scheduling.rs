@@ -2,7 +2,7 @@
 //! the loop routes every miner group, and after `testnet chaos degrade` committed directives
 //! move the affected groups off the degraded endpoint within three epochs, visible in the audit.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
@@ -11,18 +11,12 @@ use hashmesh_node::rpc::Rpc;
 use hashmesh_node::testnet::{self, procs, ClusterSpec};
 use serde_json::Value;
 
+mod common;
+
+use common::cometbft;
+
 const HASHMESH: &str = env!("CARGO_BIN_EXE_hashmesh");
 const EPOCH_MS: u64 = 2_000;
-
-fn cometbft() -> PathBuf {
-    if let Ok(p) = std::env::var("HASHMESH_COMETBFT") {
-        return PathBuf::from(p);
-    }
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../testnet/install-cometbft");
-    let out = Command::new(&script).output().expect("run testnet/install-cometbft");
-    assert!(out.status.success(), "installing cometbft failed: {}", String::from_utf8_lossy(&out.stderr));
-    PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
-}
 
 /// Kills and reaps every spawned process by pid when dropped, even on panic.
 struct Children(Vec<Child>);

@@ -10,6 +10,7 @@ pub mod hash;
 pub mod keys;
 pub mod model;
 pub mod state;
+pub mod telemetry;
 pub mod writes;
 
 pub use apply::{BlockInput, BlockOutcome, CheckMode, TxOutcome};

@@ -1,5 +1,7 @@
 //! Command-line interface: argument parsing and dispatch to the library modules.
 
+mod report;
+
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -14,8 +16,10 @@ use hashmesh_node::query_cmd::{self, Target};
 use hashmesh_node::rpc::Rpc;
 use hashmesh_node::testnet;
 use hashmesh_node::tx_cmd::{self, TxOptions};
-use hashmesh_protocol::{Body, TelemetryReport};
+use hashmesh_protocol::Body;
 use serde_json::json;
+
+use report::ReportArgs;
 
 const DEFAULT_RPC: &str = "http://127.0.0.1:26657";
 
@@ -205,52 +209,6 @@ enum TxCmd {
         #[arg(long)]
         hex: String,
     },
-}
-
-#[derive(Args)]
-#[command(
-    after_help = "Example:\n  hashmesh tx report --home H --endpoint pool-a/ep-1 --epoch 42 --cpu-bp 3500 --latency-p50-ms 35 --latency-p99-ms 120"
-)]
-struct ReportArgs {
-    /// The endpoint (yours).
-    #[arg(long)]
-    endpoint: String,
-    /// Reporting epoch; must increase with every report for this endpoint.
-    #[arg(long)]
-    epoch: u64,
-    /// Accepted hashrate, H/s.
-    #[arg(long, default_value_t = 0)]
-    hashrate_hs: u64,
-    /// Shares accepted in the epoch.
-    #[arg(long, default_value_t = 0)]
-    accepted: u64,
-    /// Shares rejected in the epoch.
-    #[arg(long, default_value_t = 0)]
-    rejected: u64,
-    /// Shares for stale work in the epoch.
-    #[arg(long, default_value_t = 0)]
-    stale: u64,
-    /// Median submit latency, ms.
-    #[arg(long, default_value_t = 0)]
-    latency_p50_ms: u32,
-    /// 99th percentile submit latency, ms.
-    #[arg(long, default_value_t = 0)]
-    latency_p99_ms: u32,
-    /// CPU utilisation, basis points.
-    #[arg(long, default_value_t = 0)]
-    cpu_bp: u16,
-    /// Memory pressure, basis points.
-    #[arg(long, default_value_t = 0)]
-    memory_bp: u16,
-    /// Error rate over the last minute, basis points.
-    #[arg(long, default_value_t = 0)]
-    error_bp: u16,
-    /// Requests waiting.
-    #[arg(long, default_value_t = 0)]
-    queue: u32,
-    /// Miners connected.
-    #[arg(long, default_value_t = 0)]
-    miners: u32,
 }
 
 #[derive(Args)]
@@ -547,23 +505,7 @@ fn run_tx(args: TxArgs) -> Result<i32> {
             directive: directive.parse().with_context(|| format!("--directive {directive:?}"))?,
             approve: *approve,
         },
-        TxCmd::Report(r) => Body::ReportTelemetry {
-            endpoint: r.endpoint.parse().with_context(|| format!("--endpoint {:?}", r.endpoint))?,
-            report: TelemetryReport {
-                epoch: r.epoch,
-                hashrate_hs: r.hashrate_hs,
-                shares_accepted: r.accepted,
-                shares_rejected: r.rejected,
-                shares_stale: r.stale,
-                latency_ms_p50: r.latency_p50_ms,
-                latency_ms_p99: r.latency_p99_ms,
-                cpu_bp: r.cpu_bp,
-                memory_bp: r.memory_bp,
-                error_bp: r.error_bp,
-                queue_len: r.queue,
-                miners: r.miners,
-            },
-        },
+        TxCmd::Report(r) => r.body()?,
     };
     let Some(home) = &args.home else { bail!("--home is required to sign (it holds the pool key)") };
     let (v, ok) = tx_cmd::sign_and_send(home, body, &opts)?;
