@@ -43,9 +43,12 @@ pub fn parse_targets(items: &[String]) -> Result<Vec<RouteTarget>> {
         .collect()
 }
 
-fn default_nonce() -> u64 {
+/// A fresh nonce: microseconds since the Unix epoch, and always above `after` (the last nonce
+/// this process used), so one process never repeats itself even within a microsecond.
+#[must_use]
+pub fn fresh_nonce(after: u64) -> u64 {
     let d = SystemTime::now().duration_since(UNIX_EPOCH).expect("clock after 1970");
-    u64::try_from(d.as_micros()).expect("microseconds fit u64 until 2554")
+    u64::try_from(d.as_micros()).expect("microseconds fit u64 until 2554").max(after + 1)
 }
 
 /// Resolve the chain id: flag, then config, then CometBFT `/status`.
@@ -72,7 +75,7 @@ pub fn sign_and_send(home_dir: &Path, body: Body, opts: &TxOptions) -> Result<(V
     let home = Home::load(home_dir)?;
     let key = home.signing_key()?;
     let chain_id = chain_id(&home, opts)?;
-    let nonce = opts.nonce.unwrap_or_else(default_nonce);
+    let nonce = opts.nonce.unwrap_or_else(|| fresh_nonce(0));
     let kind = body.kind();
     let (_, bytes) = key.sign(UnsignedTx { chain_id: chain_id.clone(), signer: key.pool_id(), nonce, body });
     if opts.dry_run {

@@ -118,9 +118,7 @@ impl State {
     #[must_use]
     pub fn verify_signatures(&self, txs: &[&[u8]]) -> Vec<bool> {
         let keys: Vec<Option<PoolKey>> = txs.iter().map(|b| self.precheck(b).ok().map(|(_, k)| k)).collect();
-        let batch: Vec<(PoolKey, &[u8])> = keys.iter().zip(txs).filter_map(|(k, b)| k.map(|k| (k, *b))).collect();
-        let mut verdicts = signing::verify_batch(&batch).into_iter();
-        keys.iter().map(|k| k.is_some() && verdicts.next().is_some_and(|v| v.is_ok())).collect()
+        verify_keyed(&keys, txs).into_iter().map(|v| v.is_some_and(|r| r.is_ok())).collect()
     }
 
     /// Decide whether a proposal may carry `bytes`: it must decode within limits.
@@ -143,15 +141,16 @@ impl State {
         let block_events = self.expire_overdue(block.height, &mut writes);
 
         let prechecked: Vec<_> = block.txs.iter().map(|b| self.precheck(b)).collect();
-        let known_good = |i: usize| block.preverified.get(i).copied().unwrap_or(false);
-        let batch: Vec<(PoolKey, &[u8])> = prechecked
+        // Verify, in one batch, every signature this node has not already verified in CheckTx.
+        let keys: Vec<Option<PoolKey>> = prechecked
             .iter()
-            .zip(block.txs)
             .enumerate()
-            .filter(|(i, _)| !known_good(*i))
-            .filter_map(|(_, (p, b))| p.as_ref().ok().map(|(_, k)| (*k, b.as_slice())))
+            .map(|(i, p)| {
+                p.as_ref().ok().filter(|_| !block.preverified.get(i).copied().unwrap_or(false)).map(|(_, k)| *k)
+            })
             .collect();
-        let mut verdicts = signing::verify_batch(&batch).into_iter();
+        let bytes: Vec<&[u8]> = block.txs.iter().map(Vec::as_slice).collect();
+        let verdicts = verify_keyed(&keys, &bytes);
 
         let mut txs = Vec::with_capacity(block.txs.len());
         let mut applied: Vec<DirectiveId> = Vec::new();
@@ -159,8 +158,8 @@ impl State {
         for (i, (pre, bytes)) in prechecked.into_iter().zip(block.txs).enumerate() {
             let index = u32::try_from(applied.len()).expect("a block holds fewer than 2^32 txs");
             let result = pre.and_then(|(tx, _)| {
-                if !known_good(i) {
-                    verdict_to_rejection(verdicts.next().expect("one verdict per prechecked tx"))?;
+                if let Some(v) = verdicts[i] {
+                    verdict_to_rejection(v)?;
                 }
                 let signer = tx.signer;
                 let done = self.execute(tx, bytes, block, index, &mut writes, committed)?;
@@ -544,6 +543,13 @@ fn decode(bytes: &[u8]) -> Result<SignedTx, Rejection> {
         );
     }
     SignedTx::decode(bytes).or_else(|e| reject(RejectCode::Malformed, format!("cannot decode transaction: {e}")))
+}
+
+/// Batch-verify the transactions that have a key; `None` where there is none to check.
+fn verify_keyed(keys: &[Option<PoolKey>], txs: &[&[u8]]) -> Vec<Option<Result<(), VerifyError>>> {
+    let batch: Vec<(PoolKey, &[u8])> = keys.iter().zip(txs).filter_map(|(k, b)| k.map(|k| (k, *b))).collect();
+    let mut verdicts = signing::verify_batch(&batch).into_iter();
+    keys.iter().map(|k| k.map(|_| verdicts.next().expect("one verdict per keyed tx"))).collect()
 }
 
 fn verdict_to_rejection(v: Result<(), VerifyError>) -> Result<(), Rejection> {

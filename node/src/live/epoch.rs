@@ -59,7 +59,7 @@ pub struct Scheduler {
     /// Per group: the directive of its assignment when first seen, and when (ms).
     seen: BTreeMap<String, (String, u64)>,
     metrics: Arc<LiveMetrics>,
-    /// Last nonce used: nonces are microseconds since the epoch, forced strictly increasing.
+    /// Last nonce used (see `tx_cmd::fresh_nonce`).
     last_nonce: u64,
 }
 
@@ -87,8 +87,7 @@ impl Scheduler {
     }
 
     fn broadcast(&mut self, body: Body) -> Result<()> {
-        let micros = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_micros() as u64);
-        let nonce = micros.max(self.last_nonce + 1);
+        let nonce = crate::tx_cmd::fresh_nonce(self.last_nonce);
         self.last_nonce = nonce;
         let (_, bytes) =
             self.key.sign(UnsignedTx { chain_id: self.chain_id.clone(), signer: self.key.pool_id(), nonce, body });
