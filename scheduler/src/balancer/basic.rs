@@ -1,4 +1,5 @@
-//! Round robin, least connections, static weights and smooth weighted round robin (nginx).
+//! Round robin, least connections, static weights (weighted random) and smooth weighted
+//! round robin (nginx), the last two over the configured capacities.
 
 use super::{up, Balancer, EndpointView};
 use crate::rng::Rng;
@@ -71,25 +72,38 @@ impl Balancer for SmoothWeighted {
     fn name(&self) -> &'static str {
         "smooth_weighted_rr"
     }
-    /// Weights are capacity × health × ramp, recomputed on every pick.
+    /// Weights are the configured capacities: a deterministic, evenly interleaved split that is
+    /// blind to health and load.
     fn pick(&mut self, eps: &[EndpointView], _now: u64, _rng: &mut Rng) -> Option<usize> {
-        let w: Vec<f64> = eps.iter().map(|e| if e.up { e.capacity * e.health * e.ramp } else { 0.0 }).collect();
+        let w: Vec<f64> = eps.iter().map(|e| if e.up { e.capacity } else { 0.0 }).collect();
         self.pick_weighted(&w)
     }
 }
 
-/// Fixed weights from configured capacity; blind to health and load.
+/// Fixed weights from configured capacity, sampled at random per request; blind to health and
+/// load (the classic weighted balancer, without the smooth interleaving).
 #[derive(Debug, Default, Clone)]
-pub struct StaticWeights {
-    inner: SmoothWeighted,
-}
+pub struct StaticWeights;
 
 impl Balancer for StaticWeights {
     fn name(&self) -> &'static str {
         "static_weights"
     }
-    fn pick(&mut self, eps: &[EndpointView], _now: u64, _rng: &mut Rng) -> Option<usize> {
-        let w: Vec<f64> = eps.iter().map(|e| if e.up { e.capacity } else { 0.0 }).collect();
-        self.inner.pick_weighted(&w)
+    fn pick(&mut self, eps: &[EndpointView], _now: u64, rng: &mut Rng) -> Option<usize> {
+        let up = || eps.iter().enumerate().filter(|(_, e)| e.up && e.capacity > 0.0);
+        let total: f64 = up().map(|(_, e)| e.capacity).sum();
+        if total <= 0.0 {
+            return None;
+        }
+        let mut x = rng.unit() * total;
+        let mut last = None;
+        for (i, e) in up() {
+            last = Some(i);
+            if x < e.capacity {
+                return Some(i);
+            }
+            x -= e.capacity;
+        }
+        last
     }
 }
