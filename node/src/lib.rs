@@ -10,5 +10,6 @@ pub mod live;
 pub mod output;
 pub mod query_cmd;
 pub mod rpc;
+pub mod sim_cmd;
 pub mod testnet;
 pub mod tx_cmd;

@@ -12,6 +12,7 @@
 //! - [`balancer`]: per-request endpoint choice (round robin … power of two choices).
 //! - [`planner`]: the hashmesh planner — group routes with hysteresis.
 //! - [`weights`]: exact basis-point weights.
+//! - [`sim`]: the simulator that compares every strategy on the same seeded workload.
 
 pub mod balancer;
 pub mod forecast;
@@ -21,5 +22,6 @@ pub mod phi;
 pub mod planner;
 pub mod ramp;
 pub mod rng;
+pub mod sim;
 pub mod telemetry;
 pub mod weights;

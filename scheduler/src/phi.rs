@@ -19,13 +19,66 @@ pub struct PhiAccrual {
     pub min_std_ms: f64,
     /// Suspicion threshold.
     pub threshold: f64,
+    /// Silence tolerated on top of the learned intervals, ms (Akka's "acceptable heartbeat
+    /// pause"): it absorbs retries and short stalls without hiding a real failure for long.
+    pub acceptable_pause_ms: f64,
 }
 
 impl PhiAccrual {
     /// A detector with this threshold (e.g. 8) and standard-deviation floor (e.g. 100 ms).
     #[must_use]
     pub fn new(threshold: f64, min_std_ms: f64) -> Self {
-        Self { intervals: std::collections::VecDeque::new(), last_ms: None, min_std_ms, threshold }
+        Self {
+            intervals: std::collections::VecDeque::new(),
+            last_ms: None,
+            min_std_ms,
+            threshold,
+            acceptable_pause_ms: 0.0,
+        }
+    }
+
+    /// The same detector, tolerating `pause_ms` of extra silence.
+    #[must_use]
+    pub fn with_acceptable_pause(mut self, pause_ms: f64) -> Self {
+        self.acceptable_pause_ms = pause_ms.max(0.0);
+        self
+    }
+
+    /// Forget everything (a monitored peer came back as a new incarnation).
+    pub fn reset(&mut self) {
+        self.intervals.clear();
+        self.last_ms = None;
+    }
+
+    fn mean_std(&self) -> Option<(f64, f64)> {
+        let n = self.intervals.len();
+        if n == 0 {
+            return None;
+        }
+        let mean = self.intervals.iter().sum::<f64>() / n as f64;
+        let var = self.intervals.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / n as f64;
+        Some((mean + self.acceptable_pause_ms, var.sqrt().max(self.min_std_ms)))
+    }
+
+    /// When, given the heartbeats so far, the peer becomes suspected if nothing else arrives
+    /// (ms, absolute); `None` before two heartbeats. Phi grows monotonically with silence, so
+    /// this is the one crossing point of the threshold.
+    #[must_use]
+    pub fn deadline_ms(&self) -> Option<f64> {
+        let last = self.last_ms? as f64;
+        let (mean, std) = self.mean_std()?;
+        // Solve phi(y) = threshold for y = (elapsed − mean) / std by bisection on [-10, 60].
+        let target = self.threshold;
+        let (mut lo, mut hi) = (-10.0f64, 60.0f64);
+        for _ in 0..60 {
+            let mid = (lo + hi) / 2.0;
+            if phi_of_y(mid) > target {
+                hi = mid;
+            } else {
+                lo = mid;
+            }
+        }
+        Some(last + mean + hi * std)
     }
 
     /// A heartbeat arrived at `now_ms`.
@@ -42,19 +95,10 @@ impl PhiAccrual {
     /// Phi at `now_ms` (0 before two heartbeats).
     #[must_use]
     pub fn phi(&self, now_ms: u64) -> f64 {
-        let (Some(last), n) = (self.last_ms, self.intervals.len()) else { return 0.0 };
-        if n == 0 {
-            return 0.0;
-        }
-        let mean = self.intervals.iter().sum::<f64>() / n as f64;
-        let var = self.intervals.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / n as f64;
-        let std = var.sqrt().max(self.min_std_ms);
+        let Some(last) = self.last_ms else { return 0.0 };
+        let Some((mean, std)) = self.mean_std() else { return 0.0 };
         let elapsed = now_ms.saturating_sub(last) as f64;
-        // P(interval > elapsed) with the logistic approximation of the normal CDF.
-        let y = (elapsed - mean) / std;
-        let e = (-y * (1.5976 + 0.070566 * y * y)).exp();
-        let p_later = if elapsed > mean { e / (1.0 + e) } else { 1.0 - 1.0 / (1.0 + e) };
-        -p_later.max(f64::MIN_POSITIVE).log10()
+        phi_of_y((elapsed - mean) / std)
     }
 
     /// Whether the peer is suspected at `now_ms`.
@@ -62,6 +106,14 @@ impl PhiAccrual {
     pub fn suspected(&self, now_ms: u64) -> bool {
         self.phi(now_ms) > self.threshold
     }
+}
+
+/// Phi for a silence `y` standard deviations past the mean: −log10 P(interval > elapsed), with
+/// the logistic approximation of the normal CDF. Monotone in `y`.
+fn phi_of_y(y: f64) -> f64 {
+    let e = (-y * (1.5976 + 0.070566 * y * y)).exp();
+    let p_later = if y > 0.0 { e / (1.0 + e) } else { 1.0 - 1.0 / (1.0 + e) };
+    -p_later.max(f64::MIN_POSITIVE).log10()
 }
 
 /// Exponential backoff with full jitter: attempt `n` waits uniformly in `[0, min(cap, base·2^n))`.

@@ -4,7 +4,8 @@
 //! unhealthy endpoint.
 //!
 //! Each group's target split is proportional to each eligible endpoint's *headroom* (capacity
-//! × max utilisation × cold-start ramp, minus the load of the other groups) weighted by health.
+//! × max utilisation × cold-start ramp, minus the load of the other groups) weighted by health
+//! and, beyond a latency budget, by `(budget / latency)²`.
 //! Because a group's target ignores its own current placement, the same input always gives the
 //! same target: a group that already sits on its target has zero gain, so routing does not flap.
 
@@ -30,6 +31,8 @@ pub struct PlanEndpoint {
     pub ejected: bool,
     /// Cold-start factor in [0, 1].
     pub ramp: f64,
+    /// Median submit latency, ms (0 when unknown).
+    pub latency_ms: f64,
 }
 
 /// A miner group and its current route.
@@ -58,10 +61,14 @@ pub struct PlannerConfig {
     pub max_moves_per_epoch: usize,
     /// Endpoints below this health are not targeted.
     pub health_floor: f64,
-    /// Target utilisation ceiling (e.g. 0.8).
+    /// Target utilisation ceiling (default 0.9, the chain's default `max_utilization_bp`).
     pub max_utilization: f64,
     /// Whether groups may be routed onto other pools' endpoints.
     pub allow_cross_pool: bool,
+    /// Submit latency beyond which an endpoint's share shrinks with the square of the excess
+    /// ratio, ms (stale work grows with latency; the article's first bucket is < 100 ms).
+    /// 0 turns latency steering off.
+    pub latency_budget_ms: f64,
 }
 
 impl Default for PlannerConfig {
@@ -71,8 +78,9 @@ impl Default for PlannerConfig {
             min_gain_bp: 500,
             max_moves_per_epoch: 4,
             health_floor: 0.3,
-            max_utilization: 0.8,
+            max_utilization: 0.9,
             allow_cross_pool: false,
+            latency_budget_ms: 100.0,
         }
     }
 }
@@ -88,6 +96,16 @@ pub struct Move {
     pub gain_bp: u32,
 }
 
+/// How much of its headroom an endpoint is worth given its latency: 1 within the budget, then
+/// `(budget / latency)²`.
+fn latency_factor(e: &PlanEndpoint, cfg: &PlannerConfig) -> f64 {
+    if cfg.latency_budget_ms <= 0.0 || e.latency_ms <= cfg.latency_budget_ms {
+        1.0
+    } else {
+        (cfg.latency_budget_ms / e.latency_ms).powi(2)
+    }
+}
+
 /// Cost of putting `share_hs` on endpoint `e` on top of `other_load_hs`: grows as the
 /// endpoint fills up and as its health falls; unusable endpoints cost a prohibitive amount.
 fn penalty(e: &PlanEndpoint, other_load_hs: f64, share_hs: f64, cfg: &PlannerConfig) -> f64 {
@@ -95,7 +113,7 @@ fn penalty(e: &PlanEndpoint, other_load_hs: f64, share_hs: f64, cfg: &PlannerCon
         return 1e9;
     }
     let util = (other_load_hs + share_hs) / e.capacity_hs as f64;
-    1.0 / (e.health.max(0.01) * (1.0 - util).max(0.05))
+    1.0 / ((e.health * latency_factor(e, cfg)).max(0.01) * (1.0 - util).max(0.05))
 }
 
 fn route_cost(route: &[(usize, u16)], hashrate: f64, eps: &[PlanEndpoint], other: &[f64], cfg: &PlannerConfig) -> f64 {
@@ -120,7 +138,7 @@ fn target(g: &PlanGroup, eps: &[PlanEndpoint], other: &[f64], cfg: &PlannerConfi
         .filter(|(_, e)| usable(e, g, cfg))
         .map(|(i, e)| {
             let room = (e.capacity_hs as f64 * cfg.max_utilization * e.ramp.clamp(0.0, 1.0) - other[i]).max(0.0);
-            (i, room * e.health)
+            (i, room * e.health * latency_factor(e, cfg))
         })
         .collect();
     if cands.is_empty() {
@@ -129,7 +147,7 @@ fn target(g: &PlanGroup, eps: &[PlanEndpoint], other: &[f64], cfg: &PlannerConfi
     if cands.iter().all(|c| c.1 <= 0.0) {
         // Everything is full: spread by health-weighted capacity.
         for c in &mut cands {
-            c.1 = eps[c.0].capacity_hs as f64 * eps[c.0].health;
+            c.1 = eps[c.0].capacity_hs as f64 * eps[c.0].health * latency_factor(&eps[c.0], cfg);
         }
     }
     cands.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));

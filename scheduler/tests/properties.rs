@@ -44,8 +44,8 @@ fn view() -> impl Strategy<Value = EndpointView> {
 }
 
 fn endpoint() -> impl Strategy<Value = PlanEndpoint> {
-    (0usize..2, 1u64..1000, 0.0..1.0f64, any::<bool>(), any::<bool>(), 0.0..1.0f64).prop_map(
-        |(owner, cap, health, drained, ejected, ramp)| PlanEndpoint {
+    (0usize..2, 1u64..1000, 0.0..1.0f64, any::<bool>(), any::<bool>(), 0.0..1.0f64, 0.0..500.0f64).prop_map(
+        |(owner, cap, health, drained, ejected, ramp, latency_ms)| PlanEndpoint {
             id: String::new(),
             owner: format!("pool-{owner}"),
             capacity_hs: cap * 1_000_000,
@@ -53,6 +53,7 @@ fn endpoint() -> impl Strategy<Value = PlanEndpoint> {
             drained: drained && cap % 3 == 0,
             ejected: ejected && cap % 5 == 0,
             ramp,
+            latency_ms,
         },
     )
 }
@@ -274,6 +275,7 @@ fn ep(id: &str, owner: &str, health: f64) -> PlanEndpoint {
         drained: false,
         ejected: false,
         ramp: 1.0,
+        latency_ms: 40.0,
     }
 }
 

@@ -130,10 +130,12 @@ impl Scheduler {
 
         // Collect: measure our endpoints and report them on chain.
         let mut health_of: Vec<f64> = vec![1.0; eps.len()];
+        let mut latency_of: Vec<f64> = vec![0.0; eps.len()];
         for t in telemetry.as_array().into_iter().flatten() {
             if t["fresh"] == true {
                 if let Some(&i) = index.get(&text(t, "endpoint")) {
                     health_of[i] = t["health_bp"].as_f64().unwrap_or(10_000.0) / 10_000.0;
+                    latency_of[i] = t["report"]["latency_ms_p50"].as_f64().unwrap_or(0.0);
                 }
             }
         }
@@ -154,6 +156,7 @@ impl Scheduler {
             };
             // Evaluate our own endpoints on what we just measured, before the chain has it.
             health_of[i] = health(&t, &HealthWeights::default());
+            latency_of[i] = f64::from(report.latency_ms_p50);
             cpu_sum += t.cpu;
             own += 1;
             let endpoint = text(e, "id").parse().context("endpoint id from the chain")?;
@@ -173,6 +176,7 @@ impl Scheduler {
                 drained: e["drained"] == true,
                 ejected: health_of[i] <= 0.0,
                 ramp: 1.0,
+                latency_ms: latency_of[i],
             })
             .collect();
         let current: BTreeMap<String, &Value> = asg.iter().map(|a| (text(a, "group"), a)).collect();
@@ -212,8 +216,8 @@ impl Scheduler {
             min_gain_bp: self.settings.min_gain_bp,
             max_moves_per_epoch: self.settings.max_moves_per_epoch,
             health_floor: self.settings.health_floor,
-            max_utilization: 0.8,
             allow_cross_pool: false,
+            ..PlannerConfig::default()
         };
         // Dispatch: every move is a signed route on chain.
         for m in plan(&plan_groups, &plan_eps, &cfg, now) {

@@ -7,7 +7,7 @@ mod p2c;
 
 pub use article::{ArticleDynamicWeights, ArticleScore, EwmaTiers};
 pub use basic::{LeastConnections, RoundRobin, SmoothWeighted, StaticWeights};
-pub use p2c::PeakEwmaP2c;
+pub use p2c::{peak_ewma, PeakEwmaP2c};
 
 use crate::rng::Rng;
 

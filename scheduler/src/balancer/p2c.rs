@@ -52,13 +52,19 @@ impl Balancer for PeakEwmaP2c {
         if self.cost.len() <= i {
             self.cost.resize(i + 1, (self.initial_cost_ms, now_ms));
         }
-        let (cost, at) = self.cost[i];
-        let next = if latency_ms > cost {
-            latency_ms
-        } else {
-            let w = (-(now_ms.saturating_sub(at) as f64) / self.tau_ms).exp();
-            cost * w + latency_ms * (1.0 - w)
-        };
-        self.cost[i] = (next, now_ms);
+        self.cost[i] = peak_ewma(self.cost[i], latency_ms, now_ms, self.tau_ms);
     }
+}
+
+/// One peak-EWMA step: `(cost, at)` after observing `latency_ms` at `now_ms`. The cost jumps to
+/// any new peak and otherwise decays toward the samples with time constant `tau_ms`.
+#[must_use]
+pub fn peak_ewma((cost, at): (f64, u64), latency_ms: f64, now_ms: u64, tau_ms: f64) -> (f64, u64) {
+    let next = if latency_ms > cost {
+        latency_ms
+    } else {
+        let w = (-(now_ms.saturating_sub(at) as f64) / tau_ms).exp();
+        cost * w + latency_ms * (1.0 - w)
+    };
+    (next, now_ms)
 }
