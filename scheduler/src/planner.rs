@@ -61,7 +61,7 @@ pub struct PlannerConfig {
     pub max_moves_per_epoch: usize,
     /// Endpoints below this health are not targeted.
     pub health_floor: f64,
-    /// Target utilisation ceiling (default 0.9, the chain's default `max_utilization_bp`).
+    /// Target utilisation ceiling (default 0.8: headroom under the chain's 0.9 refusal line).
     pub max_utilization: f64,
     /// Whether groups may be routed onto other pools' endpoints.
     pub allow_cross_pool: bool,
@@ -78,7 +78,7 @@ impl Default for PlannerConfig {
             min_gain_bp: 500,
             max_moves_per_epoch: 4,
             health_floor: 0.3,
-            max_utilization: 0.9,
+            max_utilization: 0.8,
             allow_cross_pool: false,
             latency_budget_ms: 100.0,
         }

@@ -227,10 +227,8 @@ pub fn run(spec: &RunSpec, mut s: Strategy, progress: &mut dyn FnMut(u64)) -> Ru
                 let c = heap.pop().expect("peeked");
                 let v = &mut views[c.endpoint];
                 v.pending = v.pending.saturating_sub(1);
-                let seen = if c.ok { c.latency_ms } else { spec.timeout_ms };
-                match &mut s.kind {
-                    Kind::Balancer(b) => b.observe(c.endpoint, seen, c.at_ms as u64),
-                    Kind::Planner(p) => p.observe(c.endpoint, seen, c.at_ms as u64),
+                if let Kind::Balancer(b) = &mut s.kind {
+                    b.observe(c.endpoint, if c.ok { c.latency_ms } else { spec.timeout_ms }, c.at_ms as u64);
                 }
                 if s.outlier {
                     let was = outlier.is_ejected(c.endpoint, c.at_ms as u64);

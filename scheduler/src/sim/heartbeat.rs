@@ -253,7 +253,7 @@ pub fn simulate(
     let duration = duration_ms as f64;
     let mut results: Vec<(Config, Outcome)> = configs().into_iter().map(|c| (c, Outcome::default())).collect();
     for a in 0..agents {
-        let agent_seed = seed ^ (0xA6E7_0000_0000_0000 | a as u64);
+        let agent_seed = Rng::new(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ a as u64).next_u64();
         let down = outages(&mut Rng::new(agent_seed ^ 0x0DD), net, duration);
         for (c, o) in &mut results {
             let (arr, sent) = arrivals(agent_seed, net, c.sender, &down, duration);

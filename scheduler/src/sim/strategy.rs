@@ -2,8 +2,8 @@
 //! planner driven the way the node drives it (epochs, commit delay, hysteresis).
 
 use crate::balancer::{
-    peak_ewma, ArticleDynamicWeights, ArticleScore, Balancer, EndpointView, EwmaTiers, LeastConnections, PeakEwmaP2c,
-    RoundRobin, SmoothWeighted, StaticWeights,
+    ArticleDynamicWeights, ArticleScore, Balancer, EndpointView, EwmaTiers, LeastConnections, PeakEwmaP2c, RoundRobin,
+    SmoothWeighted, StaticWeights,
 };
 use crate::forecast::Ewma;
 use crate::planner::{plan, Move, PlanEndpoint, PlanGroup, PlannerConfig};
@@ -102,8 +102,6 @@ pub(crate) struct PlannerDriver {
     group_window: Vec<u64>,
     queued: Vec<(u64, Move)>,
     scratch: Vec<f64>,
-    /// The agent's own peak-EWMA latency per endpoint, (ms, at).
-    observed: Vec<(f64, u64)>,
 }
 
 impl PlannerDriver {
@@ -120,7 +118,6 @@ impl PlannerDriver {
             group_window: Vec::new(),
             queued: Vec::new(),
             scratch: Vec::new(),
-            observed: Vec::new(),
         }
     }
 
@@ -209,28 +206,16 @@ impl PlannerDriver {
         }
     }
 
-    /// A share's outcome as the agent sees it (errors count as `latency_ms` = the timeout).
-    pub(crate) fn observe(&mut self, endpoint: usize, latency_ms: f64, now_ms: u64) {
-        if self.observed.len() <= endpoint {
-            self.observed.resize(endpoint + 1, (0.0, now_ms));
-        }
-        self.observed[endpoint] = peak_ewma(self.observed[endpoint], latency_ms, now_ms, 10_000.0);
-    }
-
     /// The endpoint for a share of `group`: smooth weighted RR over the group's committed
-    /// route, skipping endpoints the agent sees down, each weight shrunk by the same latency
-    /// rule the planner uses, on the agent's own recent measurements (the agent reacts within
-    /// the committed route between epochs); if none is left, any endpoint that is up.
+    /// route, skipping endpoints the agent sees down (ejected); if none is left, any endpoint
+    /// that is up.
     pub(crate) fn pick(&mut self, group: usize, views: &[EndpointView]) -> Option<usize> {
         self.group_window[group] += 1;
         self.scratch.clear();
         self.scratch.resize(views.len(), 0.0);
-        let budget = self.cfg.latency_budget_ms;
         for &(e, w) in &self.groups[group].route {
             if views[e].up {
-                let seen = self.observed.get(e).map_or(0.0, |o| o.0);
-                let factor = if budget > 0.0 && seen > budget { (budget / seen).powi(2) } else { 1.0 };
-                self.scratch[e] = f64::from(w) * factor;
+                self.scratch[e] = f64::from(w);
             }
         }
         if let Some(i) = self.swrr[group].pick_weighted(&self.scratch) {
