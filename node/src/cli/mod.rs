@@ -1,6 +1,7 @@
 //! Command-line interface: argument parsing and dispatch to the library modules.
 
 mod report;
+mod sim;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -14,14 +15,13 @@ use hashmesh_node::home::{Config, Home};
 use hashmesh_node::output::print_json;
 use hashmesh_node::query_cmd::{self, Target};
 use hashmesh_node::rpc::Rpc;
-use hashmesh_node::sim_cmd;
 use hashmesh_node::testnet;
 use hashmesh_node::tx_cmd::{self, TxOptions};
 use hashmesh_protocol::Body;
-use hashmesh_scheduler::sim::Options;
 use serde_json::json;
 
 use report::ReportArgs;
+use sim::{SimArgs, SIM_HELP};
 
 const DEFAULT_RPC: &str = "http://127.0.0.1:26657";
 
@@ -107,48 +107,6 @@ enum Cmd {
         #[command(subcommand)]
         cmd: TestnetCmd,
     },
-}
-
-const SIM_HELP: &str = "Scenarios:
-  rr-load       every strategy at 1k and 10k QPS (the article's round-robin table)
-  latency-loss  submit latency buckets vs hashrate lost to stale work
-  heartbeat     fixed 5 s heartbeats vs phi accrual (--endpoints = agents)
-  scale-out     endpoints join a loaded fleet: request deviation, latency
-  polling       poll interval vs requests/day, CPU, stale work (--miners = pollers)
-  failover      the largest endpoint dies and comes back, another degrades
-  mixed         spike, failure, degradation and new endpoints at once
-
-Examples:
-  hashmesh sim --scenario scale-out
-  hashmesh sim --scenario mixed --seed 7 --out sim-out
-  hashmesh sim --scenario heartbeat --endpoints 50 --duration 6h --json";
-
-#[derive(Args)]
-struct SimArgs {
-    /// Scenario to run (see below).
-    #[arg(long)]
-    scenario: String,
-    /// Seed: same seed, same output.
-    #[arg(long, default_value_t = 1)]
-    seed: u64,
-    /// Endpoints (heartbeat: agents). Default: the scenario's.
-    #[arg(long)]
-    endpoints: Option<usize>,
-    /// Miners, 1 share/s each (polling: pollers). Default: the scenario's.
-    #[arg(long)]
-    miners: Option<u64>,
-    /// Simulated time, e.g. 300s, 10m, 24h. Default: the scenario's.
-    #[arg(long)]
-    duration: Option<String>,
-    /// Directory for CSV tables and SVG charts.
-    #[arg(long)]
-    out: Option<PathBuf>,
-    /// Print JSON.
-    #[arg(long)]
-    json: bool,
-    /// No progress on stderr.
-    #[arg(long)]
-    quiet: bool,
 }
 
 #[derive(Subcommand)]
@@ -460,17 +418,7 @@ pub fn main() -> Result<i32> {
             Ok(0)
         }
         Cmd::Tx(args) => run_tx(args),
-        Cmd::Sim(a) => {
-            let duration_ms = a.duration.as_deref().map(sim_cmd::parse_duration_ms).transpose()?;
-            sim_cmd::run(&sim_cmd::SimRequest {
-                scenario: a.scenario,
-                options: Options { seed: a.seed, endpoints: a.endpoints, miners: a.miners, duration_ms },
-                out: a.out,
-                json: a.json,
-                progress: !a.quiet,
-            })?;
-            Ok(0)
-        }
+        Cmd::Sim(a) => sim::run(a),
         Cmd::Query(q) => run_query(q),
         Cmd::Status { conn, json } => {
             let v = query_cmd::status(&Rpc::new(&conn.url()?))?;

@@ -2,6 +2,8 @@
 //! really fail; detectors decide when an agent is "lost". Counts false verdicts (the agent was
 //! alive), detection time of real failures, messages sent, and tasks that pile up.
 
+use super::report::{columns, num, Chart, ChartData, Report, Table, Verdict};
+use super::scenarios::{Options, Progress};
 use crate::phi::{Backoff, PhiAccrual};
 use crate::rng::Rng;
 
@@ -266,4 +268,98 @@ pub fn simulate(
         o.detection_ms.sort_by(f64::total_cmp);
     }
     results
+}
+
+/// The `heartbeat` scenario's report.
+pub(crate) fn report(o: &Options, progress: &mut dyn FnMut(&Progress)) -> Report {
+    let agents = o.endpoints.unwrap_or(100);
+    let duration = o.duration_ms.unwrap_or(86_400_000);
+    let net = Network::default();
+    let results = simulate(o.seed, agents, duration, &net, &mut |a| {
+        progress(&Progress { run: format!("heartbeat agent {a}/{agents}"), done: a, total: agents });
+    });
+    let agent_days = agents as f64 * duration as f64 / 86_400_000.0;
+    let rows = results
+        .iter()
+        .map(|(c, r)| {
+            vec![
+                c.name.to_string(),
+                r.false_verdicts.to_string(),
+                num(r.false_verdicts as f64 / agent_days, 2),
+                format!("{}/{}", r.detected, r.failures),
+                num(r.mean_detection_ms() / 1000.0, 2),
+                num(r.p99_detection_ms() / 1000.0, 2),
+                num(r.messages as f64 / agent_days, 0),
+                num(r.piled_tasks, 0),
+            ]
+        })
+        .collect();
+    let fixed = &results[0].1;
+    let ours = &results.iter().find(|(c, _)| c.name == "hashmesh_phi_accrual").expect("row exists").1;
+    let ratio =
+        if ours.false_verdicts == 0 { f64::INFINITY } else { fixed.false_verdicts as f64 / ours.false_verdicts as f64 };
+    Report {
+        setup: format!(
+            "{agents} agents, heartbeat every 5 s, {}h simulated. Network: 0.5% loss with bursts (50% loss, ~4 messages \
+             long, 0.2% of messages start one), delay 20 ms + exp(40 ms), 0.5% of messages held up 0.5-2.5 s. Each \
+             agent really fails every 8 h on average for 30-300 s. The article's sender makes one attempt per tick; \
+             the retrying sender retries a report unanswered after 1 s with backoff (250 ms base, 2 s cap, full \
+             jitter). fixed_5s = lost after two intervals of silence; hashmesh = phi accrual (threshold 8, std floor \
+             500 ms, acceptable pause 1 s). piled_tasks = tasks sent to dead agents before detection (1/s) + tasks \
+             duplicated by false verdicts (10 in flight).",
+            duration / 3_600_000
+        ),
+        tables: vec![Table {
+            name: "heartbeat".into(),
+            title: "Heartbeats: false \"lost\" verdicts and detection".into(),
+            columns: columns(&[
+                "detector",
+                "false_lost",
+                "false_per_agent_day",
+                "detected",
+                "detect_mean_s",
+                "detect_p99_s",
+                "messages_per_agent_day",
+                "piled_tasks",
+            ]),
+            rows,
+        }],
+        charts: vec![Chart {
+            name: "false_verdicts".into(),
+            title: "False \"lost\" verdicts".into(),
+            y_label: "verdicts".into(),
+            x_label: String::new(),
+            data: ChartData::Bars(results.iter().map(|(c, r)| (c.name.to_string(), r.false_verdicts as f64)).collect()),
+        }],
+        verdicts: vec![
+            Verdict {
+                target: "heartbeat: at least 10x fewer false \"lost\" verdicts than fixed 5 s".into(),
+                measured: format!(
+                    "fixed {} vs hashmesh {} ({}x)",
+                    fixed.false_verdicts,
+                    ours.false_verdicts,
+                    if ratio.is_finite() { num(ratio, 1) } else { "inf".into() }
+                ),
+                met: ratio >= 10.0,
+            },
+            Verdict {
+                target: "heartbeat: real failures detected no slower than fixed 5 s".into(),
+                measured: format!(
+                    "mean {} s vs {} s, p99 {} s vs {} s",
+                    num(ours.mean_detection_ms() / 1000.0, 2),
+                    num(fixed.mean_detection_ms() / 1000.0, 2),
+                    num(ours.p99_detection_ms() / 1000.0, 2),
+                    num(fixed.p99_detection_ms() / 1000.0, 2)
+                ),
+                met: ours.mean_detection_ms() <= fixed.mean_detection_ms()
+                    && ours.p99_detection_ms() <= fixed.p99_detection_ms()
+                    && ours.detected >= fixed.detected,
+            },
+        ],
+        notes: vec!["most false verdicts come from lost heartbeats that nobody resends: retries alone cut them the \
+                     most (fixed_5s_with_retry); phi accrual keeps most of that gain and detects real failures \
+                     sooner, because its deadline follows the observed intervals instead of a worst case"
+            .into()],
+        ..Report::default()
+    }
 }

@@ -4,6 +4,8 @@
 
 use std::fmt::Write as _;
 
+use super::stats::{pct, RunStats, WindowPoint};
+
 /// A table: one row per strategy (or bucket), cells already formatted.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Table {
@@ -69,6 +71,12 @@ pub struct Report {
     pub notes: Vec<String>,
     /// Shares simulated (for throughput).
     pub shares_simulated: u64,
+}
+
+/// Column headers from names.
+#[must_use]
+pub fn columns(names: &[&str]) -> Vec<String> {
+    names.iter().map(|s| (*s).to_string()).collect()
 }
 
 /// A number with `d` decimals.
@@ -244,4 +252,60 @@ fn trim_num(v: f64) -> String {
     } else {
         format!("{v:.2}").trim_end_matches('0').trim_end_matches('.').to_string()
     }
+}
+
+/// A bar per run.
+pub(crate) fn bars(name: &str, title: &str, y: &str, runs: &[RunStats], f: impl Fn(&RunStats) -> f64) -> Chart {
+    Chart {
+        name: name.into(),
+        title: title.into(),
+        y_label: y.into(),
+        x_label: String::new(),
+        data: ChartData::Bars(runs.iter().map(|r| (r.strategy.clone(), f(r))).collect()),
+    }
+}
+
+/// A line per run over its timeline.
+pub(crate) fn timeline(
+    name: &str,
+    title: &str,
+    y: &str,
+    runs: &[RunStats],
+    step_ms: u64,
+    f: impl Fn(&WindowPoint) -> f64,
+) -> Chart {
+    Chart {
+        name: name.into(),
+        title: title.into(),
+        y_label: y.into(),
+        x_label: "simulated time, s".into(),
+        data: ChartData::Lines(
+            runs.iter()
+                .map(|r| {
+                    let pts = r
+                        .timeline
+                        .iter()
+                        .enumerate()
+                        .filter(|(_, p)| p.shares > 0)
+                        .map(|(i, p)| ((i as u64 * step_ms) as f64 / 1000.0, f(p)))
+                        .collect();
+                    (r.strategy.clone(), pts)
+                })
+                .collect(),
+        ),
+    }
+}
+
+/// Mean latency of a timeline point, ms.
+pub(crate) fn mean_latency(p: &WindowPoint) -> f64 {
+    if p.accepted == 0 {
+        0.0
+    } else {
+        p.latency_sum_ms / p.accepted as f64
+    }
+}
+
+/// Errors of a timeline point, %.
+pub(crate) fn error_pct(p: &WindowPoint) -> f64 {
+    pct(p.errors, p.shares)
 }

@@ -6,7 +6,7 @@ use super::engine::run;
 use super::heartbeat;
 use super::model::{fleet, group_weights, EndpointSpec, Incident, RunSpec, Spike, Workload};
 use super::polling;
-use super::report::{num, Chart, ChartData, Report, Table, Verdict};
+use super::report::{bars, columns, error_pct, mean_latency, num, timeline, Report, Table, Verdict};
 use super::stats::{RunStats, LATENCY_BUCKETS};
 use super::strategy::{is_article, Strategy, NAMES};
 
@@ -104,58 +104,6 @@ fn find<'a>(runs: &'a [RunStats], name: &str) -> &'a RunStats {
     runs.iter().find(|r| r.strategy == name).expect("every strategy ran")
 }
 
-fn bars(name: &str, title: &str, y: &str, runs: &[RunStats], f: impl Fn(&RunStats) -> f64) -> Chart {
-    Chart {
-        name: name.into(),
-        title: title.into(),
-        y_label: y.into(),
-        x_label: String::new(),
-        data: ChartData::Bars(runs.iter().map(|r| (r.strategy.clone(), f(r))).collect()),
-    }
-}
-
-fn timeline(
-    name: &str,
-    title: &str,
-    y: &str,
-    runs: &[RunStats],
-    step_ms: u64,
-    f: impl Fn(&super::stats::WindowPoint) -> f64,
-) -> Chart {
-    Chart {
-        name: name.into(),
-        title: title.into(),
-        y_label: y.into(),
-        x_label: "simulated time, s".into(),
-        data: ChartData::Lines(
-            runs.iter()
-                .map(|r| {
-                    let pts = r
-                        .timeline
-                        .iter()
-                        .enumerate()
-                        .filter(|(_, p)| p.shares > 0)
-                        .map(|(i, p)| ((i as u64 * step_ms) as f64 / 1000.0, f(p)))
-                        .collect();
-                    (r.strategy.clone(), pts)
-                })
-                .collect(),
-        ),
-    }
-}
-
-fn mean_latency(p: &super::stats::WindowPoint) -> f64 {
-    if p.accepted == 0 {
-        0.0
-    } else {
-        p.latency_sum_ms / p.accepted as f64
-    }
-}
-
-fn error_pct(p: &super::stats::WindowPoint) -> f64 {
-    super::stats::pct(p.errors, p.shares)
-}
-
 /// Run scenario `name`.
 ///
 /// # Errors
@@ -175,9 +123,9 @@ pub fn run_scenario(name: &str, o: &Options, progress: &mut dyn FnMut(&Progress)
     let mut report = match name {
         "rr-load" => rr_load(o, progress),
         "latency-loss" => latency_loss(o, progress),
-        "heartbeat" => heartbeat_scenario(o, progress),
+        "heartbeat" => heartbeat::report(o, progress),
         "scale-out" => scale_out(o, progress),
-        "polling" => polling_scenario(o, progress),
+        "polling" => polling::report(o, progress),
         "failover" => failover(o, progress),
         "mixed" => mixed(o, progress),
         _ => {
@@ -190,11 +138,8 @@ pub fn run_scenario(name: &str, o: &Options, progress: &mut dyn FnMut(&Progress)
 }
 
 fn routing_columns(extra: &[&str]) -> Vec<String> {
-    let mut c: Vec<String> = ["strategy", "mean_ms", "p50_ms", "p99_ms", "errors_pct", "stale_pct"]
-        .iter()
-        .map(|s| (*s).to_string())
-        .collect();
-    c.extend(extra.iter().map(|s| (*s).to_string()));
+    let mut c = columns(&["strategy", "mean_ms", "p50_ms", "p99_ms", "errors_pct", "stale_pct"]);
+    c.extend(columns(extra));
     c
 }
 
@@ -244,7 +189,7 @@ fn rr_load(o: &Options, progress: &mut dyn FnMut(&Progress)) -> Report {
         tables: vec![Table {
             name: "rr_load".into(),
             title: "Latency and errors under load (article: round robin, 1k and 10k QPS)".into(),
-            columns: [
+            columns: columns(&[
                 "strategy",
                 "1k_mean_ms",
                 "1k_p99_ms",
@@ -253,10 +198,7 @@ fn rr_load(o: &Options, progress: &mut dyn FnMut(&Progress)) -> Report {
                 "10k_p99_ms",
                 "10k_errors_pct",
                 "article",
-            ]
-            .iter()
-            .map(|s| (*s).to_string())
-            .collect(),
+            ]),
             rows,
         }],
         charts: vec![
@@ -429,7 +371,7 @@ fn scale_out(o: &Options, progress: &mut dyn FnMut(&Progress)) -> Report {
         tables: vec![Table {
             name: "scale_out".into(),
             title: "Scale-out: request deviation and latency after new endpoints join".into(),
-            columns: [
+            columns: columns(&[
                 "strategy",
                 "deviation_before_pct",
                 "deviation_after_pct",
@@ -437,10 +379,7 @@ fn scale_out(o: &Options, progress: &mut dyn FnMut(&Progress)) -> Report {
                 "p99_ms",
                 "errors_pct",
                 "article",
-            ]
-            .iter()
-            .map(|s| (*s).to_string())
-            .collect(),
+            ]),
             rows,
         }],
         charts: vec![
@@ -633,169 +572,6 @@ fn mixed(o: &Options, progress: &mut dyn FnMut(&Progress)) -> Report {
             },
         ],
         shares_simulated: runs.iter().map(|r| r.simulated).sum(),
-        ..Report::default()
-    }
-}
-
-fn heartbeat_scenario(o: &Options, progress: &mut dyn FnMut(&Progress)) -> Report {
-    let agents = o.endpoints.unwrap_or(100);
-    let duration = o.duration_ms.unwrap_or(86_400_000);
-    let net = heartbeat::Network::default();
-    let results = heartbeat::simulate(o.seed, agents, duration, &net, &mut |a| {
-        progress(&Progress { run: format!("heartbeat agent {a}/{agents}"), done: a, total: agents });
-    });
-    let agent_days = agents as f64 * duration as f64 / 86_400_000.0;
-    let rows = results
-        .iter()
-        .map(|(c, r)| {
-            vec![
-                c.name.to_string(),
-                r.false_verdicts.to_string(),
-                num(r.false_verdicts as f64 / agent_days, 2),
-                format!("{}/{}", r.detected, r.failures),
-                num(r.mean_detection_ms() / 1000.0, 2),
-                num(r.p99_detection_ms() / 1000.0, 2),
-                num(r.messages as f64 / agent_days, 0),
-                num(r.piled_tasks, 0),
-            ]
-        })
-        .collect();
-    let fixed = &results[0].1;
-    let ours = &results.iter().find(|(c, _)| c.name == "hashmesh_phi_accrual").expect("row exists").1;
-    let ratio =
-        if ours.false_verdicts == 0 { f64::INFINITY } else { fixed.false_verdicts as f64 / ours.false_verdicts as f64 };
-    Report {
-        setup: format!(
-            "{agents} agents, heartbeat every 5 s, {}h simulated. Network: 0.5% loss with bursts (50% loss, ~4 messages \
-             long, 0.2% of messages start one), delay 20 ms + exp(40 ms), 0.5% of messages held up 0.5-2.5 s. Each \
-             agent really fails every 8 h on average for 30-300 s. The article's sender makes one attempt per tick; \
-             the retrying sender retries a report unanswered after 1 s with backoff (250 ms base, 2 s cap, full \
-             jitter). fixed_5s = lost after two intervals of silence; hashmesh = phi accrual (threshold 8, std floor \
-             500 ms, acceptable pause 1 s). piled_tasks = tasks sent to dead agents before detection (1/s) + tasks \
-             duplicated by false verdicts (10 in flight).",
-            duration / 3_600_000
-        ),
-        tables: vec![Table {
-            name: "heartbeat".into(),
-            title: "Heartbeats: false \"lost\" verdicts and detection".into(),
-            columns: [
-                "detector",
-                "false_lost",
-                "false_per_agent_day",
-                "detected",
-                "detect_mean_s",
-                "detect_p99_s",
-                "messages_per_agent_day",
-                "piled_tasks",
-            ]
-            .iter()
-            .map(|s| (*s).to_string())
-            .collect(),
-            rows,
-        }],
-        charts: vec![Chart {
-            name: "false_verdicts".into(),
-            title: "False \"lost\" verdicts".into(),
-            y_label: "verdicts".into(),
-            x_label: String::new(),
-            data: ChartData::Bars(results.iter().map(|(c, r)| (c.name.to_string(), r.false_verdicts as f64)).collect()),
-        }],
-        verdicts: vec![
-            Verdict {
-                target: "heartbeat: at least 10x fewer false \"lost\" verdicts than fixed 5 s".into(),
-                measured: format!(
-                    "fixed {} vs hashmesh {} ({}x)",
-                    fixed.false_verdicts,
-                    ours.false_verdicts,
-                    if ratio.is_finite() { num(ratio, 1) } else { "inf".into() }
-                ),
-                met: ratio >= 10.0,
-            },
-            Verdict {
-                target: "heartbeat: real failures detected no slower than fixed 5 s".into(),
-                measured: format!(
-                    "mean {} s vs {} s, p99 {} s vs {} s",
-                    num(ours.mean_detection_ms() / 1000.0, 2),
-                    num(fixed.mean_detection_ms() / 1000.0, 2),
-                    num(ours.p99_detection_ms() / 1000.0, 2),
-                    num(fixed.p99_detection_ms() / 1000.0, 2)
-                ),
-                met: ours.mean_detection_ms() <= fixed.mean_detection_ms()
-                    && ours.p99_detection_ms() <= fixed.p99_detection_ms()
-                    && ours.detected >= fixed.detected,
-            },
-        ],
-        notes: vec!["most false verdicts come from lost heartbeats that nobody resends: retries alone cut them the \
-                     most (fixed_5s_with_retry); phi accrual keeps most of that gain and detects real failures \
-                     sooner, because its deadline follows the observed intervals instead of a worst case"
-            .into()],
-        ..Report::default()
-    }
-}
-
-fn polling_scenario(o: &Options, progress: &mut dyn FnMut(&Progress)) -> Report {
-    let pollers = o.miners.map_or(1000, |m| usize::try_from(m).unwrap_or(usize::MAX));
-    let duration = o.duration_ms.unwrap_or(86_400_000);
-    let job_interval = 60_000.0;
-    let total = polling::policies().len();
-    let results = polling::simulate(o.seed, pollers, duration, job_interval, &mut |k| {
-        progress(&Progress { run: format!("polling policy {k}/{total}"), done: k, total });
-    });
-    let rows = results
-        .iter()
-        .map(|(name, r)| {
-            vec![
-                (*name).to_string(),
-                num(r.requests_per_day / 1e6, 2),
-                num(r.cpu_pct, 1),
-                num(r.mean_delay_ms / 1000.0, 2),
-                num(r.stale_pct, 3),
-                match *name {
-                    "poll_5s" => "17.28 M/day, 68% CPU".into(),
-                    "poll_15s" => "5.76 M/day, 32% CPU".into(),
-                    _ => String::new(),
-                },
-            ]
-        })
-        .collect();
-    Report {
-        setup: format!(
-            "{pollers} miners learn about new work (a job change every {}s on average) by polling or by push; {}h \
-             simulated; server load follows a day curve (0.5 at night, 0.95 at the peak) and drives the adaptive \
-             policy. cpu_pct is a linear cost model fitted to the article's two rows ({}% + {}% per request/s), \
-             an estimate, not a measurement; requests and staleness are simulated.",
-            job_interval / 1000.0,
-            duration / 3_600_000,
-            polling::CPU_BASE_PCT,
-            polling::CPU_PER_RPS_PCT
-        ),
-        tables: vec![Table {
-            name: "polling".into(),
-            title: "Polling interval vs requests, CPU and stale work".into(),
-            columns: ["policy", "requests_m_per_day", "cpu_pct", "mean_notice_s", "stale_pct", "article"]
-                .iter()
-                .map(|s| (*s).to_string())
-                .collect(),
-            rows,
-        }],
-        charts: vec![
-            Chart {
-                name: "requests".into(),
-                title: "Requests per day".into(),
-                y_label: "millions".into(),
-                x_label: String::new(),
-                data: ChartData::Bars(
-                    results.iter().map(|(n, r)| ((*n).to_string(), r.requests_per_day / 1e6)).collect(),
-                ),
-            },
-            Chart {
-                name: "stale".into(),
-                title: "Work on stale jobs".into(),
-                y_label: "% of hashrate".into(),
-                x_label: String::new(),
-                data: ChartData::Bars(results.iter().map(|(n, r)| ((*n).to_string(), r.stale_pct)).collect()),
-            },
-        ],
         ..Report::default()
     }
 }
