@@ -8,6 +8,7 @@ pub mod daemon;
 pub mod home;
 pub mod live;
 pub mod output;
+pub mod plane;
 pub mod query_cmd;
 pub mod rpc;
 pub mod sim_cmd;
