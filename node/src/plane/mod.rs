@@ -5,7 +5,9 @@
 //! - [`tls`]: rustls configurations — TLS 1.3 only, the hashmesh ALPN, and certificate verifiers
 //!   that pin peers by ed25519 key against a [`tls::Trust`] instead of a CA.
 //! - [`endpoint`]: quinn endpoints built from them, with deliberate keep-alive and idle timeouts.
+//! - [`frame`]: length-prefixed, size-limited frames on plane streams.
 
 pub mod endpoint;
+pub mod frame;
 pub mod identity;
 pub mod tls;

@@ -1,0 +1,125 @@
+//! Length-prefixed frames on plane streams: a 4-byte big-endian length, then that many bytes.
+//! A frame over the limit, or a stream that ends inside a frame, is an error that names what
+//! happened; the caller closes that connection and keeps serving everyone else.
+
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+/// Largest frame a peer may send, bytes.
+pub const FRAME_MAX: usize = 256 * 1024;
+
+/// Why a frame could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum FrameError {
+    /// The announced length is over the limit.
+    #[error("frame of {len} bytes is over the {max}-byte limit")]
+    TooLarge {
+        /// Announced length.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// The stream ended inside a frame.
+    #[error("stream ended inside a frame ({got} of {want} bytes)")]
+    Truncated {
+        /// Bytes received.
+        got: usize,
+        /// Bytes announced (or 4 for the length itself).
+        want: usize,
+    },
+    /// The transport failed.
+    #[error("stream error: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Write one frame.
+///
+/// # Errors
+/// If `body` is over [`FRAME_MAX`] or the stream fails.
+pub async fn write_frame<W: AsyncWrite + Unpin>(w: &mut W, body: &[u8]) -> Result<(), FrameError> {
+    if body.len() > FRAME_MAX {
+        return Err(FrameError::TooLarge { len: body.len(), max: FRAME_MAX });
+    }
+    let len = u32::try_from(body.len()).expect("FRAME_MAX fits u32");
+    w.write_all(&len.to_be_bytes()).await?;
+    w.write_all(body).await?;
+    Ok(())
+}
+
+async fn fill<R: AsyncRead + Unpin>(r: &mut R, buf: &mut [u8]) -> Result<usize, std::io::Error> {
+    let mut got = 0;
+    while got < buf.len() {
+        let n = r.read(&mut buf[got..]).await?;
+        if n == 0 {
+            break;
+        }
+        got += n;
+    }
+    Ok(got)
+}
+
+/// Read one frame of at most `max` bytes; `Ok(None)` when the stream ends cleanly between frames.
+///
+/// # Errors
+/// [`FrameError::TooLarge`] before reading the body, [`FrameError::Truncated`] when the stream
+/// ends inside a frame, [`FrameError::Io`] on transport errors.
+pub async fn read_frame<R: AsyncRead + Unpin>(r: &mut R, max: usize) -> Result<Option<Vec<u8>>, FrameError> {
+    let mut len = [0u8; 4];
+    match fill(r, &mut len).await? {
+        0 => return Ok(None),
+        4 => {}
+        got => return Err(FrameError::Truncated { got, want: 4 }),
+    }
+    let len = u32::from_be_bytes(len) as usize;
+    if len > max {
+        return Err(FrameError::TooLarge { len, max });
+    }
+    let mut body = vec![0u8; len];
+    let got = fill(r, &mut body).await?;
+    if got < len {
+        return Err(FrameError::Truncated { got, want: len });
+    }
+    Ok(Some(body))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rt() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap()
+    }
+
+    #[test]
+    fn frames_round_trip_and_bad_streams_say_why() {
+        rt().block_on(async {
+            let (mut a, mut b) = tokio::io::duplex(1 << 20);
+            write_frame(&mut a, b"one").await.unwrap();
+            write_frame(&mut a, b"").await.unwrap();
+            drop(a);
+            assert_eq!(read_frame(&mut b, 16).await.unwrap().as_deref(), Some(b"one".as_slice()));
+            assert_eq!(read_frame(&mut b, 16).await.unwrap().as_deref(), Some(b"".as_slice()));
+            assert!(read_frame(&mut b, 16).await.unwrap().is_none(), "clean end between frames");
+
+            let (mut a, mut b) = tokio::io::duplex(1 << 20);
+            a.write_all(&1000u32.to_be_bytes()).await.unwrap();
+            let err = read_frame(&mut b, 16).await.unwrap_err();
+            assert!(matches!(err, FrameError::TooLarge { len: 1000, max: 16 }), "{err}");
+
+            let (mut a, mut b) = tokio::io::duplex(1 << 20);
+            a.write_all(&10u32.to_be_bytes()).await.unwrap();
+            a.write_all(b"abc").await.unwrap();
+            drop(a);
+            let err = read_frame(&mut b, 16).await.unwrap_err();
+            assert!(matches!(err, FrameError::Truncated { got: 3, want: 10 }), "{err}");
+
+            let (mut a, mut b) = tokio::io::duplex(1 << 20);
+            a.write_all(&[0, 0]).await.unwrap();
+            drop(a);
+            assert!(matches!(read_frame(&mut b, 16).await.unwrap_err(), FrameError::Truncated { got: 2, want: 4 }));
+
+            let (mut a, _b) = tokio::io::duplex(16);
+            let big = vec![0u8; FRAME_MAX + 1];
+            assert!(matches!(write_frame(&mut a, &big).await.unwrap_err(), FrameError::TooLarge { .. }));
+        });
+    }
+}
