@@ -5,15 +5,17 @@
 //! | `/status` | — | chain id, height, app hash, counts |
 //! | `/pools`, `/endpoints`, `/groups`, `/assignments`, `/pending` | — | lists |
 //! | `/telemetry` | — | latest report per endpoint, its health and freshness |
-//! | `/directive` | directive id (hex text) | one directive |
-//! | `/history` | [`HistoryFilter`] JSON | a page of directives and a cursor |
+//! | `/directive` | directive id (hex text) | one directive, with its receipts |
+//! | `/history` | [`HistoryFilter`] JSON | a page of directives (with receipts) and a cursor |
 
 use hashmesh_protocol::limits::HISTORY_PAGE_MAX;
 use hashmesh_protocol::{codec, Body, DirectiveId, GroupId, PoolId, SignedTx};
 use serde::{Deserialize, Serialize};
 
 use crate::core::keys;
-use crate::core::model::{Assignment, DirectiveRecord, EndpointRecord, GroupRecord, PoolRecord, TelemetryRecord};
+use crate::core::model::{
+    Assignment, DirectiveRecord, EndpointRecord, GroupRecord, PoolRecord, ReceiptRecord, TelemetryRecord,
+};
 use crate::core::state::{Counts, GenesisMeta};
 use crate::core::writes::KvRead;
 use crate::store::Store;
@@ -94,6 +96,9 @@ pub struct DirectiveView {
     pub reason: String,
     /// The exact signed bytes, hex: verify them yourself.
     pub tx_hex: String,
+    /// Agents that applied it (committed `Receipt`s), by agent key.
+    #[serde(default)]
+    pub receipts: Vec<ReceiptRecord>,
 }
 
 impl DirectiveView {
@@ -120,6 +125,7 @@ impl DirectiveView {
             decided_height: r.decided_height,
             reason: r.reason.clone(),
             tx_hex: hex::encode(&r.tx),
+            receipts: Vec::new(),
         }
     }
 }
@@ -238,7 +244,9 @@ fn directive(store: &Store, id: &[u8]) -> Option<DirectiveView> {
     let id = DirectiveId(id.try_into().ok()?);
     let bytes = store.get(&keys::directive(&id))?;
     let rec: DirectiveRecord = codec::decode_trusted(&bytes).expect("stored directive decodes");
-    Some(DirectiveView::from_record(&rec))
+    let mut view = DirectiveView::from_record(&rec);
+    view.receipts = list(store, &keys::receipts_of(&id));
+    Some(view)
 }
 
 fn parse_cursor(c: &str) -> Option<(u64, u32)> {

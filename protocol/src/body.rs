@@ -1,12 +1,12 @@
 //! Transaction bodies: the directives (`Route`, `Drain`, `Restore`) and `Vote`.
 //!
 //! Bodies are appended, never renumbered: the encoding of a variant is its position.
-//! `ReportTelemetry`, `Receipt`, `Lend` and `SetPolicy` will take the next tags.
+//! After `ReportTelemetry` and `Receipt`, `Lend` and `SetPolicy` will take the next tags.
 
 use bincode::{Decode, Encode};
 use serde::{Deserialize, Serialize};
 
-use crate::ids::{DirectiveId, EndpointId, GroupId};
+use crate::ids::{AgentId, DirectiveId, EndpointId, GroupId};
 
 /// Route weights are basis points and must sum to exactly this.
 pub const BASIS_POINTS_TOTAL: u32 = 10_000;
@@ -55,6 +55,26 @@ pub enum Body {
         /// The measurements.
         report: TelemetryReport,
     },
+    /// Agents of the signer's groups applied these directives (acknowledgements from the plane,
+    /// batched). Entries are strictly increasing by `(directive, agent)`.
+    Receipt {
+        /// 1..=[`RECEIPTS_PER_TX_MAX`] entries.
+        receipts: Vec<Receipt>,
+    },
+}
+
+/// Most entries one `Receipt` transaction may carry.
+pub const RECEIPTS_PER_TX_MAX: usize = 16;
+
+/// One agent applied one directive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Encode, Decode, Serialize, Deserialize)]
+pub struct Receipt {
+    /// The directive (an active route of the signer's group).
+    pub directive: DirectiveId,
+    /// The agent that applied it.
+    pub agent: AgentId,
+    /// When the agent applied it, ms since the Unix epoch (the agent's clock).
+    pub applied_at_ms: u64,
 }
 
 /// Most miners or queued requests a report may claim.
@@ -117,6 +137,7 @@ impl Body {
             Body::Restore { .. } => "restore",
             Body::Vote { .. } => "vote",
             Body::ReportTelemetry { .. } => "report_telemetry",
+            Body::Receipt { .. } => "receipt",
         }
     }
 

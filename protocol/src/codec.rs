@@ -52,10 +52,22 @@ pub fn encode<T: Encode>(value: &T) -> Vec<u8> {
 /// # Errors
 /// [`DecodeError`] for oversized, invalid, trailing or non-canonical input.
 pub fn decode_canonical<T: Decode<()> + Encode>(bytes: &[u8], max: usize) -> Result<T, DecodeError> {
+    decode_canonical_within::<T, TX_BYTES_MAX>(bytes, max)
+}
+
+/// [`decode_canonical`] with a claimed-allocation limit of `LIMIT` bytes instead of
+/// `TX_BYTES_MAX` (for plane messages, which may be larger than transactions).
+///
+/// # Errors
+/// [`DecodeError`] for oversized, invalid, trailing or non-canonical input.
+pub fn decode_canonical_within<T: Decode<()> + Encode, const LIMIT: usize>(
+    bytes: &[u8],
+    max: usize,
+) -> Result<T, DecodeError> {
     if bytes.len() > max {
         return Err(DecodeError::TooLarge { len: bytes.len(), max });
     }
-    let (value, used): (T, usize) = bincode::decode_from_slice(bytes, CONFIG.with_limit::<TX_BYTES_MAX>())
+    let (value, used): (T, usize) = bincode::decode_from_slice(bytes, CONFIG.with_limit::<LIMIT>())
         .map_err(|e| DecodeError::Invalid(e.to_string()))?;
     if used != bytes.len() {
         return Err(DecodeError::TrailingBytes(bytes.len() - used));

@@ -57,11 +57,17 @@ pub enum RejectCode {
     HealthBelowFloor = 23,
     /// A route would load an endpoint beyond capacity × max utilisation.
     CapacityExceeded = 24,
+    /// A `Receipt` is empty, too long, or its entries are not strictly increasing.
+    ReceiptInvalid = 25,
+    /// A receipt's directive is not an active route of one of the signer's groups.
+    ReceiptNotOwned = 26,
+    /// Every entry of a `Receipt` is already recorded.
+    ReceiptDuplicate = 27,
 }
 
 impl RejectCode {
     /// Every code, in numeric order (for docs and tests).
-    pub const ALL: [RejectCode; 24] = [
+    pub const ALL: [RejectCode; 27] = [
         Self::Malformed,
         Self::TxTooLarge,
         Self::WrongChainId,
@@ -86,6 +92,9 @@ impl RejectCode {
         Self::TelemetryOutOfRange,
         Self::HealthBelowFloor,
         Self::CapacityExceeded,
+        Self::ReceiptInvalid,
+        Self::ReceiptNotOwned,
+        Self::ReceiptDuplicate,
     ];
 
     /// The numeric code CometBFT reports.
@@ -122,6 +131,9 @@ impl RejectCode {
             Self::TelemetryOutOfRange => "telemetry_out_of_range",
             Self::HealthBelowFloor => "health_below_floor",
             Self::CapacityExceeded => "capacity_exceeded",
+            Self::ReceiptInvalid => "receipt_invalid",
+            Self::ReceiptNotOwned => "receipt_not_owned",
+            Self::ReceiptDuplicate => "receipt_duplicate",
         }
     }
 

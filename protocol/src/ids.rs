@@ -176,6 +176,11 @@ hash_id!(
     DirectiveId
 );
 
+hash_id!(
+    /// An agent (an edge Stratum proxy): its ed25519 public key, registered by its pool's operator.
+    AgentId
+);
+
 impl DirectiveId {
     /// The id of a transaction given its exact bytes.
     #[must_use]

@@ -13,12 +13,13 @@ pub mod codec;
 pub mod codes;
 pub mod ids;
 pub mod limits;
+pub mod plane;
 pub mod signing;
 pub mod tx;
 
-pub use body::{Body, RouteTarget, TelemetryReport, BASIS_POINTS_TOTAL};
+pub use body::{Body, Receipt, RouteTarget, TelemetryReport, BASIS_POINTS_TOTAL, RECEIPTS_PER_TX_MAX};
 pub use codec::DecodeError;
 pub use codes::RejectCode;
-pub use ids::{DirectiveId, EndpointId, GroupId, IdError, PoolId};
+pub use ids::{AgentId, DirectiveId, EndpointId, GroupId, IdError, PoolId};
 pub use signing::{PoolKey, SigningKey, VerifyError};
 pub use tx::{SignedTx, UnsignedTx};

@@ -1,7 +1,10 @@
 //! Protocol tests: round trips, arbitrary bytes, golden signing vectors and tampering.
 
+use hashmesh_protocol::plane::{Instruction, PlaneMsg};
 use hashmesh_protocol::signing::{self, PoolKey, DOMAIN_TAG};
-use hashmesh_protocol::{Body, DecodeError, DirectiveId, RouteTarget, SignedTx, SigningKey, UnsignedTx};
+use hashmesh_protocol::{
+    AgentId, Body, DecodeError, DirectiveId, Receipt, RouteTarget, SignedTx, SigningKey, UnsignedTx,
+};
 use proptest::prelude::*;
 
 fn key(n: u8) -> SigningKey {
@@ -136,10 +139,56 @@ fn arb_body() -> impl Strategy<Value = Body> {
         arb_id().prop_map(|e| Body::Drain { endpoint: e.parse().unwrap() }),
         arb_id().prop_map(|e| Body::Restore { endpoint: e.parse().unwrap() }),
         (any::<[u8; 32]>(), any::<bool>()).prop_map(|(d, approve)| Body::Vote { directive: DirectiveId(d), approve }),
+        proptest::collection::vec((any::<[u8; 32]>(), any::<[u8; 32]>(), any::<u64>()), 1..8).prop_map(|r| {
+            Body::Receipt {
+                receipts: r
+                    .into_iter()
+                    .map(|(d, a, t)| Receipt { directive: DirectiveId(d), agent: AgentId(a), applied_at_ms: t })
+                    .collect(),
+            }
+        }),
+    ]
+}
+
+fn arb_plane() -> impl Strategy<Value = PlaneMsg> {
+    prop_oneof![
+        (any::<[u8; 32]>(), any::<u64>()).prop_map(|(a, s)| PlaneMsg::Hello { agent: AgentId(a), applied_seq: s }),
+        (
+            any::<u64>(),
+            any::<[u8; 32]>(),
+            any::<u64>(),
+            arb_id(),
+            proptest::collection::vec((arb_id(), any::<u16>()), 0..16)
+        )
+            .prop_map(|(seq, d, height, g, t)| PlaneMsg::Instruction(Instruction {
+                seq,
+                directive: DirectiveId(d),
+                height,
+                group: g.parse().unwrap(),
+                routes: t
+                    .into_iter()
+                    .map(|(e, w)| RouteTarget { endpoint: e.parse().unwrap(), weight_bp: w })
+                    .collect(),
+            })),
+        (any::<u64>(), any::<[u8; 32]>(), any::<u64>()).prop_map(|(seq, d, t)| PlaneMsg::Ack {
+            seq,
+            directive: DirectiveId(d),
+            applied_at_ms: t
+        }),
+        any::<u64>().prop_map(|at_ms| PlaneMsg::Heartbeat { at_ms, reports: Vec::new() }),
     ]
 }
 
 proptest! {
+    #[test]
+    fn plane_messages_round_trip_and_garbage_never_panics(msg in arb_plane(),
+                                                          bytes in proptest::collection::vec(any::<u8>(), 0..300)) {
+        prop_assert_eq!(PlaneMsg::decode(&msg.encode()).unwrap(), msg);
+        if let Ok(m) = PlaneMsg::decode(&bytes) {
+            prop_assert_eq!(m.encode(), bytes);
+        }
+    }
+
     #[test]
     fn decode_of_encode_is_identity(seed in any::<[u8; 32]>(), nonce in any::<u64>(), body in arb_body(),
                                     chain in "[a-z0-9-]{1,50}") {

@@ -9,8 +9,8 @@ use std::collections::BTreeSet;
 use hashmesh_protocol::limits::{NONCES_RETAINED_PER_POOL, PENDING_DIRECTIVES_MAX, TX_BYTES_MAX};
 use hashmesh_protocol::signing::{self, VerifyError};
 use hashmesh_protocol::{
-    codec, Body, DirectiveId, EndpointId, GroupId, PoolId, PoolKey, RejectCode, RouteTarget, SignedTx, TelemetryReport,
-    BASIS_POINTS_TOTAL,
+    codec, Body, DirectiveId, EndpointId, GroupId, PoolId, PoolKey, Receipt, RejectCode, RouteTarget, SignedTx,
+    TelemetryReport, BASIS_POINTS_TOTAL,
 };
 
 use super::events::Event;
@@ -96,6 +96,7 @@ enum Plan {
     Restore(EndpointId),
     Vote { target: DirectiveId, approve: bool },
     Telemetry { endpoint: EndpointId, report: TelemetryReport },
+    Receipts(Vec<Receipt>),
 }
 
 impl State {
@@ -257,6 +258,9 @@ impl State {
                 }
                 Ok(Plan::Telemetry { endpoint: endpoint.clone(), report: *report })
             }
+            Body::Receipt { receipts } => {
+                Ok(Plan::Receipts(self.check_receipts(tx.signer, receipts, writes, committed)?))
+            }
             Body::Vote { directive, approve } => {
                 let Some(target) = self.pending.get(directive) else {
                     let known = writes.read_through(committed, &keys::directive(directive)).is_some();
@@ -349,6 +353,11 @@ impl State {
             let (log, event) = self.record_telemetry(tx.signer, endpoint, report, block.height, writes);
             return Ok((None, log, vec![event]));
         }
+        if let Plan::Receipts(receipts) = plan {
+            // Receipts are state beside the directive they acknowledge, not directives.
+            let (log, events) = Self::record_receipts(tx.signer, &receipts, block.height, writes);
+            return Ok((None, log, events));
+        }
 
         let id = DirectiveId::of_tx_bytes(bytes);
         let mut record = DirectiveRecord {
@@ -393,7 +402,7 @@ impl State {
                 self.set_drained(&ep, false, writes);
                 format!("endpoint {ep} restored")
             }
-            Plan::Telemetry { .. } => unreachable!("handled above"),
+            Plan::Telemetry { .. } | Plan::Receipts(_) => unreachable!("handled above"),
             Plan::Vote { target, approve } => {
                 events.push(
                     Event::new("vote")

@@ -1,7 +1,7 @@
 //! The key layout of the state store. One byte prefix per record kind; big-endian numbers
 //! so that byte order is numeric order.
 
-use hashmesh_protocol::{DirectiveId, EndpointId, GroupId, PoolId};
+use hashmesh_protocol::{AgentId, DirectiveId, EndpointId, GroupId, PoolId};
 
 /// Chain id and params, written once at genesis.
 pub const META_GENESIS: &[u8] = b"m:genesis";
@@ -28,6 +28,8 @@ pub const PENDING: &[u8] = b"q:";
 pub const TELEMETRY: &[u8] = b"t:";
 /// Prefix of [`history`] keys.
 pub const HISTORY: &[u8] = b"h:";
+/// Prefix of [`receipt`] keys.
+pub const RECEIPT: &[u8] = b"r:";
 
 fn join(prefix: &[u8], rest: &[&[u8]]) -> Vec<u8> {
     let mut k = prefix.to_vec();
@@ -81,4 +83,15 @@ pub fn pending(id: &DirectiveId) -> Vec<u8> {
 #[must_use]
 pub fn history(height: u64) -> Vec<u8> {
     join(HISTORY, &[&height.to_be_bytes()])
+}
+/// An agent's receipt for a directive (`ReceiptRecord`); all receipts of a directive share the
+/// prefix [`receipts_of`].
+#[must_use]
+pub fn receipt(directive: &DirectiveId, agent: &AgentId) -> Vec<u8> {
+    join(RECEIPT, &[directive.as_bytes(), agent.as_bytes()])
+}
+/// The key prefix of every receipt of `directive`.
+#[must_use]
+pub fn receipts_of(directive: &DirectiveId) -> Vec<u8> {
+    join(RECEIPT, &[directive.as_bytes()])
 }

@@ -9,6 +9,7 @@ pub mod genesis;
 pub mod hash;
 pub mod keys;
 pub mod model;
+pub mod receipts;
 pub mod state;
 pub mod telemetry;
 pub mod writes;
@@ -17,7 +18,8 @@ pub use apply::{BlockInput, BlockOutcome, CheckMode, TxOutcome};
 pub use events::{Attr, Event};
 pub use genesis::{GenesisAppState, GenesisError};
 pub use model::{
-    Assignment, DirectiveRecord, DirectiveStatus, EndpointRecord, GroupRecord, Params, PoolRecord, TelemetryRecord,
+    Assignment, DirectiveRecord, DirectiveStatus, EndpointRecord, GroupRecord, Params, PoolRecord, ReceiptRecord,
+    TelemetryRecord,
 };
 pub use state::{LoadError, State};
 pub use writes::{KvRead, WriteSet};

@@ -62,6 +62,21 @@ pub struct TelemetryRecord {
     pub health_bp: u32,
 }
 
+/// An agent of `pool` applied `directive` (from a committed `Receipt`).
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode, Serialize, Deserialize)]
+pub struct ReceiptRecord {
+    /// The directive applied.
+    pub directive: hashmesh_protocol::DirectiveId,
+    /// The agent that applied it.
+    pub agent: hashmesh_protocol::AgentId,
+    /// The pool whose node reported it.
+    pub pool: PoolId,
+    /// When the agent applied it, ms since the Unix epoch (agent clock).
+    pub applied_at_ms: u64,
+    /// Height at which the receipt was committed.
+    pub height: u64,
+}
+
 /// A participating mining pool.
 #[derive(Debug, Clone, PartialEq, Eq, Encode, Decode, Serialize, Deserialize)]
 pub struct PoolRecord {

@@ -59,6 +59,7 @@ fn describe(body: &Body) -> String {
             "report {endpoint} epoch {} (cpu {} bp, p50 {} ms)",
             report.epoch, report.cpu_bp, report.latency_ms_p50
         ),
+        Body::Receipt { receipts } => format!("{} receipt(s)", receipts.len()),
     }
 }
 

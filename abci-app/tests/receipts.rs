@@ -1,0 +1,73 @@
+//! Receipts: a pool's node records which of its agents applied which of its active routes —
+//! once per (directive, agent), never for another pool's or an inactive directive.
+
+mod common;
+
+use common::*;
+use hashmesh_abci::core::{keys, ReceiptRecord};
+use hashmesh_protocol::{codec, AgentId, Body, DirectiveId, Receipt, RejectCode, RECEIPTS_PER_TX_MAX};
+
+fn receipt(directive: DirectiveId, agent: u8) -> Receipt {
+    Receipt { directive, agent: AgentId([agent; 32]), applied_at_ms: 1_700_000_000_123 }
+}
+
+fn send(chain: &mut Chain, who: char, receipts: Vec<Receipt>) -> (u32, String) {
+    let tx = chain.sign(who, Body::Receipt { receipts });
+    let out = chain.block(vec![tx]);
+    (out.txs[0].code, out.txs[0].log.clone())
+}
+
+/// Commit `body` signed by `who`; its directive id.
+fn commit(chain: &mut Chain, who: char, body: Body) -> DirectiveId {
+    let tx = chain.sign(who, body);
+    let out = chain.block(vec![tx.clone()]);
+    assert_eq!(out.txs[0].code, 0, "{}", out.txs[0].log);
+    DirectiveId::of_tx_bytes(&tx)
+}
+
+#[test]
+fn receipts_are_recorded_once_for_own_active_routes_only() {
+    let mut chain = Chain::new();
+    let own = commit(&mut chain, 'a', route("pool-a/g-1", &[("pool-a/ep-1", 10_000)]));
+    let other = commit(&mut chain, 'b', route("pool-b/g-1", &[("pool-b/ep-1", 10_000)]));
+    let pending = commit(&mut chain, 'a', route("pool-a/g-2", &[("pool-b/ep-2", 10_000)]));
+    let drain_id = commit(&mut chain, 'a', drain("pool-a/ep-2"));
+    let hash_before = chain.state.app_hash();
+
+    // Refusals change nothing.
+    for (who, receipts, want) in [
+        ('a', vec![], RejectCode::ReceiptInvalid),
+        ('a', vec![receipt(own, 2), receipt(own, 1)], RejectCode::ReceiptInvalid),
+        ('a', vec![receipt(own, 1), receipt(own, 1)], RejectCode::ReceiptInvalid),
+        ('a', (0..=RECEIPTS_PER_TX_MAX as u8).map(|i| receipt(own, i)).collect(), RejectCode::ReceiptInvalid),
+        ('a', vec![receipt(DirectiveId([9; 32]), 1)], RejectCode::UnknownDirective),
+        ('a', vec![receipt(other, 1)], RejectCode::ReceiptNotOwned),
+        ('b', vec![receipt(own, 1)], RejectCode::ReceiptNotOwned),
+        ('a', vec![receipt(pending, 1)], RejectCode::ReceiptNotOwned),
+        ('a', vec![receipt(drain_id, 1)], RejectCode::ReceiptNotOwned),
+    ] {
+        let kv_before = chain.kv.iter().filter(|(k, _)| k.starts_with(keys::RECEIPT)).count();
+        let (code, log) = send(&mut chain, who, receipts);
+        assert_eq!(code, want.code(), "{log}");
+        assert_eq!(chain.kv.iter().filter(|(k, _)| k.starts_with(keys::RECEIPT)).count(), kv_before);
+    }
+    assert_ne!(chain.state.app_hash(), hash_before, "nonces still advance; receipts did not");
+
+    // Two agents applied the route: both recorded, with an event each; not a directive.
+    let directives = chain.state.counts().directives;
+    let tx = chain.sign('a', Body::Receipt { receipts: vec![receipt(own, 1), receipt(own, 2)] });
+    let out = chain.block(vec![tx]);
+    assert_eq!(out.txs[0].code, 0, "{}", out.txs[0].log);
+    assert_eq!(out.txs[0].events.iter().filter(|e| e.kind == "receipt").count(), 2);
+    assert_eq!(chain.state.counts().directives, directives, "receipts are not directives");
+    let rec: ReceiptRecord =
+        codec::decode_trusted(&chain.kv[&keys::receipt(&own, &AgentId([2; 32]))]).expect("stored receipt");
+    assert_eq!((rec.pool, rec.applied_at_ms), (key('a').pool_id(), 1_700_000_000_123));
+
+    // Resending: a batch with one new entry records only that one; all-old is refused.
+    let (code, log) = send(&mut chain, 'a', vec![receipt(own, 2), receipt(own, 3)]);
+    assert_eq!(code, 0, "{log}");
+    assert!(log.starts_with("1 receipt"), "{log}");
+    let (code, _) = send(&mut chain, 'a', vec![receipt(own, 1), receipt(own, 3)]);
+    assert_eq!(code, RejectCode::ReceiptDuplicate.code());
+}

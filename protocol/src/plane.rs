@@ -1,0 +1,78 @@
+//! Messages on the instruction plane (QUIC streams between a node and its agents). One message
+//! per length-prefixed frame, in the same canonical bincode as transactions; these never go on
+//! chain. Variants are appended, never renumbered.
+
+use bincode::{Decode, Encode};
+use serde::{Deserialize, Serialize};
+
+use crate::body::{RouteTarget, TelemetryReport};
+use crate::codec::{self, DecodeError};
+use crate::ids::{AgentId, DirectiveId, EndpointId, GroupId};
+
+/// Largest encoded plane message, bytes.
+pub const PLANE_MSG_BYTES_MAX: usize = 64 * 1024;
+/// Most endpoint reports in one heartbeat.
+pub const HEARTBEAT_REPORTS_MAX: usize = 64;
+
+/// A committed route, as an agent applies it. Valid from `height`; a later instruction for the
+/// same group (higher height) supersedes it, an earlier one is ignored.
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode, Serialize, Deserialize)]
+pub struct Instruction {
+    /// Position in this agent's outbox; delivered in increasing order.
+    pub seq: u64,
+    /// The directive that set the route.
+    pub directive: DirectiveId,
+    /// The height at which it became active.
+    pub height: u64,
+    /// The miner group.
+    pub group: GroupId,
+    /// The split, basis points summing to 10 000.
+    pub routes: Vec<RouteTarget>,
+}
+
+/// What travels on a plane stream.
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode, Serialize, Deserialize)]
+pub enum PlaneMsg {
+    /// Agent → node, first message: who the agent says it is (must be the key it proved in the
+    /// handshake) and the last instruction it applied.
+    Hello {
+        /// The agent's key.
+        agent: AgentId,
+        /// Highest `seq` applied and persisted (0: none).
+        applied_seq: u64,
+    },
+    /// Node → agent.
+    Instruction(Instruction),
+    /// Agent → node: instruction `seq` is applied and persisted.
+    Ack {
+        /// The instruction.
+        seq: u64,
+        /// Its directive.
+        directive: DirectiveId,
+        /// When it was applied, ms since the Unix epoch.
+        applied_at_ms: u64,
+    },
+    /// Agent → node, every second: liveness and the agent's measurements per endpoint.
+    Heartbeat {
+        /// Agent clock, ms since the Unix epoch.
+        at_ms: u64,
+        /// Up to [`HEARTBEAT_REPORTS_MAX`] endpoint reports.
+        reports: Vec<(EndpointId, TelemetryReport)>,
+    },
+}
+
+impl PlaneMsg {
+    /// Encode for a frame.
+    #[must_use]
+    pub fn encode(&self) -> Vec<u8> {
+        codec::encode(self)
+    }
+
+    /// Decode one frame: canonical, size-limited; unknown message types are errors.
+    ///
+    /// # Errors
+    /// If the bytes are not exactly one canonical message.
+    pub fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
+        codec::decode_canonical_within::<Self, PLANE_MSG_BYTES_MAX>(bytes, PLANE_MSG_BYTES_MAX)
+    }
+}
