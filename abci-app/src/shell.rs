@@ -17,10 +17,11 @@ use tendermint_proto::v0_38::abci::{
 };
 use tracing::{error, info, warn};
 
-use crate::core::{BlockInput, CheckMode, Event, GenesisAppState, State, WriteSet};
+use crate::core::{keys, Assignment, BlockInput, CheckMode, Event, GenesisAppState, ReceiptRecord, State, WriteSet};
 use crate::query;
 use crate::store::Store;
 use crate::verified::VerifiedMemo;
+use hashmesh_protocol::codec;
 use sha2::{Digest, Sha256};
 
 /// Counters exported as Prometheus metrics by the node.
@@ -87,12 +88,44 @@ struct Inner {
     uncommitted: Option<(u64, WriteSet, [u8; 32])>,
 }
 
+/// What a commit changed that the rest of the node acts on (the instruction plane).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CommitNotice {
+    /// The committed height.
+    pub height: u64,
+    /// Assignments set by this block (routes that became active).
+    pub assignments: Vec<Assignment>,
+    /// Receipts recorded by this block.
+    pub receipts: Vec<ReceiptRecord>,
+}
+
+impl CommitNotice {
+    /// Extract what matters from a committed block's writes.
+    #[must_use]
+    pub fn from_writes(height: u64, writes: &WriteSet) -> Self {
+        let mut n = Self { height, ..Self::default() };
+        for (k, v) in writes.iter() {
+            let Some(v) = v else { continue };
+            if k.starts_with(keys::ASSIGNMENT) {
+                n.assignments.push(codec::decode_trusted(v).expect("assignment write decodes"));
+            } else if k.starts_with(keys::RECEIPT) {
+                n.receipts.push(codec::decode_trusted(v).expect("receipt write decodes"));
+            }
+        }
+        n
+    }
+}
+
+/// Called after every commit, with the commit persisted.
+pub type CommitHook = Arc<dyn Fn(&CommitNotice) + Send + Sync>;
+
 /// The application CometBFT connects to. Cheap to clone.
 #[derive(Clone)]
 pub struct AppHandle {
     inner: Arc<Mutex<Inner>>,
     store: Store,
     metrics: Arc<AppMetrics>,
+    hooks: Arc<Mutex<Vec<CommitHook>>>,
 }
 
 /// Stop the process: a local fault that must not become a result.
@@ -118,7 +151,14 @@ impl AppHandle {
             inner: Arc::new(Mutex::new(Inner { state, verified: VerifiedMemo::default(), uncommitted: None })),
             store,
             metrics,
+            hooks: Arc::default(),
         })
+    }
+
+    /// Call `hook` after every commit (after the block is on disk). Hooks run on the ABCI
+    /// connection's thread: they must be quick (hand work to another thread).
+    pub fn on_commit(&self, hook: CommitHook) {
+        self.hooks.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(hook);
     }
 
     /// The metrics this application updates.
@@ -329,6 +369,13 @@ impl Application for AppHandle {
             fatal("Commit without a finalized block");
         };
         self.store.commit(&writes, height, &hash).unwrap_or_else(|e| fatal(&e.to_string()));
+        let hooks = self.hooks.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
+        if !hooks.is_empty() {
+            let notice = CommitNotice::from_writes(height, &writes);
+            for h in &hooks {
+                h(&notice);
+            }
+        }
         if cfg!(debug_assertions) {
             if let Some(s) = inner.state.as_ref() {
                 s.check_invariants();

@@ -36,6 +36,25 @@ pub struct Config {
     /// The live scheduling loop.
     #[serde(default)]
     pub scheduler: crate::live::SchedulerSettings,
+    /// The instruction plane (QUIC to agents).
+    #[serde(default)]
+    pub plane: PlaneSettings,
+}
+
+/// `[plane]` in `config.toml`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PlaneSettings {
+    /// UDP address for QUIC; empty disables the plane.
+    pub listen: String,
+    /// Phi above which an agent is judged lost.
+    pub phi_threshold: f64,
+}
+
+impl Default for PlaneSettings {
+    fn default() -> Self {
+        Self { listen: String::new(), phi_threshold: 8.0 }
+    }
 }
 
 impl Config {
@@ -50,6 +69,7 @@ impl Config {
             metrics_listen: "127.0.0.1:26660".into(),
             state_dir: "data/state".into(),
             scheduler: crate::live::SchedulerSettings::default(),
+            plane: PlaneSettings { listen: "127.0.0.1:26658".into(), ..PlaneSettings::default() },
         }
     }
 }
@@ -93,13 +113,7 @@ impl Home {
         fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         let key = SigningKey::from_seed(seed);
         let file = KeyFile { pool_id: key.pool_id().to_hex(), secret_seed: hex::encode(seed) };
-        let mut f = fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&key_path)
-            .with_context(|| format!("creating {}", key_path.display()))?;
-        f.write_all(serde_json::to_string_pretty(&file)?.as_bytes())?;
+        create_secret_file(&key_path, &serde_json::to_string_pretty(&file)?)?;
         let text = toml::to_string_pretty(&config)?;
         fs::write(dir.join(CONFIG_FILE), text)
             .with_context(|| format!("writing {}", dir.join(CONFIG_FILE).display()))?;
@@ -134,12 +148,8 @@ impl Home {
     /// If the file is missing, malformed, or has loose permissions.
     pub fn signing_key(&self) -> Result<SigningKey> {
         let path = self.dir.join(KEY_FILE);
-        let meta = fs::metadata(&path).with_context(|| format!("reading {}", path.display()))?;
-        if meta.permissions().mode() & 0o077 != 0 {
-            bail!("{} is readable by other users; run `chmod 600 {}`", path.display(), path.display());
-        }
         let file: KeyFile =
-            serde_json::from_slice(&fs::read(&path)?).with_context(|| format!("parsing {}", path.display()))?;
+            serde_json::from_slice(&read_secret_file(&path)?).with_context(|| format!("parsing {}", path.display()))?;
         let mut seed = [0u8; 32];
         hex::decode_to_slice(&file.secret_seed, &mut seed).context("secret_seed must be 64 hex characters")?;
         let key = SigningKey::from_seed(&seed);
@@ -176,4 +186,31 @@ mod tests {
         fs::set_permissions(dir.path().join(KEY_FILE), fs::Permissions::from_mode(0o644)).unwrap();
         assert!(Home::load(dir.path()).unwrap().signing_key().is_err());
     }
+}
+
+/// Create a secret file readable by its owner only (0600); refuses to overwrite.
+///
+/// # Errors
+/// If the file exists or cannot be written.
+pub fn create_secret_file(path: &Path, contents: &str) -> Result<()> {
+    let mut f = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("creating {}", path.display()))?;
+    f.write_all(contents.as_bytes())?;
+    Ok(())
+}
+
+/// Read a secret file, refusing one that others can read.
+///
+/// # Errors
+/// If the file is missing or has loose permissions.
+pub fn read_secret_file(path: &Path) -> Result<Vec<u8>> {
+    let meta = fs::metadata(path).with_context(|| format!("reading {}", path.display()))?;
+    if meta.permissions().mode() & 0o077 != 0 {
+        bail!("{} is readable by other users; run `chmod 600 {}`", path.display(), path.display());
+    }
+    Ok(fs::read(path)?)
 }

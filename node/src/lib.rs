@@ -2,6 +2,7 @@
 //! RPC client, auditing, and the local testnet tooling. IO lives here; rules live in
 //! `hashmesh-protocol` and `hashmesh-abci::core`.
 
+pub mod agent;
 pub mod audit;
 pub mod bench;
 pub mod daemon;

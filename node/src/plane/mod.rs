@@ -10,4 +10,7 @@
 pub mod endpoint;
 pub mod frame;
 pub mod identity;
+pub mod outbox;
+pub mod registry;
+pub mod service;
 pub mod tls;

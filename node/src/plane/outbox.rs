@@ -1,0 +1,210 @@
+//! The node's persistent outbox (a node-local sled database, separate from consensus state):
+//! per agent, the instructions it must apply, in order, numbered from 1; what it acknowledged;
+//! and the receipts waiting to go on chain.
+//!
+//! Keys: `i:` agent ‖ seq → instruction; `m:` agent → (next seq, acked seq); `l:` agent ‖ group
+//! → last directive queued (so the same route is never queued twice); `r:` directive ‖ agent →
+//! applied-at ms (receipts not yet committed).
+
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use hashmesh_protocol::plane::Instruction;
+use hashmesh_protocol::{codec, AgentId, DirectiveId, GroupId, Receipt, RouteTarget};
+
+/// The outbox. Not shared across processes; wrap it in a mutex within one.
+pub struct Outbox {
+    db: sled::Db,
+}
+
+fn key(prefix: &[u8], parts: &[&[u8]]) -> Vec<u8> {
+    let mut k = prefix.to_vec();
+    for p in parts {
+        k.extend_from_slice(p);
+    }
+    k
+}
+
+fn u64_at(b: &[u8], at: usize) -> u64 {
+    u64::from_be_bytes(b[at..at + 8].try_into().expect("8 bytes"))
+}
+
+impl Outbox {
+    /// Open (or create) the outbox in `dir`.
+    ///
+    /// # Errors
+    /// If the database cannot be opened (for example, another process holds it).
+    pub fn open(dir: &Path) -> Result<Self> {
+        let db = sled::open(dir).with_context(|| format!("opening the outbox in {}", dir.display()))?;
+        Ok(Self { db })
+    }
+
+    fn meta(&self, agent: &AgentId) -> Result<(u64, u64)> {
+        Ok(match self.db.get(key(b"m:", &[agent.as_bytes()]))? {
+            Some(v) => (u64_at(&v, 0), u64_at(&v, 8)),
+            None => (1, 0),
+        })
+    }
+
+    fn meta_value(next: u64, acked: u64) -> Vec<u8> {
+        [next.to_be_bytes(), acked.to_be_bytes()].concat()
+    }
+
+    /// Queue the route `directive` for `agent` unless it is the last one queued for `group`;
+    /// returns the new sequence number. Durable when it returns.
+    ///
+    /// # Errors
+    /// On storage errors.
+    pub fn enqueue(
+        &self,
+        agent: &AgentId,
+        group: &GroupId,
+        directive: DirectiveId,
+        height: u64,
+        routes: &[RouteTarget],
+    ) -> Result<Option<u64>> {
+        let latest = key(b"l:", &[agent.as_bytes(), group.as_str().as_bytes()]);
+        if let Some(v) = self.db.get(&latest)? {
+            if v[..32] == directive.0 || u64_at(&v, 32) > height {
+                return Ok(None);
+            }
+        }
+        let (next, acked) = self.meta(agent)?;
+        let instr = Instruction { seq: next, directive, height, group: group.clone(), routes: routes.to_vec() };
+        let mut batch = sled::Batch::default();
+        batch.insert(key(b"i:", &[agent.as_bytes(), &next.to_be_bytes()]), codec::encode(&instr));
+        batch.insert(key(b"m:", &[agent.as_bytes()]), Self::meta_value(next + 1, acked));
+        batch.insert(latest, [directive.0.as_slice(), &height.to_be_bytes()].concat());
+        self.db.apply_batch(batch)?;
+        self.db.flush()?;
+        Ok(Some(next))
+    }
+
+    /// Instructions for `agent` after `after_seq`, in order.
+    ///
+    /// # Errors
+    /// On storage errors.
+    pub fn after(&self, agent: &AgentId, after_seq: u64) -> Result<Vec<Instruction>> {
+        let start = key(b"i:", &[agent.as_bytes(), &(after_seq + 1).to_be_bytes()]);
+        let end = key(b"i:", &[agent.as_bytes(), &u64::MAX.to_be_bytes()]);
+        self.db
+            .range(start..end)
+            .map(|r| {
+                let (_, v) = r?;
+                Ok(codec::decode_trusted(&v).context("stored instruction decodes")?)
+            })
+            .collect()
+    }
+
+    /// The highest sequence `agent` acknowledged (0: none).
+    ///
+    /// # Errors
+    /// On storage errors.
+    pub fn acked(&self, agent: &AgentId) -> Result<u64> {
+        Ok(self.meta(agent)?.1)
+    }
+
+    /// Instructions queued for `agent` and not yet acknowledged.
+    ///
+    /// # Errors
+    /// On storage errors.
+    pub fn outstanding(&self, agent: &AgentId) -> Result<u64> {
+        let (next, acked) = self.meta(agent)?;
+        Ok(next - 1 - acked.min(next - 1))
+    }
+
+    /// `agent` applied instruction `seq` (directive `directive`) at `applied_at_ms`. Returns
+    /// `false` (and changes nothing) for an acknowledgement that matches no queued instruction.
+    /// Acknowledgements are idempotent; a receipt is queued the first time.
+    ///
+    /// # Errors
+    /// On storage errors.
+    pub fn ack(&self, agent: &AgentId, seq: u64, directive: &DirectiveId, applied_at_ms: u64) -> Result<bool> {
+        let Some(v) = self.db.get(key(b"i:", &[agent.as_bytes(), &seq.to_be_bytes()]))? else {
+            return Ok(false);
+        };
+        let instr: Instruction = codec::decode_trusted(&v).context("stored instruction decodes")?;
+        if instr.directive != *directive {
+            return Ok(false);
+        }
+        let (next, acked) = self.meta(agent)?;
+        let mut batch = sled::Batch::default();
+        if seq > acked {
+            batch.insert(key(b"m:", &[agent.as_bytes()]), Self::meta_value(next, seq));
+            batch.insert(key(b"r:", &[directive.as_bytes(), agent.as_bytes()]), applied_at_ms.to_be_bytes().to_vec());
+        }
+        self.db.apply_batch(batch)?;
+        Ok(true)
+    }
+
+    /// Up to `max` receipts waiting to be committed, ordered by (directive, agent).
+    ///
+    /// # Errors
+    /// On storage errors.
+    pub fn pending_receipts(&self, max: usize) -> Result<Vec<Receipt>> {
+        self.db
+            .scan_prefix(b"r:")
+            .take(max)
+            .map(|r| {
+                let (k, v) = r?;
+                Ok(Receipt {
+                    directive: DirectiveId(k[2..34].try_into().expect("32 bytes")),
+                    agent: AgentId(k[34..66].try_into().expect("32 bytes")),
+                    applied_at_ms: u64_at(&v, 0),
+                })
+            })
+            .collect()
+    }
+
+    /// A receipt is on chain: forget it.
+    ///
+    /// # Errors
+    /// On storage errors.
+    pub fn receipt_committed(&self, directive: &DirectiveId, agent: &AgentId) -> Result<()> {
+        self.db.remove(key(b"r:", &[directive.as_bytes(), agent.as_bytes()]))?;
+        Ok(())
+    }
+
+    /// Make everything durable now.
+    ///
+    /// # Errors
+    /// On storage errors.
+    pub fn flush(&self) -> Result<()> {
+        self.db.flush()?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn queue_ack_receipt_and_survive_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let agent = AgentId([1; 32]);
+        let g: GroupId = "pool-a/g-1".parse().unwrap();
+        let r = vec![RouteTarget { endpoint: "pool-a/ep-1".parse().unwrap(), weight_bp: 10_000 }];
+        {
+            let o = Outbox::open(dir.path()).unwrap();
+            assert_eq!(o.enqueue(&agent, &g, DirectiveId([7; 32]), 5, &r).unwrap(), Some(1));
+            assert_eq!(o.enqueue(&agent, &g, DirectiveId([7; 32]), 5, &r).unwrap(), None, "same route twice");
+            assert_eq!(o.enqueue(&agent, &g, DirectiveId([6; 32]), 4, &r).unwrap(), None, "older route");
+            assert_eq!(o.enqueue(&agent, &g, DirectiveId([8; 32]), 9, &r).unwrap(), Some(2));
+            assert_eq!(o.outstanding(&agent).unwrap(), 2);
+            assert!(!o.ack(&agent, 1, &DirectiveId([8; 32]), 1).unwrap(), "wrong directive for seq 1");
+            assert!(!o.ack(&agent, 3, &DirectiveId([8; 32]), 1).unwrap(), "no seq 3");
+            assert!(o.ack(&agent, 1, &DirectiveId([7; 32]), 111).unwrap());
+            assert!(o.ack(&agent, 1, &DirectiveId([7; 32]), 222).unwrap(), "idempotent");
+            o.flush().unwrap();
+        }
+        let o = Outbox::open(dir.path()).unwrap();
+        assert_eq!(o.acked(&agent).unwrap(), 1);
+        let left = o.after(&agent, o.acked(&agent).unwrap()).unwrap();
+        assert_eq!(left.iter().map(|i| i.seq).collect::<Vec<_>>(), vec![2]);
+        let rs = o.pending_receipts(16).unwrap();
+        assert_eq!(rs, vec![Receipt { directive: DirectiveId([7; 32]), agent, applied_at_ms: 111 }]);
+        o.receipt_committed(&rs[0].directive, &agent).unwrap();
+        assert!(o.pending_receipts(16).unwrap().is_empty());
+    }
+}

@@ -1,0 +1,372 @@
+//! The node side of the plane: accept agents, deliver their outbox in order, take
+//! acknowledgements (which become receipts), and watch heartbeats with phi accrual.
+//!
+//! Runs on its own tokio runtime thread. Input is [`CommitNotice`]s (from the ABCI commit hook,
+//! or a test); output is instructions on the wire, receipts in the outbox (a separate thread
+//! puts them on chain, see [`super::receipts`]) and a status file.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::{bail, Context, Result};
+use hashmesh_abci::core::Assignment;
+use hashmesh_abci::CommitNotice;
+use hashmesh_protocol::plane::{PlaneMsg, PLANE_MSG_BYTES_MAX};
+use hashmesh_protocol::AgentId;
+use hashmesh_scheduler::phi::PhiAccrual;
+use tokio::sync::{mpsc, Notify};
+use tracing::{info, warn};
+
+use super::endpoint::{remote_key, server};
+use super::frame::{read_frame, write_frame};
+use super::identity::TlsIdentity;
+use super::outbox::Outbox;
+use super::registry::{self, AgentStatus, Registry};
+use super::tls::{Role, Trust};
+
+/// Wall clock, ms since the Unix epoch.
+#[must_use]
+pub fn now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// Plane counters for `/metrics`.
+#[derive(Debug, Default)]
+pub struct PlaneMetrics {
+    /// Agents with an open connection.
+    pub connected: AtomicU64,
+    /// Agents judged lost.
+    pub lost: AtomicU64,
+    /// Instructions written to agents.
+    pub instructions_sent: AtomicU64,
+    /// Acknowledgements accepted (first time).
+    pub acks: AtomicU64,
+    /// Receipts seen committed.
+    pub receipts_committed: AtomicU64,
+    /// Connections closed for a protocol error or a failed identity check.
+    pub refused: AtomicU64,
+}
+
+impl PlaneMetrics {
+    /// Prometheus text.
+    #[must_use]
+    pub fn render(&self) -> String {
+        let g = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        [
+            ("hashmesh_plane_agents_connected", "gauge", "Agents with an open plane connection.", g(&self.connected)),
+            ("hashmesh_plane_agents_lost", "gauge", "Agents judged lost by phi accrual.", g(&self.lost)),
+            (
+                "hashmesh_plane_instructions_sent_total",
+                "counter",
+                "Instructions written to agents.",
+                g(&self.instructions_sent),
+            ),
+            ("hashmesh_plane_acks_total", "counter", "Instructions acknowledged by agents.", g(&self.acks)),
+            (
+                "hashmesh_plane_receipts_committed_total",
+                "counter",
+                "Receipts seen committed on chain.",
+                g(&self.receipts_committed),
+            ),
+            (
+                "hashmesh_plane_connections_refused_total",
+                "counter",
+                "Plane connections closed for a protocol or identity error.",
+                g(&self.refused),
+            ),
+        ]
+        .iter()
+        .map(|(n, t, h, v)| format!("# HELP {n} {h}\n# TYPE {n} {t}\n{n} {v}\n"))
+        .collect()
+    }
+}
+
+struct Live {
+    connected: bool,
+    phi: PhiAccrual,
+    last_heartbeat_ms: Option<u64>,
+    last_directive: Option<String>,
+}
+
+/// Shared state of the plane.
+pub struct Plane {
+    /// The outbox (serialized: its read-modify-writes must not interleave).
+    pub outbox: Mutex<Outbox>,
+    registry: Registry,
+    notify: BTreeMap<AgentId, Arc<Notify>>,
+    live: Mutex<BTreeMap<AgentId, Live>>,
+    /// Counters.
+    pub metrics: Arc<PlaneMetrics>,
+    phi_threshold: f64,
+}
+
+/// Settings of the plane service.
+#[derive(Debug, Clone)]
+pub struct PlaneOptions {
+    /// UDP address to listen on.
+    pub listen: SocketAddr,
+    /// Phi above which an agent is judged lost.
+    pub phi_threshold: f64,
+    /// Where to publish `plane-status.json` (the node home); `None` to skip.
+    pub status_dir: Option<PathBuf>,
+}
+
+/// A running plane service.
+pub struct PlaneHandle {
+    /// Shared state.
+    pub plane: Arc<Plane>,
+    /// Feed commit notices here.
+    pub commits: mpsc::UnboundedSender<CommitNotice>,
+    /// The bound address.
+    pub local_addr: SocketAddr,
+    endpoint: quinn::Endpoint,
+}
+
+impl PlaneHandle {
+    /// Close the listening endpoint (connections are closed).
+    pub fn close(&self) {
+        self.endpoint.close(0u32.into(), b"node stopping");
+    }
+}
+
+impl Plane {
+    /// Queue `a` for every agent that serves its group; wake those agents' writers.
+    fn enqueue(&self, a: &Assignment) -> Result<()> {
+        let outbox = self.outbox.lock().expect("outbox lock");
+        for (id, entry) in &self.registry {
+            if entry.groups.contains(&a.group)
+                && outbox.enqueue(id, &a.group, a.directive, a.since_height, &a.targets)?.is_some()
+            {
+                if let Some(n) = self.notify.get(id) {
+                    n.notify_one();
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn on_commit(&self, n: &CommitNotice) -> Result<()> {
+        for a in &n.assignments {
+            self.enqueue(a)?;
+        }
+        let outbox = self.outbox.lock().expect("outbox lock");
+        for r in &n.receipts {
+            outbox.receipt_committed(&r.directive, &r.agent)?;
+            self.metrics.receipts_committed.fetch_add(1, Ordering::Relaxed);
+        }
+        Ok(())
+    }
+
+    /// The status of every registered agent.
+    #[must_use]
+    pub fn status(&self) -> Vec<AgentStatus> {
+        let now = now_ms();
+        let live = self.live.lock().expect("live lock");
+        let outbox = self.outbox.lock().expect("outbox lock");
+        let mut lost = 0;
+        let out = self
+            .registry
+            .values()
+            .map(|e| {
+                let l = live.get(&e.id);
+                let phi = l.map_or(0.0, |l| l.phi.phi(now));
+                let is_lost = l.is_some_and(|l| l.last_heartbeat_ms.is_some()) && phi > self.phi_threshold;
+                lost += u64::from(is_lost);
+                AgentStatus {
+                    id: e.id.to_hex(),
+                    groups: e.groups.iter().map(ToString::to_string).collect(),
+                    connected: l.is_some_and(|l| l.connected),
+                    lost: is_lost,
+                    phi: if phi.is_finite() { (phi * 100.0).round() / 100.0 } else { 1e9 },
+                    last_heartbeat_ms: l.and_then(|l| l.last_heartbeat_ms),
+                    acked_seq: outbox.acked(&e.id).unwrap_or(0),
+                    last_directive: l.and_then(|l| l.last_directive.clone()),
+                    outstanding: outbox.outstanding(&e.id).unwrap_or(0),
+                }
+            })
+            .collect();
+        self.metrics.lost.store(lost, Ordering::Relaxed);
+        out
+    }
+}
+
+/// Start the plane: queue what the committed `assignments` require (recovering anything a
+/// crash left out), listen, and serve agents until the handle is closed.
+///
+/// # Errors
+/// If the outbox cannot be opened or the address cannot be bound.
+pub fn start(
+    outbox: Outbox,
+    registry: Registry,
+    id: &TlsIdentity,
+    assignments: &[Assignment],
+    opts: PlaneOptions,
+) -> Result<PlaneHandle> {
+    let trust = Trust::default();
+    for e in registry.values() {
+        trust.insert(e.id.0, Role::Agent { groups: e.groups.iter().map(ToString::to_string).collect() });
+    }
+    let notify = registry.keys().map(|k| (*k, Arc::new(Notify::new()))).collect();
+    let plane = Arc::new(Plane {
+        outbox: Mutex::new(outbox),
+        registry,
+        notify,
+        live: Mutex::new(BTreeMap::new()),
+        metrics: Arc::new(PlaneMetrics::default()),
+        phi_threshold: opts.phi_threshold,
+    });
+    for a in assignments {
+        plane.enqueue(a)?;
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("plane")
+        .enable_all()
+        .build()
+        .context("plane runtime")?;
+    let endpoint = {
+        let _guard = rt.enter();
+        server(opts.listen, id, &trust)?
+    };
+    let local_addr = endpoint.local_addr()?;
+    let (tx, mut rx) = mpsc::unbounded_channel::<CommitNotice>();
+    let (p, ep) = (Arc::clone(&plane), endpoint.clone());
+    std::thread::Builder::new().name("plane".into()).spawn(move || {
+        rt.block_on(async move {
+            let commits = {
+                let p = Arc::clone(&p);
+                tokio::spawn(async move {
+                    while let Some(n) = rx.recv().await {
+                        if let Err(e) = p.on_commit(&n) {
+                            warn!(error = %e, height = n.height, "plane could not queue a commit's instructions");
+                        }
+                    }
+                })
+            };
+            if let Some(dir) = opts.status_dir.clone() {
+                let p = Arc::clone(&p);
+                tokio::spawn(async move {
+                    loop {
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                        let _ = registry::write_status(&dir, &p.status());
+                    }
+                });
+            }
+            while let Some(incoming) = ep.accept().await {
+                let p = Arc::clone(&p);
+                tokio::spawn(async move {
+                    match incoming.await {
+                        Ok(conn) => {
+                            if let Err(e) = serve(Arc::clone(&p), conn.clone()).await {
+                                p.metrics.refused.fetch_add(1, Ordering::Relaxed);
+                                warn!(peer = %conn.remote_address(), error = %format!("{e:#}"), "plane connection closed");
+                                conn.close(1u32.into(), b"protocol error");
+                            }
+                        }
+                        Err(e) => info!(error = %e, "plane handshake failed"),
+                    }
+                });
+            }
+            commits.abort();
+        });
+    })?;
+    info!(listen = %local_addr, "instruction plane listening (QUIC, TLS 1.3)");
+    Ok(PlaneHandle { plane, commits: tx, local_addr, endpoint })
+}
+
+async fn serve(p: Arc<Plane>, conn: quinn::Connection) -> Result<()> {
+    let key = remote_key(&conn)?;
+    let agent = AgentId(key);
+    if !p.registry.contains_key(&agent) {
+        bail!("peer {} is not a registered agent (node-to-node channel not served here)", agent);
+    }
+    let (mut send, mut recv) =
+        tokio::time::timeout(Duration::from_secs(10), conn.accept_bi()).await.context("no stream within 10 s")??;
+    let hello = read_frame(&mut recv, PLANE_MSG_BYTES_MAX).await?.context("stream closed before hello")?;
+    match PlaneMsg::decode(&hello).context("first message")? {
+        PlaneMsg::Hello { agent: claimed, .. } if claimed == agent => {}
+        PlaneMsg::Hello { agent: claimed, .. } => {
+            bail!("agent claims to be {claimed} but proved key {agent} in the handshake")
+        }
+        other => bail!("first message must be hello, got {}", kind(&other)),
+    }
+    info!(agent = %agent, "agent connected");
+    let notify = Arc::clone(&p.notify[&agent]);
+    {
+        let mut live = p.live.lock().expect("live lock");
+        let l = live.entry(agent).or_insert_with(|| Live {
+            connected: false,
+            phi: PhiAccrual::new(p.phi_threshold, 200.0),
+            last_heartbeat_ms: None,
+            last_directive: None,
+        });
+        l.connected = true;
+    }
+    p.metrics.connected.fetch_add(1, Ordering::Relaxed);
+    let writer = {
+        let p = Arc::clone(&p);
+        tokio::spawn(async move {
+            let mut sent = p.outbox.lock().expect("outbox lock").acked(&agent)?;
+            loop {
+                let batch = p.outbox.lock().expect("outbox lock").after(&agent, sent)?;
+                for i in batch {
+                    sent = i.seq;
+                    write_frame(&mut send, &PlaneMsg::Instruction(i).encode()).await?;
+                    p.metrics.instructions_sent.fetch_add(1, Ordering::Relaxed);
+                }
+                let _ = tokio::time::timeout(Duration::from_secs(1), notify.notified()).await;
+            }
+            #[allow(unreachable_code)]
+            Ok::<(), anyhow::Error>(())
+        })
+    };
+    let result = read_loop(&p, agent, &mut recv).await;
+    writer.abort();
+    p.metrics.connected.fetch_sub(1, Ordering::Relaxed);
+    if let Some(l) = p.live.lock().expect("live lock").get_mut(&agent) {
+        l.connected = false;
+    }
+    result
+}
+
+async fn read_loop(p: &Plane, agent: AgentId, recv: &mut quinn::RecvStream) -> Result<()> {
+    while let Some(bytes) = read_frame(recv, PLANE_MSG_BYTES_MAX).await? {
+        match PlaneMsg::decode(&bytes).context("unknown or malformed message")? {
+            PlaneMsg::Ack { seq, directive, applied_at_ms } => {
+                let outbox = p.outbox.lock().expect("outbox lock");
+                let before = outbox.acked(&agent)?;
+                if !outbox.ack(&agent, seq, &directive, applied_at_ms)? {
+                    bail!("acknowledgement of seq {seq} / {directive} matches no instruction");
+                }
+                if seq > before {
+                    p.metrics.acks.fetch_add(1, Ordering::Relaxed);
+                    if let Some(l) = p.live.lock().expect("live lock").get_mut(&agent) {
+                        l.last_directive = Some(directive.to_hex());
+                    }
+                }
+            }
+            PlaneMsg::Heartbeat { .. } => {
+                let now = now_ms();
+                if let Some(l) = p.live.lock().expect("live lock").get_mut(&agent) {
+                    l.phi.heartbeat(now);
+                    l.last_heartbeat_ms = Some(now);
+                }
+            }
+            other => bail!("agents may not send {}", kind(&other)),
+        }
+    }
+    Ok(())
+}
+
+fn kind(m: &PlaneMsg) -> &'static str {
+    match m {
+        PlaneMsg::Hello { .. } => "hello",
+        PlaneMsg::Instruction(_) => "instruction",
+        PlaneMsg::Ack { .. } => "ack",
+        PlaneMsg::Heartbeat { .. } => "heartbeat",
+    }
+}
