@@ -171,23 +171,6 @@ impl Home {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn init_writes_a_private_key_and_refuses_to_overwrite() {
-        let dir = tempfile::tempdir().unwrap();
-        let (home, key) = Home::init(dir.path(), Config::new("pool-a")).unwrap();
-        let mode = fs::metadata(dir.path().join(KEY_FILE)).unwrap().permissions().mode();
-        assert_eq!(mode & 0o777, 0o600);
-        assert_eq!(home.signing_key().unwrap().pool_id(), key.pool_id());
-        assert!(Home::init(dir.path(), Config::new("pool-a")).is_err());
-        fs::set_permissions(dir.path().join(KEY_FILE), fs::Permissions::from_mode(0o644)).unwrap();
-        assert!(Home::load(dir.path()).unwrap().signing_key().is_err());
-    }
-}
-
 /// Create a secret file readable by its owner only (0600); refuses to overwrite.
 ///
 /// # Errors
@@ -213,4 +196,21 @@ pub fn read_secret_file(path: &Path) -> Result<Vec<u8>> {
         bail!("{} is readable by other users; run `chmod 600 {}`", path.display(), path.display());
     }
     Ok(fs::read(path)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn init_writes_a_private_key_and_refuses_to_overwrite() {
+        let dir = tempfile::tempdir().unwrap();
+        let (home, key) = Home::init(dir.path(), Config::new("pool-a")).unwrap();
+        let mode = fs::metadata(dir.path().join(KEY_FILE)).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        assert_eq!(home.signing_key().unwrap().pool_id(), key.pool_id());
+        assert!(Home::init(dir.path(), Config::new("pool-a")).is_err());
+        fs::set_permissions(dir.path().join(KEY_FILE), fs::Permissions::from_mode(0o644)).unwrap();
+        assert!(Home::load(dir.path()).unwrap().signing_key().is_err());
+    }
 }
