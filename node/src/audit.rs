@@ -55,6 +55,9 @@ pub struct Audited {
     pub proposer_name: String,
     /// Body as JSON.
     pub body: Value,
+    /// Agents that applied it (committed receipts): agent id, reporting pool, applied-at ms,
+    /// receipt height.
+    pub receipts: Vec<Value>,
     /// Whether every check passed.
     pub verified: bool,
     /// What failed, if anything.
@@ -168,6 +171,7 @@ fn check_one(rpc: &Rpc, d: &Value, chain_id: &str, pools: &BTreeMap<String, Stri
         proposer: s("proposer"),
         proposer_name: String::new(),
         body: d["body"].clone(),
+        receipts: d["receipts"].as_array().cloned().unwrap_or_default(),
         verified: problems.is_empty(),
         problems,
     }
@@ -197,11 +201,13 @@ pub fn render(r: &AuditReport) -> String {
                 d.signer_name.clone(),
                 if d.proposer_name.is_empty() { short(&d.proposer, 10) } else { d.proposer_name.clone() },
                 if d.verified { "ok".into() } else { format!("FAIL: {}", d.problems.join("; ")) },
+                if d.kind == "route" { d.receipts.len().to_string() } else { "-".into() },
                 short(&d.id, 12),
             ]
         })
         .collect();
-    let mut s = table(&["HEIGHT", "KIND", "TARGET", "STATUS", "SIGNER", "PROPOSER", "VERIFIED", "ID"], &rows);
+    let mut s =
+        table(&["HEIGHT", "KIND", "TARGET", "STATUS", "SIGNER", "PROPOSER", "VERIFIED", "RECEIPTS", "ID"], &rows);
     s.push_str(&format!(
         "{} directive(s) from {} (chain {}, height {}); {} failed verification\n",
         r.directives.len(),

@@ -121,6 +121,7 @@ fn run_app(spec: &BenchSpec, kvstore: bool) -> Result<AppResult> {
         vote_window_blocks: 100,
         kvstore,
         scheduler: None,
+        agents_per_node: 0,
     })?;
     let mut children = Vec::new();
     for i in 0..cluster.nodes.len() {

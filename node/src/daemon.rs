@@ -1,5 +1,6 @@
-//! `hashmesh start`: the node daemon. Serves the ABCI application to CometBFT and Prometheus
-//! metrics over HTTP. QUIC and the scheduler loop will join here as their own tasks.
+//! `hashmesh start`: the node daemon. Serves the ABCI application to CometBFT, Prometheus
+//! metrics over HTTP, the instruction plane (QUIC) and the scheduling loop, each on its own
+//! thread.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
@@ -15,6 +16,12 @@ use crate::rpc::Rpc;
 use tracing::{info, warn};
 
 use crate::home::Home;
+use crate::plane::identity::tls_identity;
+use crate::plane::outbox::Outbox;
+use crate::plane::service::{self, PlaneHandle, PlaneOptions};
+use crate::plane::{receipts, registry};
+use hashmesh_abci::core::{keys, Assignment, KvRead};
+use hashmesh_protocol::codec;
 
 /// Start the daemon and block until the ABCI server stops.
 ///
@@ -27,9 +34,13 @@ pub fn run(home: &Home) -> Result<()> {
         .with_context(|| format!("opening state in {}; is another `hashmesh start` using this home?", dir.display()))?;
     let app = AppHandle::new(store).context("loading committed state")?;
     let live = Arc::new(LiveMetrics::default());
+    let plane = if home.config.plane.listen.is_empty() { None } else { Some(start_plane(home, &app)?) };
     if !home.config.metrics_listen.is_empty() {
         let (app_metrics, live) = (app.metrics(), Arc::clone(&live));
-        serve_metrics(&home.config.metrics_listen, move || app_metrics.render() + &live.render())?;
+        let plane_metrics = plane.as_ref().map(|p| Arc::clone(&p.plane.metrics));
+        serve_metrics(&home.config.metrics_listen, move || {
+            app_metrics.render() + &live.render() + &plane_metrics.as_ref().map(|m| m.render()).unwrap_or_default()
+        })?;
     }
     if home.config.scheduler.enabled {
         start_scheduler(home, live)?;
@@ -41,7 +52,42 @@ pub fn run(home: &Home) -> Result<()> {
         "hashmesh: ABCI listening on {} (set CometBFT proxy_app = \"tcp://{}\")",
         home.config.abci_listen, home.config.abci_listen
     );
-    hashmesh_abci::server::serve(listener, app).context("ABCI server stopped")
+    let served = hashmesh_abci::server::serve(listener, app).context("ABCI server stopped");
+    if let Some(p) = plane {
+        p.close();
+    }
+    served
+}
+
+/// Start the instruction plane: outbox, QUIC listener, commit hook, receipt sender.
+///
+/// # Errors
+/// If the key, registry or outbox cannot be loaded, or the UDP address cannot be bound.
+fn start_plane(home: &Home, app: &AppHandle) -> Result<PlaneHandle> {
+    let key = home.signing_key()?;
+    let id = tls_identity(&ed25519_dalek::SigningKey::from_bytes(&key.seed()))?;
+    let registry = registry::load(&home.dir)?;
+    let outbox = Outbox::open(&home.state_dir().with_file_name("plane"))?;
+    let assignments: Vec<Assignment> = app
+        .store()
+        .scan_prefix(keys::ASSIGNMENT)
+        .iter()
+        .map(|(_, v)| codec::decode_trusted(v).context("stored assignment"))
+        .collect::<Result<_>>()?;
+    let listen = home.config.plane.listen.parse().with_context(|| {
+        format!("[plane] listen = {:?} must be HOST:PORT (or empty to disable)", home.config.plane.listen)
+    })?;
+    let opts =
+        PlaneOptions { listen, phi_threshold: home.config.plane.phi_threshold, status_dir: Some(home.dir.clone()) };
+    let agents = registry.len();
+    let handle = service::start(outbox, registry, &id, &assignments, opts)?;
+    let commits = handle.commits.clone();
+    app.on_commit(Arc::new(move |n| {
+        let _ = commits.send(n.clone());
+    }));
+    receipts::spawn_sender(Arc::clone(&handle.plane), Rpc::new(&home.config.rpc), key, home.config.chain_id.clone())?;
+    eprintln!("hashmesh: instruction plane on udp {} ({agents} registered agents)", handle.local_addr);
+    Ok(handle)
 }
 
 /// Start the live scheduling loop on its own thread. It waits for CometBFT's RPC to answer

@@ -122,6 +122,7 @@ fn four_validator_cluster_end_to_end() {
         vote_window_blocks: 200,
         kvstore: false,
         scheduler: None,
+        agents_per_node: 2,
     })
     .expect("generate cluster");
     let mut p = Processes { children: vec![Vec::new(), Vec::new(), Vec::new(), Vec::new()], cluster, _dir: dir };
@@ -300,7 +301,8 @@ fn four_validator_cluster_end_to_end() {
         .find_map(|l| l.strip_prefix("hashmesh_txs_applied_total "))
         .and_then(|v| v.trim().parse().ok())
         .expect("hashmesh_txs_applied_total in /metrics");
-    assert_eq!(applied_metric, applied as u64, "metrics: {metrics}");
+    // Receipts are transactions too (the nodes send them on their own), so at least `applied`.
+    assert!(applied_metric >= applied as u64, "metrics: {metrics}");
 
     // Audit from a node that submitted nothing: every directive, every signature valid.
     let (code, report, err) = hm(&["audit", "directives", "--rpc", &rpc(&p, 3), "--json", "--check-blocks"]);
@@ -313,4 +315,33 @@ fn four_validator_cluster_end_to_end() {
     let signers: std::collections::BTreeSet<_> =
         dirs.iter().map(|d| d["signer_name"].as_str().unwrap().to_owned()).collect();
     assert!(signers.contains("pool-a") && signers.contains("pool-b"));
+
+    // The instruction plane: pool-a's last route of its first group reached both of its agents
+    // over QUIC, and both receipts are on chain next to the directive, seen from node d.
+    let (_, last, _) = hm(&["audit", "directives", "--rpc", &rpc(&p, 3), "--json", "--group", &a.groups[0]]);
+    let last = last["directives"].as_array().unwrap().last().unwrap().clone();
+    let last_id = last["id"].as_str().unwrap().to_owned();
+    for agent in &a.agents {
+        wait_until("the agent to apply pool-a's route", Duration::from_secs(30), || {
+            let s = hashmesh_node::agent::AgentState::load(&agent.home).unwrap_or_default();
+            s.routes.get(&a.groups[0]).is_some_and(|r| r.directive == last_id)
+        });
+    }
+    let receipted = || {
+        let d = Rpc::new(&rpc(&p, 3)).abci_query("/directive", last_id.as_bytes()).unwrap();
+        let mut agents: Vec<String> =
+            d["receipts"].as_array().into_iter().flatten().map(|r| r["agent"].as_str().unwrap().to_owned()).collect();
+        agents.sort();
+        agents
+    };
+    let mut want: Vec<String> = a.agents.iter().map(|x| x.id.clone()).collect();
+    want.sort();
+    wait_until("both receipts on chain", Duration::from_secs(60), || receipted() == want);
+    let (code, report, err) = hm(&["audit", "directives", "--rpc", &rpc(&p, 3), "--json", "--group", &a.groups[0]]);
+    assert_eq!(code, 0, "{err}");
+    let audited =
+        report["directives"].as_array().unwrap().iter().find(|d| d["id"] == last_id.as_str()).unwrap().clone();
+    assert_eq!(audited["receipts"].as_array().unwrap().len(), 2, "audit shows both receipts: {audited}");
+    let plane_metrics = http_get(&format!("http://{}/metrics", a.metrics));
+    assert!(plane_metrics.contains("hashmesh_plane_agents_connected 2"), "{plane_metrics}");
 }

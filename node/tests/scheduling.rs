@@ -68,6 +68,7 @@ fn a_degraded_endpoint_is_routed_around_by_committed_directives() {
         vote_window_blocks: 100,
         kvstore: false,
         scheduler: Some(settings),
+        agents_per_node: 0,
     })
     .expect("generate cluster");
     let mut children = Children(Vec::new());

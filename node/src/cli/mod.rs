@@ -1,5 +1,6 @@
 //! Command-line interface: argument parsing and dispatch to the library modules.
 
+mod agents;
 mod report;
 mod sim;
 
@@ -20,6 +21,7 @@ use hashmesh_node::tx_cmd::{self, TxOptions};
 use hashmesh_protocol::Body;
 use serde_json::json;
 
+use agents::{AgentCmd, AgentsCmd};
 use report::ReportArgs;
 use sim::{SimArgs, SIM_HELP};
 
@@ -95,6 +97,16 @@ enum Cmd {
     Bench {
         #[command(subcommand)]
         cmd: BenchCmd,
+    },
+    /// Run an agent: the edge process that applies the node's instructions.
+    Agent {
+        #[command(subcommand)]
+        cmd: AgentCmd,
+    },
+    /// Register and list this node's agents.
+    Agents {
+        #[command(subcommand)]
+        cmd: AgentsCmd,
     },
     /// Compare every scheduling strategy on a seeded, simulated workload.
     #[command(after_help = SIM_HELP)]
@@ -419,6 +431,8 @@ pub fn main() -> Result<i32> {
         }
         Cmd::Tx(args) => run_tx(args),
         Cmd::Sim(a) => sim::run(a),
+        Cmd::Agent { cmd } => agents::run_agent(cmd),
+        Cmd::Agents { cmd } => agents::run_agents(cmd),
         Cmd::Query(q) => run_query(q),
         Cmd::Status { conn, json } => {
             let v = query_cmd::status(&Rpc::new(&conn.url()?))?;

@@ -11,6 +11,7 @@ pub mod endpoint;
 pub mod frame;
 pub mod identity;
 pub mod outbox;
+pub mod receipts;
 pub mod registry;
 pub mod service;
 pub mod tls;

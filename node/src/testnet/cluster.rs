@@ -46,6 +46,22 @@ pub struct NodeInfo {
     pub endpoints: Vec<String>,
     /// Running processes.
     pub pids: Pids,
+    /// The pool's agents (registered with its node).
+    #[serde(default)]
+    pub agents: Vec<AgentInfo>,
+}
+
+/// One agent of a node.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct AgentInfo {
+    /// Agent id (its ed25519 key, hex).
+    pub id: String,
+    /// Agent home.
+    pub home: PathBuf,
+    /// Groups it serves.
+    pub groups: Vec<String>,
+    /// Its process (0 = not running).
+    pub pid: u32,
 }
 
 /// A generated cluster.

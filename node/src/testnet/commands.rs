@@ -94,6 +94,7 @@ pub fn up(dir: &Path, validators: usize, cometbft: &Path, base_port: u16, run_de
                 vote_window_blocks: 100,
                 kvstore: false,
                 scheduler: Some(testnet_scheduler()),
+                agents_per_node: 2,
             })?
         }
     };

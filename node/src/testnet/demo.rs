@@ -146,6 +146,27 @@ pub fn status(cluster: &Cluster) -> Vec<Value> {
                 "cometbft_alive": procs::alive(n.pids.cometbft),
                 "hashmesh_pid": n.pids.hashmesh,
                 "hashmesh_alive": procs::alive(n.pids.hashmesh),
+                "agents": agent_rows(n),
+            })
+        })
+        .collect()
+}
+
+/// Each agent of a node: process, and what the node last published about it.
+fn agent_rows(n: &super::cluster::NodeInfo) -> Vec<Value> {
+    let published = crate::plane::registry::read_status(&n.hashmesh_home).unwrap_or_default();
+    n.agents
+        .iter()
+        .map(|a| {
+            let s = published.iter().find(|s| s.id == a.id);
+            json!({
+                "id": a.id,
+                "pid": a.pid,
+                "alive": procs::alive(a.pid),
+                "connected": s.is_some_and(|s| s.connected),
+                "lost": s.is_some_and(|s| s.lost),
+                "last_heartbeat_ms": s.and_then(|s| s.last_heartbeat_ms),
+                "last_directive": s.and_then(|s| s.last_directive.clone()),
             })
         })
         .collect()
@@ -160,6 +181,37 @@ pub fn render_status(rows: &[Value]) -> String {
         } else {
             "down".into()
         }
+    };
+    let now = crate::plane::service::now_ms();
+    let agents: Vec<Vec<String>> = rows
+        .iter()
+        .flat_map(|r| {
+            let node = r["name"].as_str().unwrap_or("").to_owned();
+            r["agents"].as_array().cloned().unwrap_or_default().into_iter().map(move |a| {
+                vec![
+                    node.clone(),
+                    short(a["id"].as_str().unwrap_or(""), 12),
+                    if a["alive"] != true {
+                        "down".into()
+                    } else if a["lost"] == true {
+                        "lost".into()
+                    } else if a["connected"] == true {
+                        "connected".into()
+                    } else {
+                        "connecting".into()
+                    },
+                    a["last_heartbeat_ms"]
+                        .as_u64()
+                        .map_or("-".into(), |t| format!("{:.1} s ago", now.saturating_sub(t) as f64 / 1000.0)),
+                    a["last_directive"].as_str().map_or("-".into(), |d| short(d, 16)),
+                ]
+            })
+        })
+        .collect();
+    let agents = if agents.is_empty() {
+        String::new()
+    } else {
+        format!("\n{}", table(&["NODE", "AGENT", "STATE", "LAST HEARTBEAT", "LAST DIRECTIVE"], &agents))
     };
     table(
         &["NODE", "POOL ID", "RPC", "HEIGHT", "APP HASH", "COMETBFT", "HASHMESH"],
@@ -177,5 +229,5 @@ pub fn render_status(rows: &[Value]) -> String {
                 ]
             })
             .collect::<Vec<_>>(),
-    )
+    ) + &agents
 }

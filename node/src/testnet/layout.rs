@@ -11,7 +11,7 @@ use hashmesh_abci::core::{GenesisAppState, Params};
 use serde_json::{json, Value};
 use toml_edit::{value, DocumentMut};
 
-use super::cluster::{Cluster, NodeInfo, Pids};
+use super::cluster::{AgentInfo, Cluster, NodeInfo, Pids};
 use crate::home::{Config, Home};
 
 /// Ports each node needs: p2p, rpc, abci, metrics.
@@ -40,6 +40,8 @@ pub struct ClusterSpec {
     pub kvstore: bool,
     /// Run each node's live scheduling loop with these settings (`None`: off).
     pub scheduler: Option<crate::live::SchedulerSettings>,
+    /// Agents per pool, each serving all of the pool's groups, registered with its node.
+    pub agents_per_node: usize,
 }
 
 /// The pool name of node `i`: `pool-a`, `pool-b`, …
@@ -121,6 +123,8 @@ pub fn generate(spec: &ClusterSpec) -> Result<Cluster> {
         cfg.abci_listen = format!("127.0.0.1:{abci}");
         cfg.rpc = format!("http://127.0.0.1:{rpc}");
         cfg.metrics_listen = format!("127.0.0.1:{metrics}");
+        // QUIC is UDP: the plane shares the ABCI port number without clashing.
+        cfg.plane.listen = format!("127.0.0.1:{abci}");
         if let Some(sched) = &spec.scheduler {
             cfg.scheduler = crate::live::SchedulerSettings { enabled: true, seed: i as u64 + 1, ..sched.clone() };
         }
@@ -128,6 +132,14 @@ pub fn generate(spec: &ClusterSpec) -> Result<Cluster> {
         let (_, key) = Home::init(&hm_home, cfg)?;
         let endpoints: Vec<String> = (1..=2).map(|e| format!("{name}/ep-{e}")).collect();
         let groups: Vec<String> = (1..=2).map(|g| format!("{name}/g-{g}")).collect();
+        let mut agents = Vec::new();
+        for a in 1..=spec.agents_per_node {
+            let home = node_dir.join(format!("agent-{a}"));
+            let id = crate::agent::init(&home)?;
+            let parsed = groups.iter().map(|g| g.parse().expect("generated ids are valid")).collect();
+            crate::plane::registry::add(&hm_home, id, parsed)?;
+            agents.push(AgentInfo { id: id.to_hex(), home, groups: groups.clone(), pid: 0 });
+        }
         pools.push(GenesisPool {
             id: key.pool_id(),
             name: name.clone(),
@@ -164,6 +176,7 @@ pub fn generate(spec: &ClusterSpec) -> Result<Cluster> {
             groups,
             endpoints,
             pids: Pids::default(),
+            agents,
         });
     }
     let app_state =

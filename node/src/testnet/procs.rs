@@ -61,9 +61,9 @@ fn spawn(program: &Path, args: &[&str], log: &Path, detach: bool) -> Result<Chil
     cmd.spawn().with_context(|| format!("starting {}", program.display()))
 }
 
-/// Start node `i` (hashmesh first, then CometBFT). Returns the children, CometBFT first (no
-/// hashmesh child for a kvstore cluster); their pids are recorded in the cluster (the caller
-/// saves it).
+/// Start node `i` (hashmesh first, then CometBFT, then its agents). Returns the children,
+/// CometBFT first (no hashmesh or agent children for a kvstore cluster); their pids are
+/// recorded in the cluster (the caller saves it).
 ///
 /// # Errors
 /// If a process cannot be spawned.
@@ -79,9 +79,21 @@ pub fn start_node(cluster: &mut Cluster, i: usize, detach: bool) -> Result<Vec<C
     }
     let cmt_home = n.home.display().to_string();
     let cmt = spawn(&cluster.cometbft, &["start", "--home", &cmt_home], &node_dir.join("cometbft.log"), detach)?;
+    let mut agents = Vec::new();
+    if cluster.runs_hashmesh() {
+        let (plane, pool_id) = (n.abci.clone(), n.pool_id.clone());
+        for a in &n.agents {
+            let home = a.home.display().to_string();
+            let args = ["agent", "start", "--home", &home, "--node", &plane, "--node-id", &pool_id];
+            agents.push(spawn(&cluster.hashmesh, &args, &a.home.join("agent.log"), detach)?);
+        }
+    }
     cluster.nodes[i].pids.cometbft = cmt.id();
     cluster.nodes[i].pids.hashmesh = hashmesh.as_ref().map_or(0, Child::id);
-    Ok(std::iter::once(cmt).chain(hashmesh).collect())
+    for (a, child) in cluster.nodes[i].agents.iter_mut().zip(&agents) {
+        a.pid = child.id();
+    }
+    Ok(std::iter::once(cmt).chain(hashmesh).chain(agents).collect())
 }
 
 /// Stop node `i` (CometBFT first, then hashmesh) and clear its pids.
@@ -89,6 +101,10 @@ pub fn stop_node(cluster: &mut Cluster, i: usize) {
     let p = cluster.nodes[i].pids.clone();
     stop_pid(p.cometbft, Duration::from_secs(10));
     stop_pid(p.hashmesh, Duration::from_secs(5));
+    for a in &mut cluster.nodes[i].agents {
+        stop_pid(a.pid, Duration::from_secs(5));
+        a.pid = 0;
+    }
     cluster.nodes[i].pids = Default::default();
 }
 
