@@ -100,8 +100,9 @@ pub fn run(cluster: &Cluster) -> Result<()> {
     )?;
     let last = cluster.nodes.len() - 1;
     let z = &cluster.nodes[last];
-    // Telemetry for an endpoint (epochs are wall-clock seconds so a restarted demo still increases).
-    let epoch = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(1, |d| d.as_secs());
+    // Telemetry for an endpoint. Epochs are wall-clock milliseconds, like the scheduling loop's,
+    // so a restarted demo still increases past what the loop reported.
+    let epoch = crate::plane::service::now_ms();
     let report = hashmesh_protocol::TelemetryReport {
         epoch,
         hashrate_hs: 80_000_000_000_000,
