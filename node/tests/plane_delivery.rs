@@ -104,8 +104,16 @@ async fn routes_reach_every_agent_once_across_restarts_and_become_receipts() {
     let d2 = DirectiveId([2; 32]).to_hex();
     wait_until("both agents apply route 2", || homes.iter().all(|h| directive_of(h).as_deref() == Some(&d2))).await;
 
-    // Kill agent 0; commit route 3; it comes back and catches up, applying it once.
+    // Kill agent 0: phi accrual over its heartbeats judges it lost, in the published status.
     agents[0].abort();
+    let id0 = ids[0].to_hex();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !registry::read_status(&node_dir).unwrap().iter().any(|s| s.id == id0 && s.lost) {
+        assert!(Instant::now() < deadline, "agent 0 not judged lost: {:?}", registry::read_status(&node_dir).unwrap());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(node.plane.metrics.lost.load(Ordering::Relaxed) >= 1);
+    // Commit route 3 while it is down; it comes back and catches up, applying it once.
     node.commits.send(CommitNotice { height: 12, assignments: vec![assignment(3, 12)], receipts: vec![] }).unwrap();
     let d3 = DirectiveId([3; 32]).to_hex();
     wait_until("agent 1 applies route 3", || directive_of(&homes[1]).as_deref() == Some(&d3)).await;

@@ -22,6 +22,9 @@ pub struct PhiAccrual {
     /// Silence tolerated on top of the learned intervals, ms (Akka's "acceptable heartbeat
     /// pause"): it absorbs retries and short stalls without hiding a real failure for long.
     pub acceptable_pause_ms: f64,
+    /// Interval assumed before any was observed, ms (0: none, so a peer that sends a single
+    /// heartbeat and dies is never suspected). Akka's "first heartbeat estimate".
+    pub first_estimate_ms: f64,
 }
 
 impl PhiAccrual {
@@ -34,6 +37,7 @@ impl PhiAccrual {
             min_std_ms,
             threshold,
             acceptable_pause_ms: 0.0,
+            first_estimate_ms: 0.0,
         }
     }
 
@@ -41,6 +45,13 @@ impl PhiAccrual {
     #[must_use]
     pub fn with_acceptable_pause(mut self, pause_ms: f64) -> Self {
         self.acceptable_pause_ms = pause_ms.max(0.0);
+        self
+    }
+
+    /// The same detector, assuming `interval_ms` between heartbeats until it has seen one.
+    #[must_use]
+    pub fn with_first_estimate(mut self, interval_ms: f64) -> Self {
+        self.first_estimate_ms = interval_ms.max(0.0);
         self
     }
 
@@ -88,6 +99,8 @@ impl PhiAccrual {
                 self.intervals.pop_front();
             }
             self.intervals.push_back(now_ms.saturating_sub(last) as f64);
+        } else if self.first_estimate_ms > 0.0 && self.intervals.is_empty() {
+            self.intervals.push_back(self.first_estimate_ms);
         }
         self.last_ms = Some(now_ms);
     }

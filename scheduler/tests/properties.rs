@@ -257,6 +257,22 @@ fn phi_rises_with_silence_and_backoff_is_bounded_and_seeded() {
     assert!(!d.suspected(last + 5_500));
     assert!(d.phi(last + 6_000) < d.phi(last + 8_000));
     assert!(d.suspected(last + 15_000), "three missed beats: {}", d.phi(last + 15_000));
+    // The deadline is the one crossing of the threshold.
+    let deadline = d.deadline_ms().expect("two beats seen");
+    assert!(!d.suspected(deadline as u64 - 1) && d.suspected(deadline as u64 + 1), "deadline {deadline}");
+    // A peer that beats once and dies: never suspected without a first estimate, soon with one.
+    let mut once = PhiAccrual::new(8.0, 100.0);
+    once.heartbeat(0);
+    assert!(!once.suspected(3_600_000));
+    let mut once = PhiAccrual::new(8.0, 100.0).with_first_estimate(1000.0);
+    once.heartbeat(0);
+    assert!(!once.suspected(1000) && once.suspected(3000), "phi at 3 s: {}", once.phi(3000));
+    // An acceptable pause moves the deadline by exactly that much.
+    let mut paused = PhiAccrual::new(8.0, 100.0).with_acceptable_pause(2000.0);
+    for k in 0..20 {
+        paused.heartbeat(k * 5_000);
+    }
+    assert!((paused.deadline_ms().unwrap() - deadline - 2000.0).abs() < 1e-6);
     let b = Backoff { base_ms: 100, cap_ms: 10_000 };
     let (mut r1, mut r2) = (Rng::new(1), Rng::new(1));
     for attempt in 0..20 {

@@ -212,9 +212,10 @@ async fn session(
     write_frame(&mut *send.lock().await, &PlaneMsg::Hello { agent: me, applied_seq: state.applied_seq }.encode())
         .await?;
     info!(node = %opts.node, applied_seq = state.applied_seq, "connected to node");
-    let beats = {
+    // Aborted when the session ends or is cancelled (a dropped session must not keep beating).
+    let _beats = {
         let (send, every) = (Arc::clone(&send), opts.heartbeat);
-        tokio::spawn(async move {
+        AbortOnDrop(tokio::spawn(async move {
             loop {
                 let msg = PlaneMsg::Heartbeat { at_ms: now_ms(), reports: Vec::new() }.encode();
                 if write_frame(&mut *send.lock().await, &msg).await.is_err() {
@@ -222,7 +223,7 @@ async fn session(
                 }
                 tokio::time::sleep(every).await;
             }
-        })
+        }))
     };
     let result = async {
         while let Some(bytes) = read_frame(&mut recv, PLANE_MSG_BYTES_MAX).await? {
@@ -232,7 +233,9 @@ async fn session(
                 bail!("the node may only send instructions");
             };
             let applied_at_ms = state.apply(&i, now_ms());
-            state.save(&opts.home)?;
+            // Durable before the acknowledgement; off the async workers (fsync blocks).
+            let (snapshot, home) = (state.clone(), opts.home.clone());
+            tokio::task::spawn_blocking(move || snapshot.save(&home)).await.context("state writer")??;
             info!(seq = i.seq, directive = %i.directive, group = %i.group, "instruction applied");
             let ack = PlaneMsg::Ack { seq: i.seq, directive: i.directive, applied_at_ms };
             write_frame(&mut *send.lock().await, &ack.encode()).await?;
@@ -240,6 +243,14 @@ async fn session(
         Ok(())
     }
     .await;
-    beats.abort();
     result
+}
+
+/// Aborts a task when dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }

@@ -343,6 +343,23 @@ enum BenchCmd {
         #[arg(long)]
         json: bool,
     },
+    /// The instruction plane on loopback: commit-to-applied latency with many agents, and
+    /// instructions/s over one connection vs a bare quinn stream, in one run.
+    #[command(after_help = "Example:\n  hashmesh bench plane --agents 100 --commits 50 --instructions 20000")]
+    Plane {
+        /// Agents in the latency run.
+        #[arg(long, default_value_t = 100)]
+        agents: usize,
+        /// Commits in the latency run.
+        #[arg(long, default_value_t = 50)]
+        commits: usize,
+        /// Instructions in the throughput run.
+        #[arg(long, default_value_t = 20_000)]
+        instructions: usize,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -466,6 +483,16 @@ pub fn main() -> Result<i32> {
             Ok(i32::from(report.failures > 0))
         }
         Cmd::Testnet { dir, cmd } => run_testnet(&dir, cmd),
+        Cmd::Bench { cmd: BenchCmd::Plane { agents, commits, instructions, json } } => {
+            use hashmesh_node::plane::bench as pb;
+            let r = pb::run(pb::PlaneBenchOptions { agents, commits, instructions })?;
+            if json {
+                print_json(&serde_json::to_value(&r)?);
+            } else {
+                print!("{}", pb::render(&r));
+            }
+            Ok(0)
+        }
         Cmd::Bench { cmd: BenchCmd::Cluster { cometbft, validators, duration_secs, concurrency, rate, dir, json } } => {
             if rate.is_some_and(|r| r.is_nan() || r <= 0.0) {
                 bail!("--rate must be a positive number of transactions per second");

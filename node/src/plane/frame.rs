@@ -39,9 +39,23 @@ pub async fn write_frame<W: AsyncWrite + Unpin>(w: &mut W, body: &[u8]) -> Resul
     if body.len() > FRAME_MAX {
         return Err(FrameError::TooLarge { len: body.len(), max: FRAME_MAX });
     }
+    let mut buf = Vec::with_capacity(4 + body.len());
+    push_frame(&mut buf, body)?;
+    w.write_all(&buf).await?;
+    Ok(())
+}
+
+/// Append one frame to `buf` (to write several frames with one stream write).
+///
+/// # Errors
+/// If `body` is over [`FRAME_MAX`].
+pub fn push_frame(buf: &mut Vec<u8>, body: &[u8]) -> Result<(), FrameError> {
+    if body.len() > FRAME_MAX {
+        return Err(FrameError::TooLarge { len: body.len(), max: FRAME_MAX });
+    }
     let len = u32::try_from(body.len()).expect("FRAME_MAX fits u32");
-    w.write_all(&len.to_be_bytes()).await?;
-    w.write_all(body).await?;
+    buf.extend_from_slice(&len.to_be_bytes());
+    buf.extend_from_slice(body);
     Ok(())
 }
 

@@ -7,6 +7,7 @@
 //! - [`endpoint`]: quinn endpoints built from them, with deliberate keep-alive and idle timeouts.
 //! - [`frame`]: length-prefixed, size-limited frames on plane streams.
 
+pub mod bench;
 pub mod endpoint;
 pub mod frame;
 pub mod identity;

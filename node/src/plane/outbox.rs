@@ -6,11 +6,25 @@
 //! → last directive queued (so the same route is never queued twice); `r:` directive ‖ agent →
 //! applied-at ms (receipts not yet committed).
 
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use anyhow::{Context, Result};
 use hashmesh_protocol::plane::Instruction;
 use hashmesh_protocol::{codec, AgentId, DirectiveId, GroupId, Receipt, RouteTarget};
+
+/// A route to queue.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Queued {
+    /// The miner group.
+    pub group: GroupId,
+    /// The directive that set the route.
+    pub directive: DirectiveId,
+    /// Its activation height.
+    pub height: u64,
+    /// The split.
+    pub routes: Vec<RouteTarget>,
+}
 
 /// The outbox. Not shared across processes; wrap it in a mutex within one.
 pub struct Outbox {
@@ -63,21 +77,64 @@ impl Outbox {
         height: u64,
         routes: &[RouteTarget],
     ) -> Result<Option<u64>> {
-        let latest = key(b"l:", &[agent.as_bytes(), group.as_str().as_bytes()]);
-        if let Some(v) = self.db.get(&latest)? {
-            if v[..32] == directive.0 || u64_at(&v, 32) > height {
-                return Ok(None);
-            }
-        }
-        let (next, acked) = self.meta(agent)?;
-        let instr = Instruction { seq: next, directive, height, group: group.clone(), routes: routes.to_vec() };
-        let mut batch = sled::Batch::default();
-        batch.insert(key(b"i:", &[agent.as_bytes(), &next.to_be_bytes()]), codec::encode(&instr));
-        batch.insert(key(b"m:", &[agent.as_bytes()]), Self::meta_value(next + 1, acked));
-        batch.insert(latest, [directive.0.as_slice(), &height.to_be_bytes()].concat());
-        self.db.apply_batch(batch)?;
+        let item = Queued { group: group.clone(), directive, height, routes: routes.to_vec() };
+        let seq = self.stage(agent, std::slice::from_ref(&item))?.pop().flatten();
         self.db.flush()?;
-        Ok(Some(next))
+        Ok(seq)
+    }
+
+    /// Queue several routes for `agent` in one durable write. Per item: its new sequence
+    /// number, or `None` when skipped (the same or an older route than the last one queued for
+    /// the group).
+    ///
+    /// # Errors
+    /// On storage errors.
+    pub fn enqueue_all(&self, agent: &AgentId, items: &[Queued]) -> Result<Vec<Option<u64>>> {
+        let seqs = self.stage(agent, items)?;
+        self.db.flush()?;
+        Ok(seqs)
+    }
+
+    /// Like [`Outbox::enqueue_all`] but atomic only, not yet durable: call [`Outbox::flush`]
+    /// before sending anything staged (one flush for a whole commit, for every agent).
+    ///
+    /// # Errors
+    /// On storage errors.
+    pub fn stage(&self, agent: &AgentId, items: &[Queued]) -> Result<Vec<Option<u64>>> {
+        let (mut next, acked) = self.meta(agent)?;
+        let mut batch = sled::Batch::default();
+        let mut latest_now: BTreeMap<Vec<u8>, (DirectiveId, u64)> = BTreeMap::new();
+        let mut out = Vec::with_capacity(items.len());
+        for it in items {
+            let latest = key(b"l:", &[agent.as_bytes(), it.group.as_str().as_bytes()]);
+            let last = match latest_now.get(&latest) {
+                Some(x) => Some(*x),
+                None => {
+                    self.db.get(&latest)?.map(|v| (DirectiveId(v[..32].try_into().expect("32 bytes")), u64_at(&v, 32)))
+                }
+            };
+            if last.is_some_and(|(d, h)| d == it.directive || h > it.height) {
+                out.push(None);
+                continue;
+            }
+            let instr = Instruction {
+                seq: next,
+                directive: it.directive,
+                height: it.height,
+                group: it.group.clone(),
+                routes: it.routes.clone(),
+            };
+            batch.insert(key(b"i:", &[agent.as_bytes(), &next.to_be_bytes()]), codec::encode(&instr));
+            batch.insert(latest.clone(), [it.directive.0.as_slice(), &it.height.to_be_bytes()].concat());
+            latest_now.insert(latest, (it.directive, it.height));
+            out.push(Some(next));
+            next += 1;
+        }
+        if out.iter().any(Option::is_some) {
+            batch.insert(key(b"m:", &[agent.as_bytes()]), Self::meta_value(next, acked));
+            self.db.apply_batch(batch)?;
+        }
+        Ok(out)
     }
 
     /// Instructions for `agent` after `after_seq`, in order.

@@ -22,9 +22,9 @@ use tokio::sync::{mpsc, Notify};
 use tracing::{info, warn};
 
 use super::endpoint::{remote_key, server};
-use super::frame::{read_frame, write_frame};
+use super::frame::{push_frame, read_frame};
 use super::identity::TlsIdentity;
-use super::outbox::Outbox;
+use super::outbox::{Outbox, Queued};
 use super::registry::{self, AgentStatus, Registry};
 use super::tls::{Role, Trust};
 
@@ -49,7 +49,16 @@ pub struct PlaneMetrics {
     pub receipts_committed: AtomicU64,
     /// Connections closed for a protocol error or a failed identity check.
     pub refused: AtomicU64,
+    /// Commit-to-acknowledged latency, µs: sum and count (for the mean in `/metrics`).
+    pub ack_latency_us_sum: AtomicU64,
+    /// Number of latencies in the sum.
+    pub ack_latency_count: AtomicU64,
+    /// Recent commit-to-acknowledged latencies (bounded; benchmarks read them).
+    pub ack_latencies: Mutex<Vec<Duration>>,
 }
+
+/// Most latencies kept in [`PlaneMetrics::ack_latencies`].
+const LATENCIES_KEPT: usize = 100_000;
 
 impl PlaneMetrics {
     /// Prometheus text.
@@ -99,6 +108,8 @@ pub struct Plane {
     registry: Registry,
     notify: BTreeMap<AgentId, Arc<Notify>>,
     live: Mutex<BTreeMap<AgentId, Live>>,
+    /// When each (agent, seq) was queued in this process (for the latency metric).
+    queued_at: Mutex<BTreeMap<(AgentId, u64), std::time::Instant>>,
     /// Counters.
     pub metrics: Arc<PlaneMetrics>,
     phi_threshold: f64,
@@ -134,25 +145,48 @@ impl PlaneHandle {
 }
 
 impl Plane {
-    /// Queue `a` for every agent that serves its group; wake those agents' writers.
-    fn enqueue(&self, a: &Assignment) -> Result<()> {
+    /// Queue `assignments` for every agent that serves their groups (one durable write per
+    /// agent); wake those agents' writers.
+    fn enqueue(&self, assignments: &[Assignment]) -> Result<()> {
+        let t0 = std::time::Instant::now();
         let outbox = self.outbox.lock().expect("outbox lock");
+        let mut wake = Vec::new();
         for (id, entry) in &self.registry {
-            if entry.groups.contains(&a.group)
-                && outbox.enqueue(id, &a.group, a.directive, a.since_height, &a.targets)?.is_some()
-            {
-                if let Some(n) = self.notify.get(id) {
-                    n.notify_one();
-                }
+            let items: Vec<Queued> = assignments
+                .iter()
+                .filter(|a| entry.groups.contains(&a.group))
+                .map(|a| Queued {
+                    group: a.group.clone(),
+                    directive: a.directive,
+                    height: a.since_height,
+                    routes: a.targets.clone(),
+                })
+                .collect();
+            if items.is_empty() {
+                continue;
+            }
+            let seqs: Vec<u64> = outbox.stage(id, &items)?.into_iter().flatten().collect();
+            if seqs.is_empty() {
+                continue;
+            }
+            let mut queued = self.queued_at.lock().expect("queued lock");
+            for seq in seqs {
+                queued.insert((*id, seq), t0);
+            }
+            wake.push(*id);
+        }
+        // Durable before anything is sent: one flush for the whole commit.
+        outbox.flush()?;
+        for id in wake {
+            if let Some(n) = self.notify.get(&id) {
+                n.notify_one();
             }
         }
         Ok(())
     }
 
     fn on_commit(&self, n: &CommitNotice) -> Result<()> {
-        for a in &n.assignments {
-            self.enqueue(a)?;
-        }
+        self.enqueue(&n.assignments)?;
         let outbox = self.outbox.lock().expect("outbox lock");
         for r in &n.receipts {
             outbox.receipt_committed(&r.directive, &r.agent)?;
@@ -216,12 +250,11 @@ pub fn start(
         registry,
         notify,
         live: Mutex::new(BTreeMap::new()),
+        queued_at: Mutex::new(BTreeMap::new()),
         metrics: Arc::new(PlaneMetrics::default()),
         phi_threshold: opts.phi_threshold,
     });
-    for a in assignments {
-        plane.enqueue(a)?;
-    }
+    plane.enqueue(assignments)?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .thread_name("plane")
@@ -300,7 +333,8 @@ async fn serve(p: Arc<Plane>, conn: quinn::Connection) -> Result<()> {
         let mut live = p.live.lock().expect("live lock");
         let l = live.entry(agent).or_insert_with(|| Live {
             connected: false,
-            phi: PhiAccrual::new(p.phi_threshold, 200.0),
+            // Agents beat every second by default; assume so until two beats are seen.
+            phi: PhiAccrual::new(p.phi_threshold, 200.0).with_first_estimate(1000.0),
             last_heartbeat_ms: None,
             last_directive: None,
         });
@@ -313,10 +347,15 @@ async fn serve(p: Arc<Plane>, conn: quinn::Connection) -> Result<()> {
             let mut sent = p.outbox.lock().expect("outbox lock").acked(&agent)?;
             loop {
                 let batch = p.outbox.lock().expect("outbox lock").after(&agent, sent)?;
-                for i in batch {
-                    sent = i.seq;
-                    write_frame(&mut send, &PlaneMsg::Instruction(i).encode()).await?;
-                    p.metrics.instructions_sent.fetch_add(1, Ordering::Relaxed);
+                // Everything pending goes out in one stream write.
+                let mut buf = Vec::new();
+                for i in &batch {
+                    push_frame(&mut buf, &PlaneMsg::Instruction(i.clone()).encode())?;
+                }
+                if let Some(last) = batch.last() {
+                    send.write_all(&buf).await?;
+                    sent = last.seq;
+                    p.metrics.instructions_sent.fetch_add(batch.len() as u64, Ordering::Relaxed);
                 }
                 let _ = tokio::time::timeout(Duration::from_secs(1), notify.notified()).await;
             }
@@ -344,6 +383,17 @@ async fn read_loop(p: &Plane, agent: AgentId, recv: &mut quinn::RecvStream) -> R
                 }
                 if seq > before {
                     p.metrics.acks.fetch_add(1, Ordering::Relaxed);
+                    if let Some(t) = p.queued_at.lock().expect("queued lock").remove(&(agent, seq)) {
+                        let d = t.elapsed();
+                        let m = &p.metrics;
+                        m.ack_latency_us_sum
+                            .fetch_add(u64::try_from(d.as_micros()).unwrap_or(u64::MAX), Ordering::Relaxed);
+                        m.ack_latency_count.fetch_add(1, Ordering::Relaxed);
+                        let mut kept = m.ack_latencies.lock().expect("latency lock");
+                        if kept.len() < LATENCIES_KEPT {
+                            kept.push(d);
+                        }
+                    }
                     if let Some(l) = p.live.lock().expect("live lock").get_mut(&agent) {
                         l.last_directive = Some(directive.to_hex());
                     }
