@@ -18,10 +18,11 @@ use tracing::{info, warn};
 use crate::home::Home;
 use crate::plane::identity::tls_identity;
 use crate::plane::outbox::Outbox;
+use crate::plane::peers::{ChainView, PeerConfig};
 use crate::plane::service::{self, PlaneHandle, PlaneOptions};
 use crate::plane::{receipts, registry};
-use hashmesh_abci::core::{keys, Assignment, KvRead};
-use hashmesh_protocol::codec;
+use hashmesh_abci::core::{keys, Assignment, EndpointRecord, GroupRecord, KvRead, PoolRecord};
+use hashmesh_protocol::{codec, EndpointId, GroupId, PoolId};
 
 /// Start the daemon and block until the ABCI server stops.
 ///
@@ -80,7 +81,19 @@ fn start_plane(home: &Home, app: &AppHandle) -> Result<PlaneHandle> {
     let opts =
         PlaneOptions { listen, phi_threshold: home.config.plane.phi_threshold, status_dir: Some(home.dir.clone()) };
     let agents = registry.len();
-    let handle = service::start(outbox, registry, &id, &assignments, opts)?;
+    let mut addrs = std::collections::BTreeMap::new();
+    for (pool, addr) in &home.config.plane.peers {
+        let pool: PoolId = pool.parse().with_context(|| format!("[plane.peers] key {pool:?} must be a pool id"))?;
+        let addr = addr.parse().with_context(|| format!("[plane.peers] {pool} = {addr:?} must be HOST:PORT"))?;
+        addrs.insert(pool, addr);
+    }
+    let peers = PeerConfig {
+        me: key.pool_id(),
+        addrs,
+        chain: Arc::new(StoreView(app.store().clone())),
+        identity: tls_identity(&ed25519_dalek::SigningKey::from_bytes(&key.seed()))?,
+    };
+    let handle = service::start(outbox, registry, &id, &assignments, opts, Some(peers))?;
     let commits = handle.commits.clone();
     app.on_commit(Arc::new(move |n| {
         let _ = commits.send(n.clone());
@@ -116,6 +129,34 @@ fn start_scheduler(home: &Home, metrics: Arc<LiveMetrics>) -> Result<()> {
         Scheduler::new(rpc, key, chain_id, settings, Box::new(source), metrics).run();
     })?;
     Ok(())
+}
+
+/// Committed state as the plane reads it.
+struct StoreView(hashmesh_abci::Store);
+
+impl StoreView {
+    fn record<T: bincode::Decode<()>>(&self, key: &[u8]) -> Option<T> {
+        self.0.get(key).and_then(|v| codec::decode_trusted(&v).ok())
+    }
+}
+
+impl ChainView for StoreView {
+    fn pools(&self) -> Vec<PoolId> {
+        self.0
+            .scan_prefix(keys::POOL)
+            .iter()
+            .filter_map(|(_, v)| codec::decode_trusted::<PoolRecord>(v).ok().map(|p| p.id))
+            .collect()
+    }
+    fn group_owner(&self, g: &GroupId) -> Option<PoolId> {
+        self.record::<GroupRecord>(&keys::group(g)).map(|r| r.owner)
+    }
+    fn endpoint_owner(&self, e: &EndpointId) -> Option<PoolId> {
+        self.record::<EndpointRecord>(&keys::endpoint(e)).map(|r| r.owner)
+    }
+    fn assignment(&self, g: &GroupId) -> Option<Assignment> {
+        self.record(&keys::assignment(g))
+    }
 }
 
 /// Serve `GET /metrics` in Prometheus text format on its own thread.

@@ -49,11 +49,14 @@ pub struct PlaneSettings {
     pub listen: String,
     /// Phi above which an agent is judged lost.
     pub phi_threshold: f64,
+    /// Other pools' plane addresses, by pool id (hex): where to send worker credentials when
+    /// one of their groups is routed onto this pool's endpoints.
+    pub peers: std::collections::BTreeMap<String, String>,
 }
 
 impl Default for PlaneSettings {
     fn default() -> Self {
-        Self { listen: String::new(), phi_threshold: 8.0 }
+        Self { listen: String::new(), phi_threshold: 8.0, peers: std::collections::BTreeMap::new() }
     }
 }
 

@@ -344,4 +344,40 @@ fn four_validator_cluster_end_to_end() {
     assert_eq!(audited["receipts"].as_array().unwrap().len(), 2, "audit shows both receipts: {audited}");
     let plane_metrics = http_get(&format!("http://{}/metrics", a.metrics));
     assert!(plane_metrics.contains("hashmesh_plane_agents_connected 2"), "{plane_metrics}");
+
+    // The cross-pool route: pool-b's node sent pool-a's node worker credentials for its
+    // endpoint, and pool-a's agents have them — and they are nowhere in chain state or blocks.
+    let mut password = String::new();
+    for agent in &a.agents {
+        wait_until("credentials at pool-a's agents", Duration::from_secs(60), || {
+            let s = hashmesh_node::agent::AgentState::load(&agent.home).unwrap_or_default();
+            s.routes.get(&a.groups[1]).is_some_and(|r| {
+                r.directive == cross_id
+                    && r.credentials.iter().any(|c| {
+                        password.clone_from(&c.password);
+                        c.endpoint.as_str() == b.endpoints[1] && c.password.len() == 32
+                    })
+            })
+        });
+    }
+    for n in &p.cluster.nodes {
+        let node_dir = n.home.parent().unwrap();
+        for dir in [n.home.join("data"), node_dir.join("hashmesh/data/state")] {
+            assert!(!dir_contains(&dir, password.as_bytes()), "a credential leaked into {}", dir.display());
+        }
+    }
+    let (_, hist, _) = hm(&["audit", "directives", "--rpc", &rpc(&p, 3), "--json"]);
+    assert!(!hist.to_string().contains(&password), "a credential leaked into the directive history");
+}
+
+/// Whether any file under `dir` contains `needle`.
+fn dir_contains(dir: &std::path::Path, needle: &[u8]) -> bool {
+    std::fs::read_dir(dir).into_iter().flatten().flatten().any(|e| {
+        let path = e.path();
+        if path.is_dir() {
+            dir_contains(&path, needle)
+        } else {
+            std::fs::read(&path).is_ok_and(|b| b.windows(needle.len()).any(|w| w == needle))
+        }
+    })
 }

@@ -48,7 +48,7 @@ fn start_node(dir: &Path, reg: &Registry, initial: &[Assignment]) -> PlaneHandle
     let id = tls_identity(&SigningKey::from_bytes(&NODE_SEED)).unwrap();
     let opts =
         PlaneOptions { listen: "127.0.0.1:0".parse().unwrap(), phi_threshold: 8.0, status_dir: Some(dir.into()) };
-    start(outbox, reg.clone(), &id, initial, opts).expect("plane starts")
+    start(outbox, reg.clone(), &id, initial, opts, None).expect("plane starts")
 }
 
 fn spawn_agent(home: &Path, node: SocketAddr) -> tokio::task::JoinHandle<()> {

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::body::{RouteTarget, TelemetryReport};
 use crate::codec::{self, DecodeError};
-use crate::ids::{AgentId, DirectiveId, EndpointId, GroupId};
+use crate::ids::{AgentId, DirectiveId, EndpointId, GroupId, PoolId};
 
 /// Largest encoded plane message, bytes.
 pub const PLANE_MSG_BYTES_MAX: usize = 64 * 1024;
@@ -28,6 +28,20 @@ pub struct Instruction {
     pub group: GroupId,
     /// The split, basis points summing to 10 000.
     pub routes: Vec<RouteTarget>,
+    /// Worker credentials for other pools' endpoints in `routes` (cross-pool routes), as the
+    /// lending pools' nodes sent them. Never on chain.
+    pub credentials: Vec<WorkerCredential>,
+}
+
+/// What a borrowing pool's miners use to log in to a lending pool's endpoint.
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode, Serialize, Deserialize)]
+pub struct WorkerCredential {
+    /// The lending pool's endpoint.
+    pub endpoint: EndpointId,
+    /// Stratum worker name.
+    pub user: String,
+    /// Stratum password.
+    pub password: String,
 }
 
 /// What travels on a plane stream.
@@ -58,6 +72,28 @@ pub enum PlaneMsg {
         at_ms: u64,
         /// Up to [`HEARTBEAT_REPORTS_MAX`] endpoint reports.
         reports: Vec<(EndpointId, TelemetryReport)>,
+    },
+    /// Node → node, first: the sending pool (must equal the handshake key).
+    PeerHello {
+        /// The sending pool.
+        pool: PoolId,
+    },
+    /// Lending node → borrowing node: credentials for one of the lender's endpoints in an
+    /// active cross-pool route of the borrower's group.
+    Credentials {
+        /// The active route.
+        directive: DirectiveId,
+        /// The borrower's group.
+        group: GroupId,
+        /// The credential.
+        credential: WorkerCredential,
+    },
+    /// Borrowing node → lending node: stored and forwarded to the group's agents.
+    CredentialsAck {
+        /// The route.
+        directive: DirectiveId,
+        /// The endpoint.
+        endpoint: EndpointId,
     },
 }
 

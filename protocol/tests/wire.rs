@@ -1,6 +1,6 @@
 //! Protocol tests: round trips, arbitrary bytes, golden signing vectors and tampering.
 
-use hashmesh_protocol::plane::{Instruction, PlaneMsg};
+use hashmesh_protocol::plane::{Instruction, PlaneMsg, WorkerCredential};
 use hashmesh_protocol::signing::{self, PoolKey, DOMAIN_TAG};
 use hashmesh_protocol::{
     AgentId, Body, DecodeError, DirectiveId, Receipt, RouteTarget, SignedTx, SigningKey, UnsignedTx,
@@ -165,9 +165,15 @@ fn arb_plane() -> impl Strategy<Value = PlaneMsg> {
                 directive: DirectiveId(d),
                 height,
                 group: g.parse().unwrap(),
-                routes: t
-                    .into_iter()
-                    .map(|(e, w)| RouteTarget { endpoint: e.parse().unwrap(), weight_bp: w })
+                routes: t.iter().map(|(e, w)| RouteTarget { endpoint: e.parse().unwrap(), weight_bp: *w }).collect(),
+                credentials: t
+                    .iter()
+                    .take(2)
+                    .map(|(e, w)| WorkerCredential {
+                        endpoint: e.parse().unwrap(),
+                        user: e.clone(),
+                        password: w.to_string()
+                    })
                     .collect(),
             })),
         (any::<u64>(), any::<[u8; 32]>(), any::<u64>()).prop_map(|(seq, d, t)| PlaneMsg::Ack {

@@ -89,6 +89,9 @@ pub struct AppliedRoute {
     pub applied_at_ms: u64,
     /// The instruction that carried it.
     pub seq: u64,
+    /// Worker credentials for other pools' endpoints in `routes` (cross-pool routes).
+    #[serde(default)]
+    pub credentials: Vec<hashmesh_protocol::plane::WorkerCredential>,
 }
 
 /// The routing table and the delivery cursor, persisted in `state.json`.
@@ -130,13 +133,19 @@ impl AgentState {
     }
 
     /// Apply `i` at `now_ms`; returns the time to acknowledge with. Idempotent by directive: a
-    /// directive already in effect keeps its first time; an instruction older than the group's
-    /// current route is acknowledged without changing it.
+    /// directive already in effect keeps its first time (an instruction for it that carries
+    /// credentials updates them); an instruction older than the group's current route is
+    /// acknowledged without changing it.
     pub fn apply(&mut self, i: &Instruction, now_ms: u64) -> u64 {
         self.applied_seq = self.applied_seq.max(i.seq);
         let directive = i.directive.to_hex();
-        match self.routes.get(i.group.as_str()) {
-            Some(r) if r.directive == directive => r.applied_at_ms,
+        match self.routes.get_mut(i.group.as_str()) {
+            Some(r) if r.directive == directive => {
+                if !i.credentials.is_empty() {
+                    r.credentials.clone_from(&i.credentials);
+                }
+                r.applied_at_ms
+            }
             Some(r) if r.height > i.height => now_ms,
             _ => {
                 self.applied_count += 1;
@@ -148,6 +157,7 @@ impl AgentState {
                         routes: i.routes.clone(),
                         applied_at_ms: now_ms,
                         seq: i.seq,
+                        credentials: i.credentials.clone(),
                     },
                 );
                 now_ms

@@ -123,7 +123,13 @@ pub fn run(o: PlaneBenchOptions) -> Result<PlaneBenchReport> {
     let items: Vec<Queued> = (1..=o.instructions as u64)
         .map(|n| {
             let a = route(n);
-            Queued { group: a.group, directive: a.directive, height: a.since_height, routes: a.targets }
+            Queued {
+                group: a.group,
+                directive: a.directive,
+                height: a.since_height,
+                routes: a.targets,
+                credentials: vec![],
+            }
         })
         .collect();
     out.enqueue_all(&client, &items)?;
@@ -133,12 +139,13 @@ pub fn run(o: PlaneBenchOptions) -> Result<PlaneBenchReport> {
         height: 1,
         group: group.clone(),
         routes: route(1).targets,
+        credentials: Vec::new(),
     })
     .encode();
     let mut reg = Registry::new();
     reg.insert(client, AgentEntry { id: client, groups: vec![group] });
     let opts = PlaneOptions { listen: "127.0.0.1:0".parse()?, phi_threshold: 8.0, status_dir: None };
-    let plane = start(out, reg, &node_id, &[], opts)?;
+    let plane = start(out, reg, &node_id, &[], opts, None)?;
     let trust = Trust::default();
     trust.insert(node_key.verifying_key().to_bytes(), Role::Node);
     let client_id = tls_identity(&client_key)?;
@@ -220,7 +227,7 @@ fn latency_run(o: PlaneBenchOptions, dir: &std::path::Path, node_key: &SigningKe
         homes.push(h);
     }
     let opts = PlaneOptions { listen: "127.0.0.1:0".parse()?, phi_threshold: 8.0, status_dir: None };
-    let plane = start(Outbox::open(&node_dir.join("outbox"))?, registry::load(&node_dir)?, &node_id, &[], opts)?;
+    let plane = start(Outbox::open(&node_dir.join("outbox"))?, registry::load(&node_dir)?, &node_id, &[], opts, None)?;
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     for h in &homes {
         let ao = AgentOptions {

@@ -12,6 +12,7 @@ pub mod endpoint;
 pub mod frame;
 pub mod identity;
 pub mod outbox;
+pub mod peers;
 pub mod receipts;
 pub mod registry;
 pub mod service;

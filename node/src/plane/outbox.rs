@@ -4,14 +4,18 @@
 //!
 //! Keys: `i:` agent ‖ seq → instruction; `m:` agent → (next seq, acked seq); `l:` agent ‖ group
 //! → last directive queued (so the same route is never queued twice); `r:` directive ‖ agent →
-//! applied-at ms (receipts not yet committed).
+//! applied-at ms (receipts not yet committed). Node to node: `c:` borrower ‖ directive ‖
+//! endpoint → credentials still to deliver (lender side); `k:` directive ‖ endpoint →
+//! credentials received (borrower side); `s:` endpoint → this pool's worker password for it.
+//! None of it ever goes on chain.
 
 use std::collections::BTreeMap;
 use std::path::Path;
 
 use anyhow::{Context, Result};
-use hashmesh_protocol::plane::Instruction;
-use hashmesh_protocol::{codec, AgentId, DirectiveId, GroupId, Receipt, RouteTarget};
+use hashmesh_protocol::plane::{Instruction, WorkerCredential};
+use hashmesh_protocol::{codec, AgentId, DirectiveId, EndpointId, GroupId, PoolId, Receipt, RouteTarget};
+use sha2::{Digest, Sha256};
 
 /// A route to queue.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -24,7 +28,12 @@ pub struct Queued {
     pub height: u64,
     /// The split.
     pub routes: Vec<RouteTarget>,
+    /// Worker credentials for other pools' endpoints (cross-pool routes).
+    pub credentials: Vec<WorkerCredential>,
 }
+
+/// A credential a lender still has to deliver: the route, the borrower's group, the credential.
+pub type CredentialToSend = (DirectiveId, GroupId, WorkerCredential);
 
 /// The outbox. Not shared across processes; wrap it in a mutex within one.
 pub struct Outbox {
@@ -77,7 +86,7 @@ impl Outbox {
         height: u64,
         routes: &[RouteTarget],
     ) -> Result<Option<u64>> {
-        let item = Queued { group: group.clone(), directive, height, routes: routes.to_vec() };
+        let item = Queued { group: group.clone(), directive, height, routes: routes.to_vec(), credentials: Vec::new() };
         let seq = self.stage(agent, std::slice::from_ref(&item))?.pop().flatten();
         self.db.flush()?;
         Ok(seq)
@@ -103,17 +112,21 @@ impl Outbox {
     pub fn stage(&self, agent: &AgentId, items: &[Queued]) -> Result<Vec<Option<u64>>> {
         let (mut next, acked) = self.meta(agent)?;
         let mut batch = sled::Batch::default();
-        let mut latest_now: BTreeMap<Vec<u8>, (DirectiveId, u64)> = BTreeMap::new();
+        let mut latest_now: BTreeMap<Vec<u8>, Vec<u8>> = BTreeMap::new();
         let mut out = Vec::with_capacity(items.len());
         for it in items {
             let latest = key(b"l:", &[agent.as_bytes(), it.group.as_str().as_bytes()]);
+            let digest: [u8; 32] = Sha256::digest(codec::encode(&it.credentials)).into();
             let last = match latest_now.get(&latest) {
-                Some(x) => Some(*x),
-                None => {
-                    self.db.get(&latest)?.map(|v| (DirectiveId(v[..32].try_into().expect("32 bytes")), u64_at(&v, 32)))
-                }
+                Some(x) => Some(x.clone()),
+                None => self.db.get(&latest)?.map(|v| v.to_vec()),
             };
-            if last.is_some_and(|(d, h)| d == it.directive || h > it.height) {
+            // Skip the same route again (unless it now carries new credentials) and older routes.
+            let skip = last.as_ref().is_some_and(|v| {
+                let same = v[..32] == it.directive.0;
+                (same && (it.credentials.is_empty() || v.get(40..72) == Some(&digest[..]))) || u64_at(v, 32) > it.height
+            });
+            if skip {
                 out.push(None);
                 continue;
             }
@@ -123,10 +136,12 @@ impl Outbox {
                 height: it.height,
                 group: it.group.clone(),
                 routes: it.routes.clone(),
+                credentials: it.credentials.clone(),
             };
             batch.insert(key(b"i:", &[agent.as_bytes(), &next.to_be_bytes()]), codec::encode(&instr));
-            batch.insert(latest.clone(), [it.directive.0.as_slice(), &it.height.to_be_bytes()].concat());
-            latest_now.insert(latest, (it.directive, it.height));
+            let value = [it.directive.0.as_slice(), &it.height.to_be_bytes(), &digest].concat();
+            batch.insert(latest.clone(), value.clone());
+            latest_now.insert(latest, value);
             out.push(Some(next));
             next += 1;
         }
@@ -220,6 +235,83 @@ impl Outbox {
     pub fn receipt_committed(&self, directive: &DirectiveId, agent: &AgentId) -> Result<()> {
         self.db.remove(key(b"r:", &[directive.as_bytes(), agent.as_bytes()]))?;
         Ok(())
+    }
+
+    /// Lender side: remember to send `borrower`'s node credentials for one of our endpoints in
+    /// its active route `directive`.
+    ///
+    /// # Errors
+    /// On storage errors.
+    pub fn queue_credential(
+        &self,
+        borrower: &PoolId,
+        directive: &DirectiveId,
+        group: &GroupId,
+        c: &WorkerCredential,
+    ) -> Result<()> {
+        let k = key(b"c:", &[borrower.as_bytes(), directive.as_bytes(), c.endpoint.as_str().as_bytes()]);
+        self.db.insert(k, codec::encode(&(group.clone(), c.clone())))?;
+        self.db.flush()?;
+        Ok(())
+    }
+
+    /// Lender side: credentials still to deliver, per borrowing pool.
+    ///
+    /// # Errors
+    /// On storage errors.
+    pub fn credentials_to_send(&self) -> Result<BTreeMap<PoolId, Vec<CredentialToSend>>> {
+        let mut out: BTreeMap<PoolId, Vec<_>> = BTreeMap::new();
+        for r in self.db.scan_prefix(b"c:") {
+            let (k, v) = r?;
+            let pool = PoolId(k[2..34].try_into().expect("32 bytes"));
+            let directive = DirectiveId(k[34..66].try_into().expect("32 bytes"));
+            let (group, c): (GroupId, WorkerCredential) = codec::decode_trusted(&v).context("stored credential")?;
+            out.entry(pool).or_default().push((directive, group, c));
+        }
+        Ok(out)
+    }
+
+    /// Lender side: the borrower stored it.
+    ///
+    /// # Errors
+    /// On storage errors.
+    pub fn credential_delivered(
+        &self,
+        borrower: &PoolId,
+        directive: &DirectiveId,
+        endpoint: &EndpointId,
+    ) -> Result<()> {
+        self.db.remove(key(b"c:", &[borrower.as_bytes(), directive.as_bytes(), endpoint.as_str().as_bytes()]))?;
+        Ok(())
+    }
+
+    /// Borrower side: keep a credential received for `directive`; returns all of them.
+    ///
+    /// # Errors
+    /// On storage errors.
+    pub fn store_credential(&self, directive: &DirectiveId, c: &WorkerCredential) -> Result<Vec<WorkerCredential>> {
+        self.db.insert(key(b"k:", &[directive.as_bytes(), c.endpoint.as_str().as_bytes()]), codec::encode(c))?;
+        self.db
+            .scan_prefix(key(b"k:", &[directive.as_bytes()]))
+            .map(|r| codec::decode_trusted(&r?.1).context("stored credential"))
+            .collect()
+    }
+
+    /// Lender side: this pool's worker password for `endpoint` (created on first use).
+    ///
+    /// # Errors
+    /// On storage errors.
+    pub fn endpoint_secret(&self, endpoint: &EndpointId) -> Result<String> {
+        let k = key(b"s:", &[endpoint.as_str().as_bytes()]);
+        if let Some(v) = self.db.get(&k)? {
+            return Ok(String::from_utf8_lossy(&v).into_owned());
+        }
+        let mut raw = [0u8; 16];
+        rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut raw);
+        let secret = hex::encode(raw);
+        self.db.insert(k, secret.as_bytes())?;
+        self.db.flush()?;
+        Ok(secret)
     }
 
     /// Make everything durable now.

@@ -16,7 +16,7 @@ use anyhow::{bail, Context, Result};
 use hashmesh_abci::core::Assignment;
 use hashmesh_abci::CommitNotice;
 use hashmesh_protocol::plane::{PlaneMsg, PLANE_MSG_BYTES_MAX};
-use hashmesh_protocol::AgentId;
+use hashmesh_protocol::{AgentId, PoolId};
 use hashmesh_scheduler::phi::PhiAccrual;
 use tokio::sync::{mpsc, Notify};
 use tracing::{info, warn};
@@ -25,6 +25,7 @@ use super::endpoint::{remote_key, server};
 use super::frame::{push_frame, read_frame};
 use super::identity::TlsIdentity;
 use super::outbox::{Outbox, Queued};
+use super::peers::{self, PeerConfig};
 use super::registry::{self, AgentStatus, Registry};
 use super::tls::{Role, Trust};
 
@@ -113,6 +114,12 @@ pub struct Plane {
     /// Counters.
     pub metrics: Arc<PlaneMetrics>,
     phi_threshold: f64,
+    /// The node-to-node channel, when configured.
+    pub(crate) peers: Option<PeerConfig>,
+    /// Wakes the credential sender.
+    pub(crate) peer_notify: Notify,
+    /// Keys the handshake accepts.
+    trust: Trust,
 }
 
 /// Settings of the plane service.
@@ -145,27 +152,44 @@ impl PlaneHandle {
 }
 
 impl Plane {
-    /// Queue `assignments` for every agent that serves their groups (one durable write per
-    /// agent); wake those agents' writers.
+    /// Queue `assignments` for every agent that serves their groups; as the lender in a
+    /// cross-pool route, queue our worker credentials for the borrower's node.
     fn enqueue(&self, assignments: &[Assignment]) -> Result<()> {
+        let items: Vec<Queued> = assignments
+            .iter()
+            .map(|a| Queued {
+                group: a.group.clone(),
+                directive: a.directive,
+                height: a.since_height,
+                routes: a.targets.clone(),
+                credentials: Vec::new(),
+            })
+            .collect();
+        self.enqueue_items(&items)?;
+        if let Some(cfg) = &self.peers {
+            let mut any = false;
+            for a in assignments {
+                any |= peers::queue_for(self, cfg, a)?;
+            }
+            if any {
+                self.peer_notify.notify_one();
+            }
+        }
+        Ok(())
+    }
+
+    /// Queue `items` for every agent that serves their groups (one durable write for all);
+    /// wake those agents' writers.
+    pub(crate) fn enqueue_items(&self, items: &[Queued]) -> Result<()> {
         let t0 = std::time::Instant::now();
         let outbox = self.outbox.lock().expect("outbox lock");
         let mut wake = Vec::new();
         for (id, entry) in &self.registry {
-            let items: Vec<Queued> = assignments
-                .iter()
-                .filter(|a| entry.groups.contains(&a.group))
-                .map(|a| Queued {
-                    group: a.group.clone(),
-                    directive: a.directive,
-                    height: a.since_height,
-                    routes: a.targets.clone(),
-                })
-                .collect();
-            if items.is_empty() {
+            let mine: Vec<Queued> = items.iter().filter(|q| entry.groups.contains(&q.group)).cloned().collect();
+            if mine.is_empty() {
                 continue;
             }
-            let seqs: Vec<u64> = outbox.stage(id, &items)?.into_iter().flatten().collect();
+            let seqs: Vec<u64> = outbox.stage(id, &mine)?.into_iter().flatten().collect();
             if seqs.is_empty() {
                 continue;
             }
@@ -185,7 +209,20 @@ impl Plane {
         Ok(())
     }
 
+    /// Trust every committed pool's key for the node-to-node channel (the pools are known only
+    /// once the chain has its genesis, which may be after the plane started).
+    fn trust_pools(&self) {
+        if let Some(cfg) = &self.peers {
+            for pool in cfg.chain.pools().into_iter().filter(|p| *p != cfg.me) {
+                if self.trust.role_of(&pool.0).is_none() {
+                    self.trust.insert(pool.0, Role::Node);
+                }
+            }
+        }
+    }
+
     fn on_commit(&self, n: &CommitNotice) -> Result<()> {
+        self.trust_pools();
         self.enqueue(&n.assignments)?;
         let outbox = self.outbox.lock().expect("outbox lock");
         for r in &n.receipts {
@@ -239,11 +276,13 @@ pub fn start(
     id: &TlsIdentity,
     assignments: &[Assignment],
     opts: PlaneOptions,
+    peers: Option<PeerConfig>,
 ) -> Result<PlaneHandle> {
     let trust = Trust::default();
     for e in registry.values() {
         trust.insert(e.id.0, Role::Agent { groups: e.groups.iter().map(ToString::to_string).collect() });
     }
+
     let notify = registry.keys().map(|k| (*k, Arc::new(Notify::new()))).collect();
     let plane = Arc::new(Plane {
         outbox: Mutex::new(outbox),
@@ -253,7 +292,11 @@ pub fn start(
         queued_at: Mutex::new(BTreeMap::new()),
         metrics: Arc::new(PlaneMetrics::default()),
         phi_threshold: opts.phi_threshold,
+        peers,
+        peer_notify: Notify::new(),
+        trust: trust.clone(),
     });
+    plane.trust_pools();
     plane.enqueue(assignments)?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -280,6 +323,7 @@ pub fn start(
                     }
                 })
             };
+            tokio::spawn(peers::sender_loop(Arc::clone(&p)));
             if let Some(dir) = opts.status_dir.clone() {
                 let p = Arc::clone(&p);
                 tokio::spawn(async move {
@@ -314,13 +358,15 @@ pub fn start(
 async fn serve(p: Arc<Plane>, conn: quinn::Connection) -> Result<()> {
     let key = remote_key(&conn)?;
     let agent = AgentId(key);
-    if !p.registry.contains_key(&agent) {
-        bail!("peer {} is not a registered agent (node-to-node channel not served here)", agent);
-    }
     let (mut send, mut recv) =
         tokio::time::timeout(Duration::from_secs(10), conn.accept_bi()).await.context("no stream within 10 s")??;
     let hello = read_frame(&mut recv, PLANE_MSG_BYTES_MAX).await?.context("stream closed before hello")?;
-    match PlaneMsg::decode(&hello).context("first message")? {
+    let first = PlaneMsg::decode(&hello).context("first message")?;
+    if !p.registry.contains_key(&agent) {
+        // The handshake only admits registered agents and committed pools.
+        return peers::serve_peer(&p, PoolId(key), first, &mut send, &mut recv).await;
+    }
+    match first {
         PlaneMsg::Hello { agent: claimed, .. } if claimed == agent => {}
         PlaneMsg::Hello { agent: claimed, .. } => {
             bail!("agent claims to be {claimed} but proved key {agent} in the handshake")
@@ -418,5 +464,8 @@ fn kind(m: &PlaneMsg) -> &'static str {
         PlaneMsg::Instruction(_) => "instruction",
         PlaneMsg::Ack { .. } => "ack",
         PlaneMsg::Heartbeat { .. } => "heartbeat",
+        PlaneMsg::PeerHello { .. } => "peer_hello",
+        PlaneMsg::Credentials { .. } => "credentials",
+        PlaneMsg::CredentialsAck { .. } => "credentials_ack",
     }
 }

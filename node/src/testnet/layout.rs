@@ -179,6 +179,13 @@ pub fn generate(spec: &ClusterSpec) -> Result<Cluster> {
             agents,
         });
     }
+    // Every node knows where the other pools' planes listen (for worker credentials).
+    for n in &nodes {
+        let mut home = Home::load(&n.hashmesh_home)?;
+        home.config.plane.peers =
+            nodes.iter().filter(|m| m.pool_id != n.pool_id).map(|m| (m.pool_id.clone(), m.abci.clone())).collect();
+        home.save_config()?;
+    }
     let app_state =
         GenesisAppState { params: Params { vote_window_blocks: spec.vote_window_blocks, ..Params::default() }, pools };
     app_state.validate().context("generated genesis is invalid")?;

@@ -1,0 +1,172 @@
+//! The node-to-node channel: when a cross-pool route becomes active, the lending pool's node
+//! (owner of a target endpoint) sends the borrowing pool's node (owner of the group) worker
+//! credentials for its endpoints; the borrower checks them against committed state and
+//! forwards them inside its agents' instructions. Peers are pinned by their committed pool
+//! keys. Credentials live only in node-local outboxes, plane messages and agents' state —
+//! never on chain.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use hashmesh_abci::core::Assignment;
+use hashmesh_protocol::plane::{PlaneMsg, WorkerCredential, PLANE_MSG_BYTES_MAX};
+use hashmesh_protocol::{EndpointId, GroupId, PoolId};
+use tracing::{info, warn};
+
+use super::endpoint::connect;
+use super::frame::{read_frame, write_frame};
+use super::identity::TlsIdentity;
+use super::outbox::Queued;
+use super::service::Plane;
+use super::tls::{Role, Trust, ALPN};
+
+/// What the plane may read of committed state.
+pub trait ChainView: Send + Sync {
+    /// Every pool's key.
+    fn pools(&self) -> Vec<PoolId>;
+    /// Owner of a group.
+    fn group_owner(&self, g: &GroupId) -> Option<PoolId>;
+    /// Owner of an endpoint.
+    fn endpoint_owner(&self, e: &EndpointId) -> Option<PoolId>;
+    /// A group's current assignment.
+    fn assignment(&self, g: &GroupId) -> Option<Assignment>;
+}
+
+/// Settings of the node-to-node channel.
+pub struct PeerConfig {
+    /// This pool.
+    pub me: PoolId,
+    /// Other pools' plane addresses.
+    pub addrs: BTreeMap<PoolId, SocketAddr>,
+    /// Committed state.
+    pub chain: Arc<dyn ChainView>,
+    /// This node's TLS identity (for outgoing connections).
+    pub identity: TlsIdentity,
+}
+
+/// Lender side: queue credentials for our endpoints in `a` if its group belongs to another pool.
+pub(crate) fn queue_for(plane: &Plane, cfg: &PeerConfig, a: &Assignment) -> Result<bool> {
+    let Some(owner) = cfg.chain.group_owner(&a.group) else { return Ok(false) };
+    if owner == cfg.me {
+        return Ok(false);
+    }
+    let outbox = plane.outbox.lock().expect("outbox lock");
+    let mut queued = false;
+    for t in &a.targets {
+        if cfg.chain.endpoint_owner(&t.endpoint) == Some(cfg.me) {
+            let c = WorkerCredential {
+                endpoint: t.endpoint.clone(),
+                user: format!("{}.{}", &owner.to_hex()[..12], a.group),
+                password: outbox.endpoint_secret(&t.endpoint)?,
+            };
+            outbox.queue_credential(&owner, &a.directive, &a.group, &c)?;
+            queued = true;
+        }
+    }
+    Ok(queued)
+}
+
+/// Lender side: deliver queued credentials until each borrower has acknowledged them.
+pub(crate) async fn sender_loop(plane: Arc<Plane>) {
+    let Some(cfg) = plane.peers.as_ref() else { return };
+    loop {
+        let pending = plane.outbox.lock().expect("outbox lock").credentials_to_send();
+        match pending {
+            Ok(by_pool) => {
+                for (pool, items) in by_pool {
+                    let Some(addr) = cfg.addrs.get(&pool) else {
+                        warn!(pool = %pool, "no [plane.peers] address for a borrowing pool; credentials wait");
+                        continue;
+                    };
+                    if let Err(e) = deliver(&plane, cfg, pool, *addr, &items).await {
+                        warn!(pool = %pool, error = %format!("{e:#}"), "delivering credentials; will retry");
+                    }
+                }
+            }
+            Err(e) => warn!(error = %e, "reading queued credentials"),
+        }
+        let _ = tokio::time::timeout(Duration::from_secs(2), plane.peer_notify.notified()).await;
+    }
+}
+
+async fn deliver(
+    plane: &Plane,
+    cfg: &PeerConfig,
+    pool: PoolId,
+    addr: SocketAddr,
+    items: &[super::outbox::CredentialToSend],
+) -> Result<()> {
+    let trust = Trust::default();
+    trust.insert(pool.0, Role::Node);
+    let conn = connect(addr, &cfg.identity, &trust, ALPN).await?;
+    let (mut send, mut recv) = conn.open_bi().await?;
+    write_frame(&mut send, &PlaneMsg::PeerHello { pool: cfg.me }.encode()).await?;
+    for (directive, group, credential) in items {
+        let msg = PlaneMsg::Credentials { directive: *directive, group: group.clone(), credential: credential.clone() };
+        write_frame(&mut send, &msg.encode()).await?;
+    }
+    for _ in items {
+        let f = read_frame(&mut recv, PLANE_MSG_BYTES_MAX).await?.context("peer closed before acknowledging")?;
+        let PlaneMsg::CredentialsAck { directive, endpoint } = PlaneMsg::decode(&f)? else {
+            bail!("peer answered something other than CredentialsAck");
+        };
+        plane.outbox.lock().expect("outbox lock").credential_delivered(&pool, &directive, &endpoint)?;
+    }
+    info!(pool = %pool, count = items.len(), "worker credentials delivered");
+    conn.close(0u32.into(), b"done");
+    Ok(())
+}
+
+/// Borrower side: a peer node's session (after its handshake key was found among the pools).
+pub(crate) async fn serve_peer(
+    plane: &Plane,
+    peer: PoolId,
+    first: PlaneMsg,
+    send: &mut quinn::SendStream,
+    recv: &mut quinn::RecvStream,
+) -> Result<()> {
+    let Some(cfg) = plane.peers.as_ref() else { bail!("node-to-node channel is off") };
+    match first {
+        PlaneMsg::PeerHello { pool } if pool == peer => {}
+        PlaneMsg::PeerHello { pool } => bail!("peer claims pool {pool} but proved key {peer}"),
+        _ => bail!("a node's first message must be peer_hello"),
+    }
+    while let Some(f) = read_frame(recv, PLANE_MSG_BYTES_MAX).await? {
+        let PlaneMsg::Credentials { directive, group, credential } =
+            PlaneMsg::decode(&f).context("unknown or malformed message")?
+        else {
+            bail!("nodes may only send credentials");
+        };
+        if cfg.chain.group_owner(&group) != Some(cfg.me) {
+            bail!("credentials for group {group}, which is not ours");
+        }
+        if cfg.chain.endpoint_owner(&credential.endpoint) != Some(peer) {
+            bail!("credentials for endpoint {}, which is not the sender's", credential.endpoint);
+        }
+        match cfg.chain.assignment(&group) {
+            Some(a) if a.directive == directive => {
+                if !a.targets.iter().any(|t| t.endpoint == credential.endpoint) {
+                    bail!("endpoint {} is not in route {directive}", credential.endpoint);
+                }
+                let all = plane.outbox.lock().expect("outbox lock").store_credential(&directive, &credential)?;
+                let q = Queued {
+                    group: group.clone(),
+                    directive,
+                    height: a.since_height,
+                    routes: a.targets.clone(),
+                    credentials: all,
+                };
+                plane.enqueue_items(std::slice::from_ref(&q))?;
+                info!(pool = %peer, group = %group, endpoint = %credential.endpoint, "worker credentials received");
+            }
+            // A route that is no longer current: nothing to forward, but stop the resends.
+            _ => info!(group = %group, directive = %directive, "credentials for a superseded route; dropped"),
+        }
+        let ack = PlaneMsg::CredentialsAck { directive, endpoint: credential.endpoint };
+        write_frame(send, &ack.encode()).await?;
+    }
+    Ok(())
+}
