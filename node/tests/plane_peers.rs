@@ -1,0 +1,185 @@
+//! The node-to-node channel, in process: a lending node delivers worker credentials to the
+//! borrowing node, which forwards them to its agents; a peer that lies about who it is, or sends
+//! credentials it has no business sending, loses its connection.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ed25519_dalek::SigningKey;
+use hashmesh_abci::core::Assignment;
+use hashmesh_node::agent::{self, AgentOptions, AgentState};
+use hashmesh_node::plane::endpoint::connect;
+use hashmesh_node::plane::frame::write_frame;
+use hashmesh_node::plane::identity::tls_identity;
+use hashmesh_node::plane::outbox::Outbox;
+use hashmesh_node::plane::peers::{ChainView, PeerConfig};
+use hashmesh_node::plane::registry;
+use hashmesh_node::plane::service::{start, PlaneOptions};
+use hashmesh_node::plane::tls::{Role, Trust, ALPN};
+use hashmesh_protocol::plane::{PlaneMsg, WorkerCredential};
+use hashmesh_protocol::{DirectiveId, EndpointId, GroupId, PoolId, RouteTarget};
+
+fn key(n: u8) -> SigningKey {
+    SigningKey::from_bytes(&[n; 32])
+}
+fn pool(n: u8) -> PoolId {
+    PoolId(key(n).verifying_key().to_bytes())
+}
+
+/// Pools a (1) and b (2); a's group g-1 is routed onto b/ep-1 and a/ep-1.
+struct Chain;
+
+impl ChainView for Chain {
+    fn pools(&self) -> Vec<PoolId> {
+        vec![pool(1), pool(2)]
+    }
+    fn group_owner(&self, g: &GroupId) -> Option<PoolId> {
+        g.as_str().starts_with("pool-a/").then(|| pool(1))
+    }
+    fn endpoint_owner(&self, e: &EndpointId) -> Option<PoolId> {
+        match &e.as_str()[..6] {
+            "pool-a" => Some(pool(1)),
+            "pool-b" => Some(pool(2)),
+            _ => None,
+        }
+    }
+    fn assignment(&self, g: &GroupId) -> Option<Assignment> {
+        (g.as_str() == "pool-a/g-1").then(cross)
+    }
+}
+
+fn cross() -> Assignment {
+    Assignment {
+        group: "pool-a/g-1".parse().unwrap(),
+        targets: vec![
+            RouteTarget { endpoint: "pool-a/ep-1".parse().unwrap(), weight_bp: 3000 },
+            RouteTarget { endpoint: "pool-b/ep-1".parse().unwrap(), weight_bp: 7000 },
+        ],
+        directive: DirectiveId([7; 32]),
+        since_height: 9,
+    }
+}
+
+async fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !f() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn credentials_reach_the_borrowers_agents_and_liars_are_cut_off() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (a_dir, b_dir, agent_home) = (tmp.path().join("a"), tmp.path().join("b"), tmp.path().join("agent"));
+    std::fs::create_dir_all(&a_dir).unwrap();
+    std::fs::create_dir_all(&b_dir).unwrap();
+    let agent_id = agent::init(&agent_home).unwrap();
+    registry::add(&a_dir, agent_id, vec!["pool-a/g-1".parse().unwrap()]).unwrap();
+    let opts = || PlaneOptions { listen: "127.0.0.1:0".parse().unwrap(), phi_threshold: 8.0, status_dir: None };
+    let peers = |me: u8, addrs: BTreeMap<PoolId, std::net::SocketAddr>| PeerConfig {
+        me: pool(me),
+        addrs,
+        chain: Arc::new(Chain),
+        identity: tls_identity(&key(me)).unwrap(),
+    };
+
+    // Borrower a, with its agent.
+    let a = start(
+        Outbox::open(&a_dir.join("outbox")).unwrap(),
+        registry::load(&a_dir).unwrap(),
+        &tls_identity(&key(1)).unwrap(),
+        &[cross()],
+        opts(),
+        Some(peers(1, BTreeMap::new())),
+    )
+    .unwrap();
+    let ao = AgentOptions {
+        home: agent_home.clone(),
+        node: a.local_addr,
+        node_id: pool(1),
+        heartbeat: Duration::from_secs(1),
+    };
+    let agent_task = tokio::spawn(async move {
+        let _ = agent::run(ao).await;
+    });
+    // Lender b: the committed cross route makes it send credentials for b/ep-1 to a.
+    let b = start(
+        Outbox::open(&b_dir.join("outbox")).unwrap(),
+        registry::Registry::new(),
+        &tls_identity(&key(2)).unwrap(),
+        &[cross()],
+        opts(),
+        Some(peers(2, BTreeMap::from([(pool(1), a.local_addr)]))),
+    )
+    .unwrap();
+    let creds = || {
+        AgentState::load(&agent_home)
+            .unwrap_or_default()
+            .routes
+            .get("pool-a/g-1")
+            .map(|r| r.credentials.clone())
+            .unwrap_or_default()
+    };
+    wait_until("credentials at a's agent", || creds().len() == 1).await;
+    let c = creds()[0].clone();
+    assert_eq!(c.endpoint.as_str(), "pool-b/ep-1");
+    assert!(c.user.ends_with(".pool-a/g-1") && c.password.len() == 32, "{c:?}");
+    let st = AgentState::load(&agent_home).unwrap();
+    assert_eq!(st.applied_count, 1, "credentials update the route in effect, they are not a new route");
+    wait_until("b's queue drained", || b.plane.outbox.lock().unwrap().credentials_to_send().unwrap().is_empty()).await;
+
+    // Lies on the peer channel: each closes that connection, with b's real key.
+    let trust = Trust::default();
+    trust.insert(pool(1).0, Role::Node);
+    let b_id = tls_identity(&key(2)).unwrap();
+    let refused = a.plane.metrics.refused.load(std::sync::atomic::Ordering::Relaxed);
+    let cred = |endpoint: &str| WorkerCredential {
+        endpoint: endpoint.parse().unwrap(),
+        user: "u".into(),
+        password: "p".into(),
+    };
+    let lies = [
+        vec![PlaneMsg::PeerHello { pool: pool(3) }],
+        vec![
+            PlaneMsg::PeerHello { pool: pool(2) },
+            PlaneMsg::Credentials {
+                directive: DirectiveId([7; 32]),
+                group: "pool-a/g-1".parse().unwrap(),
+                credential: cred("pool-a/ep-1"),
+            },
+        ],
+        vec![
+            PlaneMsg::PeerHello { pool: pool(2) },
+            PlaneMsg::Credentials {
+                directive: DirectiveId([7; 32]),
+                group: "pool-b/g-1".parse().unwrap(),
+                credential: cred("pool-b/ep-1"),
+            },
+        ],
+        vec![PlaneMsg::PeerHello { pool: pool(2) }, PlaneMsg::Heartbeat { at_ms: 1, reports: vec![] }],
+    ];
+    for msgs in &lies {
+        let conn = connect(a.local_addr, &b_id, &trust, ALPN).await.unwrap();
+        let (mut send, _recv) = conn.open_bi().await.unwrap();
+        for m in msgs {
+            write_frame(&mut send, &m.encode()).await.unwrap();
+        }
+        let why = tokio::time::timeout(Duration::from_secs(10), conn.closed()).await.expect("closed by a");
+        assert!(format!("{why}").contains("protocol error"), "{why}");
+    }
+    assert_eq!(a.plane.metrics.refused.load(std::sync::atomic::Ordering::Relaxed), refused + lies.len() as u64);
+    // A pool that is not on chain cannot even complete the handshake into a session.
+    let stranger = connect(a.local_addr, &tls_identity(&key(3)).unwrap(), &trust, ALPN).await;
+    if let Ok(conn) = stranger {
+        let (mut send, mut recv) = conn.open_bi().await.unwrap();
+        let _ = write_frame(&mut send, &PlaneMsg::PeerHello { pool: pool(3) }.encode()).await;
+        assert!(recv.read_to_end(64).await.is_err(), "the stranger got an answer");
+    }
+    // The credentials stayed as they were.
+    assert_eq!(creds(), vec![c]);
+    agent_task.abort();
+    a.close();
+    b.close();
+}
