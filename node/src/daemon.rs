@@ -11,7 +11,7 @@ use anyhow::{Context, Result};
 use hashmesh_abci::{AppHandle, Store};
 
 use crate::live::epoch::{LiveMetrics, Scheduler};
-use crate::live::source::SyntheticSource;
+use crate::live::source::{AgentSource, SyntheticSource, TelemetrySource};
 use crate::rpc::Rpc;
 use tracing::{info, warn};
 
@@ -44,7 +44,7 @@ pub fn run(home: &Home) -> Result<()> {
         })?;
     }
     if home.config.scheduler.enabled {
-        start_scheduler(home, live)?;
+        start_scheduler(home, live, plane.as_ref().map(|p| Arc::clone(&p.plane)))?;
     }
     let listener = TcpListener::bind(&home.config.abci_listen)
         .with_context(|| format!("binding ABCI on {}; is another node using it?", home.config.abci_listen))?;
@@ -108,13 +108,19 @@ fn start_plane(home: &Home, app: &AppHandle) -> Result<PlaneHandle> {
 ///
 /// # Errors
 /// If the pool key cannot be loaded.
-fn start_scheduler(home: &Home, metrics: Arc<LiveMetrics>) -> Result<()> {
+fn start_scheduler(home: &Home, metrics: Arc<LiveMetrics>, plane: Option<Arc<service::Plane>>) -> Result<()> {
     let key = home.signing_key()?;
     let settings = home.config.scheduler.clone();
-    if settings.source != "synthetic" {
-        anyhow::bail!("scheduler.source {:?} is not available yet; use \"synthetic\"", settings.source);
-    }
-    let source = SyntheticSource::new(home.dir.clone(), settings.seed);
+    let synthetic = SyntheticSource::new(home.dir.clone(), settings.seed);
+    let source: Box<dyn TelemetrySource> = match (settings.source.as_str(), plane) {
+        ("synthetic", _) => Box::new(synthetic),
+        ("agents", Some(plane)) => {
+            // Reports older than three epochs are stale; unmeasured endpoints stay synthetic.
+            Box::new(AgentSource::new(plane, 3 * settings.epoch_ms, synthetic))
+        }
+        ("agents", None) => anyhow::bail!("scheduler.source = \"agents\" needs the plane: set [plane] listen"),
+        (other, _) => anyhow::bail!("scheduler.source {other:?} is unknown; use \"synthetic\" or \"agents\""),
+    };
     let rpc = Rpc::new(&home.config.rpc);
     let configured_chain = home.config.chain_id.clone();
     std::thread::Builder::new().name("scheduler".into()).spawn(move || {
@@ -126,7 +132,7 @@ fn start_scheduler(home: &Home, metrics: Arc<LiveMetrics>) -> Result<()> {
             }
         };
         info!(epoch_ms = settings.epoch_ms, "scheduling loop started");
-        Scheduler::new(rpc, key, chain_id, settings, Box::new(source), metrics).run();
+        Scheduler::new(rpc, key, chain_id, settings, source, metrics).run();
     })?;
     Ok(())
 }

@@ -1,5 +1,6 @@
 //! The node-to-node channel, in process: a lending node delivers worker credentials to the
-//! borrowing node, which forwards them to its agents; a peer that lies about who it is, or sends
+//! borrowing node, which forwards them to its agents; agents' measurements feed the `agents`
+//! telemetry source; a peer that lies about who it is, or sends
 //! credentials it has no business sending, loses its connection.
 
 use std::collections::BTreeMap;
@@ -9,6 +10,7 @@ use std::time::{Duration, Instant};
 use ed25519_dalek::SigningKey;
 use hashmesh_abci::core::Assignment;
 use hashmesh_node::agent::{self, AgentOptions, AgentState};
+use hashmesh_node::live::source::{AgentSource, SyntheticSource, TelemetrySource};
 use hashmesh_node::plane::endpoint::connect;
 use hashmesh_node::plane::frame::write_frame;
 use hashmesh_node::plane::identity::tls_identity;
@@ -18,7 +20,7 @@ use hashmesh_node::plane::registry;
 use hashmesh_node::plane::service::{start, PlaneOptions};
 use hashmesh_node::plane::tls::{Role, Trust, ALPN};
 use hashmesh_protocol::plane::{PlaneMsg, WorkerCredential};
-use hashmesh_protocol::{DirectiveId, EndpointId, GroupId, PoolId, RouteTarget};
+use hashmesh_protocol::{DirectiveId, EndpointId, GroupId, PoolId, RouteTarget, TelemetryReport};
 
 fn key(n: u8) -> SigningKey {
     SigningKey::from_bytes(&[n; 32])
@@ -70,7 +72,7 @@ async fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn credentials_reach_the_borrowers_agents_and_liars_are_cut_off() {
+async fn credentials_and_measurements_cross_the_plane_and_liars_are_cut_off() {
     let tmp = tempfile::tempdir().unwrap();
     let (a_dir, b_dir, agent_home) = (tmp.path().join("a"), tmp.path().join("b"), tmp.path().join("agent"));
     std::fs::create_dir_all(&a_dir).unwrap();
@@ -179,6 +181,34 @@ async fn credentials_reach_the_borrowers_agents_and_liars_are_cut_off() {
     }
     // The credentials stayed as they were.
     assert_eq!(creds(), vec![c]);
+
+    // The proxy's measurements ride in heartbeats and feed the scheduler's `agents` source;
+    // a report on another pool's endpoint is dropped.
+    let report = TelemetryReport {
+        epoch: 1,
+        hashrate_hs: 7,
+        shares_accepted: 1,
+        shares_rejected: 0,
+        shares_stale: 0,
+        latency_ms_p50: 42,
+        latency_ms_p99: 90,
+        cpu_bp: 1234,
+        memory_bp: 2000,
+        error_bp: 5,
+        queue_len: 1,
+        miners: 3,
+    };
+    let file: BTreeMap<&str, TelemetryReport> = [("pool-a/ep-1", report), ("pool-b/ep-1", report)].into();
+    std::fs::write(agent_home.join(agent::TELEMETRY_FILE), serde_json::to_vec(&file).unwrap()).unwrap();
+    let ours: EndpointId = "pool-a/ep-1".parse().unwrap();
+    wait_until("the agent's report at the node", || a.plane.fresh_report(&ours, 60_000).is_some()).await;
+    assert!(a.plane.fresh_report(&"pool-b/ep-1".parse().unwrap(), 60_000).is_none());
+    let mut source = AgentSource::new(Arc::clone(&a.plane), 60_000, SyntheticSource::new(tmp.path().into(), 1));
+    let measured = source.sample("pool-a/ep-1", 0, 1, 99);
+    assert_eq!((measured.epoch, measured.latency_ms_p50, measured.cpu_bp), (99, 42, 1234), "the node's epoch");
+    let modelled = source.sample("pool-a/ep-2", 0, 1_000, 100);
+    assert_eq!(modelled.epoch, 100);
+    assert_ne!(modelled.latency_ms_p50, 42, "unmeasured endpoints fall back to the model");
     agent_task.abort();
     a.close();
     b.close();

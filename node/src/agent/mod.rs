@@ -1,8 +1,9 @@
 //! The agent: an edge process beside a Stratum proxy. It connects to its pool's node over the
 //! plane (reconnecting with backoff and full jitter), holds the routing table of its groups,
 //! applies instructions idempotently (by directive id) and persists them before acknowledging,
-//! and sends a heartbeat every second. The Stratum proxy that moves real miners reads the
-//! routing table (`state.json`); it comes in a later issue.
+//! and sends a heartbeat every second carrying the measurements the Stratum proxy writes to
+//! `telemetry.json`. The proxy that moves real miners reads the routing table (`state.json`);
+//! it comes in a later issue.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -30,6 +31,22 @@ use crate::plane::tls::{Role, Trust, ALPN};
 pub const KEY_FILE: &str = "agent_key.json";
 /// The routing table and delivery cursor.
 pub const STATE_FILE: &str = "state.json";
+/// Measurements per endpoint, written by the Stratum proxy beside the agent
+/// (`{"pool-a/ep-1": TelemetryReport, …}`); forwarded in every heartbeat.
+pub const TELEMETRY_FILE: &str = "telemetry.json";
+
+/// The measurements the proxy last wrote (none when the file is absent or unreadable).
+#[must_use]
+pub fn read_telemetry(home: &Path) -> Vec<(hashmesh_protocol::EndpointId, hashmesh_protocol::TelemetryReport)> {
+    std::fs::read(home.join(TELEMETRY_FILE))
+        .ok()
+        .and_then(|b| {
+            serde_json::from_slice::<BTreeMap<hashmesh_protocol::EndpointId, hashmesh_protocol::TelemetryReport>>(&b)
+                .ok()
+        })
+        .map(|m| m.into_iter().take(hashmesh_protocol::plane::HEARTBEAT_REPORTS_MAX).collect())
+        .unwrap_or_default()
+}
 
 #[derive(Serialize, Deserialize)]
 struct KeyFile {
@@ -224,10 +241,10 @@ async fn session(
     info!(node = %opts.node, applied_seq = state.applied_seq, "connected to node");
     // Aborted when the session ends or is cancelled (a dropped session must not keep beating).
     let _beats = {
-        let (send, every) = (Arc::clone(&send), opts.heartbeat);
+        let (send, every, home) = (Arc::clone(&send), opts.heartbeat, opts.home.clone());
         AbortOnDrop(tokio::spawn(async move {
             loop {
-                let msg = PlaneMsg::Heartbeat { at_ms: now_ms(), reports: Vec::new() }.encode();
+                let msg = PlaneMsg::Heartbeat { at_ms: now_ms(), reports: read_telemetry(&home) }.encode();
                 if write_frame(&mut *send.lock().await, &msg).await.is_err() {
                     return;
                 }

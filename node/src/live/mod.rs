@@ -27,7 +27,8 @@ pub struct SchedulerSettings {
     pub max_moves_per_epoch: usize,
     /// Endpoints below this health are not targeted (0..=1; the chain's floor applies too).
     pub health_floor: f64,
-    /// Where measurements come from: `synthetic` (models endpoints; `testnet/chaos` steers it).
+    /// Telemetry source: `synthetic` (a model steered by `chaos.json`) or `agents` (what the
+    /// pool's agents measure, synthetic for endpoints they do not report).
     pub source: String,
     /// Seed of the synthetic source.
     pub seed: u64,

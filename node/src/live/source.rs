@@ -1,6 +1,6 @@
-//! Telemetry sources behind one trait. Agents will be one (issue 6); the synthetic source
-//! models endpoints for the testnet, and `testnet/chaos` degrades, kills or restores them by
-//! writing `chaos.json` in the node's home.
+//! Telemetry sources behind one trait: [`AgentSource`] (what the pool's agents measured, sent
+//! in their heartbeats), and [`SyntheticSource`], which models endpoints for the testnet;
+//! `testnet/chaos` degrades, kills or restores them by writing `chaos.json` in the node's home.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -84,6 +84,37 @@ impl TelemetrySource for SyntheticSource {
             error_bp: bp(error_rate),
             queue_len: (util * 10.0) as u32,
             miners: (load_hs / 100_000_000_000_000) as u32 * 1000,
+        }
+    }
+}
+
+/// Agents' measurements: the latest report any agent sent for the endpoint within `max_age_ms`;
+/// endpoints no agent measured fall back to `fallback` (so a pool can move to agents endpoint by
+/// endpoint).
+pub struct AgentSource {
+    plane: std::sync::Arc<crate::plane::service::Plane>,
+    max_age_ms: u64,
+    fallback: SyntheticSource,
+}
+
+impl AgentSource {
+    /// Reports from `plane`, fresh within `max_age_ms`, else `fallback`.
+    #[must_use]
+    pub fn new(
+        plane: std::sync::Arc<crate::plane::service::Plane>,
+        max_age_ms: u64,
+        fallback: SyntheticSource,
+    ) -> Self {
+        Self { plane, max_age_ms, fallback }
+    }
+}
+
+impl TelemetrySource for AgentSource {
+    fn sample(&mut self, endpoint: &str, load_hs: u128, capacity_hs: u64, epoch: u64) -> TelemetryReport {
+        match endpoint.parse().ok().and_then(|e| self.plane.fresh_report(&e, self.max_age_ms)) {
+            // The epoch is the node's: it must increase on chain whatever the agent's clock says.
+            Some(r) => TelemetryReport { epoch, ..r },
+            None => self.fallback.sample(endpoint, load_hs, capacity_hs, epoch),
         }
     }
 }

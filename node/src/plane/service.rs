@@ -15,8 +15,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use anyhow::{bail, Context, Result};
 use hashmesh_abci::core::Assignment;
 use hashmesh_abci::CommitNotice;
-use hashmesh_protocol::plane::{PlaneMsg, PLANE_MSG_BYTES_MAX};
-use hashmesh_protocol::{AgentId, PoolId};
+use hashmesh_protocol::plane::{PlaneMsg, HEARTBEAT_REPORTS_MAX, PLANE_MSG_BYTES_MAX};
+use hashmesh_protocol::{AgentId, EndpointId, PoolId, TelemetryReport};
 use hashmesh_scheduler::phi::PhiAccrual;
 use tokio::sync::{mpsc, Notify};
 use tracing::{info, warn};
@@ -120,6 +120,8 @@ pub struct Plane {
     pub(crate) peer_notify: Notify,
     /// Keys the handshake accepts.
     trust: Trust,
+    /// The latest measurement of each endpoint from any agent, with the node time it arrived.
+    reports: Mutex<BTreeMap<EndpointId, (TelemetryReport, u64)>>,
 }
 
 /// Settings of the plane service.
@@ -232,6 +234,30 @@ impl Plane {
         Ok(())
     }
 
+    /// Keep agents' measurements of this pool's endpoints (others' and out-of-range reports are
+    /// dropped with a warning: an agent measures only its own pool's endpoints).
+    fn record_reports(&self, agent: AgentId, reports: Vec<(EndpointId, TelemetryReport)>, now: u64) {
+        let me = self.peers.as_ref().map(|c| (c.me, Arc::clone(&c.chain)));
+        let mut kept = self.reports.lock().expect("reports lock");
+        for (endpoint, r) in reports {
+            let ours = me.as_ref().is_none_or(|(me, chain)| chain.endpoint_owner(&endpoint) == Some(*me));
+            if !ours {
+                warn!(agent = %agent, endpoint = %endpoint, "agent reported another pool's endpoint; dropped");
+            } else if let Some(why) = r.out_of_range() {
+                warn!(agent = %agent, endpoint = %endpoint, why, "agent report out of range; dropped");
+            } else {
+                kept.insert(endpoint, (r, now));
+            }
+        }
+    }
+
+    /// The latest agent measurement of `endpoint` received within `max_age_ms`.
+    #[must_use]
+    pub fn fresh_report(&self, endpoint: &EndpointId, max_age_ms: u64) -> Option<TelemetryReport> {
+        let kept = self.reports.lock().expect("reports lock");
+        kept.get(endpoint).filter(|(_, at)| now_ms().saturating_sub(*at) <= max_age_ms).map(|(r, _)| *r)
+    }
+
     /// The status of every registered agent.
     #[must_use]
     pub fn status(&self) -> Vec<AgentStatus> {
@@ -295,6 +321,7 @@ pub fn start(
         peers,
         peer_notify: Notify::new(),
         trust: trust.clone(),
+        reports: Mutex::new(BTreeMap::new()),
     });
     plane.trust_pools();
     plane.enqueue(assignments)?;
@@ -445,12 +472,16 @@ async fn read_loop(p: &Plane, agent: AgentId, recv: &mut quinn::RecvStream) -> R
                     }
                 }
             }
-            PlaneMsg::Heartbeat { .. } => {
+            PlaneMsg::Heartbeat { reports, .. } => {
                 let now = now_ms();
                 if let Some(l) = p.live.lock().expect("live lock").get_mut(&agent) {
                     l.phi.heartbeat(now);
                     l.last_heartbeat_ms = Some(now);
                 }
+                if reports.len() > HEARTBEAT_REPORTS_MAX {
+                    bail!("heartbeat with {} reports (most {HEARTBEAT_REPORTS_MAX})", reports.len());
+                }
+                p.record_reports(agent, reports, now);
             }
             other => bail!("agents may not send {}", kind(&other)),
         }
