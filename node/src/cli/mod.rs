@@ -413,7 +413,8 @@ enum TestnetCmd {
 
 pub fn main() -> Result<i32> {
     let cli = Cli::parse();
-    if matches!(cli.cmd, Cmd::Start { .. }) {
+    // Long-running processes log (HASHMESH_LOG, default info); one-shot commands print results.
+    if matches!(cli.cmd, Cmd::Start { .. } | Cmd::Agent { cmd: AgentCmd::Start { .. } }) {
         tracing_subscriber::fmt()
             .with_env_filter(
                 tracing_subscriber::EnvFilter::try_from_env("HASHMESH_LOG").unwrap_or_else(|_| "info".into()),
