@@ -72,12 +72,17 @@ impl AppMetrics {
                 g(&self.finalize_micros),
             ),
         ];
-        let mut out = String::new();
-        for (name, kind, help, v) in rows {
-            out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}\n"));
-        }
-        out
+        prometheus_text(&rows)
     }
+}
+
+/// Prometheus text exposition of `(name, type, help, value)` rows (shared by every part of
+/// the node that exports metrics).
+#[must_use]
+pub fn prometheus_text(rows: &[(&str, &str, &str, u64)]) -> String {
+    rows.iter()
+        .map(|(name, kind, help, v)| format!("# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}\n"))
+        .collect()
 }
 
 struct Inner {

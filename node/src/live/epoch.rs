@@ -36,16 +36,14 @@ impl LiveMetrics {
     /// Prometheus text.
     #[must_use]
     pub fn render(&self) -> String {
-        let rows = [
-            ("hashmesh_scheduler_epochs_total", "Scheduling epochs run.", &self.epochs),
-            ("hashmesh_scheduler_reports_total", "Telemetry reports broadcast.", &self.reports),
-            ("hashmesh_scheduler_moves_total", "Route changes proposed.", &self.moves),
-            ("hashmesh_scheduler_votes_total", "Votes cast on pending directives.", &self.votes),
-            ("hashmesh_scheduler_errors_total", "Epochs that failed.", &self.errors),
-        ];
-        rows.iter()
-            .map(|(n, h, v)| format!("# HELP {n} {h}\n# TYPE {n} counter\n{n} {}\n", v.load(Ordering::Relaxed)))
-            .collect()
+        let g = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
+        hashmesh_abci::prometheus_text(&[
+            ("hashmesh_scheduler_epochs_total", "counter", "Scheduling epochs run.", g(&self.epochs)),
+            ("hashmesh_scheduler_reports_total", "counter", "Telemetry reports broadcast.", g(&self.reports)),
+            ("hashmesh_scheduler_moves_total", "counter", "Route changes proposed.", g(&self.moves)),
+            ("hashmesh_scheduler_votes_total", "counter", "Votes cast on pending directives.", g(&self.votes)),
+            ("hashmesh_scheduler_errors_total", "counter", "Epochs that failed.", g(&self.errors)),
+        ])
     }
 }
 

@@ -66,7 +66,7 @@ impl PlaneMetrics {
     #[must_use]
     pub fn render(&self) -> String {
         let g = |a: &AtomicU64| a.load(Ordering::Relaxed);
-        [
+        hashmesh_abci::prometheus_text(&[
             ("hashmesh_plane_agents_connected", "gauge", "Agents with an open plane connection.", g(&self.connected)),
             ("hashmesh_plane_agents_lost", "gauge", "Agents judged lost by phi accrual.", g(&self.lost)),
             (
@@ -88,10 +88,19 @@ impl PlaneMetrics {
                 "Plane connections closed for a protocol or identity error.",
                 g(&self.refused),
             ),
-        ]
-        .iter()
-        .map(|(n, t, h, v)| format!("# HELP {n} {h}\n# TYPE {n} {t}\n{n} {v}\n"))
-        .collect()
+            (
+                "hashmesh_plane_ack_latency_microseconds_sum",
+                "counter",
+                "Sum of commit-to-acknowledgement latencies.",
+                g(&self.ack_latency_us_sum),
+            ),
+            (
+                "hashmesh_plane_ack_latency_microseconds_count",
+                "counter",
+                "Instructions timed from commit to acknowledgement.",
+                g(&self.ack_latency_count),
+            ),
+        ])
     }
 }
 
