@@ -13,7 +13,7 @@
 //! - [`receipts`]: acknowledgements become `Receipt` transactions.
 //! - [`peers`]: the node-to-node channel for cross-pool worker credentials.
 //! - [`registry`]: registered agents and the published status.
-//! - [`bench`]: `hashmesh bench plane`.
+//! - [`bench`](mod@bench): `hashmesh bench plane`.
 
 pub mod bench;
 pub mod endpoint;
