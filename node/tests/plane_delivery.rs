@@ -191,12 +191,20 @@ async fn routes_reach_every_agent_once_across_restarts_and_become_receipts() {
         let reason = tokio::time::timeout(Duration::from_secs(10), conn.closed()).await.expect("closed by the node");
         assert!(format!("{reason}").contains("protocol error"), "{reason}");
     }
+    // A truncated frame: a header promising 100 bytes, 10 bytes, then the end of the stream.
+    let conn = connect(node.local_addr, &tls_identity(&key0).unwrap(), &trust, ALPN).await.unwrap();
+    let (mut send, _recv) = conn.open_bi().await.unwrap();
+    write_frame(&mut send, &PlaneMsg::Hello { agent: ids[0], applied_seq: 0 }.encode()).await.unwrap();
+    send.write_all(&100u32.to_be_bytes()).await.unwrap();
+    send.write_all(&[0; 10]).await.unwrap();
+    send.finish().unwrap();
+    tokio::time::timeout(Duration::from_secs(10), conn.closed()).await.expect("closed by the node");
     // An oversized frame header.
     let conn = connect(node.local_addr, &tls_identity(&key0).unwrap(), &trust, ALPN).await.unwrap();
     let (mut send, _recv) = conn.open_bi().await.unwrap();
     send.write_all(&u32::MAX.to_be_bytes()).await.unwrap();
     tokio::time::timeout(Duration::from_secs(10), conn.closed()).await.expect("closed by the node");
-    assert_eq!(node.plane.metrics.refused.load(Ordering::Relaxed), refused_before + 3);
+    assert_eq!(node.plane.metrics.refused.load(Ordering::Relaxed), refused_before + 4);
 
     node.commits.send(CommitNotice { height: 15, assignments: vec![assignment(5, 15)], receipts: vec![] }).unwrap();
     let d5 = DirectiveId([5; 32]).to_hex();

@@ -453,7 +453,19 @@ pub fn main() -> Result<i32> {
         Cmd::Agents { cmd } => agents::run_agents(cmd),
         Cmd::Query(q) => run_query(q),
         Cmd::Status { conn, json } => {
-            let v = query_cmd::status(&Rpc::new(&conn.url()?))?;
+            let mut v = query_cmd::status(&Rpc::new(&conn.url()?))?;
+            // With --home, the node's agents as its plane last published them.
+            let agents = match &conn.home {
+                Some(h) => Some(hashmesh_node::plane::registry::read_status(h)?),
+                None => None,
+            };
+            if let Some(a) = &agents {
+                v["agents"] = json!({
+                    "registered": a.len(),
+                    "connected": a.iter().filter(|s| s.connected).count(),
+                    "lost": a.iter().filter(|s| s.lost).map(|s| s.id.clone()).collect::<Vec<_>>(),
+                });
+            }
             if json {
                 print_json(&v);
             } else {
@@ -464,6 +476,17 @@ pub fn main() -> Result<i32> {
                     app["directives"]["directives"], app["directives"]["active"], app["directives"]["pending"],
                     app["directives"]["rejected"], app["directives"]["expired"], app["directives"]["applied"]
                 );
+                if let Some(a) = v.get("agents") {
+                    let lost: Vec<&str> =
+                        a["lost"].as_array().into_iter().flatten().filter_map(|x| x.as_str()).collect();
+                    println!(
+                        "agents {} registered, {} connected, {} lost{}",
+                        a["registered"],
+                        a["connected"],
+                        lost.len(),
+                        if lost.is_empty() { String::new() } else { format!(": {}", lost.join(", ")) }
+                    );
+                }
             }
             Ok(0)
         }

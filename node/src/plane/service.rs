@@ -105,7 +105,8 @@ impl PlaneMetrics {
 }
 
 struct Live {
-    connected: bool,
+    /// Open sessions (a reconnecting agent may briefly have two).
+    sessions: u32,
     phi: PhiAccrual,
     last_heartbeat_ms: Option<u64>,
     last_directive: Option<String>,
@@ -285,7 +286,7 @@ impl Plane {
                 AgentStatus {
                     id: e.id.to_hex(),
                     groups: e.groups.iter().map(ToString::to_string).collect(),
-                    connected: l.is_some_and(|l| l.connected),
+                    connected: l.is_some_and(|l| l.sessions > 0),
                     lost: is_lost,
                     phi: if phi.is_finite() { (phi * 100.0).round() / 100.0 } else { 1e9 },
                     last_heartbeat_ms: l.and_then(|l| l.last_heartbeat_ms),
@@ -414,15 +415,17 @@ async fn serve(p: Arc<Plane>, conn: quinn::Connection) -> Result<()> {
     {
         let mut live = p.live.lock().expect("live lock");
         let l = live.entry(agent).or_insert_with(|| Live {
-            connected: false,
+            sessions: 0,
             // Agents beat every second by default; assume so until two beats are seen.
             phi: PhiAccrual::new(p.phi_threshold, 200.0).with_first_estimate(1000.0),
             last_heartbeat_ms: None,
             last_directive: None,
         });
-        l.connected = true;
+        if l.sessions == 0 {
+            p.metrics.connected.fetch_add(1, Ordering::Relaxed);
+        }
+        l.sessions += 1;
     }
-    p.metrics.connected.fetch_add(1, Ordering::Relaxed);
     let writer = {
         let p = Arc::clone(&p);
         tokio::spawn(async move {
@@ -447,9 +450,11 @@ async fn serve(p: Arc<Plane>, conn: quinn::Connection) -> Result<()> {
     };
     let result = read_loop(&p, agent, &mut recv).await;
     writer.abort();
-    p.metrics.connected.fetch_sub(1, Ordering::Relaxed);
     if let Some(l) = p.live.lock().expect("live lock").get_mut(&agent) {
-        l.connected = false;
+        l.sessions = l.sessions.saturating_sub(1);
+        if l.sessions == 0 {
+            p.metrics.connected.fetch_sub(1, Ordering::Relaxed);
+        }
     }
     result
 }
