@@ -152,15 +152,16 @@ impl Outbox {
         Ok(out)
     }
 
-    /// Instructions for `agent` after `after_seq`, in order.
+    /// Up to `max` instructions for `agent` after `after_seq`, in order.
     ///
     /// # Errors
     /// On storage errors.
-    pub fn after(&self, agent: &AgentId, after_seq: u64) -> Result<Vec<Instruction>> {
+    pub fn after(&self, agent: &AgentId, after_seq: u64, max: usize) -> Result<Vec<Instruction>> {
         let start = key(b"i:", &[agent.as_bytes(), &(after_seq + 1).to_be_bytes()]);
         let end = key(b"i:", &[agent.as_bytes(), &u64::MAX.to_be_bytes()]);
         self.db
             .range(start..end)
+            .take(max)
             .map(|r| {
                 let (_, v) = r?;
                 codec::decode_trusted(&v).context("stored instruction decodes")
@@ -349,7 +350,7 @@ mod tests {
         }
         let o = Outbox::open(dir.path()).unwrap();
         assert_eq!(o.acked(&agent).unwrap(), 1);
-        let left = o.after(&agent, o.acked(&agent).unwrap()).unwrap();
+        let left = o.after(&agent, o.acked(&agent).unwrap(), 100).unwrap();
         assert_eq!(left.iter().map(|i| i.seq).collect::<Vec<_>>(), vec![2]);
         let rs = o.pending_receipts(16).unwrap();
         assert_eq!(rs, vec![Receipt { directive: DirectiveId([7; 32]), agent, applied_at_ms: 111 }]);

@@ -58,6 +58,10 @@ pub struct PlaneMetrics {
     pub ack_latencies: Mutex<Vec<Duration>>,
 }
 
+/// Most instructions written to one agent at a time (a long-disconnected agent catches up in
+/// bounded chunks; QUIC flow control bounds what is in flight).
+const WRITE_BATCH_MAX: usize = 512;
+
 /// Most latencies kept in [`PlaneMetrics::ack_latencies`].
 const LATENCIES_KEPT: usize = 100_000;
 
@@ -431,8 +435,8 @@ async fn serve(p: Arc<Plane>, conn: quinn::Connection) -> Result<()> {
         tokio::spawn(async move {
             let mut sent = p.outbox.lock().expect("outbox lock").acked(&agent)?;
             loop {
-                let batch = p.outbox.lock().expect("outbox lock").after(&agent, sent)?;
-                // Everything pending goes out in one stream write.
+                let batch = p.outbox.lock().expect("outbox lock").after(&agent, sent, WRITE_BATCH_MAX)?;
+                // What is pending (up to WRITE_BATCH_MAX) goes out in one stream write.
                 let mut buf = Vec::new();
                 for i in &batch {
                     push_frame(&mut buf, &PlaneMsg::Instruction(i.clone()).encode())?;
@@ -442,7 +446,9 @@ async fn serve(p: Arc<Plane>, conn: quinn::Connection) -> Result<()> {
                     sent = last.seq;
                     p.metrics.instructions_sent.fetch_add(batch.len() as u64, Ordering::Relaxed);
                 }
-                let _ = tokio::time::timeout(Duration::from_secs(1), notify.notified()).await;
+                if batch.len() < WRITE_BATCH_MAX {
+                    let _ = tokio::time::timeout(Duration::from_secs(1), notify.notified()).await;
+                }
             }
             #[allow(unreachable_code)]
             Ok::<(), anyhow::Error>(())
