@@ -1,6 +1,7 @@
 //! Command-line interface: argument parsing and dispatch to the library modules.
 
 mod agents;
+mod bench_cmd;
 mod report;
 mod sim;
 
@@ -10,7 +11,6 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
 use hashmesh_node::audit::{self, AuditFilter};
-use hashmesh_node::bench;
 use hashmesh_node::daemon;
 use hashmesh_node::home::{Config, Home};
 use hashmesh_node::output::print_json;
@@ -22,6 +22,7 @@ use hashmesh_protocol::Body;
 use serde_json::json;
 
 use agents::{AgentCmd, AgentsCmd};
+use bench_cmd::BenchCmd;
 use report::ReportArgs;
 use sim::{SimArgs, SIM_HELP};
 
@@ -315,54 +316,6 @@ enum AuditCmd {
 }
 
 #[derive(Subcommand)]
-enum BenchCmd {
-    /// Committed tx/s of hashmesh vs CometBFT's kvstore on loopback clusters, in one run.
-    #[command(
-        after_help = "Examples:\n  hashmesh bench cluster --cometbft .tools/bin/cometbft --duration-secs 20                 # saturation\n  hashmesh bench cluster --cometbft .tools/bin/cometbft --concurrency 8 --rate 50         # latency at light load"
-    )]
-    Cluster {
-        /// The cometbft binary.
-        #[arg(long, env = "HASHMESH_COMETBFT")]
-        cometbft: PathBuf,
-        /// Validators per cluster.
-        #[arg(long, default_value_t = 4)]
-        validators: usize,
-        /// Seconds of load per application.
-        #[arg(long, default_value_t = 20)]
-        duration_secs: u64,
-        /// Concurrent broadcasters.
-        #[arg(long, default_value_t = 128)]
-        concurrency: usize,
-        /// Offer this many tx/s in total (open loop, for latency); default: closed loop (saturation).
-        #[arg(long)]
-        rate: Option<f64>,
-        /// Working directory for the two clusters.
-        #[arg(long, default_value = "target/bench-cluster")]
-        dir: PathBuf,
-        /// Print JSON.
-        #[arg(long)]
-        json: bool,
-    },
-    /// The instruction plane on loopback: commit-to-applied latency with many agents, and
-    /// instructions/s over one connection vs a bare quinn stream, in one run.
-    #[command(after_help = "Example:\n  hashmesh bench plane --agents 100 --commits 50 --instructions 20000")]
-    Plane {
-        /// Agents in the latency run.
-        #[arg(long, default_value_t = 100)]
-        agents: usize,
-        /// Commits in the latency run.
-        #[arg(long, default_value_t = 50)]
-        commits: usize,
-        /// Instructions in the throughput run.
-        #[arg(long, default_value_t = 20_000)]
-        instructions: usize,
-        /// Print JSON.
-        #[arg(long)]
-        json: bool,
-    },
-}
-
-#[derive(Subcommand)]
 enum TestnetCmd {
     /// Generate (if needed) and start a cluster, wait for blocks, run the demo, print status and audit.
     Up {
@@ -507,36 +460,7 @@ pub fn main() -> Result<i32> {
             Ok(i32::from(report.failures > 0))
         }
         Cmd::Testnet { dir, cmd } => run_testnet(&dir, cmd),
-        Cmd::Bench { cmd: BenchCmd::Plane { agents, commits, instructions, json } } => {
-            use hashmesh_node::plane::bench as pb;
-            let r = pb::run(pb::PlaneBenchOptions { agents, commits, instructions })?;
-            if json {
-                print_json(&serde_json::to_value(&r)?);
-            } else {
-                print!("{}", pb::render(&r));
-            }
-            Ok(0)
-        }
-        Cmd::Bench { cmd: BenchCmd::Cluster { cometbft, validators, duration_secs, concurrency, rate, dir, json } } => {
-            if rate.is_some_and(|r| r.is_nan() || r <= 0.0) {
-                bail!("--rate must be a positive number of transactions per second");
-            }
-            let report = bench::run(&bench::BenchSpec {
-                cometbft,
-                hashmesh: std::env::current_exe()?,
-                validators,
-                duration: Duration::from_secs(duration_secs),
-                concurrency,
-                rate,
-                work_dir: dir,
-            })?;
-            if json {
-                print_json(&serde_json::to_value(&report)?);
-            } else {
-                print!("{}", bench::render(&report));
-            }
-            Ok(0)
-        }
+        Cmd::Bench { cmd } => bench_cmd::run(cmd),
     }
 }
 
