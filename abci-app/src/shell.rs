@@ -17,7 +17,9 @@ use tendermint_proto::v0_38::abci::{
 };
 use tracing::{error, info, warn};
 
-use crate::core::{keys, Assignment, BlockInput, CheckMode, Event, GenesisAppState, ReceiptRecord, State, WriteSet};
+use crate::core::{
+    keys, Assignment, BlockInput, CheckMode, EndpointRecord, Event, GenesisAppState, ReceiptRecord, State, WriteSet,
+};
 use crate::query;
 use crate::store::Store;
 use crate::verified::VerifiedMemo;
@@ -102,6 +104,8 @@ pub struct CommitNotice {
     pub assignments: Vec<Assignment>,
     /// Receipts recorded by this block.
     pub receipts: Vec<ReceiptRecord>,
+    /// Endpoints changed by this block (drained or restored).
+    pub endpoints: Vec<EndpointRecord>,
 }
 
 impl CommitNotice {
@@ -115,6 +119,8 @@ impl CommitNotice {
                 n.assignments.push(codec::decode_trusted(v).expect("assignment write decodes"));
             } else if k.starts_with(keys::RECEIPT) {
                 n.receipts.push(codec::decode_trusted(v).expect("receipt write decodes"));
+            } else if k.starts_with(keys::ENDPOINT) {
+                n.endpoints.push(codec::decode_trusted(v).expect("endpoint write decodes"));
             }
         }
         n

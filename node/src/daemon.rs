@@ -163,6 +163,9 @@ impl ChainView for StoreView {
     fn assignment(&self, g: &GroupId) -> Option<Assignment> {
         self.record(&keys::assignment(g))
     }
+    fn drained(&self, e: &EndpointId) -> bool {
+        self.record::<EndpointRecord>(&keys::endpoint(e)).is_some_and(|r| r.drained)
+    }
 }
 
 /// Serve `GET /metrics` in Prometheus text format on its own thread.

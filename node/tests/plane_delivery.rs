@@ -100,7 +100,9 @@ async fn routes_reach_every_agent_once_across_restarts_and_become_receipts() {
     wait_until("both agents apply route 1", || homes.iter().all(|h| directive_of(h).as_deref() == Some(&d1))).await;
 
     // A commit while connected: delivered at once.
-    node.commits.send(CommitNotice { height: 11, assignments: vec![assignment(2, 11)], receipts: vec![] }).unwrap();
+    node.commits
+        .send(CommitNotice { height: 11, assignments: vec![assignment(2, 11)], receipts: vec![], ..Default::default() })
+        .unwrap();
     let d2 = DirectiveId([2; 32]).to_hex();
     wait_until("both agents apply route 2", || homes.iter().all(|h| directive_of(h).as_deref() == Some(&d2))).await;
 
@@ -114,7 +116,9 @@ async fn routes_reach_every_agent_once_across_restarts_and_become_receipts() {
     }
     assert!(node.plane.metrics.lost.load(Ordering::Relaxed) >= 1);
     // Commit route 3 while it is down; it comes back and catches up, applying it once.
-    node.commits.send(CommitNotice { height: 12, assignments: vec![assignment(3, 12)], receipts: vec![] }).unwrap();
+    node.commits
+        .send(CommitNotice { height: 12, assignments: vec![assignment(3, 12)], receipts: vec![], ..Default::default() })
+        .unwrap();
     let d3 = DirectiveId([3; 32]).to_hex();
     wait_until("agent 1 applies route 3", || directive_of(&homes[1]).as_deref() == Some(&d3)).await;
     agents[0] = spawn_agent(&homes[0], node.local_addr);
@@ -124,7 +128,9 @@ async fn routes_reach_every_agent_once_across_restarts_and_become_receipts() {
     for a in &agents {
         a.abort();
     }
-    node.commits.send(CommitNotice { height: 13, assignments: vec![assignment(4, 13)], receipts: vec![] }).unwrap();
+    node.commits
+        .send(CommitNotice { height: 13, assignments: vec![assignment(4, 13)], receipts: vec![], ..Default::default() })
+        .unwrap();
     let queued = || Outbox::open(&node_dir.join("outbox")).is_err();
     assert!(queued(), "the running node holds its outbox");
     tokio::time::sleep(Duration::from_millis(200)).await;
@@ -165,7 +171,7 @@ async fn routes_reach_every_agent_once_across_restarts_and_become_receipts() {
             height: 14,
         })
         .collect();
-    node.commits.send(CommitNotice { height: 14, assignments: vec![], receipts }).unwrap();
+    node.commits.send(CommitNotice { height: 14, assignments: vec![], receipts, ..Default::default() }).unwrap();
     let plane = std::sync::Arc::clone(&node.plane);
     wait_until("receipts cleared", || plane.outbox.lock().unwrap().pending_receipts(64).unwrap().is_empty()).await;
 
@@ -206,7 +212,9 @@ async fn routes_reach_every_agent_once_across_restarts_and_become_receipts() {
     tokio::time::timeout(Duration::from_secs(10), conn.closed()).await.expect("closed by the node");
     assert_eq!(node.plane.metrics.refused.load(Ordering::Relaxed), refused_before + 4);
 
-    node.commits.send(CommitNotice { height: 15, assignments: vec![assignment(5, 15)], receipts: vec![] }).unwrap();
+    node.commits
+        .send(CommitNotice { height: 15, assignments: vec![assignment(5, 15)], receipts: vec![], ..Default::default() })
+        .unwrap();
     let d5 = DirectiveId([5; 32]).to_hex();
     wait_until("others still served", || homes.iter().all(|h| directive_of(h).as_deref() == Some(&d5))).await;
 

@@ -1,6 +1,7 @@
 //! The node-to-node channel, in process: a lending node delivers worker credentials to the
-//! borrowing node, which forwards them to its agents; agents' measurements feed the `agents`
-//! telemetry source; a peer that lies about who it is, or sends
+//! borrowing node, which forwards them to its agents; drains and restores reach the agents of
+//! routes that use the endpoint; agents' measurements feed the `agents` telemetry source; a
+//! peer that lies about who it is, or sends
 //! credentials it has no business sending, loses its connection.
 
 use std::collections::BTreeMap;
@@ -8,7 +9,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ed25519_dalek::SigningKey;
-use hashmesh_abci::core::Assignment;
+use hashmesh_abci::core::{Assignment, EndpointRecord};
+use hashmesh_abci::CommitNotice;
 use hashmesh_node::agent::{self, AgentOptions, AgentState};
 use hashmesh_node::live::source::{AgentSource, SyntheticSource, TelemetrySource};
 use hashmesh_node::plane::endpoint::connect;
@@ -29,8 +31,11 @@ fn pool(n: u8) -> PoolId {
     PoolId(key(n).verifying_key().to_bytes())
 }
 
-/// Pools a (1) and b (2); a's group g-1 is routed onto b/ep-1 and a/ep-1.
+/// Pools a (1) and b (2); a's group g-1 is routed onto b/ep-1 and a/ep-1; `DRAINED` lists
+/// drained endpoints.
 struct Chain;
+
+static DRAINED: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
 
 impl ChainView for Chain {
     fn pools(&self) -> Vec<PoolId> {
@@ -48,6 +53,9 @@ impl ChainView for Chain {
     }
     fn assignment(&self, g: &GroupId) -> Option<Assignment> {
         (g.as_str() == "pool-a/g-1").then(cross)
+    }
+    fn drained(&self, e: &EndpointId) -> bool {
+        DRAINED.lock().unwrap().iter().any(|d| d == e.as_str())
     }
 }
 
@@ -209,6 +217,28 @@ async fn credentials_and_measurements_cross_the_plane_and_liars_are_cut_off() {
     let modelled = source.sample("pool-a/ep-2", 0, 1_000, 100);
     assert_eq!(modelled.epoch, 100);
     assert_ne!(modelled.latency_ms_p50, 42, "unmeasured endpoints fall back to the model");
+    // Draining a/ep-1 re-sends the route with it marked: the agent spreads its share over the
+    // rest; restoring it undoes that. Neither is a new route in effect.
+    let record = |drained: bool| EndpointRecord {
+        id: "pool-a/ep-1".parse().unwrap(),
+        owner: pool(1),
+        stratum_url: "stratum+tcp://127.0.0.1:3333".into(),
+        capacity_hs: 1,
+        region: "local".into(),
+        drained,
+    };
+    let in_effect = || AgentState::load(&agent_home).unwrap().routes["pool-a/g-1"].effective();
+    DRAINED.lock().unwrap().push("pool-a/ep-1".into());
+    a.commits.send(CommitNotice { height: 20, endpoints: vec![record(true)], ..Default::default() }).unwrap();
+    let only_b = vec![RouteTarget { endpoint: "pool-b/ep-1".parse().unwrap(), weight_bp: 10_000 }];
+    wait_until("the drain at the agent", || in_effect() == only_b).await;
+    DRAINED.lock().unwrap().clear();
+    a.commits.send(CommitNotice { height: 21, endpoints: vec![record(false)], ..Default::default() }).unwrap();
+    wait_until("the restore at the agent", || in_effect() == cross().targets).await;
+    let st = AgentState::load(&agent_home).unwrap();
+    assert_eq!(st.applied_count, 1, "drains and restores change the route in effect, not the route");
+    assert_eq!(st.routes["pool-a/g-1"].credentials.len(), 1, "credentials kept across the re-sends");
+
     agent_task.abort();
     a.close();
     b.close();

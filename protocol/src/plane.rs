@@ -15,7 +15,8 @@ pub const PLANE_MSG_BYTES_MAX: usize = 64 * 1024;
 pub const HEARTBEAT_REPORTS_MAX: usize = 64;
 
 /// A committed route, as an agent applies it. Valid from `height`; a later instruction for the
-/// same group (higher height) supersedes it, an earlier one is ignored.
+/// same group (higher height) supersedes it, an earlier one is ignored; another instruction for
+/// the same directive updates its credentials and drained endpoints.
 #[derive(Debug, Clone, PartialEq, Eq, Encode, Decode, Serialize, Deserialize)]
 pub struct Instruction {
     /// Position in this agent's outbox; delivered in increasing order.
@@ -31,6 +32,9 @@ pub struct Instruction {
     /// Worker credentials for other pools' endpoints in `routes` (cross-pool routes), as the
     /// lending pools' nodes sent them. Never on chain.
     pub credentials: Vec<WorkerCredential>,
+    /// Endpoints of `routes` drained since the route was set: send no new hashrate there (the
+    /// agent spreads their share over the rest of the route).
+    pub drained: Vec<EndpointId>,
 }
 
 /// What a borrowing pool's miners use to log in to a lending pool's endpoint.

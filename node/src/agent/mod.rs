@@ -109,6 +109,28 @@ pub struct AppliedRoute {
     /// Worker credentials for other pools' endpoints in `routes` (cross-pool routes).
     #[serde(default)]
     pub credentials: Vec<hashmesh_protocol::plane::WorkerCredential>,
+    /// Endpoints of `routes` that are drained.
+    #[serde(default)]
+    pub drained: Vec<hashmesh_protocol::EndpointId>,
+}
+
+impl AppliedRoute {
+    /// The split to use now: the route without its drained endpoints, their weight spread over
+    /// the rest in proportion (basis points summing to 10 000). If every endpoint is drained,
+    /// the route as committed.
+    #[must_use]
+    pub fn effective(&self) -> Vec<RouteTarget> {
+        let live: Vec<&RouteTarget> = self.routes.iter().filter(|t| !self.drained.contains(&t.endpoint)).collect();
+        if live.is_empty() || live.len() == self.routes.len() {
+            return self.routes.clone();
+        }
+        let shares: Vec<f64> = live.iter().map(|t| f64::from(t.weight_bp)).collect();
+        hashmesh_scheduler::weights::to_basis_points(&shares)
+            .into_iter()
+            .zip(live)
+            .map(|(w, t)| RouteTarget { endpoint: t.endpoint.clone(), weight_bp: w })
+            .collect()
+    }
 }
 
 /// The routing table and the delivery cursor, persisted in `state.json`.
@@ -150,9 +172,9 @@ impl AgentState {
     }
 
     /// Apply `i` at `now_ms`; returns the time to acknowledge with. Idempotent by directive: a
-    /// directive already in effect keeps its first time (an instruction for it that carries
-    /// credentials updates them); an instruction older than the group's current route is
-    /// acknowledged without changing it.
+    /// directive already in effect keeps its first time (an instruction for it updates its
+    /// drained endpoints, and its credentials when it carries some); an instruction older than
+    /// the group's current route is acknowledged without changing it.
     pub fn apply(&mut self, i: &Instruction, now_ms: u64) -> u64 {
         self.applied_seq = self.applied_seq.max(i.seq);
         let directive = i.directive.to_hex();
@@ -161,6 +183,7 @@ impl AgentState {
                 if !i.credentials.is_empty() {
                     r.credentials.clone_from(&i.credentials);
                 }
+                r.drained.clone_from(&i.drained);
                 r.applied_at_ms
             }
             Some(r) if r.height > i.height => now_ms,
@@ -175,6 +198,7 @@ impl AgentState {
                         applied_at_ms: now_ms,
                         seq: i.seq,
                         credentials: i.credentials.clone(),
+                        drained: i.drained.clone(),
                     },
                 );
                 now_ms

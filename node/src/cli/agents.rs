@@ -128,7 +128,7 @@ pub(super) fn run_agent(cmd: AgentCmd) -> Result<i32> {
                         ]
                     })
                     .collect();
-                print!("{}", table(&["group", "routes", "height", "directive"], &rows));
+                print!("{}", table(&["group", "routes (in effect)", "drained", "height", "directive"], &rows));
             }
             Ok(0)
         }

@@ -129,6 +129,7 @@ pub fn run(o: PlaneBenchOptions) -> Result<PlaneBenchReport> {
                 height: a.since_height,
                 routes: a.targets,
                 credentials: vec![],
+                drained: vec![],
             }
         })
         .collect();
@@ -140,6 +141,7 @@ pub fn run(o: PlaneBenchOptions) -> Result<PlaneBenchReport> {
         group: group.clone(),
         routes: route(1).targets,
         credentials: Vec::new(),
+        drained: Vec::new(),
     })
     .encode();
     let mut reg = Registry::new();
@@ -243,7 +245,12 @@ fn latency_run(o: PlaneBenchOptions, dir: &std::path::Path, node_key: &SigningKe
     let m = Arc::clone(&plane.plane.metrics);
     wait(|| m.connected.load(Ordering::Relaxed) == o.agents as u64, "agents to connect")?;
     for c in 1..=o.commits as u64 {
-        plane.commits.send(CommitNotice { height: c, assignments: vec![route(c)], receipts: vec![] })?;
+        plane.commits.send(CommitNotice {
+            height: c,
+            assignments: vec![route(c)],
+            receipts: vec![],
+            ..Default::default()
+        })?;
         wait(|| m.acks.load(Ordering::Relaxed) == c * o.agents as u64, "acknowledgements")?;
         std::thread::sleep(Duration::from_millis(20));
     }

@@ -30,6 +30,8 @@ pub struct Queued {
     pub routes: Vec<RouteTarget>,
     /// Worker credentials for other pools' endpoints (cross-pool routes).
     pub credentials: Vec<WorkerCredential>,
+    /// Endpoints of `routes` that are drained.
+    pub drained: Vec<EndpointId>,
 }
 
 /// A credential a lender still has to deliver: the route, the borrower's group, the credential.
@@ -86,7 +88,14 @@ impl Outbox {
         height: u64,
         routes: &[RouteTarget],
     ) -> Result<Option<u64>> {
-        let item = Queued { group: group.clone(), directive, height, routes: routes.to_vec(), credentials: Vec::new() };
+        let item = Queued {
+            group: group.clone(),
+            directive,
+            height,
+            routes: routes.to_vec(),
+            credentials: Vec::new(),
+            drained: Vec::new(),
+        };
         let seq = self.stage(agent, std::slice::from_ref(&item))?.pop().flatten();
         self.db.flush()?;
         Ok(seq)
@@ -116,15 +125,14 @@ impl Outbox {
         let mut out = Vec::with_capacity(items.len());
         for it in items {
             let latest = key(b"l:", &[agent.as_bytes(), it.group.as_str().as_bytes()]);
-            let digest: [u8; 32] = Sha256::digest(codec::encode(&it.credentials)).into();
+            let digest: [u8; 32] = Sha256::digest(codec::encode(&(&it.credentials, &it.drained))).into();
             let last = match latest_now.get(&latest) {
                 Some(x) => Some(x.clone()),
                 None => self.db.get(&latest)?.map(|v| v.to_vec()),
             };
-            // Skip the same route again (unless it now carries new credentials) and older routes.
+            // Skip the same route with the same credentials and drained endpoints, and older routes.
             let skip = last.as_ref().is_some_and(|v| {
-                let same = v[..32] == it.directive.0;
-                (same && (it.credentials.is_empty() || v.get(40..72) == Some(&digest[..]))) || u64_at(v, 32) > it.height
+                (v[..32] == it.directive.0 && v.get(40..72) == Some(&digest[..])) || u64_at(v, 32) > it.height
             });
             if skip {
                 out.push(None);
@@ -137,6 +145,7 @@ impl Outbox {
                 group: it.group.clone(),
                 routes: it.routes.clone(),
                 credentials: it.credentials.clone(),
+                drained: it.drained.clone(),
             };
             batch.insert(key(b"i:", &[agent.as_bytes(), &next.to_be_bytes()]), codec::encode(&instr));
             let value = [it.directive.0.as_slice(), &it.height.to_be_bytes(), &digest].concat();
@@ -292,6 +301,14 @@ impl Outbox {
     /// On storage errors.
     pub fn store_credential(&self, directive: &DirectiveId, c: &WorkerCredential) -> Result<Vec<WorkerCredential>> {
         self.db.insert(key(b"k:", &[directive.as_bytes(), c.endpoint.as_str().as_bytes()]), codec::encode(c))?;
+        self.credentials_of(directive)
+    }
+
+    /// Borrower side: the credentials received for `directive`.
+    ///
+    /// # Errors
+    /// On storage errors.
+    pub fn credentials_of(&self, directive: &DirectiveId) -> Result<Vec<WorkerCredential>> {
         self.db
             .scan_prefix(key(b"k:", &[directive.as_bytes()]))
             .map(|r| codec::decode_trusted(&r?.1).context("stored credential"))

@@ -19,7 +19,6 @@ use tracing::{info, warn};
 use super::endpoint::connect;
 use super::frame::{read_frame, write_frame};
 use super::identity::TlsIdentity;
-use super::outbox::Queued;
 use super::service::Plane;
 use super::tls::{Role, Trust, ALPN};
 
@@ -33,6 +32,8 @@ pub trait ChainView: Send + Sync {
     fn endpoint_owner(&self, e: &EndpointId) -> Option<PoolId>;
     /// A group's current assignment.
     fn assignment(&self, g: &GroupId) -> Option<Assignment>;
+    /// Whether an endpoint is drained.
+    fn drained(&self, e: &EndpointId) -> bool;
 }
 
 /// Settings of the node-to-node channel.
@@ -152,13 +153,8 @@ pub(crate) async fn serve_peer(
                     bail!("endpoint {} is not in route {directive}", credential.endpoint);
                 }
                 let all = plane.outbox.lock().expect("outbox lock").store_credential(&directive, &credential)?;
-                let q = Queued {
-                    group: group.clone(),
-                    directive,
-                    height: a.since_height,
-                    routes: a.targets.clone(),
-                    credentials: all,
-                };
+                let mut q = plane.queued(&a);
+                q.credentials = all;
                 plane.enqueue_items(std::slice::from_ref(&q))?;
                 info!(pool = %peer, group = %group, endpoint = %credential.endpoint, "worker credentials received");
             }

@@ -16,7 +16,7 @@ use anyhow::{bail, Context, Result};
 use hashmesh_abci::core::Assignment;
 use hashmesh_abci::CommitNotice;
 use hashmesh_protocol::plane::{PlaneMsg, HEARTBEAT_REPORTS_MAX, PLANE_MSG_BYTES_MAX};
-use hashmesh_protocol::{AgentId, EndpointId, PoolId, TelemetryReport};
+use hashmesh_protocol::{AgentId, EndpointId, GroupId, PoolId, TelemetryReport};
 use hashmesh_scheduler::phi::PhiAccrual;
 use tokio::sync::{mpsc, Notify};
 use tracing::{info, warn};
@@ -171,16 +171,7 @@ impl Plane {
     /// Queue `assignments` for every agent that serves their groups; as the lender in a
     /// cross-pool route, queue our worker credentials for the borrower's node.
     fn enqueue(&self, assignments: &[Assignment]) -> Result<()> {
-        let items: Vec<Queued> = assignments
-            .iter()
-            .map(|a| Queued {
-                group: a.group.clone(),
-                directive: a.directive,
-                height: a.since_height,
-                routes: a.targets.clone(),
-                credentials: Vec::new(),
-            })
-            .collect();
+        let items: Vec<Queued> = assignments.iter().map(|a| self.queued(a)).collect();
         self.enqueue_items(&items)?;
         if let Some(cfg) = &self.peers {
             let mut any = false;
@@ -192,6 +183,40 @@ impl Plane {
             }
         }
         Ok(())
+    }
+
+    /// The instruction content for assignment `a`: its route, the credentials received for it,
+    /// and which of its endpoints are drained now (when committed state is available).
+    pub(crate) fn queued(&self, a: &Assignment) -> Queued {
+        let chain = self.peers.as_ref().map(|c| &c.chain);
+        let credentials = self.outbox.lock().expect("outbox lock").credentials_of(&a.directive).unwrap_or_default();
+        Queued {
+            group: a.group.clone(),
+            directive: a.directive,
+            height: a.since_height,
+            routes: a.targets.clone(),
+            credentials,
+            drained: a
+                .targets
+                .iter()
+                .filter(|t| chain.is_some_and(|c| c.drained(&t.endpoint)))
+                .map(|t| t.endpoint.clone())
+                .collect(),
+        }
+    }
+
+    /// An endpoint was drained or restored: re-send the current route of every served group
+    /// that targets it, with the new drained list.
+    fn on_endpoint_change(&self, e: &EndpointId) -> Result<()> {
+        let Some(cfg) = &self.peers else { return Ok(()) };
+        let groups: std::collections::BTreeSet<&GroupId> = self.registry.values().flat_map(|a| &a.groups).collect();
+        let items: Vec<Queued> = groups
+            .into_iter()
+            .filter_map(|g| cfg.chain.assignment(g))
+            .filter(|a| a.targets.iter().any(|t| t.endpoint == *e))
+            .map(|a| self.queued(&a))
+            .collect();
+        self.enqueue_items(&items)
     }
 
     /// Queue `items` for every agent that serves their groups (one durable write for all);
@@ -240,6 +265,9 @@ impl Plane {
     fn on_commit(&self, n: &CommitNotice) -> Result<()> {
         self.trust_pools();
         self.enqueue(&n.assignments)?;
+        for e in &n.endpoints {
+            self.on_endpoint_change(&e.id)?;
+        }
         let outbox = self.outbox.lock().expect("outbox lock");
         for r in &n.receipts {
             outbox.receipt_committed(&r.directive, &r.agent)?;
