@@ -175,6 +175,7 @@ fn arb_plane() -> impl Strategy<Value = PlaneMsg> {
                         password: w.to_string()
                     })
                     .collect(),
+                drained: t.iter().skip(2).take(1).map(|(e, _)| e.parse().unwrap()).collect(),
             })),
         (any::<u64>(), any::<[u8; 32]>(), any::<u64>()).prop_map(|(seq, d, t)| PlaneMsg::Ack {
             seq,
