@@ -182,10 +182,12 @@ async fn credentials_and_measurements_cross_the_plane_and_liars_are_cut_off() {
     assert_eq!(a.plane.metrics.refused.load(std::sync::atomic::Ordering::Relaxed), refused + lies.len() as u64);
     // A pool that is not on chain cannot even complete the handshake into a session.
     let stranger = connect(a.local_addr, &tls_identity(&key(3)).unwrap(), &trust, ALPN).await;
+    // (The client may see its side of the handshake finish before the node's refusal arrives.)
     if let Ok(conn) = stranger {
-        let (mut send, mut recv) = conn.open_bi().await.unwrap();
-        let _ = write_frame(&mut send, &PlaneMsg::PeerHello { pool: pool(3) }.encode()).await;
-        assert!(recv.read_to_end(64).await.is_err(), "the stranger got an answer");
+        if let Ok((mut send, mut recv)) = conn.open_bi().await {
+            let _ = write_frame(&mut send, &PlaneMsg::PeerHello { pool: pool(3) }.encode()).await;
+            assert!(recv.read_to_end(64).await.is_err(), "the stranger got an answer");
+        }
     }
     // The credentials stayed as they were.
     assert_eq!(creds(), vec![c]);
