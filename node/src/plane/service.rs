@@ -497,9 +497,13 @@ async fn read_loop(p: &Plane, agent: AgentId, recv: &mut quinn::RecvStream) -> R
     while let Some(bytes) = read_frame(recv, PLANE_MSG_BYTES_MAX).await? {
         match PlaneMsg::decode(&bytes).context("unknown or malformed message")? {
             PlaneMsg::Ack { seq, directive, applied_at_ms } => {
-                let outbox = p.outbox.lock().expect("outbox lock");
-                let before = outbox.acked(&agent)?;
-                if !outbox.ack(&agent, seq, &directive, applied_at_ms)? {
+                // Lock order: never hold the outbox while taking `live` (status() takes `live` first).
+                let (before, matched) = {
+                    let outbox = p.outbox.lock().expect("outbox lock");
+                    let before = outbox.acked(&agent)?;
+                    (before, outbox.ack(&agent, seq, &directive, applied_at_ms)?)
+                };
+                if !matched {
                     bail!("acknowledgement of seq {seq} / {directive} matches no instruction");
                 }
                 if seq > before {
