@@ -460,6 +460,7 @@ async fn serve(p: Arc<Plane>, conn: quinn::Connection) -> Result<()> {
     }
     let writer = {
         let p = Arc::clone(&p);
+        // Runs until the connection fails (a write error) or the session ends (aborted below).
         tokio::spawn(async move {
             let mut sent = p.outbox.lock().expect("outbox lock").acked(&agent)?;
             loop {
@@ -479,7 +480,7 @@ async fn serve(p: Arc<Plane>, conn: quinn::Connection) -> Result<()> {
                 }
             }
             #[allow(unreachable_code)]
-            Ok::<(), anyhow::Error>(())
+            Ok::<(), anyhow::Error>(()) // the loop only ends by `?`; this names the task's type
         })
     };
     let result = read_loop(&p, agent, &mut recv).await;

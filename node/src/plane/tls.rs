@@ -8,7 +8,7 @@ use std::sync::{Arc, RwLock};
 
 use anyhow::{Context, Result};
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::crypto::{verify_tls12_signature, verify_tls13_signature, CryptoProvider, WebPkiSupportedAlgorithms};
+use rustls::crypto::{verify_tls13_signature, CryptoProvider, WebPkiSupportedAlgorithms};
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::{DigitallySignedStruct, DistinguishedName, Error, SignatureScheme};
@@ -76,6 +76,11 @@ impl Pinned {
     }
 }
 
+/// Both sides offer TLS 1.3 only, so a TLS 1.2 signature is never legitimately asked for.
+fn tls12_refused() -> Result<HandshakeSignatureValid, Error> {
+    Err(Error::General("TLS 1.2 is not offered on the hashmesh plane".into()))
+}
+
 impl ClientCertVerifier for Pinned {
     fn root_hint_subjects(&self) -> &[DistinguishedName] {
         &[]
@@ -90,11 +95,11 @@ impl ClientCertVerifier for Pinned {
     }
     fn verify_tls12_signature(
         &self,
-        m: &[u8],
-        c: &CertificateDer<'_>,
-        d: &DigitallySignedStruct,
+        _: &[u8],
+        _: &CertificateDer<'_>,
+        _: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, Error> {
-        verify_tls12_signature(m, c, d, &self.algs)
+        tls12_refused()
     }
     fn verify_tls13_signature(
         &self,
@@ -122,11 +127,11 @@ impl ServerCertVerifier for Pinned {
     }
     fn verify_tls12_signature(
         &self,
-        m: &[u8],
-        c: &CertificateDer<'_>,
-        d: &DigitallySignedStruct,
+        _: &[u8],
+        _: &CertificateDer<'_>,
+        _: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, Error> {
-        verify_tls12_signature(m, c, d, &self.algs)
+        tls12_refused()
     }
     fn verify_tls13_signature(
         &self,
