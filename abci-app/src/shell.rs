@@ -137,6 +137,10 @@ pub struct AppHandle {
     store: Store,
     metrics: Arc<AppMetrics>,
     hooks: Arc<Mutex<Vec<CommitHook>>>,
+    /// The last committed state, published after each commit once someone asked for it
+    /// ([`AppHandle::committed_state`]); readers never see a finalized-but-uncommitted block.
+    committed: Arc<Mutex<Option<Arc<State>>>>,
+    publish: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// Stop the process: a local fault that must not become a result.
@@ -163,7 +167,29 @@ impl AppHandle {
             store,
             metrics,
             hooks: Arc::default(),
+            committed: Arc::default(),
+            publish: Arc::default(),
         })
+    }
+
+    /// The committed state, read at one height (a snapshot: later commits do not change it).
+    /// `None` before genesis. The first call turns publishing on; from then on every commit
+    /// publishes a copy.
+    #[must_use]
+    pub fn committed_state(&self) -> Option<Arc<State>> {
+        if !self.publish.swap(true, Ordering::SeqCst) {
+            let inner = self.lock();
+            if inner.uncommitted.is_none() {
+                self.publish_state(inner.state.as_ref());
+            }
+        }
+        self.committed.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
+    }
+
+    fn publish_state(&self, state: Option<&State>) {
+        if self.publish.load(Ordering::SeqCst) {
+            *self.committed.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = state.cloned().map(Arc::new);
+        }
     }
 
     /// Call `hook` after every commit (after the block is on disk). Hooks run on the ABCI
@@ -267,6 +293,7 @@ impl Application for AppHandle {
         let app_hash = state.app_hash().to_vec();
         inner.state = Some(state);
         inner.uncommitted = None;
+        self.publish_state(inner.state.as_ref());
         ResponseInitChain { consensus_params: None, validators: Vec::new(), app_hash: app_hash.into() }
     }
 
@@ -380,6 +407,7 @@ impl Application for AppHandle {
             fatal("Commit without a finalized block");
         };
         self.store.commit(&writes, height, &hash).unwrap_or_else(|e| fatal(&e.to_string()));
+        self.publish_state(inner.state.as_ref());
         let hooks = self.hooks.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
         if !hooks.is_empty() {
             let notice = CommitNotice::from_writes(height, &writes);

@@ -12,16 +12,18 @@ use hashmesh_abci::{AppHandle, Store};
 
 use crate::live::epoch::{LiveMetrics, Scheduler};
 use crate::live::source::{AgentSource, SyntheticSource, TelemetrySource};
+use crate::live::Source;
 use crate::rpc::Rpc;
-use tracing::{info, warn};
+use crate::signer::Signer;
+use tracing::{error, info, warn};
 
 use crate::home::Home;
-use crate::plane::identity::tls_identity;
-use crate::plane::outbox::Outbox;
 use crate::plane::peers::{ChainView, PeerConfig};
 use crate::plane::service::{self, PlaneHandle, PlaneOptions};
+use crate::plane::store::PlaneStore;
 use crate::plane::{receipts, registry};
 use hashmesh_abci::core::{keys, Assignment, EndpointRecord, GroupRecord, KvRead, PoolRecord};
+use hashmesh_plane::transport::identity::tls_identity;
 use hashmesh_protocol::{codec, EndpointId, GroupId, PoolId};
 
 /// Start the daemon and block until the ABCI server stops.
@@ -29,13 +31,17 @@ use hashmesh_protocol::{codec, EndpointId, GroupId, PoolId};
 /// # Errors
 /// If the state cannot be opened or a port cannot be bound.
 pub fn run(home: &Home) -> Result<()> {
+    exit_on_panic();
+    inject_panic_if_asked()?;
     let dir = home.state_dir();
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     let store = Store::open(&dir)
         .with_context(|| format!("opening state in {}; is another `hashmesh start` using this home?", dir.display()))?;
     let app = AppHandle::new(store).context("loading committed state")?;
     let live = Arc::new(LiveMetrics::default());
-    let plane = if home.config.plane.listen.is_empty() { None } else { Some(start_plane(home, &app)?) };
+    let signer = Arc::new(Signer::new(home.signing_key()?, Rpc::new(&home.config.rpc), home.config.chain_id.clone()));
+    let plane =
+        if home.config.plane.listen.is_empty() { None } else { Some(start_plane(home, &app, Arc::clone(&signer))?) };
     if !home.config.metrics_listen.is_empty() {
         let (app_metrics, live) = (app.metrics(), Arc::clone(&live));
         let plane_metrics = plane.as_ref().map(|p| Arc::clone(&p.plane.metrics));
@@ -44,7 +50,7 @@ pub fn run(home: &Home) -> Result<()> {
         })?;
     }
     if home.config.scheduler.enabled {
-        start_scheduler(home, live, plane.as_ref().map(|p| Arc::clone(&p.plane)))?;
+        start_scheduler(home, &app, signer, live, plane.as_ref().map(|p| Arc::clone(&p.plane)))?;
     }
     let listener = TcpListener::bind(&home.config.abci_listen)
         .with_context(|| format!("binding ABCI on {}; is another node using it?", home.config.abci_listen))?;
@@ -64,11 +70,11 @@ pub fn run(home: &Home) -> Result<()> {
 ///
 /// # Errors
 /// If the key, registry or outbox cannot be loaded, or the UDP address cannot be bound.
-fn start_plane(home: &Home, app: &AppHandle) -> Result<PlaneHandle> {
+fn start_plane(home: &Home, app: &AppHandle, signer: Arc<Signer>) -> Result<PlaneHandle> {
     let key = home.signing_key()?;
     let id = tls_identity(&ed25519_dalek::SigningKey::from_bytes(&key.seed()))?;
     let registry = registry::load(&home.dir)?;
-    let outbox = Outbox::open(&home.state_dir().with_file_name("plane"))?;
+    let store = PlaneStore::open(&home.state_dir().with_file_name("plane"))?;
     let assignments: Vec<Assignment> = app
         .store()
         .scan_prefix(keys::ASSIGNMENT)
@@ -87,52 +93,73 @@ fn start_plane(home: &Home, app: &AppHandle) -> Result<PlaneHandle> {
         let addr = addr.parse().with_context(|| format!("[plane.peers] {pool} = {addr:?} must be HOST:PORT"))?;
         addrs.insert(pool, addr);
     }
-    let peers = PeerConfig {
-        me: key.pool_id(),
-        addrs,
-        chain: Arc::new(StoreView(app.store().clone())),
-        identity: tls_identity(&ed25519_dalek::SigningKey::from_bytes(&key.seed()))?,
-    };
-    let handle = service::start(outbox, registry, &id, &assignments, opts, Some(peers))?;
+    let peers =
+        PeerConfig { me: key.pool_id(), addrs, chain: Arc::new(StoreView(app.store().clone())), identity: id.clone() };
+    let handle = service::start(store, registry, &id, &assignments, opts, Some(peers))?;
     let commits = handle.commits.clone();
     app.on_commit(Arc::new(move |n| {
-        let _ = commits.send(n.clone());
+        // Bounded: a plane that falls behind makes the commit wait; a stopped plane is fatal.
+        if commits.blocking_send(n.clone()).is_err() {
+            error!("the instruction plane stopped; stopping the node");
+            std::process::exit(70);
+        }
     }));
-    receipts::spawn_sender(Arc::clone(&handle.plane), Rpc::new(&home.config.rpc), key, home.config.chain_id.clone())?;
+    receipts::spawn_sender(Arc::clone(&handle.plane), signer)?;
     eprintln!("hashmesh: instruction plane on udp {} ({agents} registered agents)", handle.local_addr);
     Ok(handle)
 }
 
-/// Start the live scheduling loop on its own thread. It waits for CometBFT's RPC to answer
-/// before its first epoch, so it can start before the chain does.
+/// A panic on any thread of the node is a broken invariant: stop the whole process (exit 70)
+/// rather than run on with a dead thread.
+fn exit_on_panic() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        default(info);
+        eprintln!("hashmesh: fatal: a thread panicked; stopping the node (exit 70)");
+        std::process::exit(70);
+    }));
+}
+
+/// Fault injection for the test that a panicking thread stops the node:
+/// `HASHMESH_FAULT_PANIC_AFTER_MS=N` panics a worker thread after N ms. Never set in production.
+fn inject_panic_if_asked() -> Result<()> {
+    let Ok(ms) = std::env::var("HASHMESH_FAULT_PANIC_AFTER_MS") else { return Ok(()) };
+    let ms: u64 = ms.parse().context("HASHMESH_FAULT_PANIC_AFTER_MS must be a number of ms")?;
+    warn!(ms, "fault injection: a worker thread will panic");
+    std::thread::Builder::new().name("fault-injection".into()).spawn(move || {
+        std::thread::sleep(Duration::from_millis(ms));
+        panic!("injected fault (HASHMESH_FAULT_PANIC_AFTER_MS)");
+    })?;
+    Ok(())
+}
+
+/// Start the live scheduling loop on its own thread. Epochs before genesis or before CometBFT
+/// answers fail and are retried, so it can start before the chain does.
 ///
 /// # Errors
-/// If the pool key cannot be loaded.
-fn start_scheduler(home: &Home, metrics: Arc<LiveMetrics>, plane: Option<Arc<service::Plane>>) -> Result<()> {
-    let key = home.signing_key()?;
+/// If the telemetry source cannot be built.
+fn start_scheduler(
+    home: &Home,
+    app: &AppHandle,
+    signer: Arc<Signer>,
+    metrics: Arc<LiveMetrics>,
+    plane: Option<Arc<service::Plane>>,
+) -> Result<()> {
     let settings = home.config.scheduler.clone();
-    let synthetic = SyntheticSource::new(home.dir.clone(), settings.seed);
-    let source: Box<dyn TelemetrySource> = match (settings.source.as_str(), plane) {
-        ("synthetic", _) => Box::new(synthetic),
-        ("agents", Some(plane)) => {
-            // Reports older than three epochs are stale; unmeasured endpoints stay synthetic.
-            Box::new(AgentSource::new(plane, 3 * settings.epoch_ms, synthetic))
+    let source: Box<dyn TelemetrySource> = match (settings.source, plane) {
+        (Source::Synthetic, _) => {
+            warn!("scheduler.source = \"synthetic\": the telemetry this node signs on chain is MODELLED, NOT MEASURED (a testnet setting)");
+            eprintln!("hashmesh: WARNING: scheduler.source = \"synthetic\" signs modelled telemetry on chain; use it on a testnet only");
+            Box::new(SyntheticSource::new(home.dir.clone(), settings.seed))
         }
-        ("agents", None) => anyhow::bail!("scheduler.source = \"agents\" needs the plane: set [plane] listen"),
-        (other, _) => anyhow::bail!("scheduler.source {other:?} is unknown; use \"synthetic\" or \"agents\""),
+        // Reports older than three epochs are stale.
+        (Source::Agents, Some(plane)) => Box::new(AgentSource::new(plane, 3 * settings.epoch_ms)),
+        (Source::Agents, None) => anyhow::bail!("scheduler.source = \"agents\" needs the plane: set [plane] listen"),
     };
-    let rpc = Rpc::new(&home.config.rpc);
-    let configured_chain = home.config.chain_id.clone();
+    let app = app.clone();
     std::thread::Builder::new().name("scheduler".into()).spawn(move || {
-        let chain_id = loop {
-            match rpc.status() {
-                Ok((chain, _, _)) if configured_chain.is_empty() => break chain,
-                Ok(_) => break configured_chain.clone(),
-                Err(_) => std::thread::sleep(Duration::from_secs(1)),
-            }
-        };
-        info!(epoch_ms = settings.epoch_ms, "scheduling loop started");
-        Scheduler::new(rpc, key, chain_id, settings, source, metrics).run();
+        info!(epoch_ms = settings.epoch_ms, source = ?settings.source, "scheduling loop started");
+        Scheduler::new(app, signer, settings, source, metrics).run();
     })?;
     Ok(())
 }

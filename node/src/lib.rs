@@ -2,7 +2,6 @@
 //! RPC client, auditing, and the local testnet tooling. IO lives here; rules live in
 //! `hashmesh-protocol` and `hashmesh-abci::core`.
 
-pub mod agent;
 pub mod audit;
 pub mod bench;
 pub mod daemon;
@@ -12,6 +11,7 @@ pub mod output;
 pub mod plane;
 pub mod query_cmd;
 pub mod rpc;
+pub mod signer;
 pub mod sim_cmd;
 pub mod testnet;
 pub mod tx_cmd;

@@ -1,7 +1,7 @@
 //! `hashmesh tx …`: build, sign, broadcast and wait for a transaction.
 
 use std::path::Path;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use hashmesh_protocol::{Body, DirectiveId, EndpointId, RouteTarget, SignedTx, UnsignedTx};
@@ -43,13 +43,7 @@ pub fn parse_targets(items: &[String]) -> Result<Vec<RouteTarget>> {
         .collect()
 }
 
-/// A fresh nonce: microseconds since the Unix epoch, and always above `after` (the last nonce
-/// this process used), so one process never repeats itself even within a microsecond.
-#[must_use]
-pub fn fresh_nonce(after: u64) -> u64 {
-    let d = SystemTime::now().duration_since(UNIX_EPOCH).expect("clock after 1970");
-    u64::try_from(d.as_micros()).expect("microseconds fit u64 until 2554").max(after + 1)
-}
+pub use crate::signer::fresh_nonce;
 
 /// Resolve the chain id: flag, then config, then CometBFT `/status`.
 ///

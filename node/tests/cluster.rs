@@ -323,8 +323,8 @@ fn four_validator_cluster_end_to_end() {
     let last_id = last["id"].as_str().unwrap().to_owned();
     for agent in &a.agents {
         wait_until("the agent to apply pool-a's route", Duration::from_secs(30), || {
-            let s = hashmesh_node::agent::AgentState::load(&agent.home).unwrap_or_default();
-            s.routes.get(&a.groups[0]).is_some_and(|r| r.directive == last_id)
+            let s = hashmesh_agent::home::load_state(&agent.home).unwrap_or_default();
+            s.routes.get(&a.groups[0].parse().unwrap()).is_some_and(|r| r.directive.to_hex() == last_id)
         });
     }
     let receipted = || {
@@ -350,9 +350,9 @@ fn four_validator_cluster_end_to_end() {
     let mut password = String::new();
     for agent in &a.agents {
         wait_until("credentials at pool-a's agents", Duration::from_secs(60), || {
-            let s = hashmesh_node::agent::AgentState::load(&agent.home).unwrap_or_default();
-            s.routes.get(&a.groups[1]).is_some_and(|r| {
-                r.directive == cross_id
+            let s = hashmesh_agent::home::load_state(&agent.home).unwrap_or_default();
+            s.routes.get(&a.groups[1].parse().unwrap()).is_some_and(|r| {
+                r.directive.to_hex() == cross_id
                     && r.credentials.iter().any(|c| {
                         password.clone_from(&c.password);
                         c.endpoint.as_str() == b.endpoints[1] && c.password.len() == 32

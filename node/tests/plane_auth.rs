@@ -5,9 +5,9 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use ed25519_dalek::SigningKey;
-use hashmesh_node::plane::endpoint::{connect, remote_key, server};
-use hashmesh_node::plane::identity::tls_identity;
-use hashmesh_node::plane::tls::{Role, Trust, ALPN};
+use hashmesh_plane::transport::endpoint::{connect, remote_key, server};
+use hashmesh_plane::transport::identity::tls_identity;
+use hashmesh_plane::transport::tls::{Role, Trust, ALPN};
 use tokio::time::timeout;
 
 const LIMIT: Duration = Duration::from_secs(10);
@@ -78,7 +78,7 @@ async fn only_pinned_keys_over_tls13_with_our_alpn_get_in() {
 #[test]
 fn the_server_offers_tls13_only() {
     let id = tls_identity(&SigningKey::from_bytes(&[9; 32])).unwrap();
-    let cfg = hashmesh_node::plane::tls::server_config(&id, &Trust::default()).unwrap();
+    let cfg = hashmesh_plane::transport::tls::server_config(&id, &Trust::default()).unwrap();
     assert!(cfg.alpn_protocols == vec![ALPN.to_vec()]);
     // A TLS 1.2-only client cannot agree on a version with this server: drive a handshake in
     // memory and expect the server to refuse it.

@@ -10,14 +10,16 @@ use std::time::{Duration, Instant};
 use ed25519_dalek::SigningKey;
 use hashmesh_abci::core::{Assignment, ReceiptRecord};
 use hashmesh_abci::CommitNotice;
-use hashmesh_node::agent::{self, AgentOptions, AgentState};
-use hashmesh_node::plane::endpoint::connect;
-use hashmesh_node::plane::frame::write_frame;
-use hashmesh_node::plane::identity::tls_identity;
-use hashmesh_node::plane::outbox::Outbox;
+use hashmesh_agent::home as agent;
+use hashmesh_agent::session::{run as run_agent, AgentOptions};
 use hashmesh_node::plane::registry::{self, Registry};
 use hashmesh_node::plane::service::{start, PlaneHandle, PlaneOptions};
-use hashmesh_node::plane::tls::{Role, Trust, ALPN};
+use hashmesh_node::plane::store::PlaneStore as Outbox;
+use hashmesh_plane::core::agent::AgentState;
+use hashmesh_plane::transport::endpoint::connect;
+use hashmesh_plane::transport::frame::write_frame;
+use hashmesh_plane::transport::identity::tls_identity;
+use hashmesh_plane::transport::tls::{Role, Trust, ALPN};
 use hashmesh_protocol::plane::PlaneMsg;
 use hashmesh_protocol::{AgentId, DirectiveId, PoolId, RouteTarget};
 
@@ -59,7 +61,7 @@ fn spawn_agent(home: &Path, node: SocketAddr) -> tokio::task::JoinHandle<()> {
         heartbeat: Duration::from_millis(200),
     };
     tokio::spawn(async move {
-        let _ = agent::run(opts).await;
+        let _ = run_agent(opts).await;
     })
 }
 
@@ -72,11 +74,11 @@ async fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
 }
 
 fn state(home: &Path) -> AgentState {
-    AgentState::load(home).unwrap_or_default()
+    agent::load_state(home).unwrap_or_default()
 }
 
 fn directive_of(home: &Path) -> Option<String> {
-    state(home).routes.get("pool-a/g-1").map(|r| r.directive.clone())
+    state(home).routes.get(&"pool-a/g-1".parse().unwrap()).map(|r| r.directive.to_hex())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -102,6 +104,7 @@ async fn routes_reach_every_agent_once_across_restarts_and_become_receipts() {
     // A commit while connected: delivered at once.
     node.commits
         .send(CommitNotice { height: 11, assignments: vec![assignment(2, 11)], receipts: vec![], ..Default::default() })
+        .await
         .unwrap();
     let d2 = DirectiveId([2; 32]).to_hex();
     wait_until("both agents apply route 2", || homes.iter().all(|h| directive_of(h).as_deref() == Some(&d2))).await;
@@ -118,6 +121,7 @@ async fn routes_reach_every_agent_once_across_restarts_and_become_receipts() {
     // Commit route 3 while it is down; it comes back and catches up, applying it once.
     node.commits
         .send(CommitNotice { height: 12, assignments: vec![assignment(3, 12)], receipts: vec![], ..Default::default() })
+        .await
         .unwrap();
     let d3 = DirectiveId([3; 32]).to_hex();
     wait_until("agent 1 applies route 3", || directive_of(&homes[1]).as_deref() == Some(&d3)).await;
@@ -130,6 +134,7 @@ async fn routes_reach_every_agent_once_across_restarts_and_become_receipts() {
     }
     node.commits
         .send(CommitNotice { height: 13, assignments: vec![assignment(4, 13)], receipts: vec![], ..Default::default() })
+        .await
         .unwrap();
     let queued = || Outbox::open(&node_dir.join("outbox")).is_err();
     assert!(queued(), "the running node holds its outbox");
@@ -153,7 +158,7 @@ async fn routes_reach_every_agent_once_across_restarts_and_become_receipts() {
         let p = &node.plane;
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
-            let r = p.outbox.lock().unwrap().pending_receipts(64).unwrap();
+            let r = p.pending_receipts(64);
             if r.len() == 8 || Instant::now() > deadline {
                 break r;
             }
@@ -171,9 +176,9 @@ async fn routes_reach_every_agent_once_across_restarts_and_become_receipts() {
             height: 14,
         })
         .collect();
-    node.commits.send(CommitNotice { height: 14, assignments: vec![], receipts, ..Default::default() }).unwrap();
+    node.commits.send(CommitNotice { height: 14, assignments: vec![], receipts, ..Default::default() }).await.unwrap();
     let plane = std::sync::Arc::clone(&node.plane);
-    wait_until("receipts cleared", || plane.outbox.lock().unwrap().pending_receipts(64).unwrap().is_empty()).await;
+    wait_until("receipts cleared", || plane.pending_receipts(64).is_empty()).await;
 
     // The published status shows both agents connected and the last directive.
     wait_until("status file", || {
@@ -214,6 +219,7 @@ async fn routes_reach_every_agent_once_across_restarts_and_become_receipts() {
 
     node.commits
         .send(CommitNotice { height: 15, assignments: vec![assignment(5, 15)], receipts: vec![], ..Default::default() })
+        .await
         .unwrap();
     let d5 = DirectiveId([5; 32]).to_hex();
     wait_until("others still served", || homes.iter().all(|h| directive_of(h).as_deref() == Some(&d5))).await;

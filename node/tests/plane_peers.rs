@@ -11,16 +11,17 @@ use std::time::{Duration, Instant};
 use ed25519_dalek::SigningKey;
 use hashmesh_abci::core::{Assignment, EndpointRecord};
 use hashmesh_abci::CommitNotice;
-use hashmesh_node::agent::{self, AgentOptions, AgentState};
-use hashmesh_node::live::source::{AgentSource, SyntheticSource, TelemetrySource};
-use hashmesh_node::plane::endpoint::connect;
-use hashmesh_node::plane::frame::write_frame;
-use hashmesh_node::plane::identity::tls_identity;
-use hashmesh_node::plane::outbox::Outbox;
+use hashmesh_agent::home as agent;
+use hashmesh_agent::session::{run as run_agent, AgentOptions};
+use hashmesh_node::live::source::{AgentSource, TelemetrySource};
 use hashmesh_node::plane::peers::{ChainView, PeerConfig};
 use hashmesh_node::plane::registry;
 use hashmesh_node::plane::service::{start, PlaneOptions};
-use hashmesh_node::plane::tls::{Role, Trust, ALPN};
+use hashmesh_node::plane::store::PlaneStore as Outbox;
+use hashmesh_plane::transport::endpoint::connect;
+use hashmesh_plane::transport::frame::write_frame;
+use hashmesh_plane::transport::identity::tls_identity;
+use hashmesh_plane::transport::tls::{Role, Trust, ALPN};
 use hashmesh_protocol::plane::{PlaneMsg, WorkerCredential};
 use hashmesh_protocol::{DirectiveId, EndpointId, GroupId, PoolId, RouteTarget, TelemetryReport};
 
@@ -112,7 +113,7 @@ async fn credentials_and_measurements_cross_the_plane_and_liars_are_cut_off() {
         heartbeat: Duration::from_secs(1),
     };
     let agent_task = tokio::spawn(async move {
-        let _ = agent::run(ao).await;
+        let _ = run_agent(ao).await;
     });
     // Lender b: the committed cross route makes it send credentials for b/ep-1 to a.
     let b = start(
@@ -125,10 +126,10 @@ async fn credentials_and_measurements_cross_the_plane_and_liars_are_cut_off() {
     )
     .unwrap();
     let creds = || {
-        AgentState::load(&agent_home)
+        agent::load_state(&agent_home)
             .unwrap_or_default()
             .routes
-            .get("pool-a/g-1")
+            .get(&"pool-a/g-1".parse().unwrap())
             .map(|r| r.credentials.clone())
             .unwrap_or_default()
     };
@@ -136,9 +137,9 @@ async fn credentials_and_measurements_cross_the_plane_and_liars_are_cut_off() {
     let c = creds()[0].clone();
     assert_eq!(c.endpoint.as_str(), "pool-b/ep-1");
     assert!(c.user.ends_with(".pool-a/g-1") && c.password.len() == 32, "{c:?}");
-    let st = AgentState::load(&agent_home).unwrap();
+    let st = agent::load_state(&agent_home).unwrap();
     assert_eq!(st.applied_count, 1, "credentials update the route in effect, they are not a new route");
-    wait_until("b's queue drained", || b.plane.outbox.lock().unwrap().credentials_to_send().unwrap().is_empty()).await;
+    wait_until("b's queue drained", || b.plane.credentials_queued() == 0).await;
 
     // Lies on the peer channel: each closes that connection, with b's real key.
     let trust = Trust::default();
@@ -213,12 +214,12 @@ async fn credentials_and_measurements_cross_the_plane_and_liars_are_cut_off() {
     let ours: EndpointId = "pool-a/ep-1".parse().unwrap();
     wait_until("the agent's report at the node", || a.plane.fresh_report(&ours, 60_000).is_some()).await;
     assert!(a.plane.fresh_report(&"pool-b/ep-1".parse().unwrap(), 60_000).is_none());
-    let mut source = AgentSource::new(Arc::clone(&a.plane), 60_000, SyntheticSource::new(tmp.path().into(), 1));
-    let measured = source.sample("pool-a/ep-1", 0, 1, 99);
-    assert_eq!((measured.epoch, measured.latency_ms_p50, measured.cpu_bp), (99, 42, 1234), "the node's epoch");
-    let modelled = source.sample("pool-a/ep-2", 0, 1_000, 100);
-    assert_eq!(modelled.epoch, 100);
-    assert_ne!(modelled.latency_ms_p50, 42, "unmeasured endpoints fall back to the model");
+    let mut source = AgentSource::new(Arc::clone(&a.plane), 60_000);
+    let ep2: EndpointId = "pool-a/ep-2".parse().unwrap();
+    let measured = source.measure(&[(ours.clone(), 0, 1), (ep2.clone(), 0, 1_000)], 99);
+    let m = measured[&ours];
+    assert_eq!((m.epoch, m.latency_ms_p50, m.cpu_bp), (99, 42, 1234), "the node's epoch");
+    assert!(!measured.contains_key(&ep2), "an endpoint no agent measured gets no report");
     // Draining a/ep-1 re-sends the route with it marked: the agent spreads its share over the
     // rest; restoring it undoes that. Neither is a new route in effect.
     let record = |drained: bool| EndpointRecord {
@@ -229,17 +230,24 @@ async fn credentials_and_measurements_cross_the_plane_and_liars_are_cut_off() {
         region: "local".into(),
         drained,
     };
-    let in_effect = || AgentState::load(&agent_home).unwrap().routes["pool-a/g-1"].effective();
+    let in_effect = || {
+        agent::load_state(&agent_home).unwrap().routes[&"pool-a/g-1".parse::<hashmesh_protocol::GroupId>().unwrap()]
+            .effective()
+    };
     DRAINED.lock().unwrap().push("pool-a/ep-1".into());
-    a.commits.send(CommitNotice { height: 20, endpoints: vec![record(true)], ..Default::default() }).unwrap();
+    a.commits.send(CommitNotice { height: 20, endpoints: vec![record(true)], ..Default::default() }).await.unwrap();
     let only_b = vec![RouteTarget { endpoint: "pool-b/ep-1".parse().unwrap(), weight_bp: 10_000 }];
     wait_until("the drain at the agent", || in_effect() == only_b).await;
     DRAINED.lock().unwrap().clear();
-    a.commits.send(CommitNotice { height: 21, endpoints: vec![record(false)], ..Default::default() }).unwrap();
+    a.commits.send(CommitNotice { height: 21, endpoints: vec![record(false)], ..Default::default() }).await.unwrap();
     wait_until("the restore at the agent", || in_effect() == cross().targets).await;
-    let st = AgentState::load(&agent_home).unwrap();
+    let st = agent::load_state(&agent_home).unwrap();
     assert_eq!(st.applied_count, 1, "drains and restores change the route in effect, not the route");
-    assert_eq!(st.routes["pool-a/g-1"].credentials.len(), 1, "credentials kept across the re-sends");
+    assert_eq!(
+        st.routes[&"pool-a/g-1".parse::<hashmesh_protocol::GroupId>().unwrap()].credentials.len(),
+        1,
+        "credentials kept across the re-sends"
+    );
 
     agent_task.abort();
     a.close();

@@ -5,7 +5,8 @@
 //! - the transaction envelope ([`SignedTx`]) and its bodies ([`Body`]),
 //! - the one canonical encoding ([`codec`], bincode 2.0.1 behind a single module),
 //! - signing over domain-separated bytes and strict verification ([`signing`]),
-//! - the named limits ([`limits`]) and the stable rejection codes ([`RejectCode`]).
+//! - the named limits ([`limits`]) and the stable rejection codes ([`RejectCode`]),
+//! - the integer rules the chain enforces and the planner plans with ([`rules`]).
 #![deny(clippy::float_arithmetic)]
 
 pub mod body;
@@ -14,6 +15,7 @@ pub mod codes;
 pub mod ids;
 pub mod limits;
 pub mod plane;
+pub mod rules;
 pub mod signing;
 pub mod tx;
 

@@ -23,3 +23,21 @@ pub const GROUPS_PER_POOL_MAX: usize = 1024;
 pub const VOTE_WINDOW_BLOCKS_MAX: u64 = 100_000;
 /// Most directives one history query returns.
 pub const HISTORY_PAGE_MAX: u32 = 1000;
+
+/// Most instructions queued and not yet acknowledged for one agent; beyond it the node
+/// compacts the agent's queue to the latest route of each of its groups.
+pub const INSTRUCTIONS_OUTSTANDING_PER_AGENT_MAX: usize = 1024;
+/// Most instructions in one write to an agent (a long-disconnected agent catches up in
+/// bounded chunks; QUIC flow control bounds what is in flight).
+pub const WRITE_BATCH_INSTRUCTIONS_MAX: usize = 512;
+/// Most receipts a node keeps waiting to go on chain.
+pub const RECEIPTS_PENDING_MAX: usize = 65_536;
+/// Most endpoints whose latest agent report a node keeps.
+pub const REPORTS_KEPT_MAX: usize = 4096;
+/// Most receipts recorded on chain for one directive (agents serving its group).
+pub const RECEIPTS_PER_DIRECTIVE_MAX: usize = 256;
+/// Most commit notices waiting for the plane (a slower plane makes commits wait, never drops them).
+pub const COMMIT_NOTICES_QUEUED_MAX: usize = 1024;
+/// Most miner groups one agent serves (so a resynchronised queue — one route per group —
+/// always fits under [`INSTRUCTIONS_OUTSTANDING_PER_AGENT_MAX`]).
+pub const GROUPS_PER_AGENT_MAX: usize = 256;

@@ -1,6 +1,7 @@
 //! The source article's health score:
 //! `0.3·(1−cpu) + 0.3·(1−mem) + 0.2·(1−latency/200 ms) + 0.2·(1−error_rate)`,
-//! each term clamped to [0, 1], with the weights configurable.
+//! each term clamped to [0, 1], with the weights configurable. Its integer form, the one on chain,
+//! is `hashmesh_protocol::rules::health_bp`; `tests/properties.rs` shows the two agree within 1 bp.
 
 use crate::telemetry::Telemetry;
 
@@ -48,16 +49,6 @@ pub fn health(t: &Telemetry, w: &HealthWeights) -> f64 {
     unit(s / total)
 }
 
-/// The integer form used on chain: health in basis points (0..=10 000) from integer inputs —
-/// cpu, memory and error rate in basis points, latency in ms — with the article's weights
-/// (30/30/20/20 %) and a 200 ms latency ceiling. No floats, no rounding surprises.
-#[must_use]
-pub fn health_bp(cpu_bp: u32, memory_bp: u32, latency_ms: u32, error_bp: u32) -> u32 {
-    let inv = |x: u32| 10_000 - x.min(10_000);
-    let latency_term = 10_000u32.saturating_sub(latency_ms.min(200) * 50);
-    (3 * inv(cpu_bp) + 3 * inv(memory_bp) + 2 * latency_term + 2 * inv(error_bp)) / 10
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -67,8 +58,5 @@ mod tests {
         let t = Telemetry { cpu: 0.5, memory: 0.2, latency_ms_p50: 50, error_rate: 0.1, ..Telemetry::default() };
         let expected = 0.3 * 0.5 + 0.3 * 0.8 + 0.2 * 0.75 + 0.2 * 0.9;
         assert!((health(&t, &HealthWeights::default()) - expected).abs() < 1e-12);
-        assert_eq!(health_bp(5000, 2000, 50, 1000), 7200);
-        assert_eq!(health_bp(0, 0, 0, 0), 10_000);
-        assert_eq!(health_bp(10_000, 10_000, 500, 10_000), 0);
     }
 }

@@ -33,6 +33,9 @@ pub struct PlanEndpoint {
     pub ramp: f64,
     /// Median submit latency, ms (0 when unknown).
     pub latency_ms: f64,
+    /// Load already on the endpoint from groups the planner is not placing (other pools'
+    /// groups), H/s.
+    pub base_load_hs: f64,
 }
 
 /// A miner group and its current route.
@@ -161,7 +164,7 @@ fn target(g: &PlanGroup, eps: &[PlanEndpoint], other: &[f64], cfg: &PlannerConfi
 /// Propose moves for this epoch.
 #[must_use]
 pub fn plan(groups: &[PlanGroup], eps: &[PlanEndpoint], cfg: &PlannerConfig, now_ms: u64) -> Vec<Move> {
-    let mut load = vec![0.0f64; eps.len()];
+    let mut load: Vec<f64> = eps.iter().map(|e| e.base_load_hs).collect();
     let add = |load: &mut Vec<f64>, g: &PlanGroup, route: &[(usize, u16)], sign: f64| {
         for &(e, w) in route {
             load[e] += sign * g.hashrate_hs as f64 * f64::from(w) / 10_000.0;

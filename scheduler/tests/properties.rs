@@ -2,11 +2,12 @@
 //! that never pick a down endpoint, and a planner that never targets an unusable endpoint and
 //! does not flap under constant input.
 
+use hashmesh_protocol::rules::health_bp;
 use hashmesh_scheduler::balancer::{
     ArticleDynamicWeights, ArticleScore, Balancer, EndpointView, EwmaTiers, LeastConnections, PeakEwmaP2c, RoundRobin,
     SmoothWeighted, StaticWeights,
 };
-use hashmesh_scheduler::health::{health, health_bp, HealthWeights};
+use hashmesh_scheduler::health::{health, HealthWeights};
 use hashmesh_scheduler::phi::{Backoff, PhiAccrual};
 use hashmesh_scheduler::planner::{plan, PlanEndpoint, PlanGroup, PlannerConfig};
 use hashmesh_scheduler::ramp::Ramp;
@@ -46,6 +47,7 @@ fn view() -> impl Strategy<Value = EndpointView> {
 fn endpoint() -> impl Strategy<Value = PlanEndpoint> {
     (0usize..2, 1u64..1000, 0.0..1.0f64, any::<bool>(), any::<bool>(), 0.0..1.0f64, 0.0..500.0f64).prop_map(
         |(owner, cap, health, drained, ejected, ramp, latency_ms)| PlanEndpoint {
+            base_load_hs: 0.0,
             id: String::new(),
             owner: format!("pool-{owner}"),
             capacity_hs: cap * 1_000_000,
@@ -116,6 +118,21 @@ proptest! {
         prop_assert!(health_bp(c, m + di, lat, e) <= hb);
         prop_assert!(health_bp(c, m, lat + dl, e) <= hb);
         prop_assert!(health_bp(c, m, lat, e + di) <= hb);
+    }
+
+    #[test]
+    fn float_and_integer_health_agree_within_one_bp(c in 0u32..=10_000, m in 0u32..=10_000, lat in 0u32..1000,
+                                                     e in 0u32..=10_000) {
+        let t = Telemetry {
+            cpu: f64::from(c) / 1e4,
+            memory: f64::from(m) / 1e4,
+            latency_ms_p50: lat,
+            error_rate: f64::from(e) / 1e4,
+            ..Telemetry::default()
+        };
+        let float_bp = health(&t, &HealthWeights::default()) * 1e4;
+        let int_bp = f64::from(health_bp(c, m, lat, e));
+        prop_assert!((float_bp - int_bp).abs() <= 1.0, "float {} vs integer {}", float_bp, int_bp);
     }
 
     #[test]
@@ -284,6 +301,7 @@ fn phi_rises_with_silence_and_backoff_is_bounded_and_seeded() {
 
 fn ep(id: &str, owner: &str, health: f64) -> PlanEndpoint {
     PlanEndpoint {
+        base_load_hs: 0.0,
         id: id.into(),
         owner: owner.into(),
         capacity_hs: 1_000_000,

@@ -232,16 +232,11 @@ impl State {
         Ok(Some(st))
     }
 
-    /// The share of group hashrate one route target carries, H/s.
-    pub(crate) fn share_hs(hashrate_hs: u64, weight_bp: u16) -> u128 {
-        u128::from(hashrate_hs) * u128::from(weight_bp) / u128::from(hashmesh_protocol::BASIS_POINTS_TOTAL)
-    }
-
     /// Add (or remove) an assignment's shares to the derived endpoint loads.
     pub(crate) fn add_load(&mut self, a: &Assignment, add: bool) {
         let hashrate = self.groups.get(&a.group).map_or(0, |g| g.hashrate_hs);
         for t in &a.targets {
-            let share = Self::share_hs(hashrate, t.weight_bp);
+            let share = hashmesh_protocol::rules::share_hs(hashrate, t.weight_bp);
             let slot = self.endpoint_load_hs.entry(t.endpoint.clone()).or_insert(0);
             *slot =
                 if add { slot.checked_add(share) } else { slot.checked_sub(share) }.expect("endpoint load in range");
@@ -279,7 +274,7 @@ impl State {
         for a in self.assignments.values() {
             let hashrate = self.groups[&a.group].hashrate_hs;
             for t in &a.targets {
-                *load.entry(&t.endpoint).or_insert(0) += Self::share_hs(hashrate, t.weight_bp);
+                *load.entry(&t.endpoint).or_insert(0) += hashmesh_protocol::rules::share_hs(hashrate, t.weight_bp);
             }
         }
         for (e, l) in &self.endpoint_load_hs {
@@ -332,5 +327,29 @@ impl State {
     #[must_use]
     pub fn endpoint(&self, id: &EndpointId) -> Option<&EndpointRecord> {
         self.endpoints.get(id)
+    }
+    /// Every endpoint.
+    pub fn endpoints(&self) -> impl Iterator<Item = &EndpointRecord> {
+        self.endpoints.values()
+    }
+    /// Every miner group.
+    pub fn groups(&self) -> impl Iterator<Item = &GroupRecord> {
+        self.groups.values()
+    }
+    /// One group's assignment.
+    #[must_use]
+    pub fn assignment(&self, group: &GroupId) -> Option<&Assignment> {
+        self.assignments.get(group)
+    }
+    /// An endpoint's latest telemetry if it is fresh (committed within `telemetry_stale_blocks`).
+    #[must_use]
+    pub fn fresh_telemetry(&self, endpoint: &EndpointId) -> Option<&TelemetryRecord> {
+        let t = self.telemetry.get(endpoint)?;
+        (t.height + self.params.telemetry_stale_blocks >= self.height).then_some(t)
+    }
+    /// Hashrate the committed assignments route to `endpoint`, H/s.
+    #[must_use]
+    pub fn endpoint_load_hs(&self, endpoint: &EndpointId) -> u128 {
+        self.endpoint_load_hs.get(endpoint).copied().unwrap_or(0)
     }
 }

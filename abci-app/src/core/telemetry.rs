@@ -1,8 +1,8 @@
 //! Telemetry on chain: keeping each endpoint's latest report with its integer health, and the
 //! two routing rules it drives — the health floor and the capacity limit.
 
+use hashmesh_protocol::rules::{load_limit_hs, report_health_bp, share_hs};
 use hashmesh_protocol::{codec, EndpointId, PoolId, RejectCode, RouteTarget, TelemetryReport};
-use hashmesh_scheduler::health::health_bp;
 
 use super::apply::{reject, Rejection};
 use super::events::Event;
@@ -33,9 +33,9 @@ impl State {
             let now = self.endpoint_load_hs.get(&t.endpoint).copied().unwrap_or(0);
             let mine = current
                 .and_then(|a| a.targets.iter().find(|x| x.endpoint == t.endpoint))
-                .map_or(0, |x| Self::share_hs(g.hashrate_hs, x.weight_bp));
-            let projected = now - mine + Self::share_hs(g.hashrate_hs, t.weight_bp);
-            let limit = u128::from(ep.capacity_hs) * u128::from(self.params.max_utilization_bp) / 10_000;
+                .map_or(0, |x| share_hs(g.hashrate_hs, x.weight_bp));
+            let projected = now - mine + share_hs(g.hashrate_hs, t.weight_bp);
+            let limit = load_limit_hs(ep.capacity_hs, self.params.max_utilization_bp);
             if projected > limit {
                 return reject(
                     RejectCode::CapacityExceeded,
@@ -49,8 +49,7 @@ impl State {
     /// Health from telemetry committed within `telemetry_stale_blocks`; `None` when unknown.
     #[must_use]
     pub fn fresh_health_bp(&self, endpoint: &EndpointId) -> Option<u32> {
-        let t = self.telemetry.get(endpoint)?;
-        (t.height + self.params.telemetry_stale_blocks >= self.height).then_some(t.health_bp)
+        self.fresh_telemetry(endpoint).map(|t| t.health_bp)
     }
 
     /// Keep an endpoint's latest report and its health; emit the `telemetry` event.
@@ -62,12 +61,7 @@ impl State {
         height: u64,
         writes: &mut WriteSet,
     ) -> (String, Event) {
-        let health_bp = health_bp(
-            u32::from(report.cpu_bp),
-            u32::from(report.memory_bp),
-            report.latency_ms_p50,
-            u32::from(report.error_bp),
-        );
+        let health_bp = report_health_bp(&report);
         let event = Event::new("telemetry")
             .with("endpoint", endpoint.as_str())
             .with("pool", pool.to_hex())

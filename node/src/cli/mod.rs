@@ -21,8 +21,9 @@ use hashmesh_node::tx_cmd::{self, TxOptions};
 use hashmesh_protocol::Body;
 use serde_json::json;
 
-use agents::{AgentCmd, AgentsCmd};
+use agents::AgentsCmd;
 use bench_cmd::BenchCmd;
+use hashmesh_agent::cli::AgentCmd;
 use report::ReportArgs;
 use sim::{SimArgs, SIM_HELP};
 
@@ -402,7 +403,7 @@ pub fn main() -> Result<i32> {
         }
         Cmd::Tx(args) => run_tx(args),
         Cmd::Sim(a) => sim::run(a),
-        Cmd::Agent { cmd } => agents::run_agent(cmd),
+        Cmd::Agent { cmd } => hashmesh_agent::cli::run(cmd),
         Cmd::Agents { cmd } => agents::run_agents(cmd),
         Cmd::Query(q) => run_query(q),
         Cmd::Status { conn, json } => {

@@ -9,6 +9,18 @@ pub mod source;
 
 use serde::{Deserialize, Serialize};
 
+/// Where the scheduling loop's measurements come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Source {
+    /// The pool's agents' measurements, sent in their heartbeats.
+    #[default]
+    Agents,
+    /// A model of endpoints steered by `chaos.json` — a testnet tool: its numbers are not
+    /// measurements.
+    Synthetic,
+}
+
 /// `[scheduler]` in a node's `config.toml`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -27,9 +39,9 @@ pub struct SchedulerSettings {
     pub max_moves_per_epoch: usize,
     /// Endpoints below this health are not targeted (0..=1; the chain's floor applies too).
     pub health_floor: f64,
-    /// Telemetry source: `synthetic` (a model steered by `chaos.json`) or `agents` (what the
-    /// pool's agents measure, synthetic for endpoints they do not report).
-    pub source: String,
+    /// Telemetry source: `agents` (what the pool's agents measure; unmeasured endpoints get no
+    /// report) or `synthetic` (a model steered by `chaos.json`, for the testnet only).
+    pub source: Source,
     /// Seed of the synthetic source.
     pub seed: u64,
 }
@@ -44,7 +56,7 @@ impl Default for SchedulerSettings {
             min_gain_bp: 500,
             max_moves_per_epoch: 4,
             health_floor: 0.3,
-            source: "synthetic".into(),
+            source: Source::Agents,
             seed: 1,
         }
     }

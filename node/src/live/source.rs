@@ -1,11 +1,13 @@
 //! Telemetry sources behind one trait: [`AgentSource`] (what the pool's agents measured, sent
-//! in their heartbeats), and [`SyntheticSource`], which models endpoints for the testnet;
-//! `testnet/chaos` degrades, kills or restores them by writing `chaos.json` in the node's home.
+//! in their heartbeats — the default; an endpoint no agent measured gets no report), and
+//! [`SyntheticSource`], a model of endpoints that only the testnet turns on
+//! (`scheduler.source = "synthetic"`, logged loudly at start); `testnet/chaos` degrades, kills
+//! or restores its endpoints by writing `chaos.json` in the node's home.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use hashmesh_protocol::TelemetryReport;
+use hashmesh_protocol::{EndpointId, TelemetryReport};
 use hashmesh_scheduler::rng::Rng;
 use serde::{Deserialize, Serialize};
 
@@ -27,8 +29,9 @@ pub enum EndpointCondition {
 
 /// Where measurements of this pool's endpoints come from.
 pub trait TelemetrySource: Send {
-    /// One epoch of measurements of `endpoint`, which carries `load_hs` of `capacity_hs`.
-    fn sample(&mut self, endpoint: &str, load_hs: u128, capacity_hs: u64, epoch: u64) -> TelemetryReport;
+    /// This epoch's measurements of `endpoints` — (id, committed load H/s, capacity H/s) — at
+    /// `epoch` (the node's clock, ms). Endpoints nothing measured are absent.
+    fn measure(&mut self, endpoints: &[(EndpointId, u128, u64)], epoch: u64) -> BTreeMap<EndpointId, TelemetryReport>;
 }
 
 /// A modelled endpoint fleet: utilisation drives CPU and latency, with seeded jitter.
@@ -58,7 +61,14 @@ fn bp(x: f64) -> u16 {
 }
 
 impl TelemetrySource for SyntheticSource {
-    fn sample(&mut self, endpoint: &str, load_hs: u128, capacity_hs: u64, epoch: u64) -> TelemetryReport {
+    fn measure(&mut self, endpoints: &[(EndpointId, u128, u64)], epoch: u64) -> BTreeMap<EndpointId, TelemetryReport> {
+        endpoints.iter().map(|(e, load, cap)| (e.clone(), self.sample(e.as_str(), *load, *cap, epoch))).collect()
+    }
+}
+
+impl SyntheticSource {
+    /// One modelled report of `endpoint`, which carries `load_hs` of `capacity_hs`.
+    pub fn sample(&mut self, endpoint: &str, load_hs: u128, capacity_hs: u64, epoch: u64) -> TelemetryReport {
         let util = (load_hs as f64 / capacity_hs.max(1) as f64).min(1.5);
         let jitter = self.rng.unit() - 0.5;
         let (cpu, memory, latency_ms, error_rate, served) = match self.condition(endpoint) {
@@ -88,33 +98,28 @@ impl TelemetrySource for SyntheticSource {
     }
 }
 
-/// Agents' measurements: the latest report any agent sent for the endpoint within `max_age_ms`;
-/// endpoints no agent measured fall back to `fallback` (so a pool can move to agents endpoint by
-/// endpoint).
+/// Agents' measurements: the latest report any agent sent for the endpoint within
+/// `max_age_ms`. An endpoint no agent measured gets nothing (nothing unmeasured goes on chain).
 pub struct AgentSource {
     plane: std::sync::Arc<crate::plane::service::Plane>,
     max_age_ms: u64,
-    fallback: SyntheticSource,
 }
 
 impl AgentSource {
-    /// Reports from `plane`, fresh within `max_age_ms`, else `fallback`.
+    /// Reports from `plane`, fresh within `max_age_ms`.
     #[must_use]
-    pub fn new(
-        plane: std::sync::Arc<crate::plane::service::Plane>,
-        max_age_ms: u64,
-        fallback: SyntheticSource,
-    ) -> Self {
-        Self { plane, max_age_ms, fallback }
+    pub fn new(plane: std::sync::Arc<crate::plane::service::Plane>, max_age_ms: u64) -> Self {
+        Self { plane, max_age_ms }
     }
 }
 
 impl TelemetrySource for AgentSource {
-    fn sample(&mut self, endpoint: &str, load_hs: u128, capacity_hs: u64, epoch: u64) -> TelemetryReport {
-        match endpoint.parse().ok().and_then(|e| self.plane.fresh_report(&e, self.max_age_ms)) {
+    fn measure(&mut self, endpoints: &[(EndpointId, u128, u64)], epoch: u64) -> BTreeMap<EndpointId, TelemetryReport> {
+        let fresh = self.plane.fresh_reports(self.max_age_ms);
+        endpoints
+            .iter()
             // The epoch is the node's: it must increase on chain whatever the agent's clock says.
-            Some(r) => TelemetryReport { epoch, ..r },
-            None => self.fallback.sample(endpoint, load_hs, capacity_hs, epoch),
-        }
+            .filter_map(|(e, _, _)| fresh.get(e).map(|r| (e.clone(), TelemetryReport { epoch, ..*r })))
+            .collect()
     }
 }

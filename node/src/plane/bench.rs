@@ -21,14 +21,16 @@ use hashmesh_protocol::plane::{Instruction, PlaneMsg, PLANE_MSG_BYTES_MAX};
 use hashmesh_protocol::{AgentId, DirectiveId, GroupId, PoolId, RouteTarget};
 use serde::Serialize;
 
-use super::endpoint::{connect, server};
-use super::frame::{read_frame, write_frame, FRAME_MAX};
-use super::identity::tls_identity;
-use super::outbox::{Outbox, Queued};
 use super::registry::{self, AgentEntry, Registry};
 use super::service::{start, PlaneOptions};
-use super::tls::{Role, Trust, ALPN};
-use crate::agent::{self, AgentOptions};
+use super::store::PlaneStore;
+use hashmesh_agent::home as agent_home;
+use hashmesh_agent::session::{self as agent, AgentOptions};
+use hashmesh_plane::core::node::{Persist, PersistBatch};
+use hashmesh_plane::transport::endpoint::{connect, server};
+use hashmesh_plane::transport::frame::{read_frame, write_frame, FRAME_MAX};
+use hashmesh_plane::transport::identity::tls_identity;
+use hashmesh_plane::transport::tls::{Role, Trust, ALPN};
 
 /// What to measure.
 #[derive(Debug, Clone, Copy)]
@@ -119,21 +121,26 @@ pub fn run(o: PlaneBenchOptions) -> Result<PlaneBenchReport> {
     // 2. Throughput over one connection, then a bare stream with the same frames.
     let client_key = SigningKey::from_bytes(&[43; 32]);
     let client = AgentId(client_key.verifying_key().to_bytes());
-    let out = Outbox::open(&tmp.path().join("outbox-throughput"))?;
-    let items: Vec<Queued> = (1..=o.instructions as u64)
+    // A backlog of `instructions` written straight into the plane database (a node restarting
+    // with an agent that has been away), so the run measures delivery alone.
+    let out = PlaneStore::open(&tmp.path().join("outbox-throughput"))?;
+    let mut ops: Vec<Persist> = (1..=o.instructions as u64)
         .map(|n| {
             let a = route(n);
-            Queued {
-                group: a.group,
+            let instruction = Instruction {
+                seq: n,
                 directive: a.directive,
                 height: a.since_height,
+                group: a.group,
                 routes: a.targets,
                 credentials: vec![],
                 drained: vec![],
-            }
+            };
+            Persist::Instruction { agent: client, instruction }
         })
         .collect();
-    out.enqueue_all(&client, &items)?;
+    ops.push(Persist::Cursor { agent: client, next_seq: o.instructions as u64 + 1, acked_seq: 0 });
+    out.apply(&PersistBatch { id: 0, ops })?;
     let sample = PlaneMsg::Instruction(Instruction {
         seq: 1,
         directive: route(1).directive,
@@ -224,12 +231,13 @@ fn latency_run(o: PlaneBenchOptions, dir: &std::path::Path, node_key: &SigningKe
     let mut homes = Vec::new();
     for i in 0..o.agents {
         let h = dir.join(format!("agent-{i}"));
-        let id = agent::init(&h)?;
+        let id = agent_home::init(&h)?;
         registry::add(&node_dir, id, vec![group.clone()])?;
         homes.push(h);
     }
     let opts = PlaneOptions { listen: "127.0.0.1:0".parse()?, phi_threshold: 8.0, status_dir: None };
-    let plane = start(Outbox::open(&node_dir.join("outbox"))?, registry::load(&node_dir)?, &node_id, &[], opts, None)?;
+    let plane =
+        start(PlaneStore::open(&node_dir.join("outbox"))?, registry::load(&node_dir)?, &node_id, &[], opts, None)?;
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     for h in &homes {
         let ao = AgentOptions {
@@ -245,7 +253,7 @@ fn latency_run(o: PlaneBenchOptions, dir: &std::path::Path, node_key: &SigningKe
     let m = Arc::clone(&plane.plane.metrics);
     wait(|| m.connected.load(Ordering::Relaxed) == o.agents as u64, "agents to connect")?;
     for c in 1..=o.commits as u64 {
-        plane.commits.send(CommitNotice {
+        plane.commits.blocking_send(CommitNotice {
             height: c,
             assignments: vec![route(c)],
             receipts: vec![],
@@ -254,7 +262,10 @@ fn latency_run(o: PlaneBenchOptions, dir: &std::path::Path, node_key: &SigningKe
         wait(|| m.acks.load(Ordering::Relaxed) == c * o.agents as u64, "acknowledgements")?;
         std::thread::sleep(Duration::from_millis(20));
     }
-    let mut lat = std::mem::take(&mut *m.ack_latencies.lock().expect("latency lock"));
+    let mut lat: Vec<Duration> = std::mem::take(&mut *m.ack_latencies_ms.lock().expect("latency lock"))
+        .into_iter()
+        .map(Duration::from_millis)
+        .collect();
     lat.sort();
     plane.close();
     rt.shutdown_timeout(Duration::from_secs(2));

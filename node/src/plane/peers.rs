@@ -1,9 +1,12 @@
 //! The node-to-node channel: when a cross-pool route becomes active, the lending pool's node
 //! (owner of a target endpoint) sends the borrowing pool's node (owner of the group) worker
-//! credentials for its endpoints; the borrower checks them against committed state and
-//! forwards them inside its agents' instructions. Peers are pinned by their committed pool
-//! keys. Credentials live only in node-local outboxes, plane messages and agents' state —
-//! never on chain.
+//! credentials for its endpoints; the borrower checks them against committed state and hands
+//! them to its plane, which forwards them inside its agents' instructions. Peers are pinned by
+//! their committed pool keys. Credentials live only in node-local databases, plane messages and
+//! agents' state — never on chain.
+//!
+//! Lender-side keys in the plane database: `c:` borrower ‖ directive ‖ endpoint → (group,
+//! credential) still to deliver; `s:` endpoint → this pool's worker password for it.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -12,15 +15,16 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use hashmesh_abci::core::Assignment;
+use hashmesh_plane::transport::endpoint::connect;
+use hashmesh_plane::transport::frame::{read_frame, write_frame};
+use hashmesh_plane::transport::identity::TlsIdentity;
+use hashmesh_plane::transport::tls::{Role, Trust, ALPN};
 use hashmesh_protocol::plane::{PlaneMsg, WorkerCredential, PLANE_MSG_BYTES_MAX};
-use hashmesh_protocol::{EndpointId, GroupId, PoolId};
+use hashmesh_protocol::{codec, DirectiveId, EndpointId, GroupId, PoolId};
 use tracing::{info, warn};
 
-use super::endpoint::connect;
-use super::frame::{read_frame, write_frame};
-use super::identity::TlsIdentity;
-use super::service::Plane;
-use super::tls::{Role, Trust, ALPN};
+use super::service::{Event, Plane};
+use super::store::{key, PlaneStore};
 
 /// What the plane may read of committed state.
 pub trait ChainView: Send + Sync {
@@ -48,41 +52,76 @@ pub struct PeerConfig {
     pub identity: TlsIdentity,
 }
 
+/// A credential a lender still has to deliver: the route, the borrower's group, the credential.
+pub type CredentialToSend = (DirectiveId, GroupId, WorkerCredential);
+
+/// Lender side: this pool's worker password for `endpoint` (created on first use).
+fn endpoint_secret(store: &PlaneStore, endpoint: &EndpointId) -> Result<String> {
+    let k = key(b"s:", &[endpoint.as_str().as_bytes()]);
+    if let Some(v) = store.db().get(&k)? {
+        return Ok(String::from_utf8_lossy(&v).into_owned());
+    }
+    let secret = hex::encode(&hashmesh_plane::host::keyfile::random_seed()[..16]);
+    store.db().insert(k, secret.as_bytes())?;
+    Ok(secret)
+}
+
 /// Lender side: queue credentials for our endpoints in `a` if its group belongs to another pool.
-pub(crate) fn queue_for(plane: &Plane, cfg: &PeerConfig, a: &Assignment) -> Result<bool> {
+///
+/// # Errors
+/// On storage errors.
+pub(crate) fn queue_for(store: &PlaneStore, cfg: &PeerConfig, a: &Assignment) -> Result<bool> {
     let Some(owner) = cfg.chain.group_owner(&a.group) else { return Ok(false) };
     if owner == cfg.me {
         return Ok(false);
     }
-    let outbox = plane.outbox.lock().expect("outbox lock");
     let mut queued = false;
     for t in &a.targets {
         if cfg.chain.endpoint_owner(&t.endpoint) == Some(cfg.me) {
             let c = WorkerCredential {
                 endpoint: t.endpoint.clone(),
                 user: format!("{}.{}", &owner.to_hex()[..12], a.group),
-                password: outbox.endpoint_secret(&t.endpoint)?,
+                password: endpoint_secret(store, &t.endpoint)?,
             };
-            outbox.queue_credential(&owner, &a.directive, &a.group, &c)?;
+            let k = key(b"c:", &[owner.as_bytes(), a.directive.as_bytes(), c.endpoint.as_str().as_bytes()]);
+            store.db().insert(k, codec::encode(&(a.group.clone(), c)))?;
             queued = true;
         }
     }
+    if queued {
+        store.db().flush()?;
+    }
     Ok(queued)
+}
+
+/// Lender side: credentials still to deliver, per borrowing pool.
+///
+/// # Errors
+/// On storage errors.
+pub fn credentials_to_send(store: &PlaneStore) -> Result<BTreeMap<PoolId, Vec<CredentialToSend>>> {
+    let mut out: BTreeMap<PoolId, Vec<_>> = BTreeMap::new();
+    for r in store.db().scan_prefix(b"c:") {
+        let (k, v) = r?;
+        let pool = PoolId(k.get(2..34).context("short key")?.try_into().expect("32 bytes"));
+        let directive = DirectiveId(k.get(34..66).context("short key")?.try_into().expect("32 bytes"));
+        let (group, c): (GroupId, WorkerCredential) = codec::decode_trusted(&v).context("stored credential")?;
+        out.entry(pool).or_default().push((directive, group, c));
+    }
+    Ok(out)
 }
 
 /// Lender side: deliver queued credentials until each borrower has acknowledged them.
 pub(crate) async fn sender_loop(plane: Arc<Plane>) {
     let Some(cfg) = plane.peers.as_ref() else { return };
     loop {
-        let pending = plane.outbox.lock().expect("outbox lock").credentials_to_send();
-        match pending {
+        match credentials_to_send(&plane.store) {
             Ok(by_pool) => {
                 for (pool, items) in by_pool {
                     let Some(addr) = cfg.addrs.get(&pool) else {
                         warn!(pool = %pool, "no [plane.peers] address for a borrowing pool; credentials wait");
                         continue;
                     };
-                    if let Err(e) = deliver(&plane, cfg, pool, *addr, &items).await {
+                    if let Err(e) = deliver(&plane.store, cfg, pool, *addr, &items).await {
                         warn!(pool = %pool, error = %format!("{e:#}"), "delivering credentials; will retry");
                     }
                 }
@@ -94,11 +133,11 @@ pub(crate) async fn sender_loop(plane: Arc<Plane>) {
 }
 
 async fn deliver(
-    plane: &Plane,
+    store: &PlaneStore,
     cfg: &PeerConfig,
     pool: PoolId,
     addr: SocketAddr,
-    items: &[super::outbox::CredentialToSend],
+    items: &[CredentialToSend],
 ) -> Result<()> {
     let trust = Trust::default();
     trust.insert(pool.0, Role::Node);
@@ -114,7 +153,7 @@ async fn deliver(
         let PlaneMsg::CredentialsAck { directive, endpoint } = PlaneMsg::decode(&f)? else {
             bail!("peer answered something other than CredentialsAck");
         };
-        plane.outbox.lock().expect("outbox lock").credential_delivered(&pool, &directive, &endpoint)?;
+        store.db().remove(key(b"c:", &[pool.as_bytes(), directive.as_bytes(), endpoint.as_str().as_bytes()]))?;
     }
     info!(pool = %pool, count = items.len(), "worker credentials delivered");
     conn.close(0u32.into(), b"done");
@@ -147,21 +186,21 @@ pub(crate) async fn serve_peer(
         if cfg.chain.endpoint_owner(&credential.endpoint) != Some(peer) {
             bail!("credentials for endpoint {}, which is not the sender's", credential.endpoint);
         }
+        let endpoint = credential.endpoint.clone();
         match cfg.chain.assignment(&group) {
             Some(a) if a.directive == directive => {
                 if !a.targets.iter().any(|t| t.endpoint == credential.endpoint) {
                     bail!("endpoint {} is not in route {directive}", credential.endpoint);
                 }
-                let all = plane.outbox.lock().expect("outbox lock").store_credential(&directive, &credential)?;
-                let mut q = plane.queued(&a);
-                q.credentials = all;
-                plane.enqueue_items(std::slice::from_ref(&q))?;
-                info!(pool = %peer, group = %group, endpoint = %credential.endpoint, "worker credentials received");
+                let (reply, stored) = tokio::sync::oneshot::channel();
+                plane.send(Event::Credential { directive, credential, reply }).await;
+                stored.await.context("the plane stopped")?;
+                info!(pool = %peer, group = %group, endpoint = %endpoint, "worker credentials received");
             }
             // A route that is no longer current: nothing to forward, but stop the resends.
             _ => info!(group = %group, directive = %directive, "credentials for a superseded route; dropped"),
         }
-        let ack = PlaneMsg::CredentialsAck { directive, endpoint: credential.endpoint };
+        let ack = PlaneMsg::CredentialsAck { directive, endpoint };
         write_frame(send, &ack.encode()).await?;
     }
     Ok(())

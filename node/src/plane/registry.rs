@@ -36,6 +36,15 @@ pub fn load(home: &Path) -> Result<Registry> {
     }
     let list: Vec<AgentEntry> = serde_json::from_slice(&std::fs::read(&path)?)
         .with_context(|| format!("parsing {}; fix or remove it", path.display()))?;
+    if let Some(a) = list.iter().find(|a| a.groups.len() > hashmesh_protocol::limits::GROUPS_PER_AGENT_MAX) {
+        bail!(
+            "{}: agent {} serves {} groups, at most {} are allowed; split them over more agents",
+            path.display(),
+            a.id,
+            a.groups.len(),
+            hashmesh_protocol::limits::GROUPS_PER_AGENT_MAX
+        );
+    }
     Ok(list.into_iter().map(|a| (a.id, a)).collect())
 }
 
@@ -48,14 +57,18 @@ pub fn add(home: &Path, id: AgentId, groups: Vec<GroupId>) -> Result<AgentEntry>
     if groups.is_empty() {
         bail!("give the agent at least one group: --groups pool-a/g-1,pool-a/g-2");
     }
+    if groups.len() > hashmesh_protocol::limits::GROUPS_PER_AGENT_MAX {
+        bail!(
+            "an agent serves at most {} groups, got {}; split them over more agents",
+            hashmesh_protocol::limits::GROUPS_PER_AGENT_MAX,
+            groups.len()
+        );
+    }
     let mut reg = load(home)?;
     let entry = AgentEntry { id, groups };
     reg.insert(id, entry.clone());
     let list: Vec<&AgentEntry> = reg.values().collect();
-    let path = home.join(REGISTRY_FILE);
-    let tmp = home.join(format!("{REGISTRY_FILE}.tmp"));
-    std::fs::write(&tmp, serde_json::to_vec_pretty(&list)?).with_context(|| format!("writing {}", tmp.display()))?;
-    std::fs::rename(&tmp, &path).with_context(|| format!("replacing {}", path.display()))?;
+    hashmesh_plane::host::files::write_atomic(&home.join(REGISTRY_FILE), &serde_json::to_vec_pretty(&list)?)?;
     Ok(entry)
 }
 
@@ -99,8 +112,5 @@ pub fn read_status(home: &Path) -> Result<Vec<AgentStatus>> {
 /// # Errors
 /// If the file cannot be written.
 pub fn write_status(home: &Path, status: &[AgentStatus]) -> Result<()> {
-    let tmp = home.join(format!("{STATUS_FILE}.tmp"));
-    std::fs::write(&tmp, serde_json::to_vec_pretty(status)?)?;
-    std::fs::rename(&tmp, home.join(STATUS_FILE))?;
-    Ok(())
+    hashmesh_plane::host::files::write_atomic(&home.join(STATUS_FILE), &serde_json::to_vec_pretty(status)?)
 }

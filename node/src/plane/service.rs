@@ -1,39 +1,41 @@
-//! The node side of the plane: accept agents, deliver their outbox in order, take
-//! acknowledgements (which become receipts), and watch heartbeats with phi accrual.
+//! The node side of the plane, as IO around the sans-IO
+//! [`NodePlane`](hashmesh_plane::core::node::NodePlane): one actor task owns the state machine
+//! and the plane database; connection tasks only move frames. Every input is an [`Event`] in
+//! one closed enum; after each, the actor makes the machine's writes durable, then hands out
+//! what may be transmitted, then publishes what other threads read ([`Plane`]).
 //!
-//! Runs on its own tokio runtime thread. Input is [`CommitNotice`]s (from the ABCI commit hook,
-//! or a test); output is instructions on the wire, receipts in the outbox (a separate thread
-//! puts them on chain, see [`super::receipts`]) and a status file.
+//! A storage fault in the actor is the node's own: it stops the process (exit 70) and is never
+//! blamed on an agent. An agent that breaks the protocol loses its session, nobody else does.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use hashmesh_abci::core::Assignment;
 use hashmesh_abci::CommitNotice;
-use hashmesh_protocol::plane::{PlaneMsg, HEARTBEAT_REPORTS_MAX, PLANE_MSG_BYTES_MAX};
-use hashmesh_protocol::{AgentId, EndpointId, GroupId, PoolId, TelemetryReport};
-use hashmesh_scheduler::phi::PhiAccrual;
-use tokio::sync::{mpsc, Notify};
-use tracing::{info, warn};
+use hashmesh_plane::core::node::{AgentView, CommitInput, CommittedRoute, NodePlane};
+use hashmesh_plane::host::clock::now_ms;
+use hashmesh_plane::transport::endpoint::{remote_key, server};
+use hashmesh_plane::transport::frame::{push_frame, read_frame};
+use hashmesh_plane::transport::identity::TlsIdentity;
+use hashmesh_plane::transport::tls::{Role, Trust};
+use hashmesh_plane::PlaneError;
+use hashmesh_protocol::limits::COMMIT_NOTICES_QUEUED_MAX;
+use hashmesh_protocol::plane::{Instruction, PlaneMsg, WorkerCredential, PLANE_MSG_BYTES_MAX};
+use hashmesh_protocol::{AgentId, DirectiveId, EndpointId, PoolId, Receipt, TelemetryReport};
+use tokio::sync::{mpsc, oneshot};
+use tracing::{error, info, warn};
 
-use super::endpoint::{remote_key, server};
-use super::frame::{push_frame, read_frame};
-use super::identity::TlsIdentity;
-use super::outbox::{Outbox, Queued};
 use super::peers::{self, PeerConfig};
 use super::registry::{self, AgentStatus, Registry};
-use super::tls::{Role, Trust};
+use super::store::PlaneStore;
 
-/// Wall clock, ms since the Unix epoch.
-#[must_use]
-pub fn now_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-}
+/// Most events waiting for the actor (connection tasks wait when it is full).
+const EVENTS_QUEUED_MAX: usize = 4096;
 
 /// Plane counters for `/metrics`.
 #[derive(Debug, Default)]
@@ -46,23 +48,21 @@ pub struct PlaneMetrics {
     pub instructions_sent: AtomicU64,
     /// Acknowledgements accepted (first time).
     pub acks: AtomicU64,
+    /// Agent queues compacted because the agent fell too far behind.
+    pub resyncs: AtomicU64,
     /// Receipts seen committed.
     pub receipts_committed: AtomicU64,
     /// Connections closed for a protocol error or a failed identity check.
     pub refused: AtomicU64,
-    /// Commit-to-acknowledged latency, µs: sum and count (for the mean in `/metrics`).
-    pub ack_latency_us_sum: AtomicU64,
+    /// Commit-to-acknowledged latency, ms: sum and count (for the mean in `/metrics`).
+    pub ack_latency_ms_sum: AtomicU64,
     /// Number of latencies in the sum.
     pub ack_latency_count: AtomicU64,
-    /// Recent commit-to-acknowledged latencies (bounded; benchmarks read them).
-    pub ack_latencies: Mutex<Vec<Duration>>,
+    /// Recent commit-to-acknowledged latencies, ms (bounded; benchmarks read them).
+    pub ack_latencies_ms: Mutex<Vec<u64>>,
 }
 
-/// Most instructions written to one agent at a time (a long-disconnected agent catches up in
-/// bounded chunks; QUIC flow control bounds what is in flight).
-const WRITE_BATCH_MAX: usize = 512;
-
-/// Most latencies kept in [`PlaneMetrics::ack_latencies`].
+/// Most latencies kept in [`PlaneMetrics::ack_latencies_ms`].
 const LATENCIES_KEPT: usize = 100_000;
 
 impl PlaneMetrics {
@@ -81,6 +81,12 @@ impl PlaneMetrics {
             ),
             ("hashmesh_plane_acks_total", "counter", "Instructions acknowledged by agents.", g(&self.acks)),
             (
+                "hashmesh_plane_resyncs_total",
+                "counter",
+                "Agent queues compacted to the latest routes.",
+                g(&self.resyncs),
+            ),
+            (
                 "hashmesh_plane_receipts_committed_total",
                 "counter",
                 "Receipts seen committed on chain.",
@@ -93,13 +99,13 @@ impl PlaneMetrics {
                 g(&self.refused),
             ),
             (
-                "hashmesh_plane_ack_latency_microseconds_sum",
+                "hashmesh_plane_ack_latency_milliseconds_sum",
                 "counter",
                 "Sum of commit-to-acknowledgement latencies.",
-                g(&self.ack_latency_us_sum),
+                g(&self.ack_latency_ms_sum),
             ),
             (
-                "hashmesh_plane_ack_latency_microseconds_count",
+                "hashmesh_plane_ack_latency_milliseconds_count",
                 "counter",
                 "Instructions timed from commit to acknowledgement.",
                 g(&self.ack_latency_count),
@@ -108,34 +114,56 @@ impl PlaneMetrics {
     }
 }
 
-struct Live {
-    /// Open sessions (a reconnecting agent may briefly have two).
-    sessions: u32,
-    phi: PhiAccrual,
-    last_heartbeat_ms: Option<u64>,
-    last_directive: Option<String>,
+/// Every input of the plane actor.
+pub(crate) enum Event {
+    /// A block committed.
+    Commit(CommitNotice),
+    /// An agent's connection passed the handshake and sent its hello.
+    Connected { agent: AgentId, to_session: mpsc::Sender<SessionCmd>, reply: oneshot::Sender<Option<u64>> },
+    /// A message from an agent.
+    Message { agent: AgentId, session: u64, msg: PlaneMsg },
+    /// A session finished writing its last batch.
+    Sent { agent: AgentId, session: u64 },
+    /// A session ended.
+    Disconnected { agent: AgentId, session: u64 },
+    /// Credentials from a lending pool's node, checked against committed state.
+    Credential { directive: DirectiveId, credential: WorkerCredential, reply: oneshot::Sender<()> },
+    /// Receipts found on chain by the sender (a duplicate refusal).
+    ReceiptsOnChain(Vec<Receipt>),
+    /// Once a second: publish status.
+    Tick,
 }
 
-/// Shared state of the plane.
+/// What the actor tells a session.
+pub(crate) enum SessionCmd {
+    /// Write these instructions.
+    Write(Vec<Instruction>),
+    /// Close: the agent broke the protocol.
+    Close(String),
+}
+
+/// What the actor publishes for other threads (one lock, written only by the actor).
+#[derive(Default)]
+struct Published {
+    agents: Vec<AgentView>,
+    reports: BTreeMap<EndpointId, (TelemetryReport, u64)>,
+    receipts: Vec<Receipt>,
+}
+
+/// The plane as the rest of the node sees it.
 pub struct Plane {
-    /// The outbox (serialized: its read-modify-writes must not interleave).
-    pub outbox: Mutex<Outbox>,
-    registry: Registry,
-    notify: BTreeMap<AgentId, Arc<Notify>>,
-    live: Mutex<BTreeMap<AgentId, Live>>,
-    /// When each (agent, seq) was queued in this process (for the latency metric).
-    queued_at: Mutex<BTreeMap<(AgentId, u64), std::time::Instant>>,
     /// Counters.
     pub metrics: Arc<PlaneMetrics>,
-    phi_threshold: f64,
+    published: Mutex<Published>,
+    events: mpsc::Sender<Event>,
     /// The node-to-node channel, when configured.
     pub(crate) peers: Option<PeerConfig>,
     /// Wakes the credential sender.
-    pub(crate) peer_notify: Notify,
+    pub(crate) peer_notify: tokio::sync::Notify,
+    /// The plane database (the node-to-node channel's lender keys live here too).
+    pub(crate) store: PlaneStore,
     /// Keys the handshake accepts.
     trust: Trust,
-    /// The latest measurement of each endpoint from any agent, with the node time it arrived.
-    reports: Mutex<BTreeMap<EndpointId, (TelemetryReport, u64)>>,
 }
 
 /// Settings of the plane service.
@@ -151,10 +179,10 @@ pub struct PlaneOptions {
 
 /// A running plane service.
 pub struct PlaneHandle {
-    /// Shared state.
+    /// Shared view.
     pub plane: Arc<Plane>,
-    /// Feed commit notices here.
-    pub commits: mpsc::UnboundedSender<CommitNotice>,
+    /// Feed commit notices here (bounded: a slow plane makes the commit hook wait).
+    pub commits: mpsc::Sender<CommitNotice>,
     /// The bound address.
     pub local_addr: SocketAddr,
     endpoint: quinn::Endpoint,
@@ -168,86 +196,64 @@ impl PlaneHandle {
 }
 
 impl Plane {
-    /// Queue `assignments` for every agent that serves their groups; as the lender in a
-    /// cross-pool route, queue our worker credentials for the borrower's node.
-    fn enqueue(&self, assignments: &[Assignment]) -> Result<()> {
-        let items: Vec<Queued> = assignments.iter().map(|a| self.queued(a)).collect();
-        self.enqueue_items(&items)?;
-        if let Some(cfg) = &self.peers {
-            let mut any = false;
-            for a in assignments {
-                any |= peers::queue_for(self, cfg, a)?;
-            }
-            if any {
-                self.peer_notify.notify_one();
-            }
-        }
-        Ok(())
+    /// The latest agent measurement of `endpoint` received within `max_age_ms`.
+    #[must_use]
+    pub fn fresh_report(&self, endpoint: &EndpointId, max_age_ms: u64) -> Option<TelemetryReport> {
+        let p = self.published.lock().expect("published lock");
+        p.reports.get(endpoint).filter(|(_, at)| now_ms().saturating_sub(*at) <= max_age_ms).map(|(r, _)| *r)
     }
 
-    /// The instruction content for assignment `a`: its route, the credentials received for it,
-    /// and which of its endpoints are drained now (when committed state is available).
-    pub(crate) fn queued(&self, a: &Assignment) -> Queued {
-        let chain = self.peers.as_ref().map(|c| &c.chain);
-        let credentials = self.outbox.lock().expect("outbox lock").credentials_of(&a.directive).unwrap_or_default();
-        Queued {
-            group: a.group.clone(),
-            directive: a.directive,
-            height: a.since_height,
-            routes: a.targets.clone(),
-            credentials,
-            drained: a
-                .targets
-                .iter()
-                .filter(|t| chain.is_some_and(|c| c.drained(&t.endpoint)))
-                .map(|t| t.endpoint.clone())
-                .collect(),
-        }
+    /// Every endpoint's latest agent measurement received within `max_age_ms`.
+    #[must_use]
+    pub fn fresh_reports(&self, max_age_ms: u64) -> BTreeMap<EndpointId, TelemetryReport> {
+        let now = now_ms();
+        let p = self.published.lock().expect("published lock");
+        p.reports
+            .iter()
+            .filter(|(_, (_, at))| now.saturating_sub(*at) <= max_age_ms)
+            .map(|(e, (r, _))| (e.clone(), *r))
+            .collect()
     }
 
-    /// An endpoint was drained or restored: re-send the current route of every served group
-    /// that targets it, with the new drained list.
-    fn on_endpoint_change(&self, e: &EndpointId) -> Result<()> {
-        let Some(cfg) = &self.peers else { return Ok(()) };
-        let groups: std::collections::BTreeSet<&GroupId> = self.registry.values().flat_map(|a| &a.groups).collect();
-        let items: Vec<Queued> = groups
-            .into_iter()
-            .filter_map(|g| cfg.chain.assignment(g))
-            .filter(|a| a.targets.iter().any(|t| t.endpoint == *e))
-            .map(|a| self.queued(&a))
-            .collect();
-        self.enqueue_items(&items)
+    /// Worker credentials this node (as lender) still has to deliver.
+    #[must_use]
+    pub fn credentials_queued(&self) -> usize {
+        peers::credentials_to_send(&self.store).map_or(0, |m| m.values().map(Vec::len).sum())
     }
 
-    /// Queue `items` for every agent that serves their groups (one durable write for all);
-    /// wake those agents' writers.
-    pub(crate) fn enqueue_items(&self, items: &[Queued]) -> Result<()> {
-        let t0 = std::time::Instant::now();
-        let outbox = self.outbox.lock().expect("outbox lock");
-        let mut wake = Vec::new();
-        for (id, entry) in &self.registry {
-            let mine: Vec<Queued> = items.iter().filter(|q| entry.groups.contains(&q.group)).cloned().collect();
-            if mine.is_empty() {
-                continue;
-            }
-            let seqs: Vec<u64> = outbox.stage(id, &mine)?.into_iter().flatten().collect();
-            if seqs.is_empty() {
-                continue;
-            }
-            let mut queued = self.queued_at.lock().expect("queued lock");
-            for seq in seqs {
-                queued.insert((*id, seq), t0);
-            }
-            wake.push(*id);
-        }
-        // Durable before anything is sent: one flush for the whole commit.
-        outbox.flush()?;
-        for id in wake {
-            if let Some(n) = self.notify.get(&id) {
-                n.notify_one();
-            }
-        }
-        Ok(())
+    /// Receipts waiting to go on chain (as of the last event).
+    #[must_use]
+    pub fn pending_receipts(&self, max: usize) -> Vec<Receipt> {
+        self.published.lock().expect("published lock").receipts.iter().take(max).cloned().collect()
+    }
+
+    /// Receipts the chain already has: forget them.
+    pub fn receipts_on_chain(&self, receipts: Vec<Receipt>) {
+        let _ = self.events.blocking_send(Event::ReceiptsOnChain(receipts));
+    }
+
+    pub(crate) async fn send(&self, ev: Event) {
+        let _ = self.events.send(ev).await;
+    }
+
+    /// The status of every registered agent.
+    #[must_use]
+    pub fn status(&self) -> Vec<AgentStatus> {
+        let p = self.published.lock().expect("published lock");
+        p.agents
+            .iter()
+            .map(|a| AgentStatus {
+                id: a.id.to_hex(),
+                groups: a.groups.iter().map(ToString::to_string).collect(),
+                connected: a.connected,
+                lost: a.lost,
+                phi: if a.phi.is_finite() { (a.phi * 100.0).round() / 100.0 } else { 1e9 },
+                last_heartbeat_ms: a.last_heartbeat_ms,
+                acked_seq: a.acked_seq,
+                last_directive: a.last_directive.map(|d| d.to_hex()),
+                outstanding: a.outstanding,
+            })
+            .collect()
     }
 
     /// Trust every committed pool's key for the node-to-node channel (the pools are known only
@@ -261,85 +267,32 @@ impl Plane {
             }
         }
     }
+}
 
-    fn on_commit(&self, n: &CommitNotice) -> Result<()> {
-        self.trust_pools();
-        self.enqueue(&n.assignments)?;
-        for e in &n.endpoints {
-            self.on_endpoint_change(&e.id)?;
-        }
-        let outbox = self.outbox.lock().expect("outbox lock");
-        for r in &n.receipts {
-            outbox.receipt_committed(&r.directive, &r.agent)?;
-            self.metrics.receipts_committed.fetch_add(1, Ordering::Relaxed);
-        }
-        Ok(())
+fn route_of(a: &Assignment) -> CommittedRoute {
+    CommittedRoute {
+        group: a.group.clone(),
+        directive: a.directive,
+        height: a.since_height,
+        targets: a.targets.clone(),
     }
+}
 
-    /// Keep agents' measurements of this pool's endpoints (others' and out-of-range reports are
-    /// dropped with a warning: an agent measures only its own pool's endpoints).
-    fn record_reports(&self, agent: AgentId, reports: Vec<(EndpointId, TelemetryReport)>, now: u64) {
-        let me = self.peers.as_ref().map(|c| (c.me, Arc::clone(&c.chain)));
-        let mut kept = self.reports.lock().expect("reports lock");
-        for (endpoint, r) in reports {
-            let ours = me.as_ref().is_none_or(|(me, chain)| chain.endpoint_owner(&endpoint) == Some(*me));
-            if !ours {
-                warn!(agent = %agent, endpoint = %endpoint, "agent reported another pool's endpoint; dropped");
-            } else if let Some(why) = r.out_of_range() {
-                warn!(agent = %agent, endpoint = %endpoint, why, "agent report out of range; dropped");
-            } else {
-                kept.insert(endpoint, (r, now));
-            }
-        }
-    }
-
-    /// The latest agent measurement of `endpoint` received within `max_age_ms`.
-    #[must_use]
-    pub fn fresh_report(&self, endpoint: &EndpointId, max_age_ms: u64) -> Option<TelemetryReport> {
-        let kept = self.reports.lock().expect("reports lock");
-        kept.get(endpoint).filter(|(_, at)| now_ms().saturating_sub(*at) <= max_age_ms).map(|(r, _)| *r)
-    }
-
-    /// The status of every registered agent.
-    #[must_use]
-    pub fn status(&self) -> Vec<AgentStatus> {
-        let now = now_ms();
-        let live = self.live.lock().expect("live lock");
-        let outbox = self.outbox.lock().expect("outbox lock");
-        let mut lost = 0;
-        let out = self
-            .registry
-            .values()
-            .map(|e| {
-                let l = live.get(&e.id);
-                let phi = l.map_or(0.0, |l| l.phi.phi(now));
-                let is_lost = l.is_some_and(|l| l.last_heartbeat_ms.is_some()) && phi > self.phi_threshold;
-                lost += u64::from(is_lost);
-                AgentStatus {
-                    id: e.id.to_hex(),
-                    groups: e.groups.iter().map(ToString::to_string).collect(),
-                    connected: l.is_some_and(|l| l.sessions > 0),
-                    lost: is_lost,
-                    phi: if phi.is_finite() { (phi * 100.0).round() / 100.0 } else { 1e9 },
-                    last_heartbeat_ms: l.and_then(|l| l.last_heartbeat_ms),
-                    acked_seq: outbox.acked(&e.id).unwrap_or(0),
-                    last_directive: l.and_then(|l| l.last_directive.clone()),
-                    outstanding: outbox.outstanding(&e.id).unwrap_or(0),
-                }
-            })
-            .collect();
-        self.metrics.lost.store(lost, Ordering::Relaxed);
-        out
-    }
+/// Stop the process: a local fault of the plane (its database) must not be blamed on a peer
+/// nor let the node run on without durable delivery.
+fn fatal(what: &str, e: &anyhow::Error) -> ! {
+    error!(error = %format!("{e:#}"), "fatal: {what}");
+    eprintln!("hashmesh: fatal: {what}: {e:#}");
+    std::process::exit(70)
 }
 
 /// Start the plane: queue what the committed `assignments` require (recovering anything a
 /// crash left out), listen, and serve agents until the handle is closed.
 ///
 /// # Errors
-/// If the outbox cannot be opened or the address cannot be bound.
+/// If the database cannot be read or the address cannot be bound.
 pub fn start(
-    outbox: Outbox,
+    store: PlaneStore,
     registry: Registry,
     id: &TlsIdentity,
     assignments: &[Assignment],
@@ -350,23 +303,42 @@ pub fn start(
     for e in registry.values() {
         trust.insert(e.id.0, Role::Agent { groups: e.groups.iter().map(ToString::to_string).collect() });
     }
-
-    let notify = registry.keys().map(|k| (*k, Arc::new(Notify::new()))).collect();
+    let agents = registry.values().map(|e| (e.id, e.groups.clone())).collect();
+    let mut core = NodePlane::new(&agents, store.load().context("loading the plane database")?, opts.phi_threshold);
+    let initial = CommitInput {
+        routes: assignments.iter().map(route_of).collect(),
+        endpoints: peers
+            .as_ref()
+            .map(|c| {
+                assignments
+                    .iter()
+                    .flat_map(|a| &a.targets)
+                    .filter(|t| c.chain.drained(&t.endpoint))
+                    .map(|t| (t.endpoint.clone(), true))
+                    .collect()
+            })
+            .unwrap_or_default(),
+        receipts: Vec::new(),
+    };
+    core.handle_commit(&initial, now_ms());
+    if let Some(cfg) = &peers {
+        // As the lender, (re)queue credentials for the committed cross-pool routes.
+        for a in assignments {
+            peers::queue_for(&store, cfg, a)?;
+        }
+    }
+    let (events_tx, mut events) = mpsc::channel::<Event>(EVENTS_QUEUED_MAX);
+    let (commits_tx, mut commits) = mpsc::channel::<CommitNotice>(COMMIT_NOTICES_QUEUED_MAX);
     let plane = Arc::new(Plane {
-        outbox: Mutex::new(outbox),
-        registry,
-        notify,
-        live: Mutex::new(BTreeMap::new()),
-        queued_at: Mutex::new(BTreeMap::new()),
         metrics: Arc::new(PlaneMetrics::default()),
-        phi_threshold: opts.phi_threshold,
+        published: Mutex::new(Published::default()),
+        events: events_tx,
         peers,
-        peer_notify: Notify::new(),
+        peer_notify: tokio::sync::Notify::new(),
+        store: store.clone(),
         trust: trust.clone(),
-        reports: Mutex::new(BTreeMap::new()),
     });
     plane.trust_pools();
-    plane.enqueue(assignments)?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .thread_name("plane")
@@ -378,30 +350,29 @@ pub fn start(
         server(opts.listen, id, &trust)?
     };
     let local_addr = endpoint.local_addr()?;
-    let (tx, mut rx) = mpsc::unbounded_channel::<CommitNotice>();
     let (p, ep) = (Arc::clone(&plane), endpoint.clone());
     std::thread::Builder::new().name("plane".into()).spawn(move || {
         rt.block_on(async move {
-            let commits = {
+            let actor = {
                 let p = Arc::clone(&p);
                 tokio::spawn(async move {
-                    while let Some(n) = rx.recv().await {
-                        if let Err(e) = p.on_commit(&n) {
-                            warn!(error = %e, height = n.height, "plane could not queue a commit's instructions");
-                        }
+                    let mut actor =
+                        Actor { core, store, sessions: BTreeMap::new(), plane: p, status_dir: opts.status_dir };
+                    actor.drain();
+                    let mut tick = tokio::time::interval(Duration::from_secs(1));
+                    loop {
+                        let ev = tokio::select! {
+                            Some(n) = commits.recv() => Event::Commit(n),
+                            Some(ev) = events.recv() => ev,
+                            _ = tick.tick() => Event::Tick,
+                            else => break,
+                        };
+                        actor.handle(ev);
+                        actor.drain();
                     }
                 })
             };
             tokio::spawn(peers::sender_loop(Arc::clone(&p)));
-            if let Some(dir) = opts.status_dir.clone() {
-                let p = Arc::clone(&p);
-                tokio::spawn(async move {
-                    loop {
-                        tokio::time::sleep(Duration::from_secs(1)).await;
-                        let _ = registry::write_status(&dir, &p.status());
-                    }
-                });
-            }
             while let Some(incoming) = ep.accept().await {
                 let p = Arc::clone(&p);
                 tokio::spawn(async move {
@@ -409,7 +380,7 @@ pub fn start(
                         Ok(conn) => {
                             if let Err(e) = serve(Arc::clone(&p), conn.clone()).await {
                                 p.metrics.refused.fetch_add(1, Ordering::Relaxed);
-                                warn!(peer = %conn.remote_address(), error = %format!("{e:#}"), "plane connection closed");
+                                warn!(peer = %conn.remote_address(), error = %e, "plane connection closed");
                                 conn.close(1u32.into(), b"protocol error");
                             }
                         }
@@ -417,139 +388,200 @@ pub fn start(
                     }
                 });
             }
-            commits.abort();
+            actor.abort();
         });
     })?;
     info!(listen = %local_addr, "instruction plane listening (QUIC, TLS 1.3)");
-    Ok(PlaneHandle { plane, commits: tx, local_addr, endpoint })
+    Ok(PlaneHandle { plane, commits: commits_tx, local_addr, endpoint })
 }
 
-async fn serve(p: Arc<Plane>, conn: quinn::Connection) -> Result<()> {
-    let key = remote_key(&conn)?;
-    let agent = AgentId(key);
-    let (mut send, mut recv) =
-        tokio::time::timeout(Duration::from_secs(10), conn.accept_bi()).await.context("no stream within 10 s")??;
-    let hello = read_frame(&mut recv, PLANE_MSG_BYTES_MAX).await?.context("stream closed before hello")?;
-    let first = PlaneMsg::decode(&hello).context("first message")?;
-    if !p.registry.contains_key(&agent) {
-        // The handshake only admits registered agents and committed pools.
-        return peers::serve_peer(&p, PoolId(key), first, &mut send, &mut recv).await;
-    }
-    match first {
-        PlaneMsg::Hello { agent: claimed, .. } if claimed == agent => {}
-        PlaneMsg::Hello { agent: claimed, .. } => {
-            bail!("agent claims to be {claimed} but proved key {agent} in the handshake")
-        }
-        other => bail!("first message must be hello, got {}", kind(&other)),
-    }
-    info!(agent = %agent, "agent connected");
-    let notify = Arc::clone(&p.notify[&agent]);
-    {
-        let mut live = p.live.lock().expect("live lock");
-        let l = live.entry(agent).or_insert_with(|| Live {
-            sessions: 0,
-            // Agents beat every second by default; assume so until two beats are seen.
-            phi: PhiAccrual::new(p.phi_threshold, 200.0).with_first_estimate(1000.0),
-            last_heartbeat_ms: None,
-            last_directive: None,
-        });
-        if l.sessions == 0 {
-            p.metrics.connected.fetch_add(1, Ordering::Relaxed);
-        }
-        l.sessions += 1;
-    }
-    let writer = {
-        let p = Arc::clone(&p);
-        // Runs until the connection fails (a write error) or the session ends (aborted below).
-        tokio::spawn(async move {
-            let mut sent = p.outbox.lock().expect("outbox lock").acked(&agent)?;
-            loop {
-                let batch = p.outbox.lock().expect("outbox lock").after(&agent, sent, WRITE_BATCH_MAX)?;
-                // What is pending (up to WRITE_BATCH_MAX) goes out in one stream write.
-                let mut buf = Vec::new();
-                for i in &batch {
-                    push_frame(&mut buf, &PlaneMsg::Instruction(i.clone()).encode())?;
-                }
-                if let Some(last) = batch.last() {
-                    send.write_all(&buf).await?;
-                    sent = last.seq;
-                    p.metrics.instructions_sent.fetch_add(batch.len() as u64, Ordering::Relaxed);
-                }
-                if batch.len() < WRITE_BATCH_MAX {
-                    let _ = tokio::time::timeout(Duration::from_secs(1), notify.notified()).await;
-                }
-            }
-            #[allow(unreachable_code)]
-            Ok::<(), anyhow::Error>(()) // the loop only ends by `?`; this names the task's type
-        })
-    };
-    let result = read_loop(&p, agent, &mut recv).await;
-    writer.abort();
-    if let Some(l) = p.live.lock().expect("live lock").get_mut(&agent) {
-        l.sessions = l.sessions.saturating_sub(1);
-        if l.sessions == 0 {
-            p.metrics.connected.fetch_sub(1, Ordering::Relaxed);
-        }
-    }
-    result
+struct Actor {
+    core: NodePlane,
+    store: PlaneStore,
+    sessions: BTreeMap<(AgentId, u64), mpsc::Sender<SessionCmd>>,
+    plane: Arc<Plane>,
+    status_dir: Option<PathBuf>,
 }
 
-async fn read_loop(p: &Plane, agent: AgentId, recv: &mut quinn::RecvStream) -> Result<()> {
-    while let Some(bytes) = read_frame(recv, PLANE_MSG_BYTES_MAX).await? {
-        match PlaneMsg::decode(&bytes).context("unknown or malformed message")? {
-            PlaneMsg::Ack { seq, directive, applied_at_ms } => {
-                // Lock order: never hold the outbox while taking `live` (status() takes `live` first).
-                let (before, matched) = {
-                    let outbox = p.outbox.lock().expect("outbox lock");
-                    let before = outbox.acked(&agent)?;
-                    (before, outbox.ack(&agent, seq, &directive, applied_at_ms)?)
+impl Actor {
+    fn handle(&mut self, ev: Event) {
+        let now = now_ms();
+        match ev {
+            Event::Commit(n) => {
+                self.plane.trust_pools();
+                let input = CommitInput {
+                    routes: n.assignments.iter().map(route_of).collect(),
+                    endpoints: n.endpoints.iter().map(|e| (e.id.clone(), e.drained)).collect(),
+                    receipts: n.receipts.iter().map(|r| (r.directive, r.agent)).collect(),
                 };
-                if !matched {
-                    bail!("acknowledgement of seq {seq} / {directive} matches no instruction");
+                self.core.handle_commit(&input, now);
+                if let Some(cfg) = &self.plane.peers {
+                    let mut any = false;
+                    for a in &n.assignments {
+                        any |= peers::queue_for(&self.plane.store, cfg, a)
+                            .unwrap_or_else(|e| fatal("queueing credentials", &e));
+                    }
+                    if any {
+                        self.plane.peer_notify.notify_one();
+                    }
                 }
-                if seq > before {
-                    p.metrics.acks.fetch_add(1, Ordering::Relaxed);
-                    if let Some(t) = p.queued_at.lock().expect("queued lock").remove(&(agent, seq)) {
-                        let d = t.elapsed();
-                        let m = &p.metrics;
-                        m.ack_latency_us_sum
-                            .fetch_add(u64::try_from(d.as_micros()).unwrap_or(u64::MAX), Ordering::Relaxed);
-                        m.ack_latency_count.fetch_add(1, Ordering::Relaxed);
-                        let mut kept = m.ack_latencies.lock().expect("latency lock");
-                        if kept.len() < LATENCIES_KEPT {
-                            kept.push(d);
+            }
+            Event::Connected { agent, to_session, reply } => {
+                let session = self.core.handle_connect(agent).ok();
+                if let Some(s) = session {
+                    self.sessions.insert((agent, s), to_session);
+                    info!(agent = %agent, "agent connected");
+                }
+                let _ = reply.send(session);
+            }
+            Event::Message { agent, session, mut msg } => {
+                if let (PlaneMsg::Heartbeat { reports, .. }, Some(cfg)) = (&mut msg, &self.plane.peers) {
+                    // An agent measures only its own pool's endpoints.
+                    reports.retain(|(e, _)| {
+                        let ours = cfg.chain.endpoint_owner(e) == Some(cfg.me);
+                        if !ours {
+                            warn!(agent = %agent, endpoint = %e, "agent reported another pool's endpoint; dropped");
                         }
+                        ours
+                    });
+                }
+                if let Err(fault) = self.core.handle_message(agent, session, msg, now) {
+                    if let Some(tx) = self.sessions.remove(&(agent, session)) {
+                        let _ = tx.try_send(SessionCmd::Close(fault.to_string()));
                     }
-                    if let Some(l) = p.live.lock().expect("live lock").get_mut(&agent) {
-                        l.last_directive = Some(directive.to_hex());
-                    }
+                    self.core.handle_disconnect(agent, session);
                 }
             }
-            PlaneMsg::Heartbeat { reports, .. } => {
-                let now = now_ms();
-                if let Some(l) = p.live.lock().expect("live lock").get_mut(&agent) {
-                    l.phi.heartbeat(now);
-                    l.last_heartbeat_ms = Some(now);
-                }
-                if reports.len() > HEARTBEAT_REPORTS_MAX {
-                    bail!("heartbeat with {} reports (most {HEARTBEAT_REPORTS_MAX})", reports.len());
-                }
-                p.record_reports(agent, reports, now);
+            Event::Sent { agent, session } => self.core.handle_sent(agent, session),
+            Event::Disconnected { agent, session } => {
+                self.sessions.remove(&(agent, session));
+                self.core.handle_disconnect(agent, session);
             }
-            other => bail!("agents may not send {}", kind(&other)),
+            Event::Credential { directive, credential, reply } => {
+                self.core.handle_credential(directive, credential, now);
+                self.drain();
+                let _ = reply.send(());
+            }
+            Event::ReceiptsOnChain(rs) => {
+                let input = CommitInput {
+                    receipts: rs.iter().map(|r| (r.directive, r.agent)).collect(),
+                    ..CommitInput::default()
+                };
+                self.core.handle_commit(&input, now);
+            }
+            Event::Tick => {
+                if let Some(dir) = &self.status_dir {
+                    let _ = registry::write_status(dir, &self.plane.status());
+                }
+            }
         }
     }
-    Ok(())
+
+    /// Persist, then transmit, then publish.
+    fn drain(&mut self) {
+        while let Some(batch) = self.core.poll_persist() {
+            self.store.apply(&batch).unwrap_or_else(|e| fatal("writing the plane database", &e));
+            self.core.handle_persisted(batch.id);
+        }
+        while let Some(t) = self.core.poll_transmit() {
+            let delivered = self
+                .sessions
+                .get(&(t.agent, t.session))
+                .is_some_and(|tx| tx.try_send(SessionCmd::Write(t.instructions)).is_ok());
+            if !delivered {
+                // The session is gone (or closing): what it did not get is sent to the next one.
+                self.core.handle_disconnect(t.agent, t.session);
+            }
+        }
+        let now = now_ms();
+        let c = self.core.counters();
+        let m = &self.plane.metrics;
+        m.instructions_sent.store(c.instructions_sent, Ordering::Relaxed);
+        m.acks.store(c.acks, Ordering::Relaxed);
+        m.resyncs.store(c.resyncs, Ordering::Relaxed);
+        m.receipts_committed.store(c.receipts_committed, Ordering::Relaxed);
+        let lat = self.core.take_latencies_ms();
+        if !lat.is_empty() {
+            m.ack_latency_ms_sum.fetch_add(lat.iter().sum(), Ordering::Relaxed);
+            m.ack_latency_count.fetch_add(lat.len() as u64, Ordering::Relaxed);
+            let mut kept = m.ack_latencies_ms.lock().expect("latency lock");
+            let room = LATENCIES_KEPT.saturating_sub(kept.len());
+            kept.extend(lat.into_iter().take(room));
+        }
+        let agents = self.core.agents(now);
+        m.connected.store(agents.iter().filter(|a| a.connected).count() as u64, Ordering::Relaxed);
+        m.lost.store(agents.iter().filter(|a| a.lost).count() as u64, Ordering::Relaxed);
+        let mut p = self.plane.published.lock().expect("published lock");
+        p.agents = agents;
+        p.receipts = self.core.pending_receipts(hashmesh_protocol::limits::RECEIPTS_PENDING_MAX);
+        p.reports = self.core.reports().clone();
+    }
 }
 
-fn kind(m: &PlaneMsg) -> &'static str {
-    match m {
-        PlaneMsg::Hello { .. } => "hello",
-        PlaneMsg::Instruction(_) => "instruction",
-        PlaneMsg::Ack { .. } => "ack",
-        PlaneMsg::Heartbeat { .. } => "heartbeat",
-        PlaneMsg::PeerHello { .. } => "peer_hello",
-        PlaneMsg::Credentials { .. } => "credentials",
-        PlaneMsg::CredentialsAck { .. } => "credentials_ack",
+/// One connection: a registered agent's session, or a peer node's.
+async fn serve(p: Arc<Plane>, conn: quinn::Connection) -> Result<(), PlaneError> {
+    let key = remote_key(&conn).map_err(PlaneError::Peer)?;
+    let agent = AgentId(key);
+    let (mut send, mut recv) = tokio::time::timeout(Duration::from_secs(10), conn.accept_bi())
+        .await
+        .context("no stream within 10 s")
+        .and_then(|r| r.context("accepting the stream"))
+        .map_err(PlaneError::Peer)?;
+    let hello = read_frame(&mut recv, PLANE_MSG_BYTES_MAX)
+        .await
+        .context("reading hello")
+        .and_then(|f| f.context("stream closed before hello"))
+        .map_err(PlaneError::Peer)?;
+    let first = PlaneMsg::decode(&hello).context("first message").map_err(PlaneError::Peer)?;
+    if matches!(first, PlaneMsg::PeerHello { .. }) {
+        // The handshake only admits registered agents and committed pools.
+        return peers::serve_peer(&p, PoolId(key), first, &mut send, &mut recv).await.map_err(PlaneError::Peer);
     }
+    match &first {
+        PlaneMsg::Hello { agent: claimed, .. } if *claimed == agent => {}
+        PlaneMsg::Hello { agent: claimed, .. } => {
+            return Err(PlaneError::Peer(anyhow::anyhow!(
+                "agent claims to be {claimed} but proved key {agent} in the handshake"
+            )))
+        }
+        other => {
+            return Err(PlaneError::Peer(anyhow::anyhow!(
+                "first message must be hello, got {}",
+                hashmesh_plane::core::node::kind(other)
+            )))
+        }
+    }
+    let (to_session, mut cmds) = mpsc::channel::<SessionCmd>(2);
+    let (reply, session) = oneshot::channel();
+    p.send(Event::Connected { agent, to_session, reply }).await;
+    let Some(session) = session.await.ok().flatten() else {
+        return Err(PlaneError::Peer(anyhow::anyhow!("agent {agent} is not registered with this node")));
+    };
+    // Reader and writer in one select: whichever fails ends the session.
+    let result: Result<(), PlaneError> = async {
+        loop {
+            tokio::select! {
+                frame = read_frame(&mut recv, PLANE_MSG_BYTES_MAX) => {
+                    let Some(bytes) = frame.context("reading from the agent").map_err(PlaneError::Peer)? else { return Ok(()) };
+                    let msg = PlaneMsg::decode(&bytes).context("unknown or malformed message").map_err(PlaneError::Peer)?;
+                    p.send(Event::Message { agent, session, msg }).await;
+                }
+                cmd = cmds.recv() => match cmd {
+                    Some(SessionCmd::Write(batch)) => {
+                        let mut buf = Vec::new();
+                        for i in batch {
+                            push_frame(&mut buf, &PlaneMsg::Instruction(i).encode()).context("framing").map_err(PlaneError::Local)?;
+                        }
+                        send.write_all(&buf).await.context("writing to the agent").map_err(PlaneError::Peer)?;
+                        p.send(Event::Sent { agent, session }).await;
+                    }
+                    Some(SessionCmd::Close(why)) => return Err(PlaneError::Peer(anyhow::anyhow!(why))),
+                    None => return Ok(()),
+                },
+            }
+        }
+    }
+    .await;
+    p.send(Event::Disconnected { agent, session }).await;
+    result
 }

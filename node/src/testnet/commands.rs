@@ -21,11 +21,13 @@ fn any_running(c: &Cluster) -> bool {
     c.nodes.iter().any(|n| procs::alive(n.pids.cometbft) || procs::alive(n.pids.hashmesh))
 }
 
-/// The testnet's scheduling loop: 5 s epochs (10 s when busy), 15 s minimum dwell.
+/// The testnet's scheduling loop: 5 s epochs (10 s when busy), 15 s minimum dwell, and the
+/// synthetic telemetry source turned on explicitly (no Stratum traffic to measure yet).
 #[must_use]
 pub fn testnet_scheduler() -> SchedulerSettings {
     SchedulerSettings {
         enabled: true,
+        source: crate::live::Source::Synthetic,
         epoch_ms: 5_000,
         high_load_epoch_ms: 10_000,
         min_dwell_ms: 15_000,

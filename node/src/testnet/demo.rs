@@ -102,7 +102,7 @@ pub fn run(cluster: &Cluster) -> Result<()> {
     let z = &cluster.nodes[last];
     // Telemetry for an endpoint. Epochs are wall-clock milliseconds, like the scheduling loop's,
     // so a restarted demo still increases past what the loop reported.
-    let epoch = crate::plane::service::now_ms();
+    let epoch = hashmesh_plane::host::clock::now_ms();
     let report = hashmesh_protocol::TelemetryReport {
         epoch,
         hashrate_hs: 80_000_000_000_000,
@@ -183,7 +183,7 @@ pub fn render_status(rows: &[Value]) -> String {
             "down".into()
         }
     };
-    let now = crate::plane::service::now_ms();
+    let now = hashmesh_plane::host::clock::now_ms();
     let agents: Vec<Vec<String>> = rows
         .iter()
         .flat_map(|r| {

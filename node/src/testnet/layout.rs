@@ -135,7 +135,7 @@ pub fn generate(spec: &ClusterSpec) -> Result<Cluster> {
         let mut agents = Vec::new();
         for a in 1..=spec.agents_per_node {
             let home = node_dir.join(format!("agent-{a}"));
-            let id = crate::agent::init(&home)?;
+            let id = hashmesh_agent::home::init(&home)?;
             let parsed = groups.iter().map(|g| g.parse().expect("generated ids are valid")).collect();
             crate::plane::registry::add(&hm_home, id, parsed)?;
             agents.push(AgentInfo { id: id.to_hex(), home, groups: groups.clone(), pid: 0 });

@@ -127,6 +127,7 @@ impl PlannerDriver {
             .zip(joined)
             .enumerate()
             .map(|(i, (v, j))| PlanEndpoint {
+                base_load_hs: 0.0,
                 id: i.to_string(),
                 owner: "pool".into(),
                 capacity_hs: (v.capacity * UNITS_PER_QPS) as u64,

@@ -4,8 +4,8 @@
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
-/// Largest frame a peer may send, bytes.
-pub const FRAME_MAX: usize = 256 * 1024;
+/// Largest frame on a plane stream, bytes: the largest plane message (one bound, in `protocol`).
+pub const FRAME_MAX: usize = hashmesh_protocol::plane::PLANE_MSG_BYTES_MAX;
 
 /// Why a frame could not be read.
 #[derive(Debug, thiserror::Error)]

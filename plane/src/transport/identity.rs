@@ -24,6 +24,12 @@ pub struct TlsIdentity {
     pub public: [u8; 32],
 }
 
+impl Clone for TlsIdentity {
+    fn clone(&self) -> Self {
+        Self { cert: self.cert.clone(), key: self.key.clone_key(), public: self.public }
+    }
+}
+
 fn pkcs8(key: &SigningKey) -> Vec<u8> {
     let mut v = Vec::with_capacity(83);
     v.extend_from_slice(&PKCS8_PREFIX);

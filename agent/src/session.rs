@@ -1,0 +1,122 @@
+//! The agent's IO driver: connect to the node (reconnecting with full-jitter backoff), and run
+//! one session as a single `select!` over the node's stream and the heartbeat timer, around the
+//! sans-IO [`AgentPlane`]. The routing table is persisted (off the async workers) before any
+//! acknowledgement leaves; a failed write ends the session.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use hashmesh_plane::core::agent::AgentPlane;
+use hashmesh_plane::host::clock::now_ms;
+use hashmesh_plane::transport::endpoint::connect;
+use hashmesh_plane::transport::frame::{push_frame, read_frame};
+use hashmesh_plane::transport::identity::{tls_identity, TlsIdentity};
+use hashmesh_plane::transport::tls::{Role, Trust, ALPN};
+use hashmesh_plane::PlaneError;
+use hashmesh_protocol::plane::{PlaneMsg, PLANE_MSG_BYTES_MAX};
+use hashmesh_protocol::{AgentId, PoolId};
+use hashmesh_scheduler::phi::Backoff;
+use hashmesh_scheduler::rng::Rng;
+use tracing::{info, warn};
+
+use crate::home;
+
+/// Where and whom to connect to.
+#[derive(Debug, Clone)]
+pub struct AgentOptions {
+    /// The agent home.
+    pub home: PathBuf,
+    /// The node's plane address.
+    pub node: SocketAddr,
+    /// The node's pool key (pinned in the handshake).
+    pub node_id: PoolId,
+    /// Heartbeat interval.
+    pub heartbeat: Duration,
+}
+
+/// Run forever: connect, serve the session, back off with full jitter, reconnect.
+///
+/// # Errors
+/// If the key or state cannot be loaded at start, or a local fault (the routing table cannot be
+/// saved) ends a session: the agent must not keep acknowledging what it cannot persist.
+pub async fn run(opts: AgentOptions) -> Result<()> {
+    let key = home::load_key(&opts.home)?;
+    let id = tls_identity(&key)?;
+    let me = AgentId(key.verifying_key().to_bytes());
+    let trust = Trust::default();
+    trust.insert(opts.node_id.0, Role::Node);
+    let heartbeat_ms = u64::try_from(opts.heartbeat.as_millis()).unwrap_or(u64::MAX);
+    let mut plane = AgentPlane::new(me, home::load_state(&opts.home)?, heartbeat_ms);
+    let backoff = Backoff { base_ms: 200, cap_ms: 10_000 };
+    let mut rng = Rng::new(u64::from_le_bytes(me.0[..8].try_into().expect("8 bytes")) ^ now_ms());
+    let mut attempt = 0u32;
+    info!(agent = %me, node = %opts.node, "agent starting");
+    loop {
+        let started = Instant::now();
+        match session(&opts, &id, &trust, &mut plane).await {
+            Ok(()) => info!("node closed the plane connection"),
+            Err(PlaneError::Peer(e)) => warn!(error = %format!("{e:#}"), "plane session ended"),
+            Err(PlaneError::Local(e)) => return Err(e.context("agent stopped on a local fault")),
+        }
+        plane.handle_disconnected();
+        if started.elapsed() > Duration::from_secs(10) {
+            attempt = 0;
+        }
+        let wait = backoff.delay_ms(attempt, &mut rng);
+        attempt = attempt.saturating_add(1);
+        tokio::time::sleep(Duration::from_millis(wait)).await;
+    }
+}
+
+async fn session(
+    opts: &AgentOptions,
+    id: &TlsIdentity,
+    trust: &Trust,
+    plane: &mut AgentPlane,
+) -> Result<(), PlaneError> {
+    let conn = connect(opts.node, id, trust, ALPN).await.map_err(PlaneError::Peer)?;
+    let (mut send, mut recv) = conn.open_bi().await.context("opening the plane stream").map_err(PlaneError::Peer)?;
+    plane.handle_connected(now_ms());
+    info!(node = %opts.node, applied_seq = plane.state().applied_seq, "connected to node");
+    loop {
+        // Outputs first: persist, then write whatever may go.
+        if let Some(state) = plane.poll_persist() {
+            let dir = opts.home.clone();
+            tokio::task::spawn_blocking(move || home::save_state(&dir, &state))
+                .await
+                .context("state writer task")
+                .and_then(|r| r)
+                .map_err(PlaneError::Local)?;
+            plane.handle_persisted();
+        }
+        let mut buf = Vec::new();
+        while let Some(msg) = plane.poll_transmit() {
+            push_frame(&mut buf, &msg.encode()).context("framing").map_err(PlaneError::Local)?;
+        }
+        if !buf.is_empty() {
+            send.write_all(&buf).await.context("writing to the node").map_err(PlaneError::Peer)?;
+        }
+        let wait = plane.poll_timeout().map_or(1000, |at| at.saturating_sub(now_ms()));
+        tokio::select! {
+            frame = read_frame(&mut recv, PLANE_MSG_BYTES_MAX) => {
+                let Some(bytes) = frame.context("reading from the node").map_err(PlaneError::Peer)? else {
+                    return Ok(());
+                };
+                let msg = PlaneMsg::decode(&bytes).context("unknown or malformed message from node").map_err(PlaneError::Peer)?;
+                let what = match &msg {
+                    PlaneMsg::Instruction(i) => Some((i.seq, i.directive, i.group.clone())),
+                    _ => None,
+                };
+                plane.handle_message(msg, now_ms()).map_err(|e| PlaneError::Peer(e.into()))?;
+                if let Some((seq, directive, group)) = what {
+                    info!(seq, directive = %directive, group = %group, "instruction applied");
+                }
+            }
+            () = tokio::time::sleep(Duration::from_millis(wait)) => {
+                plane.handle_timeout(now_ms(), || home::read_telemetry(&opts.home));
+            }
+        }
+    }
+}
