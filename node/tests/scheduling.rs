@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
-use hashmesh_node::live::SchedulerSettings;
+use hashmesh_node::live::{SchedulerSettings, Source};
 use hashmesh_node::rpc::Rpc;
 use hashmesh_node::testnet::{self, procs, ClusterSpec};
 use serde_json::Value;
@@ -55,6 +55,8 @@ fn a_degraded_endpoint_is_routed_around_by_committed_directives() {
         epoch_ms: EPOCH_MS,
         high_load_epoch_ms: 2 * EPOCH_MS,
         min_dwell_ms: 3 * EPOCH_MS,
+        // No Stratum traffic to measure here: the testnet's model, turned on explicitly.
+        source: Source::Synthetic,
         ..SchedulerSettings::default()
     };
     let mut cluster = testnet::generate(&ClusterSpec {

@@ -34,8 +34,6 @@ pub const WRITE_BATCH_INSTRUCTIONS_MAX: usize = 512;
 pub const RECEIPTS_PENDING_MAX: usize = 65_536;
 /// Most endpoints whose latest agent report a node keeps.
 pub const REPORTS_KEPT_MAX: usize = 4096;
-/// Most receipts recorded on chain for one directive (agents serving its group).
-pub const RECEIPTS_PER_DIRECTIVE_MAX: usize = 256;
 /// Most commit notices waiting for the plane (a slower plane makes commits wait, never drops them).
 pub const COMMIT_NOTICES_QUEUED_MAX: usize = 1024;
 /// Most miner groups one agent serves (so a resynchronised queue — one route per group —

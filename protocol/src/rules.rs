@@ -46,7 +46,7 @@ mod tests {
         assert_eq!(health_bp(5000, 2000, 50, 1000), 7200);
         assert_eq!(health_bp(0, 0, 0, 0), 10_000);
         assert_eq!(health_bp(10_000, 10_000, 500, 10_000), 0);
-        assert_eq!(health_bp(20_000, 0, u32::MAX, 0), 6000, "inputs beyond range clamp");
+        assert_eq!(health_bp(20_000, 0, u32::MAX, 0), 5000, "inputs beyond range clamp");
     }
 
     #[test]

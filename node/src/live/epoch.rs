@@ -1,6 +1,6 @@
 //! One scheduling epoch, and the thread that runs them: gather committed state at one height
 //! (in process — the node holds it) and this epoch's measurements, call the pure
-//! [`decide`](hashmesh_scheduler::decide::decide), sign and broadcast what it returns.
+//! [`decide`], sign and broadcast what it returns.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};

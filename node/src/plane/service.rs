@@ -1,6 +1,6 @@
 //! The node side of the plane, as IO around the sans-IO
-//! [`NodePlane`](hashmesh_plane::core::node::NodePlane): one actor task owns the state machine
-//! and the plane database; connection tasks only move frames. Every input is an [`Event`] in
+//! [`NodePlane`]: one actor task owns the state machine
+//! and the plane database; connection tasks only move frames. Every input is an `Event` in
 //! one closed enum; after each, the actor makes the machine's writes durable, then hands out
 //! what may be transmitted, then publishes what other threads read ([`Plane`]).
 //!
