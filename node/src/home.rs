@@ -1,8 +1,6 @@
 //! A node's home directory: `config.toml` and the pool key file (`pool_key.json`, mode 0600).
 
 use std::fs;
-use std::io::Write;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
@@ -77,13 +75,6 @@ impl Config {
     }
 }
 
-/// The on-disk form of the pool key.
-#[derive(Debug, Serialize, Deserialize)]
-struct KeyFile {
-    pool_id: String,
-    secret_seed: String,
-}
-
 /// A loaded home directory.
 #[derive(Debug)]
 pub struct Home {
@@ -114,9 +105,8 @@ impl Home {
             bail!("{} already exists; refusing to overwrite a pool key (use another --home)", key_path.display());
         }
         fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        keyfile::create(&key_path, seed)?;
         let key = SigningKey::from_seed(seed);
-        let file = KeyFile { pool_id: key.pool_id().to_hex(), secret_seed: hex::encode(seed) };
-        create_secret_file(&key_path, &serde_json::to_string_pretty(&file)?)?;
         let text = toml::to_string_pretty(&config)?;
         fs::write(dir.join(CONFIG_FILE), text)
             .with_context(|| format!("writing {}", dir.join(CONFIG_FILE).display()))?;
@@ -150,16 +140,7 @@ impl Home {
     /// # Errors
     /// If the file is missing, malformed, or has loose permissions.
     pub fn signing_key(&self) -> Result<SigningKey> {
-        let path = self.dir.join(KEY_FILE);
-        let file: KeyFile =
-            serde_json::from_slice(&read_secret_file(&path)?).with_context(|| format!("parsing {}", path.display()))?;
-        let mut seed = [0u8; 32];
-        hex::decode_to_slice(&file.secret_seed, &mut seed).context("secret_seed must be 64 hex characters")?;
-        let key = SigningKey::from_seed(&seed);
-        if key.pool_id().to_hex() != file.pool_id {
-            bail!("{}: pool_id does not match secret_seed", path.display());
-        }
-        Ok(key)
+        Ok(SigningKey::from_seed(&keyfile::load(&self.dir.join(KEY_FILE))?.to_bytes()))
     }
 
     /// The state directory.
@@ -174,36 +155,13 @@ impl Home {
     }
 }
 
-/// Create a secret file readable by its owner only (0600); refuses to overwrite.
-///
-/// # Errors
-/// If the file exists or cannot be written.
-pub fn create_secret_file(path: &Path, contents: &str) -> Result<()> {
-    let mut f = fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)
-        .with_context(|| format!("creating {}", path.display()))?;
-    f.write_all(contents.as_bytes())?;
-    Ok(())
-}
-
-/// Read a secret file, refusing one that others can read.
-///
-/// # Errors
-/// If the file is missing or has loose permissions.
-pub fn read_secret_file(path: &Path) -> Result<Vec<u8>> {
-    let meta = fs::metadata(path).with_context(|| format!("reading {}", path.display()))?;
-    if meta.permissions().mode() & 0o077 != 0 {
-        bail!("{} is readable by other users; run `chmod 600 {}`", path.display(), path.display());
-    }
-    Ok(fs::read(path)?)
-}
+pub use hashmesh_plane::host::files::{create_secret_file, read_secret_file};
+use hashmesh_plane::host::keyfile;
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::PermissionsExt;
 
     #[test]
     fn init_writes_a_private_key_and_refuses_to_overwrite() {
