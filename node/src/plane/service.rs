@@ -17,7 +17,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use hashmesh_abci::core::Assignment;
 use hashmesh_abci::CommitNotice;
-use hashmesh_plane::core::node::{AgentView, CommitInput, CommittedRoute, NodePlane};
+use hashmesh_plane::core::node::{fresh_reports, AgentView, CommitInput, CommittedRoute, NodePlane};
 use hashmesh_plane::host::clock::now_ms;
 use hashmesh_plane::transport::endpoint::{remote_key, server};
 use hashmesh_plane::transport::frame::{push_frame, read_frame};
@@ -199,20 +199,13 @@ impl Plane {
     /// The latest agent measurement of `endpoint` received within `max_age_ms`.
     #[must_use]
     pub fn fresh_report(&self, endpoint: &EndpointId, max_age_ms: u64) -> Option<TelemetryReport> {
-        let p = self.published.lock().expect("published lock");
-        p.reports.get(endpoint).filter(|(_, at)| now_ms().saturating_sub(*at) <= max_age_ms).map(|(r, _)| *r)
+        self.fresh_reports(max_age_ms).remove(endpoint)
     }
 
     /// Every endpoint's latest agent measurement received within `max_age_ms`.
     #[must_use]
     pub fn fresh_reports(&self, max_age_ms: u64) -> BTreeMap<EndpointId, TelemetryReport> {
-        let now = now_ms();
-        let p = self.published.lock().expect("published lock");
-        p.reports
-            .iter()
-            .filter(|(_, (_, at))| now.saturating_sub(*at) <= max_age_ms)
-            .map(|(e, (r, _))| (e.clone(), *r))
-            .collect()
+        fresh_reports(&self.published.lock().expect("published lock").reports, now_ms(), max_age_ms)
     }
 
     /// Worker credentials this node (as lender) still has to deliver.
