@@ -131,7 +131,10 @@ impl Home {
     /// # Errors
     /// If the file cannot be written.
     pub fn save_config(&self) -> Result<()> {
-        fs::write(self.dir.join(CONFIG_FILE), toml::to_string_pretty(&self.config)?)?;
+        hashmesh_plane::host::files::write_atomic(
+            &self.dir.join(CONFIG_FILE),
+            toml::to_string_pretty(&self.config)?.as_bytes(),
+        )?;
         Ok(())
     }
 

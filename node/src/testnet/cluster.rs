@@ -112,10 +112,10 @@ impl Cluster {
     /// # Errors
     /// If it cannot be written.
     pub fn save(&self) -> Result<()> {
-        let path = self.dir.join(CLUSTER_FILE);
-        let tmp = self.dir.join(format!("{CLUSTER_FILE}.tmp"));
-        std::fs::write(&tmp, serde_json::to_string_pretty(self)?)?;
-        std::fs::rename(&tmp, &path).with_context(|| format!("writing {}", path.display()))
+        hashmesh_plane::host::files::write_atomic(
+            &self.dir.join(CLUSTER_FILE),
+            serde_json::to_string_pretty(self)?.as_bytes(),
+        )
     }
 
     /// The node called `name` (or with that index).

@@ -56,7 +56,7 @@ pub fn chaos(dir: &Path, mode: &str, endpoint: &str) -> Result<i32> {
     let mut map: BTreeMap<String, EndpointCondition> =
         std::fs::read(&path).ok().and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or_default();
     map.insert(endpoint.to_owned(), condition);
-    std::fs::write(&path, serde_json::to_vec_pretty(&map)?)?;
+    hashmesh_plane::host::files::write_atomic(&path, &serde_json::to_vec_pretty(&map)?)?;
     println!("{endpoint} is now {condition:?} (seen by {}'s next scheduling epoch)", node.name);
     Ok(0)
 }
