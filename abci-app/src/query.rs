@@ -17,8 +17,7 @@ use crate::core::model::{
     Assignment, DirectiveRecord, EndpointRecord, GroupRecord, PoolRecord, ReceiptRecord, TelemetryRecord,
 };
 use crate::core::state::{Counts, GenesisMeta};
-use crate::core::writes::KvRead;
-use crate::store::Store;
+use crate::store::{Store, StoreError};
 
 /// Query codes (distinct from transaction codes).
 pub mod code {
@@ -41,8 +40,20 @@ pub struct QueryError {
     pub log: String,
 }
 
-fn fail<T>(code: u32, log: impl Into<String>) -> Result<T, QueryError> {
-    Err(QueryError { code, log: log.into() })
+/// Why a query has no answer: the request was refused (a code for the caller), or the store
+/// failed (a local fault: the node stops).
+#[derive(Debug, thiserror::Error)]
+pub enum QueryFailure {
+    /// A refusal with a code and a message.
+    #[error("query refused ({}): {}", .0.code, .0.log)]
+    Refused(QueryError),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+fn fail<T>(code: u32, log: impl Into<String>) -> Result<T, QueryFailure> {
+    Err(QueryFailure::Refused(QueryError { code, log: log.into() }))
 }
 
 /// Filter and page of a `/history` query. All fields optional.
@@ -161,32 +172,31 @@ pub struct StatusView {
 /// Answer one query against committed state.
 ///
 /// # Errors
-/// [`QueryError`] for unknown paths, bad data, missing records.
-pub fn handle(store: &Store, path: &str, data: &[u8]) -> Result<Vec<u8>, QueryError> {
-    let Some(meta) = store.get(keys::META_GENESIS) else {
+/// [`QueryFailure::Refused`] for unknown paths, bad data, missing records;
+/// [`QueryFailure::Store`] when the store fails.
+pub fn handle(store: &Store, path: &str, data: &[u8]) -> Result<Vec<u8>, QueryFailure> {
+    let Some(meta) = store.record::<GenesisMeta>(keys::META_GENESIS)? else {
         return fail(code::NOT_INITIALIZED, "no genesis has been applied yet");
     };
     match path {
         "/status" => {
-            let meta: GenesisMeta = codec::decode_trusted(&meta).expect("genesis meta decodes");
-            let (height, hash) = store.last_committed().unwrap_or((0, [0; 32]));
-            let counts: Counts =
-                store.get(keys::META_COUNTS).map(|b| codec::decode_trusted(&b).expect("counts decode")).unwrap_or_default();
+            let (height, hash) = store.last_committed()?.unwrap_or((0, [0; 32]));
+            let counts: Counts = store.record(keys::META_COUNTS)?.unwrap_or_default();
             Ok(json(&StatusView {
                 chain_id: meta.chain_id,
                 height,
                 app_hash: hex::encode_upper(hash),
-                pools: store.scan_prefix(keys::POOL).len() as u64,
-                endpoints: store.scan_prefix(keys::ENDPOINT).len() as u64,
-                groups: store.scan_prefix(keys::GROUP).len() as u64,
+                pools: store.try_scan_prefix(keys::POOL)?.len() as u64,
+                endpoints: store.try_scan_prefix(keys::ENDPOINT)?.len() as u64,
+                groups: store.try_scan_prefix(keys::GROUP)?.len() as u64,
                 directives: counts,
             }))
         }
-        "/pools" => Ok(json(&list::<PoolRecord>(store, keys::POOL))),
+        "/pools" => Ok(json(&store.records::<PoolRecord>(keys::POOL)?)),
         "/telemetry" => {
-            let meta: GenesisMeta = codec::decode_trusted(&meta).expect("genesis meta decodes");
-            let height = store.last_committed().map_or(0, |(h, _)| h);
-            let views: Vec<serde_json::Value> = list::<TelemetryRecord>(store, keys::TELEMETRY)
+            let height = store.last_committed()?.map_or(0, |(h, _)| h);
+            let views: Vec<serde_json::Value> = store
+                .records::<TelemetryRecord>(keys::TELEMETRY)?
                 .into_iter()
                 .map(|t| {
                     let fresh = t.height + meta.params.telemetry_stale_blocks >= height;
@@ -198,21 +208,20 @@ pub fn handle(store: &Store, path: &str, data: &[u8]) -> Result<Vec<u8>, QueryEr
                 .collect();
             Ok(json(&views))
         }
-        "/endpoints" => Ok(json(&list::<EndpointRecord>(store, keys::ENDPOINT))),
-        "/groups" => Ok(json(&list::<GroupRecord>(store, keys::GROUP))),
-        "/assignments" => Ok(json(&list::<Assignment>(store, keys::ASSIGNMENT))),
+        "/endpoints" => Ok(json(&store.records::<EndpointRecord>(keys::ENDPOINT)?)),
+        "/groups" => Ok(json(&store.records::<GroupRecord>(keys::GROUP)?)),
+        "/assignments" => Ok(json(&store.records::<Assignment>(keys::ASSIGNMENT)?)),
         "/pending" => {
-            let views: Vec<DirectiveView> = store
-                .scan_prefix(keys::PENDING)
-                .iter()
-                .filter_map(|(k, _)| directive(store, &k[keys::PENDING.len()..]))
-                .collect();
+            let mut views: Vec<DirectiveView> = Vec::new();
+            for (k, _) in store.try_scan_prefix(keys::PENDING)? {
+                views.extend(directive(store, &k[keys::PENDING.len()..])?);
+            }
             Ok(json(&views))
         }
         "/directive" => {
             let text = std::str::from_utf8(data).unwrap_or("").trim();
             let id: DirectiveId = text.parse().or_else(|_| fail(code::BAD_REQUEST, "data must be a 64-hex-character directive id"))?;
-            match directive(store, id.as_bytes()) {
+            match directive(store, id.as_bytes())? {
                 Some(v) => Ok(json(&v)),
                 None => fail(code::NOT_FOUND, format!("no committed directive {id}")),
             }
@@ -236,17 +245,12 @@ fn json<T: Serialize>(v: &T) -> Vec<u8> {
     serde_json::to_vec(v).expect("views serialize")
 }
 
-fn list<T: bincode::Decode<()>>(store: &Store, prefix: &[u8]) -> Vec<T> {
-    store.scan_prefix(prefix).iter().map(|(_, v)| codec::decode_trusted(v).expect("stored record decodes")).collect()
-}
-
-fn directive(store: &Store, id: &[u8]) -> Option<DirectiveView> {
-    let id = DirectiveId(id.try_into().ok()?);
-    let bytes = store.get(&keys::directive(&id))?;
-    let rec: DirectiveRecord = codec::decode_trusted(&bytes).expect("stored directive decodes");
+fn directive(store: &Store, id: &[u8]) -> Result<Option<DirectiveView>, StoreError> {
+    let Ok(id) = id.try_into().map(DirectiveId) else { return Ok(None) };
+    let Some(rec) = store.record::<DirectiveRecord>(&keys::directive(&id))? else { return Ok(None) };
     let mut view = DirectiveView::from_record(&rec);
-    view.receipts = list(store, &keys::receipts_of(&id));
-    Some(view)
+    view.receipts = store.records::<ReceiptRecord>(&keys::receipts_of(&id))?;
+    Ok(Some(view))
 }
 
 fn parse_cursor(c: &str) -> Option<(u64, u32)> {
@@ -254,15 +258,15 @@ fn parse_cursor(c: &str) -> Option<(u64, u32)> {
     Some((h.parse().ok()?, i.parse().ok()?))
 }
 
-fn history(store: &Store, f: &HistoryFilter) -> Result<HistoryPage, QueryError> {
+fn history(store: &Store, f: &HistoryFilter) -> Result<HistoryPage, QueryFailure> {
     let limit = f.limit.unwrap_or(100);
     if limit == 0 || limit > HISTORY_PAGE_MAX {
         return fail(code::BAD_REQUEST, format!("limit must be 1..={HISTORY_PAGE_MAX}"));
     }
     let after = match &f.after {
-        Some(c) => Some(
-            parse_cursor(c).ok_or_else(|| QueryError { code: code::BAD_REQUEST, log: format!("bad cursor {c:?}") })?,
-        ),
+        Some(c) => Some(parse_cursor(c).ok_or_else(|| {
+            QueryFailure::Refused(QueryError { code: code::BAD_REQUEST, log: format!("bad cursor {c:?}") })
+        })?),
         None => None,
     };
     let from = f.from_height.unwrap_or(0).max(after.map_or(0, |(h, _)| h));
@@ -273,15 +277,16 @@ fn history(store: &Store, f: &HistoryFilter) -> Result<HistoryPage, QueryError> 
     };
     let mut out: Vec<DirectiveView> = Vec::new();
     let mut next = None;
-    'blocks: for (k, v) in store.range(&start, &end) {
+    'blocks: for kv in store.range(&start, &end) {
+        let (k, v) = kv?;
         let height = u64::from_be_bytes(k[keys::HISTORY.len()..].try_into().expect("history key is h: + 8 bytes"));
-        let ids: Vec<DirectiveId> = codec::decode_trusted(&v).expect("stored history decodes");
+        let ids: Vec<DirectiveId> = codec::decode_trusted(&v).map_err(|e| store.corrupt(&k, e))?;
         for (index, id) in ids.iter().enumerate() {
             let index = u32::try_from(index).expect("index fits u32");
             if after.is_some_and(|cursor| (height, index) <= cursor) {
                 continue;
             }
-            let Some(view) = directive(store, id.as_bytes()) else { continue };
+            let Some(view) = directive(store, id.as_bytes())? else { continue };
             if f.pool.is_some_and(|p| p != view.signer)
                 || f.group.as_ref().is_some_and(|g| view.body.group() != Some(g))
             {

@@ -137,10 +137,9 @@ pub struct AppHandle {
     store: Store,
     metrics: Arc<AppMetrics>,
     hooks: Arc<Mutex<Vec<CommitHook>>>,
-    /// The last committed state, published after each commit once someone asked for it
-    /// ([`AppHandle::committed_state`]); readers never see a finalized-but-uncommitted block.
+    /// The last committed state, published after each commit ([`AppHandle::committed_state`]);
+    /// readers never see a finalized-but-uncommitted block, and never take the state lock.
     committed: Arc<Mutex<Option<Arc<State>>>>,
-    publish: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// Stop the process: a local fault that must not become a result.
@@ -162,34 +161,25 @@ impl AppHandle {
             metrics.height.store(s.height(), Ordering::Relaxed);
             info!(height = s.height(), app_hash = %hex::encode_upper(s.app_hash()), "loaded committed state");
         }
+        let committed = Arc::new(Mutex::new(state.clone().map(Arc::new)));
         Ok(Self {
             inner: Arc::new(Mutex::new(Inner { state, verified: VerifiedMemo::default(), uncommitted: None })),
             store,
             metrics,
             hooks: Arc::default(),
-            committed: Arc::default(),
-            publish: Arc::default(),
+            committed,
         })
     }
 
     /// The committed state, read at one height (a snapshot: later commits do not change it).
-    /// `None` before genesis. The first call turns publishing on; from then on every commit
-    /// publishes a copy.
+    /// `None` before genesis. Never takes the state lock, so commit hooks may wait on its readers.
     #[must_use]
     pub fn committed_state(&self) -> Option<Arc<State>> {
-        if !self.publish.swap(true, Ordering::SeqCst) {
-            let inner = self.lock();
-            if inner.uncommitted.is_none() {
-                self.publish_state(inner.state.as_ref());
-            }
-        }
         self.committed.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
     }
 
     fn publish_state(&self, state: Option<&State>) {
-        if self.publish.load(Ordering::SeqCst) {
-            *self.committed.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = state.cloned().map(Arc::new);
-        }
+        *self.committed.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = state.cloned().map(Arc::new);
     }
 
     /// Call `hook` after every commit (after the block is on disk). Hooks run on the ABCI
@@ -266,7 +256,11 @@ impl Application for AppHandle {
     /// Reports what is on disk, never a finalized-but-uncommitted block: CometBFT's handshake
     /// replays from here, and `/abci_info` may arrive between `FinalizeBlock` and `Commit`.
     fn info(&self, _req: RequestInfo) -> ResponseInfo {
-        let (height, hash) = self.store.last_committed().map_or((0, Vec::new()), |(h, a)| (h, a.to_vec()));
+        let (height, hash) = self
+            .store
+            .last_committed()
+            .unwrap_or_else(|e| fatal(&e.to_string()))
+            .map_or((0, Vec::new()), |(h, a)| (h, a.to_vec()));
         ResponseInfo {
             data: "hashmesh".into(),
             version: env!("CARGO_PKG_VERSION").into(),
@@ -298,11 +292,14 @@ impl Application for AppHandle {
     }
 
     fn query(&self, req: RequestQuery) -> ResponseQuery {
-        let height = self.store.last_committed().map_or(0, |(h, _)| h);
+        let height = self.store.last_committed().unwrap_or_else(|e| fatal(&e.to_string())).map_or(0, |(h, _)| h);
         let height = i64::try_from(height).expect("height fits i64");
         match query::handle(&self.store, &req.path, &req.data) {
             Ok(value) => ResponseQuery { value: value.into(), height, ..Default::default() },
-            Err(e) => ResponseQuery { code: e.code, log: e.log, height, ..Default::default() },
+            Err(query::QueryFailure::Refused(e)) => {
+                ResponseQuery { code: e.code, log: e.log, height, ..Default::default() }
+            }
+            Err(query::QueryFailure::Store(e)) => fatal(&e.to_string()),
         }
     }
 

@@ -13,12 +13,30 @@ use crate::core::writes::{KvRead, WriteSet};
 
 /// A local storage fault. Never a transaction result: the node stops instead.
 #[derive(Debug, thiserror::Error)]
-#[error("state store at {path}: {source}")]
-pub struct StoreError {
-    path: String,
-    #[source]
-    source: sled::Error,
+pub enum StoreError {
+    /// sled failed (disk, permissions, another process holds the database).
+    #[error("state store at {path}: {source}")]
+    Io {
+        /// The database directory.
+        path: String,
+        /// What sled said.
+        #[source]
+        source: sled::Error,
+    },
+    /// A stored record does not decode: the database is corrupt.
+    #[error("state store at {path}: record {key} is corrupt: {reason}")]
+    Corrupt {
+        /// The database directory.
+        path: String,
+        /// The key, hex.
+        key: String,
+        /// Why it does not decode.
+        reason: String,
+    },
 }
+
+/// A `(key, value)` pair as stored.
+pub type Entry = (Vec<u8>, Vec<u8>);
 
 /// The committed state on disk. Cheap to clone; clones share the database.
 #[derive(Clone)]
@@ -45,12 +63,51 @@ impl Store {
             .cache_capacity(256 * 1024 * 1024)
             .mode(sled::Mode::HighThroughput)
             .open()
-            .map_err(|source| StoreError { path: p.clone(), source })?;
+            .map_err(|source| StoreError::Io { path: p.clone(), source })?;
         Ok(Self { db, path: p })
     }
 
     fn err(&self, source: sled::Error) -> StoreError {
-        StoreError { path: self.path.clone(), source }
+        StoreError::Io { path: self.path.clone(), source }
+    }
+
+    pub(crate) fn corrupt(&self, key: &[u8], reason: impl std::fmt::Display) -> StoreError {
+        StoreError::Corrupt { path: self.path.clone(), key: hex::encode(key), reason: reason.to_string() }
+    }
+
+    /// The committed value under `key`.
+    ///
+    /// # Errors
+    /// [`StoreError`] on a sled failure.
+    pub fn try_get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.db.get(key).map_err(|e| self.err(e))?.map(|v| v.to_vec()))
+    }
+
+    /// Every committed `(key, value)` whose key starts with `prefix`, in key order.
+    ///
+    /// # Errors
+    /// [`StoreError`] on a sled failure.
+    pub fn try_scan_prefix(&self, prefix: &[u8]) -> Result<Vec<Entry>, StoreError> {
+        self.db.scan_prefix(prefix).map(|r| r.map(|(k, v)| (k.to_vec(), v.to_vec())).map_err(|e| self.err(e))).collect()
+    }
+
+    /// The record under `key`, decoded.
+    ///
+    /// # Errors
+    /// [`StoreError`] on a sled failure or a record that does not decode.
+    pub fn record<T: bincode::Decode<()>>(&self, key: &[u8]) -> Result<Option<T>, StoreError> {
+        self.try_get(key)?.map(|v| codec::decode_trusted(&v).map_err(|e| self.corrupt(key, e))).transpose()
+    }
+
+    /// Every record under `prefix`, decoded, in key order.
+    ///
+    /// # Errors
+    /// [`StoreError`] on a sled failure or a record that does not decode.
+    pub fn records<T: bincode::Decode<()>>(&self, prefix: &[u8]) -> Result<Vec<T>, StoreError> {
+        self.try_scan_prefix(prefix)?
+            .iter()
+            .map(|(k, v)| codec::decode_trusted(v).map_err(|e| self.corrupt(k, e)))
+            .collect()
     }
 
     /// Persist `writes` with `(height, app_hash)` atomically, then flush to disk.
@@ -73,12 +130,10 @@ impl Store {
 
     /// The last committed `(height, app_hash)`, if any.
     ///
-    /// # Panics
-    /// If the stored value is corrupt (a local fault).
-    #[must_use]
-    pub fn last_committed(&self) -> Option<(u64, [u8; 32])> {
-        KvRead::get(self, keys::META_LAST)
-            .map(|b| codec::decode_trusted(&b).expect("m:last decodes; the state store is corrupt"))
+    /// # Errors
+    /// [`StoreError`] on a sled failure or a corrupt record.
+    pub fn last_committed(&self) -> Result<Option<(u64, [u8; 32])>, StoreError> {
+        self.record(keys::META_LAST)
     }
 
     /// Remove everything (used when CometBFT re-runs `InitChain` at height 0).
@@ -92,26 +147,28 @@ impl Store {
     }
 
     /// Committed `(key, value)` pairs with `start <= key < end`, in key order.
-    pub fn range(&self, start: &[u8], end: &[u8]) -> impl Iterator<Item = (Vec<u8>, Vec<u8>)> + '_ {
-        self.db.range(start..end).map(|r| {
-            let (k, v) = r.expect("sled read failed; the state store is unusable");
-            (k.to_vec(), v.to_vec())
-        })
+    pub fn range(&self, start: &[u8], end: &[u8]) -> impl Iterator<Item = Result<Entry, StoreError>> + '_ {
+        self.db.range(start..end).map(|r| r.map(|(k, v)| (k.to_vec(), v.to_vec())).map_err(|e| self.err(e)))
     }
 }
 
+/// Stop the process on a storage fault met inside the pure core's reads: the core cannot
+/// return it (it would become a transaction result, which other validators did not see), so
+/// the node stops with exit 70 and CometBFT replays the block after a restart.
+fn stop(e: &StoreError) -> ! {
+    tracing::error!(error = %e, "fatal: state store read failed");
+    eprintln!("hashmesh: fatal: {e}");
+    std::process::exit(70)
+}
+
+/// The core's read interface. Reads that fail stop the process (exit 70); they never panic and
+/// never reach a transaction result.
 impl KvRead for Store {
     fn get(&self, key: &[u8]) -> Option<Vec<u8>> {
-        self.db.get(key).expect("sled read failed; the state store is unusable").map(|v| v.to_vec())
+        self.try_get(key).unwrap_or_else(|e| stop(&e))
     }
 
     fn scan_prefix(&self, prefix: &[u8]) -> Vec<(Vec<u8>, Vec<u8>)> {
-        self.db
-            .scan_prefix(prefix)
-            .map(|r| {
-                let (k, v) = r.expect("sled read failed; the state store is unusable");
-                (k.to_vec(), v.to_vec())
-            })
-            .collect()
+        self.try_scan_prefix(prefix).unwrap_or_else(|e| stop(&e))
     }
 }

@@ -22,9 +22,9 @@ use crate::plane::peers::{ChainView, PeerConfig};
 use crate::plane::service::{self, PlaneHandle, PlaneOptions};
 use crate::plane::store::PlaneStore;
 use crate::plane::{receipts, registry};
-use hashmesh_abci::core::{keys, Assignment, EndpointRecord, GroupRecord, KvRead, PoolRecord};
+use hashmesh_abci::core::Assignment;
 use hashmesh_plane::transport::identity::tls_identity;
-use hashmesh_protocol::{codec, EndpointId, GroupId, PoolId};
+use hashmesh_protocol::{EndpointId, GroupId, PoolId};
 
 /// Start the daemon and block until the ABCI server stops.
 ///
@@ -75,12 +75,8 @@ fn start_plane(home: &Home, app: &AppHandle, signer: Arc<Signer>) -> Result<Plan
     let id = tls_identity(&ed25519_dalek::SigningKey::from_bytes(&key.seed()))?;
     let registry = registry::load(&home.dir)?;
     let store = PlaneStore::open(&home.state_dir().with_file_name("plane"))?;
-    let assignments: Vec<Assignment> = app
-        .store()
-        .scan_prefix(keys::ASSIGNMENT)
-        .iter()
-        .map(|(_, v)| codec::decode_trusted(v).context("stored assignment"))
-        .collect::<Result<_>>()?;
+    let assignments: Vec<Assignment> =
+        app.committed_state().map(|s| s.assignments().cloned().collect()).unwrap_or_default();
     let listen = home.config.plane.listen.parse().with_context(|| {
         format!("[plane] listen = {:?} must be HOST:PORT (or empty to disable)", home.config.plane.listen)
     })?;
@@ -94,7 +90,7 @@ fn start_plane(home: &Home, app: &AppHandle, signer: Arc<Signer>) -> Result<Plan
         addrs.insert(pool, addr);
     }
     let peers =
-        PeerConfig { me: key.pool_id(), addrs, chain: Arc::new(StoreView(app.store().clone())), identity: id.clone() };
+        PeerConfig { me: key.pool_id(), addrs, chain: Arc::new(CommittedView(app.clone())), identity: id.clone() };
     let handle = service::start(store, registry, &id, &assignments, opts, Some(peers))?;
     let commits = handle.commits.clone();
     app.on_commit(Arc::new(move |n| {
@@ -164,34 +160,25 @@ fn start_scheduler(
     Ok(())
 }
 
-/// Committed state as the plane reads it.
-struct StoreView(hashmesh_abci::Store);
+/// Committed state as the plane reads it: the application's committed snapshot (in memory,
+/// typed; empty before genesis).
+struct CommittedView(AppHandle);
 
-impl StoreView {
-    fn record<T: bincode::Decode<()>>(&self, key: &[u8]) -> Option<T> {
-        self.0.get(key).and_then(|v| codec::decode_trusted(&v).ok())
-    }
-}
-
-impl ChainView for StoreView {
+impl ChainView for CommittedView {
     fn pools(&self) -> Vec<PoolId> {
-        self.0
-            .scan_prefix(keys::POOL)
-            .iter()
-            .filter_map(|(_, v)| codec::decode_trusted::<PoolRecord>(v).ok().map(|p| p.id))
-            .collect()
+        self.0.committed_state().map(|s| s.pools().map(|p| p.id).collect()).unwrap_or_default()
     }
     fn group_owner(&self, g: &GroupId) -> Option<PoolId> {
-        self.record::<GroupRecord>(&keys::group(g)).map(|r| r.owner)
+        self.0.committed_state()?.group(g).map(|r| r.owner)
     }
     fn endpoint_owner(&self, e: &EndpointId) -> Option<PoolId> {
-        self.record::<EndpointRecord>(&keys::endpoint(e)).map(|r| r.owner)
+        self.0.committed_state()?.endpoint(e).map(|r| r.owner)
     }
     fn assignment(&self, g: &GroupId) -> Option<Assignment> {
-        self.record(&keys::assignment(g))
+        self.0.committed_state()?.assignment(g).cloned()
     }
     fn drained(&self, e: &EndpointId) -> bool {
-        self.record::<EndpointRecord>(&keys::endpoint(e)).is_some_and(|r| r.drained)
+        self.0.committed_state().and_then(|s| s.endpoint(e).map(|r| r.drained)).unwrap_or(false)
     }
 }
 

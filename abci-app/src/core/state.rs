@@ -332,6 +332,11 @@ impl State {
     pub fn endpoints(&self) -> impl Iterator<Item = &EndpointRecord> {
         self.endpoints.values()
     }
+    /// One miner group.
+    #[must_use]
+    pub fn group(&self, id: &GroupId) -> Option<&GroupRecord> {
+        self.groups.get(id)
+    }
     /// Every miner group.
     pub fn groups(&self) -> impl Iterator<Item = &GroupRecord> {
         self.groups.values()
