@@ -71,3 +71,33 @@ fn receipts_are_recorded_once_for_own_active_routes_only() {
     let (code, _) = send(&mut chain, 'a', vec![receipt(own, 1), receipt(own, 3)]);
     assert_eq!(code, RejectCode::ReceiptDuplicate.code());
 }
+
+#[test]
+fn a_directive_holds_a_bounded_number_of_receipts_even_within_one_block() {
+    use hashmesh_protocol::limits::RECEIPTS_PER_DIRECTIVE_MAX;
+    let mut chain = Chain::new();
+    let own = commit(&mut chain, 'a', route("pool-a/g-1", &[("pool-a/ep-1", 10_000)]));
+    let agent = |i: usize| {
+        let mut id = [0u8; 32];
+        id[..8].copy_from_slice(&(i as u64).to_be_bytes());
+        Receipt { directive: own, agent: AgentId(id), applied_at_ms: 1 }
+    };
+    // Fill up to one below the bound over several blocks.
+    let below = RECEIPTS_PER_DIRECTIVE_MAX - 1;
+    for chunk in (0..below).collect::<Vec<_>>().chunks(RECEIPTS_PER_TX_MAX) {
+        let (code, log) = send(&mut chain, 'a', chunk.iter().map(|i| agent(*i)).collect());
+        assert_eq!(code, 0, "{log}");
+    }
+    // Two more in one transaction pass the bound: refused, nothing recorded.
+    let count = |c: &Chain| c.kv.keys().filter(|k| k.starts_with(&keys::receipts_of(&own))).count();
+    let (code, log) = send(&mut chain, 'a', vec![agent(below), agent(below + 1)]);
+    assert_eq!(code, RejectCode::ReceiptsFull.code(), "{log}");
+    assert_eq!(count(&chain), below);
+    // Two transactions in one block: the first fills the bound, the second is refused.
+    let t1 = chain.sign('a', Body::Receipt { receipts: vec![agent(below)] });
+    let t2 = chain.sign('a', Body::Receipt { receipts: vec![agent(below + 1)] });
+    let out = chain.block(vec![t1, t2]);
+    assert_eq!(out.txs[0].code, 0, "{}", out.txs[0].log);
+    assert_eq!(out.txs[1].code, RejectCode::ReceiptsFull.code(), "{}", out.txs[1].log);
+    assert_eq!(count(&chain), RECEIPTS_PER_DIRECTIVE_MAX);
+}

@@ -63,11 +63,13 @@ pub enum RejectCode {
     ReceiptNotOwned = 26,
     /// Every entry of a `Receipt` is already recorded.
     ReceiptDuplicate = 27,
+    /// A directive already has `RECEIPTS_PER_DIRECTIVE_MAX` receipts.
+    ReceiptsFull = 28,
 }
 
 impl RejectCode {
     /// Every code, in numeric order (for docs and tests).
-    pub const ALL: [RejectCode; 27] = [
+    pub const ALL: [RejectCode; 28] = [
         Self::Malformed,
         Self::TxTooLarge,
         Self::WrongChainId,
@@ -95,6 +97,7 @@ impl RejectCode {
         Self::ReceiptInvalid,
         Self::ReceiptNotOwned,
         Self::ReceiptDuplicate,
+        Self::ReceiptsFull,
     ];
 
     /// The numeric code CometBFT reports.
@@ -134,6 +137,7 @@ impl RejectCode {
             Self::ReceiptInvalid => "receipt_invalid",
             Self::ReceiptNotOwned => "receipt_not_owned",
             Self::ReceiptDuplicate => "receipt_duplicate",
+            Self::ReceiptsFull => "receipts_full",
         }
     }
 

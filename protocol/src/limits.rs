@@ -30,6 +30,9 @@ pub const INSTRUCTIONS_OUTSTANDING_PER_AGENT_MAX: usize = 1024;
 /// Most instructions in one write to an agent (a long-disconnected agent catches up in
 /// bounded chunks; QUIC flow control bounds what is in flight).
 pub const WRITE_BATCH_INSTRUCTIONS_MAX: usize = 512;
+/// Most receipts recorded on chain for one directive (agents of its group); beyond it a
+/// `Receipt` is refused with `ReceiptsFull`.
+pub const RECEIPTS_PER_DIRECTIVE_MAX: usize = 256;
 /// Most receipts a node keeps waiting to go on chain.
 pub const RECEIPTS_PENDING_MAX: usize = 65_536;
 /// Most endpoints whose latest agent report a node keeps.

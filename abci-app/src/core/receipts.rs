@@ -1,6 +1,7 @@
 //! Receipts on chain: which agents applied which directive, reported (batched) by the node of
 //! the pool that owns the directive's group.
 
+use hashmesh_protocol::limits::RECEIPTS_PER_DIRECTIVE_MAX;
 use hashmesh_protocol::{codec, Body, PoolId, Receipt, RejectCode, SignedTx, RECEIPTS_PER_TX_MAX};
 
 use super::apply::{reject, Rejection};
@@ -15,8 +16,9 @@ impl State {
     ///
     /// Refused when the list is empty, too long or not strictly increasing by (directive,
     /// agent); when a directive is unknown, or is not an active route of one of the signer's
-    /// groups; and when every entry is already recorded (a resent batch that only partly
-    /// committed is accepted for its new entries).
+    /// groups; when a directive would pass `RECEIPTS_PER_DIRECTIVE_MAX` receipts; and when every
+    /// entry is already recorded (a resent batch that only partly committed is accepted for its
+    /// new entries).
     pub(crate) fn check_receipts(
         &self,
         signer: PoolId,
@@ -60,6 +62,17 @@ impl State {
         }
         if fresh.is_empty() {
             return reject(RejectCode::ReceiptDuplicate, "every receipt in this transaction is already recorded");
+        }
+        // Entries are sorted by directive: count each directive's new entries in one run.
+        for run in fresh.chunk_by(|a, b| a.directive == b.directive) {
+            let d = &run[0].directive;
+            let recorded = writes.count_through(committed, &keys::receipts_of(d));
+            if recorded + run.len() > RECEIPTS_PER_DIRECTIVE_MAX {
+                return reject(
+                    RejectCode::ReceiptsFull,
+                    format!("directive {d} has {recorded} receipts; at most {RECEIPTS_PER_DIRECTIVE_MAX} are recorded"),
+                );
+            }
         }
         Ok(fresh)
     }

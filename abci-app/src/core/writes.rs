@@ -70,6 +70,20 @@ impl WriteSet {
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
+    /// How many keys under `prefix` exist once this write set is applied to `committed`.
+    #[must_use]
+    pub fn count_through(&self, committed: &dyn KvRead, prefix: &[u8]) -> usize {
+        let mut keys: std::collections::BTreeSet<Vec<u8>> =
+            committed.scan_prefix(prefix).into_iter().map(|(k, _)| k).collect();
+        for (k, v) in self.0.range(prefix.to_vec()..).take_while(|(k, _)| k.starts_with(prefix)) {
+            if v.is_some() {
+                keys.insert(k.clone());
+            } else {
+                keys.remove(k);
+            }
+        }
+        keys.len()
+    }
     /// Read through this write set to committed state.
     #[must_use]
     pub fn read_through(&self, committed: &dyn KvRead, key: &[u8]) -> Option<Vec<u8>> {
