@@ -167,6 +167,8 @@ pub struct StatusView {
     pub groups: u64,
     /// Directive totals by status.
     pub directives: Counts,
+    /// The network's parameters (vote window, health floor, utilisation ceiling, staleness).
+    pub params: crate::core::Params,
 }
 
 /// Answer one query against committed state.
@@ -190,6 +192,7 @@ pub fn handle(store: &Store, path: &str, data: &[u8]) -> Result<Vec<u8>, QueryFa
                 endpoints: store.try_scan_prefix(keys::ENDPOINT)?.len() as u64,
                 groups: store.try_scan_prefix(keys::GROUP)?.len() as u64,
                 directives: counts,
+                params: meta.params,
             }))
         }
         "/pools" => Ok(json(&store.records::<PoolRecord>(keys::POOL)?)),

@@ -4,7 +4,9 @@ use std::time::Duration;
 
 use anyhow::{bail, Result};
 use hashmesh_protocol::{Body, DirectiveId, RejectCode};
+use serde::Deserialize;
 use serde_json::{json, Value};
+use std::collections::BTreeSet;
 
 use super::cluster::Cluster;
 use super::procs;
@@ -73,20 +75,99 @@ fn route(group: &str, targets: &[(&str, u16)]) -> Result<Body> {
     })
 }
 
-/// Run the demo against a running cluster.
+/// The endpoints committed state accepts as route targets now: not drained, and with fresh
+/// telemetry (if any) at or above the network's health floor. A restarted cluster may have
+/// degraded or drained endpoints; the demo routes around them instead of being refused.
+fn usable_endpoints(rpc: &Rpc) -> Result<BTreeSet<String>> {
+    #[derive(Deserialize)]
+    struct Params {
+        health_floor_bp: u32,
+    }
+    #[derive(Deserialize)]
+    struct Status {
+        params: Params,
+    }
+    #[derive(Deserialize)]
+    struct Endpoint {
+        id: String,
+        drained: bool,
+    }
+    #[derive(Deserialize)]
+    struct Telemetry {
+        endpoint: String,
+        health_bp: u32,
+        fresh: bool,
+    }
+    let floor = serde_json::from_value::<Status>(rpc.abci_query("/status", b"")?)?.params.health_floor_bp;
+    let endpoints: Vec<Endpoint> = serde_json::from_value(rpc.abci_query("/endpoints", b"")?)?;
+    let telemetry: Vec<Telemetry> = serde_json::from_value(rpc.abci_query("/telemetry", b"")?)?;
+    let unhealthy: BTreeSet<String> =
+        telemetry.into_iter().filter(|t| t.fresh && t.health_bp < floor).map(|t| t.endpoint).collect();
+    Ok(endpoints.into_iter().filter(|e| !e.drained && !unhealthy.contains(&e.id)).map(|e| e.id).collect())
+}
+
+/// `targets` without the endpoints committed state would refuse, weights rescaled to 10 000;
+/// `None` when none is left.
+fn fit<'a>(targets: &[(&'a str, u16)], usable: &BTreeSet<String>) -> Option<Vec<(&'a str, u16)>> {
+    let kept: Vec<(&str, u16)> = targets.iter().copied().filter(|(e, _)| usable.contains(*e)).collect();
+    let total: u32 = kept.iter().map(|(_, w)| u32::from(*w)).sum();
+    let (last, rest) = kept.split_last()?;
+    let mut out: Vec<(&str, u16)> = rest
+        .iter()
+        .map(|(e, w)| (*e, u16::try_from(u32::from(*w) * 10_000 / total).expect("at most 10 000")))
+        .collect();
+    let used: u16 = out.iter().map(|(_, w)| *w).sum();
+    out.push((last.0, 10_000 - used));
+    Some(out)
+}
+
+/// Send a route step over the usable part of `targets`, or skip it with a note; the report.
+fn route_step(cluster: &Cluster, node: usize, group: &str, targets: &[(&str, u16)]) -> Result<Option<Value>> {
+    let usable = usable_endpoints(&Rpc::new(&cluster.nodes[node].rpc))?;
+    match fit(targets, &usable) {
+        Some(t) => {
+            if t.len() < targets.len() {
+                println!("  (committed state refuses some of {group}'s demo targets now; routing over the rest)");
+            }
+            Ok(Some(send(cluster, node, route(group, &t)?)?))
+        }
+        None => {
+            println!("  (skipped: every demo target of {group} is drained or below the health floor now)");
+            Ok(None)
+        }
+    }
+}
+
+/// Run the demo against a running cluster — fresh or restarted: each route goes only to
+/// endpoints the committed state accepts.
 ///
 /// # Errors
 /// If a step is refused or a node does not answer.
 pub fn run(cluster: &Cluster) -> Result<()> {
     println!("demo: submitting signed directives");
     let a = &cluster.nodes[0];
-    send(cluster, 0, route(&a.groups[0], &[(&a.endpoints[0], 6000), (&a.endpoints[1], 4000)])?)?;
+    route_step(cluster, 0, &a.groups[0], &[(&a.endpoints[0], 6000), (&a.endpoints[1], 4000)])?;
     if cluster.nodes.len() < 2 {
         return Ok(());
     }
     let b = &cluster.nodes[1];
-    send(cluster, 1, route(&b.groups[0], &[(&b.endpoints[0], 10_000)])?)?;
-    let cross = send(cluster, 0, route(&a.groups[1], &[(&b.endpoints[1], 7000), (&a.endpoints[0], 3000)])?)?;
+    route_step(cluster, 1, &b.groups[0], &[(&b.endpoints[0], 10_000)])?;
+    let usable = usable_endpoints(&Rpc::new(&a.rpc))?;
+    let cross_targets = [(b.endpoints[1].as_str(), 7000), (a.endpoints[0].as_str(), 3000)];
+    let cross = if cross_targets.iter().all(|(e, _)| usable.contains(*e)) {
+        Some(send(cluster, 0, route(&a.groups[1], &cross_targets)?)?)
+    } else {
+        println!("  (skipped the cross-pool route and its vote: a target is drained or below the health floor now)");
+        None
+    };
+    if let Some(cross) = cross {
+        vote_step(cluster, &cross)?;
+    }
+    telemetry_and_drain(cluster)
+}
+
+/// pool-b approves pool-a's cross-pool route.
+fn vote_step(cluster: &Cluster, cross: &Value) -> Result<()> {
     let id: DirectiveId = cross["directive_id"].as_str().unwrap_or_default().parse()?;
     // pool-b votes through its own node, which must have committed the route first.
     let route_height = cross["height"].as_u64().unwrap_or(0);
@@ -98,6 +179,11 @@ pub fn run(cluster: &Cluster) -> Result<()> {
         Body::Vote { directive: id, approve: true },
         &[RejectCode::AlreadyVoted, RejectCode::DirectiveNotPending],
     )?;
+    Ok(())
+}
+
+/// The last pool reports telemetry for one endpoint and drains (or restores) another.
+fn telemetry_and_drain(cluster: &Cluster) -> Result<()> {
     let last = cluster.nodes.len() - 1;
     let z = &cluster.nodes[last];
     // Telemetry for an endpoint. Epochs are wall-clock milliseconds, like the scheduling loop's,
