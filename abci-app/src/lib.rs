@@ -16,5 +16,5 @@ pub mod shell;
 pub mod store;
 pub mod verified;
 
-pub use shell::{prometheus_text, AppHandle, AppMetrics, CommitHook, CommitNotice};
+pub use shell::{AppHandle, AppMetrics, CommitHook, CommitNotice};
 pub use store::Store;

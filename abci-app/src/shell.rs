@@ -5,9 +5,12 @@
 //! mutex; queries read the committed store without taking it. Local faults (a storage error,
 //! a broken genesis) stop the process: they must never turn into a transaction result.
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
 use tendermint_abci::Application;
 use tendermint_proto::v0_38::abci::{
     response_process_proposal::ProposalStatus, CheckTxType, Event as AbciEvent, EventAttribute, ExecTxResult,
@@ -26,65 +29,60 @@ use crate::verified::VerifiedMemo;
 use hashmesh_protocol::codec;
 use sha2::{Digest, Sha256};
 
-/// Counters exported as Prometheus metrics by the node.
-#[derive(Debug, Default)]
+/// The application's metrics (Prometheus, through `prometheus-client`); the node registers
+/// them with [`AppMetrics::register`] and serves them on `/metrics`.
+#[derive(Debug, Clone)]
 pub struct AppMetrics {
     /// Blocks committed by this process.
-    pub blocks_committed: AtomicU64,
+    pub blocks_committed: Counter,
     /// Last committed height.
-    pub height: AtomicU64,
+    pub height: Gauge,
     /// Transactions applied (code 0) in committed blocks.
-    pub txs_applied: AtomicU64,
+    pub txs_applied: Counter,
     /// Transactions refused in blocks.
-    pub txs_refused: AtomicU64,
+    pub txs_refused: Counter,
     /// `CheckTx` admissions.
-    pub checktx_accepted: AtomicU64,
+    pub checktx_accepted: Counter,
     /// `CheckTx` refusals.
-    pub checktx_refused: AtomicU64,
-    /// Cumulative microseconds spent in `FinalizeBlock`.
-    pub finalize_micros: AtomicU64,
+    pub checktx_refused: Counter,
+    /// Time spent in `FinalizeBlock`, seconds.
+    pub finalize_block_seconds: Histogram,
 }
 
-impl AppMetrics {
-    /// Prometheus text exposition of these counters.
-    #[must_use]
-    pub fn render(&self) -> String {
-        let g = |a: &AtomicU64| a.load(Ordering::Relaxed);
-        let rows = [
-            ("hashmesh_blocks_committed_total", "counter", "Blocks committed by this node.", g(&self.blocks_committed)),
-            ("hashmesh_height", "gauge", "Last committed height.", g(&self.height)),
-            (
-                "hashmesh_txs_applied_total",
-                "counter",
-                "Transactions applied in committed blocks.",
-                g(&self.txs_applied),
-            ),
-            ("hashmesh_txs_refused_total", "counter", "Transactions refused in blocks.", g(&self.txs_refused)),
-            (
-                "hashmesh_checktx_accepted_total",
-                "counter",
-                "Transactions admitted to the mempool.",
-                g(&self.checktx_accepted),
-            ),
-            ("hashmesh_checktx_refused_total", "counter", "Transactions refused by CheckTx.", g(&self.checktx_refused)),
-            (
-                "hashmesh_finalize_block_microseconds_total",
-                "counter",
-                "Time spent in FinalizeBlock.",
-                g(&self.finalize_micros),
-            ),
-        ];
-        prometheus_text(&rows)
+impl Default for AppMetrics {
+    fn default() -> Self {
+        Self {
+            blocks_committed: Counter::default(),
+            height: Gauge::default(),
+            txs_applied: Counter::default(),
+            txs_refused: Counter::default(),
+            checktx_accepted: Counter::default(),
+            checktx_refused: Counter::default(),
+            // 50 µs … 1.6 s.
+            finalize_block_seconds: Histogram::new(exponential_buckets(0.000_05, 2.0, 16)),
+        }
     }
 }
 
-/// Prometheus text exposition of `(name, type, help, value)` rows (shared by every part of
-/// the node that exports metrics).
-#[must_use]
-pub fn prometheus_text(rows: &[(&str, &str, &str, u64)]) -> String {
-    rows.iter()
-        .map(|(name, kind, help, v)| format!("# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}\n"))
-        .collect()
+impl AppMetrics {
+    /// Register every metric under the `hashmesh` prefix.
+    pub fn register(&self, r: &mut Registry) {
+        r.register("hashmesh_blocks_committed", "Blocks committed by this node", self.blocks_committed.clone());
+        r.register("hashmesh_height", "Last committed height", self.height.clone());
+        r.register("hashmesh_txs_applied", "Transactions applied in committed blocks", self.txs_applied.clone());
+        r.register("hashmesh_txs_refused", "Transactions refused in blocks", self.txs_refused.clone());
+        r.register("hashmesh_checktx_accepted", "Transactions admitted to the mempool", self.checktx_accepted.clone());
+        r.register("hashmesh_checktx_refused", "Transactions refused by CheckTx", self.checktx_refused.clone());
+        r.register(
+            "hashmesh_finalize_block_seconds",
+            "Time spent in FinalizeBlock",
+            self.finalize_block_seconds.clone(),
+        );
+    }
+}
+
+fn gauge_value(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
 }
 
 struct Inner {
@@ -158,7 +156,7 @@ impl AppHandle {
         let state = State::load(&store)?;
         let metrics = Arc::new(AppMetrics::default());
         if let Some(s) = &state {
-            metrics.height.store(s.height(), Ordering::Relaxed);
+            metrics.height.set(gauge_value(s.height()));
             info!(height = s.height(), app_hash = %hex::encode_upper(s.app_hash()), "loaded committed state");
         }
         let committed = Arc::new(Mutex::new(state.clone().map(Arc::new)));
@@ -316,11 +314,11 @@ impl Application for AppHandle {
                 if !known {
                     inner.verified.insert(hash);
                 }
-                self.metrics.checktx_accepted.fetch_add(1, Ordering::Relaxed);
+                self.metrics.checktx_accepted.inc();
                 ResponseCheckTx { gas_wanted: 1, ..Default::default() }
             }
             Err(r) => {
-                self.metrics.checktx_refused.fetch_add(1, Ordering::Relaxed);
+                self.metrics.checktx_refused.inc();
                 ResponseCheckTx { code: r.code.code(), log: r.log, codespace: "hashmesh".into(), ..Default::default() }
             }
         }
@@ -383,8 +381,8 @@ impl Application for AppHandle {
             })
             .collect();
         let applied = out.txs.iter().filter(|t| t.code == 0).count() as u64;
-        self.metrics.txs_applied.fetch_add(applied, Ordering::Relaxed);
-        self.metrics.txs_refused.fetch_add(out.txs.len() as u64 - applied, Ordering::Relaxed);
+        self.metrics.txs_applied.inc_by(applied);
+        self.metrics.txs_refused.inc_by(out.txs.len() as u64 - applied);
         let response = ResponseFinalizeBlock {
             events: to_abci_events(&out.block_events),
             tx_results,
@@ -393,8 +391,7 @@ impl Application for AppHandle {
             app_hash: out.app_hash.to_vec().into(),
         };
         inner.uncommitted = Some((out.height, out.writes, out.app_hash));
-        let micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
-        self.metrics.finalize_micros.fetch_add(micros, Ordering::Relaxed);
+        self.metrics.finalize_block_seconds.observe(started.elapsed().as_secs_f64());
         response
     }
 
@@ -417,8 +414,8 @@ impl Application for AppHandle {
                 s.check_invariants();
             }
         }
-        self.metrics.blocks_committed.fetch_add(1, Ordering::Relaxed);
-        self.metrics.height.store(height, Ordering::Relaxed);
+        self.metrics.blocks_committed.inc();
+        self.metrics.height.set(gauge_value(height));
         ResponseCommit { retain_height: 0 }
     }
 }

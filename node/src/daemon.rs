@@ -1,8 +1,7 @@
-//! `hashmesh start`: the node daemon. Serves the ABCI application to CometBFT, Prometheus
-//! metrics over HTTP, the instruction plane (QUIC) and the scheduling loop, each on its own
-//! thread.
+//! `hashmesh start`: the node daemon. Serves the ABCI application to CometBFT (its own
+//! threads), and on one tokio runtime the instruction plane (QUIC) and Prometheus `/metrics`
+//! (hyper); the scheduling loop and the receipt sender run on their own threads.
 
-use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
 use std::sync::Arc;
 use std::time::Duration;
@@ -38,16 +37,27 @@ pub fn run(home: &Home) -> Result<()> {
     let store = Store::open(&dir)
         .with_context(|| format!("opening state in {}; is another `hashmesh start` using this home?", dir.display()))?;
     let app = AppHandle::new(store).context("loading committed state")?;
-    let live = Arc::new(LiveMetrics::default());
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("node")
+        .enable_all()
+        .build()
+        .context("starting the node's tokio runtime")?;
+    let live = LiveMetrics::default();
     let signer = Arc::new(Signer::new(home.signing_key()?, Rpc::new(&home.config.rpc), home.config.chain_id.clone()));
-    let plane =
-        if home.config.plane.listen.is_empty() { None } else { Some(start_plane(home, &app, Arc::clone(&signer))?) };
+    let plane = if home.config.plane.listen.is_empty() {
+        None
+    } else {
+        Some(start_plane(home, &app, Arc::clone(&signer), rt.handle())?)
+    };
     if !home.config.metrics_listen.is_empty() {
-        let (app_metrics, live) = (app.metrics(), Arc::clone(&live));
-        let plane_metrics = plane.as_ref().map(|p| Arc::clone(&p.plane.metrics));
-        serve_metrics(&home.config.metrics_listen, move || {
-            app_metrics.render() + &live.render() + &plane_metrics.as_ref().map(|m| m.render()).unwrap_or_default()
-        })?;
+        let mut registry = prometheus_client::registry::Registry::default();
+        app.metrics().register(&mut registry);
+        live.register(&mut registry);
+        if let Some(p) = &plane {
+            p.plane.metrics.register(&mut registry);
+        }
+        crate::metrics::serve(rt.handle(), &home.config.metrics_listen, Arc::new(registry))?;
     }
     if home.config.scheduler.enabled {
         start_scheduler(home, &app, signer, live, plane.as_ref().map(|p| Arc::clone(&p.plane)))?;
@@ -63,6 +73,7 @@ pub fn run(home: &Home) -> Result<()> {
     if let Some(p) = plane {
         p.close();
     }
+    rt.shutdown_timeout(Duration::from_secs(2));
     served
 }
 
@@ -70,7 +81,7 @@ pub fn run(home: &Home) -> Result<()> {
 ///
 /// # Errors
 /// If the key, registry or outbox cannot be loaded, or the UDP address cannot be bound.
-fn start_plane(home: &Home, app: &AppHandle, signer: Arc<Signer>) -> Result<PlaneHandle> {
+fn start_plane(home: &Home, app: &AppHandle, signer: Arc<Signer>, rt: &tokio::runtime::Handle) -> Result<PlaneHandle> {
     let key = home.signing_key()?;
     let id = tls_identity(&ed25519_dalek::SigningKey::from_bytes(&key.seed()))?;
     let registry = registry::load(&home.dir)?;
@@ -91,7 +102,7 @@ fn start_plane(home: &Home, app: &AppHandle, signer: Arc<Signer>) -> Result<Plan
     }
     let peers =
         PeerConfig { me: key.pool_id(), addrs, chain: Arc::new(CommittedView(app.clone())), identity: id.clone() };
-    let handle = service::start(store, registry, &id, &assignments, opts, Some(peers))?;
+    let handle = service::start(store, registry, &id, &assignments, opts, Some(peers), rt)?;
     let commits = handle.commits.clone();
     app.on_commit(Arc::new(move |n| {
         // Bounded: a plane that falls behind makes the commit wait; a stopped plane is fatal.
@@ -138,7 +149,7 @@ fn start_scheduler(
     home: &Home,
     app: &AppHandle,
     signer: Arc<Signer>,
-    metrics: Arc<LiveMetrics>,
+    metrics: LiveMetrics,
     plane: Option<Arc<service::Plane>>,
 ) -> Result<()> {
     let settings = home.config.scheduler.clone();
@@ -180,40 +191,4 @@ impl ChainView for CommittedView {
     fn drained(&self, e: &EndpointId) -> bool {
         self.0.committed_state().and_then(|s| s.endpoint(e).map(|r| r.drained)).unwrap_or(false)
     }
-}
-
-/// Serve `GET /metrics` in Prometheus text format on its own thread.
-///
-/// # Errors
-/// If the address cannot be bound.
-pub fn serve_metrics(addr: &str, render: impl Fn() -> String + Send + 'static) -> Result<()> {
-    let listener = TcpListener::bind(addr).with_context(|| format!("binding metrics on {addr}"))?;
-    std::thread::Builder::new().name("metrics".into()).spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(mut s) = stream else { continue };
-            let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
-            // Read the request head (bounded to 8 KiB): the request line, then headers up to the
-            // blank line, so the client is done writing before we answer and close.
-            let mut reader = BufReader::new((&s).take(8192));
-            let mut line = String::new();
-            let ok = reader.read_line(&mut line).is_ok();
-            let mut header = String::new();
-            while reader.read_line(&mut header).is_ok_and(|n| n > 0) && header.trim_end() != "" {
-                header.clear();
-            }
-            let (status, body) = if ok && line.starts_with("GET /metrics") {
-                ("200 OK", render())
-            } else {
-                ("404 Not Found", "try GET /metrics\n".to_owned())
-            };
-            let resp = format!(
-                "HTTP/1.1 {status}\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                body.len()
-            );
-            if let Err(e) = s.write_all(resp.as_bytes()) {
-                warn!("metrics: {e}");
-            }
-        }
-    })?;
-    Ok(())
 }

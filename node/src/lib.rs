@@ -7,6 +7,7 @@ pub mod bench;
 pub mod daemon;
 pub mod home;
 pub mod live;
+pub mod metrics;
 pub mod output;
 pub mod plane;
 pub mod query_cmd;

@@ -94,7 +94,7 @@ fn http_get(url: &str) -> String {
     let addr = url.trim_start_matches("http://").split('/').next().unwrap().to_owned();
     let mut s = std::net::TcpStream::connect(&addr).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    s.write_all(format!("GET /metrics HTTP/1.1\r\nHost: {addr}\r\n\r\n").as_bytes()).unwrap();
+    s.write_all(format!("GET /metrics HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes()).unwrap();
     let mut body = String::new();
     s.read_to_string(&mut body).unwrap();
     body

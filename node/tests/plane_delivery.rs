@@ -4,7 +4,6 @@
 
 use std::net::SocketAddr;
 use std::path::Path;
-use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use ed25519_dalek::SigningKey;
@@ -50,7 +49,7 @@ fn start_node(dir: &Path, reg: &Registry, initial: &[Assignment]) -> PlaneHandle
     let id = tls_identity(&SigningKey::from_bytes(&NODE_SEED)).unwrap();
     let opts =
         PlaneOptions { listen: "127.0.0.1:0".parse().unwrap(), phi_threshold: 8.0, status_dir: Some(dir.into()) };
-    start(outbox, reg.clone(), &id, initial, opts, None).expect("plane starts")
+    start(outbox, reg.clone(), &id, initial, opts, None, &tokio::runtime::Handle::current()).expect("plane starts")
 }
 
 fn spawn_agent(home: &Path, node: SocketAddr) -> tokio::task::JoinHandle<()> {
@@ -117,7 +116,7 @@ async fn routes_reach_every_agent_once_across_restarts_and_become_receipts() {
         assert!(Instant::now() < deadline, "agent 0 not judged lost: {:?}", registry::read_status(&node_dir).unwrap());
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    assert!(node.plane.metrics.lost.load(Ordering::Relaxed) >= 1);
+    assert!(node.plane.metrics.lost.get() >= 1);
     // Commit route 3 while it is down; it comes back and catches up, applying it once.
     node.commits
         .send(CommitNotice { height: 12, assignments: vec![assignment(3, 12)], receipts: vec![], ..Default::default() })
@@ -194,7 +193,7 @@ async fn routes_reach_every_agent_once_across_restarts_and_become_receipts() {
     let trust = Trust::default();
     trust.insert(SigningKey::from_bytes(&NODE_SEED).verifying_key().to_bytes(), Role::Node);
     let key0 = agent::load_key(&homes[0]).unwrap();
-    let refused_before = node.plane.metrics.refused.load(Ordering::Relaxed);
+    let refused_before = node.plane.metrics.refused.get();
     for bad in [PlaneMsg::Hello { agent: AgentId([9; 32]), applied_seq: 0 }.encode(), vec![0xff, 0xff, 0xff]] {
         let conn = connect(node.local_addr, &tls_identity(&key0).unwrap(), &trust, ALPN).await.unwrap();
         let (mut send, _recv) = conn.open_bi().await.unwrap();
@@ -215,7 +214,7 @@ async fn routes_reach_every_agent_once_across_restarts_and_become_receipts() {
     let (mut send, _recv) = conn.open_bi().await.unwrap();
     send.write_all(&u32::MAX.to_be_bytes()).await.unwrap();
     tokio::time::timeout(Duration::from_secs(10), conn.closed()).await.expect("closed by the node");
-    assert_eq!(node.plane.metrics.refused.load(Ordering::Relaxed), refused_before + 4);
+    assert_eq!(node.plane.metrics.refused.get(), refused_before + 4);
 
     node.commits
         .send(CommitNotice { height: 15, assignments: vec![assignment(5, 15)], receipts: vec![], ..Default::default() })

@@ -104,6 +104,7 @@ async fn credentials_and_measurements_cross_the_plane_and_liars_are_cut_off() {
         &[cross()],
         opts(),
         Some(peers(1, BTreeMap::new())),
+        &tokio::runtime::Handle::current(),
     )
     .unwrap();
     let ao = AgentOptions {
@@ -123,6 +124,7 @@ async fn credentials_and_measurements_cross_the_plane_and_liars_are_cut_off() {
         &[cross()],
         opts(),
         Some(peers(2, BTreeMap::from([(pool(1), a.local_addr)]))),
+        &tokio::runtime::Handle::current(),
     )
     .unwrap();
     let creds = || {
@@ -145,7 +147,7 @@ async fn credentials_and_measurements_cross_the_plane_and_liars_are_cut_off() {
     let trust = Trust::default();
     trust.insert(pool(1).0, Role::Node);
     let b_id = tls_identity(&key(2)).unwrap();
-    let refused = a.plane.metrics.refused.load(std::sync::atomic::Ordering::Relaxed);
+    let refused = a.plane.metrics.refused.get();
     let cred = |endpoint: &str| WorkerCredential {
         endpoint: endpoint.parse().unwrap(),
         user: "u".into(),
@@ -180,7 +182,7 @@ async fn credentials_and_measurements_cross_the_plane_and_liars_are_cut_off() {
         let why = tokio::time::timeout(Duration::from_secs(10), conn.closed()).await.expect("closed by a");
         assert!(format!("{why}").contains("protocol error"), "{why}");
     }
-    assert_eq!(a.plane.metrics.refused.load(std::sync::atomic::Ordering::Relaxed), refused + lies.len() as u64);
+    assert_eq!(a.plane.metrics.refused.get(), refused + lies.len() as u64);
     // A pool that is not on chain cannot even complete the handshake into a session.
     let stranger = connect(a.local_addr, &tls_identity(&key(3)).unwrap(), &trust, ALPN).await;
     // (The client may see its side of the handshake finish before the node's refusal arrives.)

@@ -3,7 +3,6 @@
 //! [`decide`], sign and broadcast what it returns.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -13,6 +12,8 @@ use hashmesh_abci::AppHandle;
 use hashmesh_plane::host::clock::now_ms;
 use hashmesh_protocol::{Body, SignedTx};
 use hashmesh_scheduler::decide::{decide, DecideConfig, DecideMemory, EpochView, ViewEndpoint, ViewGroup, ViewPending};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::registry::Registry;
 use tracing::{info, warn};
 
 use super::source::TelemetrySource;
@@ -20,32 +21,28 @@ use super::SchedulerSettings;
 use crate::signer::Signer;
 
 /// Counters of the loop, exported on `/metrics`.
-#[derive(Debug, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct LiveMetrics {
     /// Epochs run.
-    pub epochs: AtomicU64,
+    pub epochs: Counter,
     /// Telemetry reports broadcast.
-    pub reports: AtomicU64,
+    pub reports: Counter,
     /// Route changes proposed.
-    pub moves: AtomicU64,
+    pub moves: Counter,
     /// Votes cast.
-    pub votes: AtomicU64,
-    /// Epochs that failed (node unreachable, …).
-    pub errors: AtomicU64,
+    pub votes: Counter,
+    /// Epochs that failed (no committed state yet, CometBFT unreachable, …).
+    pub errors: Counter,
 }
 
 impl LiveMetrics {
-    /// Prometheus text.
-    #[must_use]
-    pub fn render(&self) -> String {
-        let g = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
-        hashmesh_abci::prometheus_text(&[
-            ("hashmesh_scheduler_epochs_total", "counter", "Scheduling epochs run.", g(&self.epochs)),
-            ("hashmesh_scheduler_reports_total", "counter", "Telemetry reports broadcast.", g(&self.reports)),
-            ("hashmesh_scheduler_moves_total", "counter", "Route changes proposed.", g(&self.moves)),
-            ("hashmesh_scheduler_votes_total", "counter", "Votes cast on pending directives.", g(&self.votes)),
-            ("hashmesh_scheduler_errors_total", "counter", "Epochs that failed.", g(&self.errors)),
-        ])
+    /// Register every metric under `hashmesh_scheduler_`.
+    pub fn register(&self, r: &mut Registry) {
+        r.register("hashmesh_scheduler_epochs", "Scheduling epochs run", self.epochs.clone());
+        r.register("hashmesh_scheduler_reports", "Telemetry reports broadcast", self.reports.clone());
+        r.register("hashmesh_scheduler_moves", "Route changes proposed", self.moves.clone());
+        r.register("hashmesh_scheduler_votes", "Votes cast on pending directives", self.votes.clone());
+        r.register("hashmesh_scheduler_errors", "Epochs that failed", self.errors.clone());
     }
 }
 
@@ -104,7 +101,7 @@ pub struct Scheduler {
     settings: SchedulerSettings,
     source: Box<dyn TelemetrySource>,
     memory: DecideMemory,
-    metrics: Arc<LiveMetrics>,
+    metrics: LiveMetrics,
 }
 
 impl Scheduler {
@@ -115,7 +112,7 @@ impl Scheduler {
         signer: Arc<Signer>,
         settings: SchedulerSettings,
         source: Box<dyn TelemetrySource>,
-        metrics: Arc<LiveMetrics>,
+        metrics: LiveMetrics,
     ) -> Self {
         Self { app, signer, settings, source, memory: DecideMemory::default(), metrics }
     }
@@ -152,10 +149,10 @@ impl Scheduler {
                 warn!(code = b.code, log = %b.log, "scheduler transaction refused");
             }
         }
-        self.metrics.reports.fetch_add(d.reports, Ordering::Relaxed);
-        self.metrics.moves.fetch_add(d.moves, Ordering::Relaxed);
-        self.metrics.votes.fetch_add(d.votes, Ordering::Relaxed);
-        self.metrics.epochs.fetch_add(1, Ordering::Relaxed);
+        self.metrics.reports.inc_by(d.reports);
+        self.metrics.moves.inc_by(d.moves);
+        self.metrics.votes.inc_by(d.votes);
+        self.metrics.epochs.inc();
         // Feed back: poll slower while busy (the article's adaptive interval).
         Ok(if d.busy { self.settings.high_load_epoch_ms } else { self.settings.epoch_ms })
     }
@@ -168,7 +165,7 @@ impl Scheduler {
             match self.epoch() {
                 Ok(next) => wait = next,
                 Err(e) => {
-                    self.metrics.errors.fetch_add(1, Ordering::Relaxed);
+                    self.metrics.errors.inc();
                     warn!("scheduling epoch failed: {e:#}");
                 }
             }

@@ -9,7 +9,6 @@
 //!    client that decodes and acknowledges each, versus a bare quinn stream carrying frames of
 //!    the same sizes (same TLS, same endpoint settings), measured side by side.
 
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -154,7 +153,9 @@ pub fn run(o: PlaneBenchOptions) -> Result<PlaneBenchReport> {
     let mut reg = Registry::new();
     reg.insert(client, AgentEntry { id: client, groups: vec![group] });
     let opts = PlaneOptions { listen: "127.0.0.1:0".parse()?, phi_threshold: 8.0, status_dir: None };
-    let plane = start(out, reg, &node_id, &[], opts, None)?;
+    // The node's plane on its own runtime, as in `hashmesh start`; the client on another.
+    let node_rt = node_runtime()?;
+    let plane = start(out, reg, &node_id, &[], opts, None, node_rt.handle())?;
     let trust = Trust::default();
     trust.insert(node_key.verifying_key().to_bytes(), Role::Node);
     let client_id = tls_identity(&client_key)?;
@@ -236,8 +237,16 @@ fn latency_run(o: PlaneBenchOptions, dir: &std::path::Path, node_key: &SigningKe
         homes.push(h);
     }
     let opts = PlaneOptions { listen: "127.0.0.1:0".parse()?, phi_threshold: 8.0, status_dir: None };
-    let plane =
-        start(PlaneStore::open(&node_dir.join("outbox"))?, registry::load(&node_dir)?, &node_id, &[], opts, None)?;
+    let node_rt = node_runtime()?;
+    let plane = start(
+        PlaneStore::open(&node_dir.join("outbox"))?,
+        registry::load(&node_dir)?,
+        &node_id,
+        &[],
+        opts,
+        None,
+        node_rt.handle(),
+    )?;
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     for h in &homes {
         let ao = AgentOptions {
@@ -251,7 +260,7 @@ fn latency_run(o: PlaneBenchOptions, dir: &std::path::Path, node_key: &SigningKe
         });
     }
     let m = Arc::clone(&plane.plane.metrics);
-    wait(|| m.connected.load(Ordering::Relaxed) == o.agents as u64, "agents to connect")?;
+    wait(|| m.connected.get() == o.agents as i64, "agents to connect")?;
     for c in 1..=o.commits as u64 {
         plane.commits.blocking_send(CommitNotice {
             height: c,
@@ -259,7 +268,7 @@ fn latency_run(o: PlaneBenchOptions, dir: &std::path::Path, node_key: &SigningKe
             receipts: vec![],
             ..Default::default()
         })?;
-        wait(|| m.acks.load(Ordering::Relaxed) == c * o.agents as u64, "acknowledgements")?;
+        wait(|| m.acks.get() == c * o.agents as u64, "acknowledgements")?;
         std::thread::sleep(Duration::from_millis(20));
     }
     let mut lat: Vec<Duration> = std::mem::take(&mut *m.ack_latencies_ms.lock().expect("latency lock"))
@@ -270,7 +279,13 @@ fn latency_run(o: PlaneBenchOptions, dir: &std::path::Path, node_key: &SigningKe
     plane.close();
     rt.shutdown_timeout(Duration::from_secs(2));
     drop(plane);
+    node_rt.shutdown_timeout(Duration::from_secs(2));
     Ok(lat)
+}
+
+/// A runtime like the node's (two workers).
+fn node_runtime() -> Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread().worker_threads(2).thread_name("node").enable_all().build()?)
 }
 
 fn rt_block<T>(f: impl std::future::Future<Output = Result<T>>) -> Result<T> {

@@ -10,14 +10,13 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{Context, Result};
 use hashmesh_abci::core::Assignment;
 use hashmesh_abci::CommitNotice;
-use hashmesh_plane::core::node::{fresh_reports, AgentView, CommitInput, CommittedRoute, NodePlane};
+use hashmesh_plane::core::node::{fresh_reports, AgentView, CommitInput, CommittedRoute, Counters, NodePlane};
 use hashmesh_plane::host::clock::now_ms;
 use hashmesh_plane::transport::endpoint::{remote_key, server};
 use hashmesh_plane::transport::frame::{push_frame, read_frame};
@@ -27,6 +26,10 @@ use hashmesh_plane::PlaneError;
 use hashmesh_protocol::limits::COMMIT_NOTICES_QUEUED_MAX;
 use hashmesh_protocol::plane::{Instruction, PlaneMsg, WorkerCredential, PLANE_MSG_BYTES_MAX};
 use hashmesh_protocol::{AgentId, DirectiveId, EndpointId, PoolId, Receipt, TelemetryReport};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry as MetricsRegistry;
 use tokio::sync::{mpsc, oneshot};
 use tracing::{error, info, warn};
 
@@ -37,80 +40,76 @@ use super::store::PlaneStore;
 /// Most events waiting for the actor (connection tasks wait when it is full).
 const EVENTS_QUEUED_MAX: usize = 4096;
 
-/// Plane counters for `/metrics`.
-#[derive(Debug, Default)]
+/// Plane metrics for `/metrics`.
+#[derive(Debug, Clone)]
 pub struct PlaneMetrics {
     /// Agents with an open connection.
-    pub connected: AtomicU64,
+    pub connected: Gauge,
     /// Agents judged lost.
-    pub lost: AtomicU64,
+    pub lost: Gauge,
     /// Instructions written to agents.
-    pub instructions_sent: AtomicU64,
+    pub instructions_sent: Counter,
     /// Acknowledgements accepted (first time).
-    pub acks: AtomicU64,
+    pub acks: Counter,
     /// Agent queues compacted because the agent fell too far behind.
-    pub resyncs: AtomicU64,
+    pub resyncs: Counter,
     /// Receipts seen committed.
-    pub receipts_committed: AtomicU64,
+    pub receipts_committed: Counter,
     /// Connections closed for a protocol error or a failed identity check.
-    pub refused: AtomicU64,
-    /// Commit-to-acknowledged latency, ms: sum and count (for the mean in `/metrics`).
-    pub ack_latency_ms_sum: AtomicU64,
-    /// Number of latencies in the sum.
-    pub ack_latency_count: AtomicU64,
+    pub refused: Counter,
+    /// Commit-to-acknowledgement latency, seconds (ms resolution: the state machine's clock).
+    pub ack_latency_seconds: Histogram,
     /// Recent commit-to-acknowledged latencies, ms (bounded; benchmarks read them).
-    pub ack_latencies_ms: Mutex<Vec<u64>>,
+    pub ack_latencies_ms: Arc<Mutex<Vec<u64>>>,
+}
+
+impl Default for PlaneMetrics {
+    fn default() -> Self {
+        Self {
+            connected: Gauge::default(),
+            lost: Gauge::default(),
+            instructions_sent: Counter::default(),
+            acks: Counter::default(),
+            resyncs: Counter::default(),
+            receipts_committed: Counter::default(),
+            refused: Counter::default(),
+            // 1 ms … 16 s.
+            ack_latency_seconds: Histogram::new(exponential_buckets(0.001, 2.0, 15)),
+            ack_latencies_ms: Arc::default(),
+        }
+    }
 }
 
 /// Most latencies kept in [`PlaneMetrics::ack_latencies_ms`].
 const LATENCIES_KEPT: usize = 100_000;
 
 impl PlaneMetrics {
-    /// Prometheus text.
-    #[must_use]
-    pub fn render(&self) -> String {
-        let g = |a: &AtomicU64| a.load(Ordering::Relaxed);
-        hashmesh_abci::prometheus_text(&[
-            ("hashmesh_plane_agents_connected", "gauge", "Agents with an open plane connection.", g(&self.connected)),
-            ("hashmesh_plane_agents_lost", "gauge", "Agents judged lost by phi accrual.", g(&self.lost)),
-            (
-                "hashmesh_plane_instructions_sent_total",
-                "counter",
-                "Instructions written to agents.",
-                g(&self.instructions_sent),
-            ),
-            ("hashmesh_plane_acks_total", "counter", "Instructions acknowledged by agents.", g(&self.acks)),
-            (
-                "hashmesh_plane_resyncs_total",
-                "counter",
-                "Agent queues compacted to the latest routes.",
-                g(&self.resyncs),
-            ),
-            (
-                "hashmesh_plane_receipts_committed_total",
-                "counter",
-                "Receipts seen committed on chain.",
-                g(&self.receipts_committed),
-            ),
-            (
-                "hashmesh_plane_connections_refused_total",
-                "counter",
-                "Plane connections closed for a protocol or identity error.",
-                g(&self.refused),
-            ),
-            (
-                "hashmesh_plane_ack_latency_milliseconds_sum",
-                "counter",
-                "Sum of commit-to-acknowledgement latencies.",
-                g(&self.ack_latency_ms_sum),
-            ),
-            (
-                "hashmesh_plane_ack_latency_milliseconds_count",
-                "counter",
-                "Instructions timed from commit to acknowledgement.",
-                g(&self.ack_latency_count),
-            ),
-        ])
+    /// Register every metric under `hashmesh_plane_`.
+    pub fn register(&self, r: &mut MetricsRegistry) {
+        r.register("hashmesh_plane_agents_connected", "Agents with an open plane connection", self.connected.clone());
+        r.register("hashmesh_plane_agents_lost", "Agents judged lost by phi accrual", self.lost.clone());
+        r.register(
+            "hashmesh_plane_instructions_sent",
+            "Instructions written to agents",
+            self.instructions_sent.clone(),
+        );
+        r.register("hashmesh_plane_acks", "Instructions acknowledged by agents", self.acks.clone());
+        r.register("hashmesh_plane_resyncs", "Agent queues compacted to the latest routes", self.resyncs.clone());
+        r.register(
+            "hashmesh_plane_receipts_committed",
+            "Receipts seen committed on chain",
+            self.receipts_committed.clone(),
+        );
+        r.register(
+            "hashmesh_plane_connections_refused",
+            "Plane connections closed for a protocol or identity error",
+            self.refused.clone(),
+        );
+        r.register(
+            "hashmesh_plane_ack_latency_seconds",
+            "Commit-to-acknowledgement latency of instructions",
+            self.ack_latency_seconds.clone(),
+        );
     }
 }
 
@@ -280,7 +279,7 @@ fn fatal(what: &str, e: &anyhow::Error) -> ! {
 }
 
 /// Start the plane: queue what the committed `assignments` require (recovering anything a
-/// crash left out), listen, and serve agents until the handle is closed.
+/// crash left out), listen, and serve agents from tasks on `rt` until the handle is closed.
 ///
 /// # Errors
 /// If the database cannot be read or the address cannot be bound.
@@ -291,6 +290,7 @@ pub fn start(
     assignments: &[Assignment],
     opts: PlaneOptions,
     peers: Option<PeerConfig>,
+    rt: &tokio::runtime::Handle,
 ) -> Result<PlaneHandle> {
     let trust = Trust::default();
     for e in registry.values() {
@@ -332,64 +332,64 @@ pub fn start(
         trust: trust.clone(),
     });
     plane.trust_pools();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .thread_name("plane")
-        .enable_all()
-        .build()
-        .context("plane runtime")?;
     let endpoint = {
         let _guard = rt.enter();
         server(opts.listen, id, &trust)?
     };
     let local_addr = endpoint.local_addr()?;
     let (p, ep) = (Arc::clone(&plane), endpoint.clone());
-    std::thread::Builder::new().name("plane".into()).spawn(move || {
-        rt.block_on(async move {
-            let actor = {
-                let p = Arc::clone(&p);
-                tokio::spawn(async move {
-                    let mut actor =
-                        Actor { core, store, sessions: BTreeMap::new(), plane: p, status_dir: opts.status_dir };
+    rt.spawn(async move {
+        let actor = {
+            let p = Arc::clone(&p);
+            tokio::spawn(async move {
+                let mut actor = Actor {
+                    core,
+                    counted: Counters::default(),
+                    store,
+                    sessions: BTreeMap::new(),
+                    plane: p,
+                    status_dir: opts.status_dir,
+                };
+                actor.drain();
+                let mut tick = tokio::time::interval(Duration::from_secs(1));
+                loop {
+                    let ev = tokio::select! {
+                        Some(n) = commits.recv() => Event::Commit(n),
+                        Some(ev) = events.recv() => ev,
+                        _ = tick.tick() => Event::Tick,
+                        else => break,
+                    };
+                    actor.handle(ev);
                     actor.drain();
-                    let mut tick = tokio::time::interval(Duration::from_secs(1));
-                    loop {
-                        let ev = tokio::select! {
-                            Some(n) = commits.recv() => Event::Commit(n),
-                            Some(ev) = events.recv() => ev,
-                            _ = tick.tick() => Event::Tick,
-                            else => break,
-                        };
-                        actor.handle(ev);
-                        actor.drain();
-                    }
-                })
-            };
-            tokio::spawn(peers::sender_loop(Arc::clone(&p)));
-            while let Some(incoming) = ep.accept().await {
-                let p = Arc::clone(&p);
-                tokio::spawn(async move {
-                    match incoming.await {
-                        Ok(conn) => {
-                            if let Err(e) = serve(Arc::clone(&p), conn.clone()).await {
-                                p.metrics.refused.fetch_add(1, Ordering::Relaxed);
-                                warn!(peer = %conn.remote_address(), error = %e, "plane connection closed");
-                                conn.close(1u32.into(), b"protocol error");
-                            }
+                }
+            })
+        };
+        tokio::spawn(peers::sender_loop(Arc::clone(&p)));
+        while let Some(incoming) = ep.accept().await {
+            let p = Arc::clone(&p);
+            tokio::spawn(async move {
+                match incoming.await {
+                    Ok(conn) => {
+                        if let Err(e) = serve(Arc::clone(&p), conn.clone()).await {
+                            p.metrics.refused.inc();
+                            warn!(peer = %conn.remote_address(), error = %e, "plane connection closed");
+                            conn.close(1u32.into(), b"protocol error");
                         }
-                        Err(e) => info!(error = %e, "plane handshake failed"),
                     }
-                });
-            }
-            actor.abort();
-        });
-    })?;
+                    Err(e) => info!(error = %e, "plane handshake failed"),
+                }
+            });
+        }
+        actor.abort();
+    });
     info!(listen = %local_addr, "instruction plane listening (QUIC, TLS 1.3)");
     Ok(PlaneHandle { plane, commits: commits_tx, local_addr, endpoint })
 }
 
 struct Actor {
     core: NodePlane,
+    /// Counters already added to the metrics.
+    counted: Counters,
     store: PlaneStore,
     sessions: BTreeMap<(AgentId, u64), mpsc::Sender<SessionCmd>>,
     plane: Arc<Plane>,
@@ -488,22 +488,26 @@ impl Actor {
         }
         let now = now_ms();
         let c = self.core.counters();
-        let m = &self.plane.metrics;
-        m.instructions_sent.store(c.instructions_sent, Ordering::Relaxed);
-        m.acks.store(c.acks, Ordering::Relaxed);
-        m.resyncs.store(c.resyncs, Ordering::Relaxed);
-        m.receipts_committed.store(c.receipts_committed, Ordering::Relaxed);
+        let (m, was) = (&self.plane.metrics, self.counted);
+        m.instructions_sent.inc_by(c.instructions_sent - was.instructions_sent);
+        m.acks.inc_by(c.acks - was.acks);
+        m.resyncs.inc_by(c.resyncs - was.resyncs);
+        m.receipts_committed.inc_by(c.receipts_committed - was.receipts_committed);
+        self.counted = c;
         let lat = self.core.take_latencies_ms();
+        for ms in &lat {
+            m.ack_latency_seconds.observe(*ms as f64 / 1000.0);
+        }
         if !lat.is_empty() {
-            m.ack_latency_ms_sum.fetch_add(lat.iter().sum(), Ordering::Relaxed);
-            m.ack_latency_count.fetch_add(lat.len() as u64, Ordering::Relaxed);
             let mut kept = m.ack_latencies_ms.lock().expect("latency lock");
             let room = LATENCIES_KEPT.saturating_sub(kept.len());
             kept.extend(lat.into_iter().take(room));
         }
         let agents = self.core.agents(now);
-        m.connected.store(agents.iter().filter(|a| a.connected).count() as u64, Ordering::Relaxed);
-        m.lost.store(agents.iter().filter(|a| a.lost).count() as u64, Ordering::Relaxed);
+        let count =
+            |f: fn(&AgentView) -> bool| i64::try_from(agents.iter().filter(|a| f(a)).count()).unwrap_or(i64::MAX);
+        m.connected.set(count(|a| a.connected));
+        m.lost.set(count(|a| a.lost));
         let mut p = self.plane.published.lock().expect("published lock");
         p.agents = agents;
         p.receipts = self.core.pending_receipts(hashmesh_protocol::limits::RECEIPTS_PENDING_MAX);

@@ -1,0 +1,113 @@
+//! `/metrics` over HTTP: the node's Prometheus registry (`prometheus-client`, OpenMetrics text)
+//! served by hyper on the node's tokio runtime.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use http_body_util::Full;
+use hyper::body::{Bytes, Incoming};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use prometheus_client::encoding::text::encode;
+use prometheus_client::registry::Registry;
+use tracing::{info, warn};
+
+/// The OpenMetrics text content type.
+pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// Most time a client may take to send its request head.
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(5);
+
+fn respond(req: &Request<Incoming>, registry: &Registry) -> Response<Full<Bytes>> {
+    let reply = |status, kind: &str, body: String| {
+        Response::builder()
+            .status(status)
+            .header("content-type", kind)
+            .body(Full::new(Bytes::from(body)))
+            .expect("a static response builds")
+    };
+    if req.method() != Method::GET || req.uri().path() != "/metrics" {
+        return reply(StatusCode::NOT_FOUND, "text/plain", "try GET /metrics\n".into());
+    }
+    let mut text = String::new();
+    match encode(&mut text, registry) {
+        Ok(()) => reply(StatusCode::OK, CONTENT_TYPE, text),
+        Err(e) => reply(StatusCode::INTERNAL_SERVER_ERROR, "text/plain", format!("encoding metrics: {e}\n")),
+    }
+}
+
+/// Bind `addr` and serve `registry` on `/metrics` from tasks on `rt`.
+///
+/// # Errors
+/// If the address cannot be bound.
+pub fn serve(rt: &tokio::runtime::Handle, addr: &str, registry: Arc<Registry>) -> Result<std::net::SocketAddr> {
+    let std_listener = std::net::TcpListener::bind(addr)
+        .with_context(|| format!("binding metrics on {addr}; is another node using it? (metrics_listen)"))?;
+    std_listener.set_nonblocking(true)?;
+    let local = std_listener.local_addr()?;
+    let listener = {
+        let _guard = rt.enter();
+        tokio::net::TcpListener::from_std(std_listener)?
+    };
+    rt.spawn(async move {
+        loop {
+            let (stream, peer) = match listener.accept().await {
+                Ok(x) => x,
+                Err(e) => {
+                    warn!(error = %e, "metrics: accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            };
+            let registry = Arc::clone(&registry);
+            tokio::spawn(async move {
+                let service = service_fn(move |req| {
+                    let resp = respond(&req, &registry);
+                    async move { Ok::<_, Infallible>(resp) }
+                });
+                let conn = http1::Builder::new()
+                    .timer(TokioTimer::new())
+                    .header_read_timeout(HEADER_READ_TIMEOUT)
+                    .serve_connection(TokioIo::new(stream), service);
+                if let Err(e) = conn.await {
+                    info!(peer = %peer, error = %e, "metrics connection ended");
+                }
+            });
+        }
+    });
+    Ok(local)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use prometheus_client::metrics::counter::Counter;
+    use std::io::{Read, Write};
+
+    fn get(addr: std::net::SocketAddr, path: &str) -> String {
+        let mut s = std::net::TcpStream::connect(addr).unwrap();
+        write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).unwrap();
+        out
+    }
+
+    #[test]
+    fn serves_the_registry_and_nothing_else() {
+        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+        let mut r = Registry::default();
+        let c = Counter::<u64>::default();
+        r.register("hashmesh_test_things", "Things", c.clone());
+        c.inc_by(3);
+        let addr = serve(rt.handle(), "127.0.0.1:0", Arc::new(r)).unwrap();
+        let ok = get(addr, "/metrics");
+        assert!(ok.starts_with("HTTP/1.1 200"), "{ok}");
+        assert!(ok.contains("hashmesh_test_things_total 3"), "{ok}");
+        assert!(ok.contains("# EOF"), "{ok}");
+        assert!(get(addr, "/other").starts_with("HTTP/1.1 404"));
+    }
+}
