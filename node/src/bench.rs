@@ -13,8 +13,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result};
-use base64::Engine;
+use anyhow::Result;
 use hashmesh_protocol::{Body, RouteTarget, SigningKey, UnsignedTx};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
@@ -182,17 +181,14 @@ fn load(spec: &BenchSpec, cluster: &Cluster, kvstore: bool) -> Result<AppResult>
         std::thread::spawn(move || {
             let mut next = h_start + 1;
             while !stop.load(Ordering::Relaxed) {
-                let Ok(r) = rpc0.call("block", &[("height", next.to_string())]) else {
+                let Ok(block) = rpc0.block(next) else {
                     std::thread::sleep(Duration::from_millis(10));
                     continue;
                 };
                 let seen = Instant::now();
-                let txs = r["block"]["data"]["txs"].as_array().cloned().unwrap_or_default();
                 let mut s = sent.lock().expect("lock");
                 let mut l = latencies.lock().expect("lock");
-                for t in txs {
-                    let bytes =
-                        base64::engine::general_purpose::STANDARD.decode(t.as_str().unwrap_or("")).unwrap_or_default();
+                for bytes in block.txs {
                     let h: [u8; 32] = Sha256::digest(&bytes).into();
                     if let Some(t0) = s.remove(&h) {
                         l.push(seen.duration_since(t0).as_secs_f64() * 1000.0);
@@ -284,37 +280,14 @@ fn committed_between(rpc: &Rpc, from: u64, to: u64) -> Result<(u64, f64, u64)> {
     let mut total = 0;
     let mut times = Vec::new();
     for h in from..=to {
-        let r = rpc.call("block", &[("height", h.to_string())])?;
-        let header = &r["block"]["header"];
-        let t = header["time"].as_str().context("block time")?;
-        times.push(parse_rfc3339_secs(t).context("parsing block time")?);
+        let block = rpc.block(h)?;
+        times.push(block.time_secs);
         if h > from {
-            total += r["block"]["data"]["txs"].as_array().map_or(0, Vec::len) as u64;
+            total += block.txs.len() as u64;
         }
     }
     let span = times.last().copied().unwrap_or(0.0) - times.first().copied().unwrap_or(0.0);
     Ok((total, span, to.saturating_sub(from)))
-}
-
-/// Seconds since the Unix epoch (with fraction) of an RFC 3339 UTC time such as
-/// `2026-11-24T09:17:19.123456789Z`, as CometBFT prints block times.
-fn parse_rfc3339_secs(t: &str) -> Option<f64> {
-    let (date, time) = t.trim_end_matches('Z').split_once('T')?;
-    let mut d = date.split('-').map(|x| x.parse::<i64>());
-    let (y, m, day) = (d.next()?.ok()?, d.next()?.ok()?, d.next()?.ok()?);
-    // Days from civil (Howard Hinnant's algorithm).
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + day - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
-    let mut hms = time.split(':');
-    let h: f64 = hms.next()?.parse().ok()?;
-    let mi: f64 = hms.next()?.parse().ok()?;
-    let s: f64 = hms.next()?.parse().ok()?;
-    Some(days as f64 * 86_400.0 + h * 3600.0 + mi * 60.0 + s)
 }
 
 /// The report as a table.
@@ -341,14 +314,4 @@ pub fn render(r: &BenchReport) -> String {
         table(&["APP", "TX BYTES", "ADMITTED", "REFUSED", "COMMITTED", "TX/S", "P50 MS", "P99 MS", "BLOCK MS"], &rows);
     s.push_str(&format!("hashmesh / kvstore committed tx/s = {:.2} (target >= 0.90)\n", r.ratio));
     s
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn block_times_parse_to_unix_seconds() {
-        assert_eq!(super::parse_rfc3339_secs("1970-01-01T00:00:01.5Z"), Some(1.5));
-        assert_eq!(super::parse_rfc3339_secs("2000-03-01T00:00:00Z"), Some(951_868_800.0));
-        assert_eq!(super::parse_rfc3339_secs("garbage"), None);
-    }
 }

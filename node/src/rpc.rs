@@ -1,16 +1,24 @@
-//! A small blocking client for CometBFT's JSON-RPC over HTTP (URI form).
+//! The CometBFT RPC client: typed requests and responses from the `tendermint-rpc` crate
+//! (v0.38 compatibility mode), behind a small blocking facade for the CLI and the node's
+//! sender threads. Our application's own query answers (`abci_query`) are JSON views; callers
+//! decode them into their types with [`Rpc::abci_query_as`].
 
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
-use base64::Engine;
+use serde::de::DeserializeOwned;
 use serde_json::Value;
+use tendermint_rpc::client::CompatMode;
+use tendermint_rpc::{Client, HttpClient};
+
+/// How long one RPC call may take.
+const CALL_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// A CometBFT RPC endpoint.
 #[derive(Debug, Clone)]
 pub struct Rpc {
     base: String,
-    agent: ureq::Agent,
+    client: Option<HttpClient>,
 }
 
 /// What `broadcast_tx_sync` said (the `CheckTx` result).
@@ -39,12 +47,36 @@ pub struct CommittedTx {
     pub tx: Vec<u8>,
 }
 
+/// A committed block, as the benchmarks and tests read it.
+#[derive(Debug, Clone)]
+pub struct BlockSummary {
+    /// Its height.
+    pub height: u64,
+    /// Header time, seconds since the Unix epoch (with fraction).
+    pub time_secs: f64,
+    /// The app hash in its header (the state after the previous block), upper-case hex.
+    pub app_hash: String,
+    /// Its transactions.
+    pub txs: Vec<Vec<u8>>,
+}
+
+/// Run `f` to completion on a fresh current-thread runtime (the callers are plain threads).
+fn block_on<T>(f: impl std::future::Future<Output = T>) -> Result<T> {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().context("RPC runtime")?;
+    Ok(rt.block_on(f))
+}
+
 impl Rpc {
-    /// A client for `url` (e.g. `http://127.0.0.1:26657`).
+    /// A client for `url` (e.g. `http://127.0.0.1:26657`). A malformed URL fails on first use,
+    /// with a message that names it.
     #[must_use]
     pub fn new(url: &str) -> Self {
-        let agent = ureq::AgentBuilder::new().timeout(Duration::from_secs(15)).build();
-        Self { base: url.trim_end_matches('/').to_owned(), agent }
+        let base = url.trim_end_matches('/').to_owned();
+        let client = base
+            .parse()
+            .ok()
+            .and_then(|u| HttpClient::builder(u).compat_mode(CompatMode::V0_38).timeout(CALL_TIMEOUT).build().ok());
+        Self { base, client }
     }
 
     /// The URL this client talks to.
@@ -53,110 +85,79 @@ impl Rpc {
         &self.base
     }
 
-    /// Call `method` with URI query `params`; returns the `result` object.
-    ///
-    /// # Errors
-    /// If the node is unreachable or answers with a JSON-RPC error.
-    pub fn call(&self, method: &str, params: &[(&str, String)]) -> Result<Value> {
-        let url = format!("{}/{method}", self.base);
-        let mut req = self.agent.get(&url);
-        for (k, v) in params {
-            req = req.query(k, v);
-        }
-        let body: Value = match req.call() {
-            Ok(resp) => resp.into_json().with_context(|| format!("{url}: response is not JSON"))?,
-            Err(ureq::Error::Status(_, resp)) => {
-                resp.into_json().with_context(|| format!("{url}: error response is not JSON"))?
-            }
-            Err(e) => {
-                return Err(anyhow!(
-                    "cannot reach CometBFT RPC at {}: {e}; is the node running? (--rpc URL)",
-                    self.base
-                ))
-            }
-        };
-        if let Some(err) = body.get("error") {
-            let data = err.get("data").and_then(Value::as_str).unwrap_or("");
-            let msg = err.get("message").and_then(Value::as_str).unwrap_or("error");
-            bail!("CometBFT RPC {method}: {msg}: {data}");
-        }
-        body.get("result").cloned().ok_or_else(|| anyhow!("{url}: response has no result"))
+    fn client(&self) -> Result<&HttpClient> {
+        self.client
+            .as_ref()
+            .ok_or_else(|| anyhow!("{:?} is not a CometBFT RPC URL (e.g. http://127.0.0.1:26657)", self.base))
+    }
+
+    fn unreachable(&self, e: impl std::fmt::Display) -> anyhow::Error {
+        anyhow!("CometBFT RPC at {}: {e}; is the node running? (--rpc URL)", self.base)
     }
 
     /// `/status`: (chain id, latest height, latest app hash).
     ///
     /// # Errors
-    /// As [`Rpc::call`].
+    /// If the node cannot be reached.
     pub fn status(&self) -> Result<(String, u64, String)> {
-        let r = self.call("status", &[])?;
-        let chain = r["node_info"]["network"].as_str().unwrap_or_default().to_owned();
-        let height = r["sync_info"]["latest_block_height"].as_str().unwrap_or("0").parse().unwrap_or(0);
-        let hash = r["sync_info"]["latest_app_hash"].as_str().unwrap_or_default().to_owned();
-        Ok((chain, height, hash))
+        let c = self.client()?;
+        let s = block_on(c.status())?.map_err(|e| self.unreachable(e))?;
+        Ok((
+            s.node_info.network.to_string(),
+            s.sync_info.latest_block_height.value(),
+            s.sync_info.latest_app_hash.to_string(),
+        ))
     }
 
     /// `broadcast_tx_sync`.
     ///
     /// # Errors
-    /// As [`Rpc::call`] (e.g. "tx already exists in cache").
+    /// If the node cannot be reached or refuses the call (e.g. "tx already exists in cache").
     pub fn broadcast_sync(&self, tx: &[u8]) -> Result<Broadcast> {
-        let r = self.call("broadcast_tx_sync", &[("tx", format!("0x{}", hex::encode(tx)))])?;
-        Ok(Broadcast {
-            code: r["code"].as_u64().unwrap_or(0) as u32,
-            log: r["log"].as_str().unwrap_or_default().to_owned(),
-            hash: r["hash"].as_str().unwrap_or_default().to_owned(),
-        })
+        let c = self.client()?;
+        let r = block_on(c.broadcast_tx_sync(tx.to_vec()))?.map_err(|e| self.unreachable(e))?;
+        Ok(Broadcast { code: r.code.value(), log: r.log, hash: r.hash.to_string() })
     }
 
     /// `/tx?hash=`: the committed transaction, or `None` if not (yet) indexed.
     ///
     /// # Errors
-    /// As [`Rpc::call`], except "not found" which is `Ok(None)`.
+    /// If the node cannot be reached or `hash_hex` is not a transaction hash.
     pub fn tx(&self, hash_hex: &str) -> Result<Option<CommittedTx>> {
-        let r = match self.call("tx", &[("hash", format!("0x{hash_hex}"))]) {
+        let c = self.client()?;
+        let hash: tendermint::Hash =
+            hash_hex.parse().map_err(|e| anyhow!("{hash_hex:?} is not a 64-hex transaction hash: {e}"))?;
+        let r = match block_on(c.tx(hash, false))? {
             Ok(r) => r,
             Err(e) if e.to_string().contains("not found") => return Ok(None),
-            Err(e) => return Err(e),
+            Err(e) => return Err(self.unreachable(e)),
         };
-        let res = &r["tx_result"];
-        let events = res["events"]
-            .as_array()
-            .map(|evs| {
-                evs.iter()
-                    .map(|e| {
-                        let attrs = e["attributes"]
-                            .as_array()
-                            .map(|a| {
-                                a.iter()
-                                    .map(|kv| {
-                                        (
-                                            kv["key"].as_str().unwrap_or_default().to_owned(),
-                                            kv["value"].as_str().unwrap_or_default().to_owned(),
-                                        )
-                                    })
-                                    .collect()
-                            })
-                            .unwrap_or_default();
-                        (e["type"].as_str().unwrap_or_default().to_owned(), attrs)
-                    })
-                    .collect()
+        let events = r
+            .tx_result
+            .events
+            .iter()
+            .map(|e| {
+                let attrs = e
+                    .attributes
+                    .iter()
+                    .map(|a| (a.key_str().unwrap_or_default().to_owned(), a.value_str().unwrap_or_default().to_owned()))
+                    .collect();
+                (e.kind.clone(), attrs)
             })
-            .unwrap_or_default();
-        let tx =
-            base64::engine::general_purpose::STANDARD.decode(r["tx"].as_str().unwrap_or_default()).unwrap_or_default();
+            .collect();
         Ok(Some(CommittedTx {
-            height: r["height"].as_str().unwrap_or("0").parse().unwrap_or(0),
-            code: res["code"].as_u64().unwrap_or(0) as u32,
-            log: res["log"].as_str().unwrap_or_default().to_owned(),
+            height: r.height.value(),
+            code: r.tx_result.code.value(),
+            log: r.tx_result.log,
             events,
-            tx,
+            tx: r.tx,
         }))
     }
 
     /// Poll `/tx` until the transaction is committed or `timeout` passes.
     ///
     /// # Errors
-    /// On timeout, or as [`Rpc::call`].
+    /// On timeout, or as [`Rpc::tx`].
     pub fn wait_tx(&self, hash_hex: &str, timeout: Duration) -> Result<CommittedTx> {
         let deadline = Instant::now() + timeout;
         loop {
@@ -170,21 +171,51 @@ impl Rpc {
         }
     }
 
-    /// `abci_query` on `path` with `data`; returns the JSON value the app answered.
+    /// `/block?height=`.
     ///
     /// # Errors
-    /// If the app answers with a non-zero code, or as [`Rpc::call`].
-    pub fn abci_query(&self, path: &str, data: &[u8]) -> Result<Value> {
-        let r =
-            self.call("abci_query", &[("path", format!("\"{path}\"")), ("data", format!("0x{}", hex::encode(data)))])?;
-        let resp = &r["response"];
-        let code = resp["code"].as_u64().unwrap_or(0);
-        if code != 0 {
-            bail!("query {path} failed (code {code}): {}", resp["log"].as_str().unwrap_or_default());
+    /// If the node cannot be reached or has no such block (yet).
+    pub fn block(&self, height: u64) -> Result<BlockSummary> {
+        let c = self.client()?;
+        let h = tendermint::block::Height::try_from(height).context("height out of range")?;
+        let b = block_on(c.block(h))?.map_err(|e| self.unreachable(e))?.block;
+        let nanos = b.header.time.unix_timestamp_nanos();
+        Ok(BlockSummary {
+            height,
+            time_secs: nanos as f64 / 1e9,
+            app_hash: hex::encode_upper(b.header.app_hash.as_bytes()),
+            txs: b.data,
+        })
+    }
+
+    /// `abci_query` on `path` with `data`: the bytes our application answered.
+    ///
+    /// # Errors
+    /// If the application answers with a non-zero code, or the node cannot be reached.
+    pub fn abci_query_bytes(&self, path: &str, data: &[u8]) -> Result<Vec<u8>> {
+        let c = self.client()?;
+        let r = block_on(c.abci_query(Some(path.to_owned()), data.to_vec(), None, false))?
+            .map_err(|e| self.unreachable(e))?;
+        if r.code.is_err() {
+            bail!("query {path} failed (code {}): {}", r.code.value(), r.log);
         }
-        let value = base64::engine::general_purpose::STANDARD
-            .decode(resp["value"].as_str().unwrap_or_default())
-            .context("query value is not base64")?;
-        serde_json::from_slice(&value).context("query value is not JSON")
+        Ok(r.value)
+    }
+
+    /// `abci_query`, its JSON answer decoded into `T`.
+    ///
+    /// # Errors
+    /// As [`Rpc::abci_query_bytes`], or if the answer is not a `T`.
+    pub fn abci_query_as<T: DeserializeOwned>(&self, path: &str, data: &[u8]) -> Result<T> {
+        let bytes = self.abci_query_bytes(path, data)?;
+        serde_json::from_slice(&bytes).with_context(|| format!("query {path}: unexpected answer"))
+    }
+
+    /// `abci_query`, its JSON answer as a value (for printing it as it is).
+    ///
+    /// # Errors
+    /// As [`Rpc::abci_query_as`].
+    pub fn abci_query(&self, path: &str, data: &[u8]) -> Result<Value> {
+        self.abci_query_as(path, data)
     }
 }

@@ -85,8 +85,7 @@ fn height(p: &Processes, i: usize) -> u64 {
 }
 
 fn app_hash_at(p: &Processes, i: usize, h: u64) -> String {
-    let r = Rpc::new(&rpc(p, i)).call("block", &[("height", h.to_string())]).unwrap();
-    r["block"]["header"]["app_hash"].as_str().unwrap().to_owned()
+    Rpc::new(&rpc(p, i)).block(h).unwrap().app_hash
 }
 
 fn http_get(url: &str) -> String {
