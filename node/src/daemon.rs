@@ -45,26 +45,25 @@ pub fn run(home: &Home) -> Result<()> {
         .context("starting the node's tokio runtime")?;
     let live = LiveMetrics::default();
     let signer = Arc::new(Signer::new(home.signing_key()?, Rpc::new(&home.config.rpc), home.config.chain_id.clone()));
-    let plane = if home.config.plane.listen.is_empty() {
-        None
-    } else {
-        Some(start_plane(home, &app, Arc::clone(&signer), rt.handle())?)
+    let plane = match home.config.plane.listen {
+        Some(listen) => Some(start_plane(home, listen, &app, Arc::clone(&signer), rt.handle())?),
+        None => None,
     };
-    if !home.config.metrics_listen.is_empty() {
+    if let Some(metrics_listen) = home.config.metrics_listen {
         let mut registry = prometheus_client::registry::Registry::default();
         app.metrics().register(&mut registry);
         live.register(&mut registry);
         if let Some(p) = &plane {
             p.plane.metrics.register(&mut registry);
         }
-        crate::metrics::serve(rt.handle(), &home.config.metrics_listen, Arc::new(registry))?;
+        crate::metrics::serve(rt.handle(), metrics_listen, Arc::new(registry))?;
     }
     if home.config.scheduler.enabled {
         start_scheduler(home, &app, signer, live, plane.as_ref().map(|p| Arc::clone(&p.plane)))?;
     }
-    let listener = TcpListener::bind(&home.config.abci_listen)
+    let listener = TcpListener::bind(home.config.abci_listen)
         .with_context(|| format!("binding ABCI on {}; is another node using it?", home.config.abci_listen))?;
-    info!(abci = %home.config.abci_listen, metrics = %home.config.metrics_listen, moniker = %home.config.moniker, "hashmesh node started; waiting for CometBFT");
+    info!(abci = %home.config.abci_listen, metrics = ?home.config.metrics_listen, moniker = %home.config.moniker, "hashmesh node started; waiting for CometBFT");
     eprintln!(
         "hashmesh: ABCI listening on {} (set CometBFT proxy_app = \"tcp://{}\")",
         home.config.abci_listen, home.config.abci_listen
@@ -81,27 +80,28 @@ pub fn run(home: &Home) -> Result<()> {
 ///
 /// # Errors
 /// If the key, registry or outbox cannot be loaded, or the UDP address cannot be bound.
-fn start_plane(home: &Home, app: &AppHandle, signer: Arc<Signer>, rt: &tokio::runtime::Handle) -> Result<PlaneHandle> {
+fn start_plane(
+    home: &Home,
+    listen: std::net::SocketAddr,
+    app: &AppHandle,
+    signer: Arc<Signer>,
+    rt: &tokio::runtime::Handle,
+) -> Result<PlaneHandle> {
     let key = home.signing_key()?;
     let id = tls_identity(&ed25519_dalek::SigningKey::from_bytes(&key.seed()))?;
     let registry = registry::load(&home.dir)?;
     let store = PlaneStore::open(&home.state_dir().with_file_name("plane"))?;
     let assignments: Vec<Assignment> =
         app.committed_state().map(|s| s.assignments().cloned().collect()).unwrap_or_default();
-    let listen = home.config.plane.listen.parse().with_context(|| {
-        format!("[plane] listen = {:?} must be HOST:PORT (or empty to disable)", home.config.plane.listen)
-    })?;
     let opts =
         PlaneOptions { listen, phi_threshold: home.config.plane.phi_threshold, status_dir: Some(home.dir.clone()) };
     let agents = registry.len();
-    let mut addrs = std::collections::BTreeMap::new();
-    for (pool, addr) in &home.config.plane.peers {
-        let pool: PoolId = pool.parse().with_context(|| format!("[plane.peers] key {pool:?} must be a pool id"))?;
-        let addr = addr.parse().with_context(|| format!("[plane.peers] {pool} = {addr:?} must be HOST:PORT"))?;
-        addrs.insert(pool, addr);
-    }
-    let peers =
-        PeerConfig { me: key.pool_id(), addrs, chain: Arc::new(CommittedView(app.clone())), identity: id.clone() };
+    let peers = PeerConfig {
+        me: key.pool_id(),
+        addrs: home.config.plane.peers.clone(),
+        chain: Arc::new(CommittedView(app.clone())),
+        identity: id.clone(),
+    };
     let handle = service::start(store, registry, &id, &assignments, opts, Some(peers), rt)?;
     let commits = handle.commits.clone();
     app.on_commit(Arc::new(move |n| {

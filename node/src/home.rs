@@ -1,10 +1,12 @@
 //! A node's home directory: `config.toml` and the pool key file (`pool_key.json`, mode 0600).
 
+use std::collections::BTreeMap;
 use std::fs;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
-use hashmesh_protocol::SigningKey;
+use hashmesh_protocol::{PoolId, SigningKey};
 use rand_core::{OsRng, RngCore};
 use serde::{Deserialize, Serialize};
 
@@ -22,13 +24,13 @@ pub struct Config {
     /// Chain id to sign for; empty means "ask CometBFT".
     #[serde(default)]
     pub chain_id: String,
-    /// Address the ABCI server listens on (CometBFT's `proxy_app`).
-    pub abci_listen: String,
+    /// Address the ABCI server listens on (CometBFT's `proxy_app`), `HOST:PORT`.
+    pub abci_listen: SocketAddr,
     /// CometBFT RPC URL used by `tx`, `query`, `status` and `audit`.
     pub rpc: String,
-    /// Address of the Prometheus `/metrics` endpoint; empty disables it.
-    #[serde(default)]
-    pub metrics_listen: String,
+    /// Address of the Prometheus `/metrics` endpoint; `""` (written for `None`) disables it.
+    #[serde(default, with = "optional_addr")]
+    pub metrics_listen: Option<SocketAddr>,
     /// State directory, relative to the home unless absolute.
     pub state_dir: String,
     /// The live scheduling loop.
@@ -43,18 +45,41 @@ pub struct Config {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct PlaneSettings {
-    /// UDP address for QUIC; empty disables the plane.
-    pub listen: String,
+    /// UDP address for QUIC; `""` (written for `None`) disables the plane.
+    #[serde(with = "optional_addr")]
+    pub listen: Option<SocketAddr>,
     /// Phi above which an agent is judged lost.
     pub phi_threshold: f64,
     /// Other pools' plane addresses, by pool id (hex): where to send worker credentials when
     /// one of their groups is routed onto this pool's endpoints.
-    pub peers: std::collections::BTreeMap<String, String>,
+    pub peers: BTreeMap<PoolId, SocketAddr>,
 }
 
 impl Default for PlaneSettings {
     fn default() -> Self {
-        Self { listen: String::new(), phi_threshold: 8.0, peers: std::collections::BTreeMap::new() }
+        Self { listen: None, phi_threshold: 8.0, peers: BTreeMap::new() }
+    }
+}
+
+/// An optional listen address in `config.toml`: `"HOST:PORT"`, or `""` for none (TOML has no
+/// null; older configs already used `""` to disable).
+mod optional_addr {
+    use std::net::SocketAddr;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(v: &Option<SocketAddr>, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&v.map(|a| a.to_string()).unwrap_or_default())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<SocketAddr>, D::Error> {
+        let text = String::deserialize(d)?;
+        if text.is_empty() {
+            return Ok(None);
+        }
+        text.parse().map(Some).map_err(|_| {
+            serde::de::Error::custom(format!("{text:?} is not HOST:PORT with a numeric host (or \"\" to disable)"))
+        })
     }
 }
 
@@ -65,12 +90,15 @@ impl Config {
         Self {
             moniker: moniker.to_owned(),
             chain_id: String::new(),
-            abci_listen: "127.0.0.1:26658".into(),
+            abci_listen: SocketAddr::from(([127, 0, 0, 1], 26658)),
             rpc: "http://127.0.0.1:26657".into(),
-            metrics_listen: "127.0.0.1:26660".into(),
+            metrics_listen: Some(SocketAddr::from(([127, 0, 0, 1], 26660))),
             state_dir: "data/state".into(),
             scheduler: crate::live::SchedulerSettings::default(),
-            plane: PlaneSettings { listen: "127.0.0.1:26658".into(), ..PlaneSettings::default() },
+            plane: PlaneSettings {
+                listen: Some(SocketAddr::from(([127, 0, 0, 1], 26658))),
+                ..PlaneSettings::default()
+            },
         }
     }
 }
@@ -164,6 +192,35 @@ use hashmesh_plane::host::keyfile;
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn configs_with_older_keys_and_empty_addresses_still_load() {
+        let text = r#"
+            moniker = "pool-a"
+            abci_listen = "127.0.0.1:26658"
+            rpc = "http://127.0.0.1:26657"
+            metrics_listen = ""
+            state_dir = "data/state"
+            [scheduler]
+            min_dwell_ms = 1234
+            max_moves_per_epoch = 2
+            source = "synthetic"
+            [plane]
+            listen = ""
+            [plane.peers]
+            1111111111111111111111111111111111111111111111111111111111111111 = "127.0.0.1:9"
+        "#;
+        let c: Config = toml::from_str(text).unwrap();
+        assert_eq!((c.metrics_listen, c.plane.listen), (None, None));
+        assert_eq!((c.scheduler.dwell_ms_min, c.scheduler.moves_per_epoch_max), (1234, 2));
+        assert_eq!(c.scheduler.source, crate::live::Source::Synthetic);
+        assert_eq!(c.plane.peers.values().next(), Some(&"127.0.0.1:9".parse().unwrap()));
+        let round: Config = toml::from_str(&toml::to_string(&c).unwrap()).unwrap();
+        assert_eq!(round.plane.peers, c.plane.peers);
+        let bad = text.replace(r#"listen = """#, r#"listen = "localhost""#);
+        let e = toml::from_str::<Config>(&bad).unwrap_err().to_string();
+        assert!(e.contains("HOST:PORT"), "{e}");
+    }
     use std::os::unix::fs::PermissionsExt;
 
     #[test]

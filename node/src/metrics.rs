@@ -44,7 +44,11 @@ fn respond(req: &Request<Incoming>, registry: &Registry) -> Response<Full<Bytes>
 ///
 /// # Errors
 /// If the address cannot be bound.
-pub fn serve(rt: &tokio::runtime::Handle, addr: &str, registry: Arc<Registry>) -> Result<std::net::SocketAddr> {
+pub fn serve(
+    rt: &tokio::runtime::Handle,
+    addr: std::net::SocketAddr,
+    registry: Arc<Registry>,
+) -> Result<std::net::SocketAddr> {
     let std_listener = std::net::TcpListener::bind(addr)
         .with_context(|| format!("binding metrics on {addr}; is another node using it? (metrics_listen)"))?;
     std_listener.set_nonblocking(true)?;
@@ -103,7 +107,7 @@ mod tests {
         let c = Counter::<u64>::default();
         r.register("hashmesh_test_things", "Things", c.clone());
         c.inc_by(3);
-        let addr = serve(rt.handle(), "127.0.0.1:0", Arc::new(r)).unwrap();
+        let addr = serve(rt.handle(), "127.0.0.1:0".parse().unwrap(), Arc::new(r)).unwrap();
         let ok = get(addr, "/metrics");
         assert!(ok.starts_with("HTTP/1.1 200"), "{ok}");
         assert!(ok.contains("hashmesh_test_things_total 3"), "{ok}");

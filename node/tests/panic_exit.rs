@@ -11,26 +11,10 @@ fn a_panicking_worker_thread_stops_the_node_with_exit_70() {
     let bin = env!("CARGO_BIN_EXE_hashmesh");
     let init = Command::new(bin)
         .args(["init", "--home", home.to_str().unwrap(), "--moniker", "t", "--abci-listen", "127.0.0.1:0"])
+        .args(["--plane-listen", "none", "--metrics-listen", "none"])
         .output()
         .unwrap();
     assert!(init.status.success(), "{}", String::from_utf8_lossy(&init.stderr));
-    // No fixed ports: no metrics, no plane.
-    let cfg = home.join("config.toml");
-    let text = std::fs::read_to_string(&cfg).unwrap();
-    let text: String = text
-        .lines()
-        .map(|l| {
-            if l.starts_with("metrics_listen") {
-                "metrics_listen = \"\"".to_owned()
-            } else if l.starts_with("listen = ") {
-                "listen = \"\"".to_owned()
-            } else {
-                l.to_owned()
-            }
-        })
-        .collect::<Vec<_>>()
-        .join("\n");
-    std::fs::write(&cfg, text).unwrap();
     let mut child = Command::new(bin)
         .args(["start", "--home", home.to_str().unwrap()])
         .env("HASHMESH_FAULT_PANIC_AFTER_MS", "300")

@@ -53,8 +53,8 @@ fn a_degraded_endpoint_is_routed_around_by_committed_directives() {
     let settings = SchedulerSettings {
         enabled: true,
         epoch_ms: EPOCH_MS,
-        high_load_epoch_ms: 2 * EPOCH_MS,
-        min_dwell_ms: 3 * EPOCH_MS,
+        epoch_ms_high_load: 2 * EPOCH_MS,
+        dwell_ms_min: 3 * EPOCH_MS,
         // No Stratum traffic to measure here: the testnet's model, turned on explicitly.
         source: Source::Synthetic,
         ..SchedulerSettings::default()

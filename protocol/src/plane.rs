@@ -28,7 +28,8 @@ pub struct Instruction {
     /// The miner group.
     pub group: GroupId,
     /// The split, basis points summing to 10 000.
-    pub routes: Vec<RouteTarget>,
+    #[serde(alias = "routes")]
+    pub targets: Vec<RouteTarget>,
     /// Worker credentials for other pools' endpoints in `routes` (cross-pool routes), as the
     /// lending pools' nodes sent them. Never on chain.
     pub credentials: Vec<WorkerCredential>,

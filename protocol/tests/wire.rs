@@ -165,7 +165,7 @@ fn arb_plane() -> impl Strategy<Value = PlaneMsg> {
                 directive: DirectiveId(d),
                 height,
                 group: g.parse().unwrap(),
-                routes: t.iter().map(|(e, w)| RouteTarget { endpoint: e.parse().unwrap(), weight_bp: *w }).collect(),
+                targets: t.iter().map(|(e, w)| RouteTarget { endpoint: e.parse().unwrap(), weight_bp: *w }).collect(),
                 credentials: t
                     .iter()
                     .take(2)

@@ -41,11 +41,27 @@ struct Cli {
     cmd: Cmd,
 }
 
+/// A listen address flag: `HOST:PORT`, or `none`.
+#[derive(Debug, Clone, Copy)]
+struct OptionalAddr(Option<std::net::SocketAddr>);
+
+impl std::str::FromStr for OptionalAddr {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        if s == "none" || s.is_empty() {
+            return Ok(Self(None));
+        }
+        s.parse()
+            .map(|a| Self(Some(a)))
+            .map_err(|_| format!("{s:?} is not HOST:PORT with a numeric host (or \"none\")"))
+    }
+}
+
 #[derive(Subcommand)]
 enum Cmd {
     /// Create a node home: config.toml and a new pool key (0600).
     #[command(
-        after_help = "Example:\n  hashmesh init --home ~/.hashmesh --moniker pool-a --rpc http://127.0.0.1:26657"
+        after_help = "Examples:\n  hashmesh init --home ~/.hashmesh --moniker pool-a --rpc http://127.0.0.1:26657\n  # a second node on the same host:\n  hashmesh init --home ~/.hashmesh-b --moniker pool-b --abci-listen 127.0.0.1:36658 \\\n    --plane-listen 127.0.0.1:36658 --metrics-listen 127.0.0.1:36660 --rpc http://127.0.0.1:36657"
     )]
     Init {
         /// Home directory to create.
@@ -57,9 +73,15 @@ enum Cmd {
         /// Chain id to sign for (default: ask CometBFT).
         #[arg(long, default_value = "")]
         chain_id: String,
-        /// ABCI listen address (CometBFT proxy_app).
+        /// ABCI listen address (CometBFT proxy_app), HOST:PORT.
         #[arg(long, default_value = "127.0.0.1:26658")]
-        abci_listen: String,
+        abci_listen: std::net::SocketAddr,
+        /// Instruction plane (QUIC, UDP) listen address, HOST:PORT; "none" disables the plane.
+        #[arg(long, default_value = "127.0.0.1:26658")]
+        plane_listen: OptionalAddr,
+        /// Prometheus /metrics listen address, HOST:PORT; "none" disables it.
+        #[arg(long, default_value = "127.0.0.1:26660")]
+        metrics_listen: OptionalAddr,
         /// CometBFT RPC URL.
         #[arg(long, default_value = DEFAULT_RPC)]
         rpc: String,
@@ -377,10 +399,12 @@ pub fn main() -> Result<i32> {
             .init();
     }
     match cli.cmd {
-        Cmd::Init { home, moniker, chain_id, abci_listen, rpc } => {
+        Cmd::Init { home, moniker, chain_id, abci_listen, plane_listen, metrics_listen, rpc } => {
             let mut cfg = Config::new(&moniker);
             cfg.chain_id = chain_id;
             cfg.abci_listen = abci_listen;
+            cfg.plane.listen = plane_listen.0;
+            cfg.metrics_listen = metrics_listen.0;
             cfg.rpc = rpc;
             let (h, key) = Home::init(&home, cfg)?;
             print_json(&json!({"home": h.dir, "moniker": moniker, "pool_id": key.pool_id().to_hex()}));

@@ -130,9 +130,9 @@ impl Scheduler {
             view.endpoints.iter().filter(|e| e.owner == me).map(|e| (e.id.clone(), e.load_hs, e.capacity_hs)).collect();
         let measured: BTreeMap<_, _> = self.source.measure(&own, now);
         let cfg = DecideConfig {
-            dwell_ms_min: self.settings.min_dwell_ms,
-            gain_bp_min: self.settings.min_gain_bp,
-            moves_per_epoch_max: self.settings.max_moves_per_epoch,
+            dwell_ms_min: self.settings.dwell_ms_min,
+            gain_bp_min: self.settings.gain_bp_min,
+            moves_per_epoch_max: self.settings.moves_per_epoch_max as usize,
             health_floor_bp: (self.settings.health_floor.clamp(0.0, 1.0) * 10_000.0).round() as u32,
         };
         let d = decide(&me, &view, &measured, &mut self.memory, &cfg, now);
@@ -154,7 +154,7 @@ impl Scheduler {
         self.metrics.votes.inc_by(d.votes);
         self.metrics.epochs.inc();
         // Feed back: poll slower while busy (the article's adaptive interval).
-        Ok(if d.busy { self.settings.high_load_epoch_ms } else { self.settings.epoch_ms })
+        Ok(if d.busy { self.settings.epoch_ms_high_load } else { self.settings.epoch_ms })
     }
 
     /// Run epochs forever on this thread.

@@ -30,13 +30,17 @@ pub struct SchedulerSettings {
     /// Epoch length, ms (the article: 10 s).
     pub epoch_ms: u64,
     /// Epoch length while the pool is under high load (CPU > 80 %), ms (the article: 20 s).
-    pub high_load_epoch_ms: u64,
+    #[serde(alias = "high_load_epoch_ms")]
+    pub epoch_ms_high_load: u64,
     /// A group keeps a route at least this long unless a target becomes unusable, ms.
-    pub min_dwell_ms: u64,
+    #[serde(alias = "min_dwell_ms")]
+    pub dwell_ms_min: u64,
     /// Smallest improvement worth a move, bp.
-    pub min_gain_bp: u32,
+    #[serde(alias = "min_gain_bp")]
+    pub gain_bp_min: u32,
     /// Most route changes proposed per epoch.
-    pub max_moves_per_epoch: usize,
+    #[serde(alias = "max_moves_per_epoch")]
+    pub moves_per_epoch_max: u32,
     /// Endpoints below this health are not targeted (0..=1; the chain's floor applies too).
     pub health_floor: f64,
     /// Telemetry source: `agents` (what the pool's agents measure; unmeasured endpoints get no
@@ -51,10 +55,10 @@ impl Default for SchedulerSettings {
         Self {
             enabled: false,
             epoch_ms: 10_000,
-            high_load_epoch_ms: 20_000,
-            min_dwell_ms: 30_000,
-            min_gain_bp: 500,
-            max_moves_per_epoch: 4,
+            epoch_ms_high_load: 20_000,
+            dwell_ms_min: 30_000,
+            gain_bp_min: 500,
+            moves_per_epoch_max: 4,
             health_floor: 0.3,
             source: Source::Agents,
             seed: 1,

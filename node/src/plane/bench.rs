@@ -131,7 +131,7 @@ pub fn run(o: PlaneBenchOptions) -> Result<PlaneBenchReport> {
                 directive: a.directive,
                 height: a.since_height,
                 group: a.group,
-                routes: a.targets,
+                targets: a.targets,
                 credentials: vec![],
                 drained: vec![],
             };
@@ -145,7 +145,7 @@ pub fn run(o: PlaneBenchOptions) -> Result<PlaneBenchReport> {
         directive: route(1).directive,
         height: 1,
         group: group.clone(),
-        routes: route(1).targets,
+        targets: route(1).targets,
         credentials: Vec::new(),
         drained: Vec::new(),
     })

@@ -29,8 +29,8 @@ pub fn testnet_scheduler() -> SchedulerSettings {
         enabled: true,
         source: crate::live::Source::Synthetic,
         epoch_ms: 5_000,
-        high_load_epoch_ms: 10_000,
-        min_dwell_ms: 15_000,
+        epoch_ms_high_load: 10_000,
+        dwell_ms_min: 15_000,
         ..SchedulerSettings::default()
     }
 }

@@ -120,11 +120,12 @@ pub fn generate(spec: &ClusterSpec) -> Result<Cluster> {
 
         let mut cfg = Config::new(&name);
         cfg.chain_id = spec.chain_id.clone();
-        cfg.abci_listen = format!("127.0.0.1:{abci}");
+        let local = |port: u16| std::net::SocketAddr::from(([127, 0, 0, 1], port));
+        cfg.abci_listen = local(abci);
         cfg.rpc = format!("http://127.0.0.1:{rpc}");
-        cfg.metrics_listen = format!("127.0.0.1:{metrics}");
+        cfg.metrics_listen = Some(local(metrics));
         // QUIC is UDP: the plane shares the ABCI port number without clashing.
-        cfg.plane.listen = format!("127.0.0.1:{abci}");
+        cfg.plane.listen = Some(local(abci));
         if let Some(sched) = &spec.scheduler {
             cfg.scheduler = crate::live::SchedulerSettings { enabled: true, seed: i as u64 + 1, ..sched.clone() };
         }
@@ -182,8 +183,11 @@ pub fn generate(spec: &ClusterSpec) -> Result<Cluster> {
     // Every node knows where the other pools' planes listen (for worker credentials).
     for n in &nodes {
         let mut home = Home::load(&n.hashmesh_home)?;
-        home.config.plane.peers =
-            nodes.iter().filter(|m| m.pool_id != n.pool_id).map(|m| (m.pool_id.clone(), m.abci.clone())).collect();
+        home.config.plane.peers = nodes
+            .iter()
+            .filter(|m| m.pool_id != n.pool_id)
+            .map(|m| Ok((m.pool_id.parse()?, m.abci.parse()?)))
+            .collect::<Result<_>>()?;
         home.save_config()?;
     }
     let app_state =

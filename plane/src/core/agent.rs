@@ -21,7 +21,8 @@ pub struct AppliedRoute {
     /// Its commit height.
     pub height: u64,
     /// The split.
-    pub routes: Vec<RouteTarget>,
+    #[serde(alias = "routes")]
+    pub targets: Vec<RouteTarget>,
     /// When this agent applied it, ms since the Unix epoch.
     pub applied_at_ms: u64,
     /// The instruction that carried it.
@@ -35,14 +36,14 @@ pub struct AppliedRoute {
 }
 
 impl AppliedRoute {
-    /// The split to use now: the route without its drained endpoints, their weight spread over
+    /// The split to use now: the targets without the drained endpoints, their weight spread over
     /// the rest in proportion (basis points summing to 10 000). If every endpoint is drained,
     /// the route as committed.
     #[must_use]
     pub fn effective(&self) -> Vec<RouteTarget> {
-        let live: Vec<&RouteTarget> = self.routes.iter().filter(|t| !self.drained.contains(&t.endpoint)).collect();
-        if live.is_empty() || live.len() == self.routes.len() {
-            return self.routes.clone();
+        let live: Vec<&RouteTarget> = self.targets.iter().filter(|t| !self.drained.contains(&t.endpoint)).collect();
+        if live.is_empty() || live.len() == self.targets.len() {
+            return self.targets.clone();
         }
         let shares: Vec<f64> = live.iter().map(|t| f64::from(t.weight_bp)).collect();
         hashmesh_scheduler::weights::to_basis_points(&shares)
@@ -87,7 +88,7 @@ impl AgentState {
                     AppliedRoute {
                         directive: i.directive,
                         height: i.height,
-                        routes: i.routes.clone(),
+                        targets: i.targets.clone(),
                         applied_at_ms: now_ms,
                         seq: i.seq,
                         credentials: i.credentials.clone(),

@@ -189,7 +189,7 @@ impl NodePlane {
             directive: r.directive,
             height: r.height,
             group: r.group.clone(),
-            routes: r.targets.clone(),
+            targets: r.targets.clone(),
             credentials: self.credentials.get(&r.directive).cloned().unwrap_or_default(),
             drained: r
                 .targets
