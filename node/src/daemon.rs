@@ -10,7 +10,7 @@ use anyhow::{Context, Result};
 use hashmesh_abci::{AppHandle, Store};
 
 use crate::live::epoch::{LiveMetrics, Scheduler};
-use crate::live::source::{AgentSource, SyntheticSource, TelemetrySource};
+use crate::live::source::{AgentSource, TelemetrySource};
 use crate::live::Source;
 use crate::rpc::Rpc;
 use crate::signer::Signer;
@@ -25,11 +25,21 @@ use hashmesh_abci::core::Assignment;
 use hashmesh_plane::transport::identity::tls_identity;
 use hashmesh_protocol::{EndpointId, GroupId, PoolId};
 
-/// Start the daemon and block until the ABCI server stops.
+/// Start the daemon (`hashmesh start`) and block until the ABCI server stops. Measurements come
+/// from the pool's agents; a config that asks for the testnet's synthetic source is refused.
 ///
 /// # Errors
 /// If the state cannot be opened or a port cannot be bound.
 pub fn run(home: &Home) -> Result<()> {
+    run_with(home, None)
+}
+
+/// Like [`run`], with a telemetry source for `scheduler.source = "synthetic"` supplied by the
+/// caller (the testnet's model, `hashmesh-testnet start`). The node says loudly when it runs.
+///
+/// # Errors
+/// As [`run`].
+pub fn run_with(home: &Home, synthetic: Option<Box<dyn TelemetrySource>>) -> Result<()> {
     exit_on_panic();
     inject_panic_if_asked()?;
     let dir = home.state_dir();
@@ -59,7 +69,7 @@ pub fn run(home: &Home) -> Result<()> {
         crate::metrics::serve(rt.handle(), metrics_listen, Arc::new(registry))?;
     }
     if home.config.scheduler.enabled {
-        start_scheduler(home, &app, signer, live, plane.as_ref().map(|p| Arc::clone(&p.plane)))?;
+        start_scheduler(home, &app, signer, live, plane.as_ref().map(|p| Arc::clone(&p.plane)), synthetic)?;
     }
     let listener = TcpListener::bind(home.config.abci_listen)
         .with_context(|| format!("binding ABCI on {}; is another node using it?", home.config.abci_listen))?;
@@ -151,13 +161,21 @@ fn start_scheduler(
     signer: Arc<Signer>,
     metrics: LiveMetrics,
     plane: Option<Arc<service::Plane>>,
+    synthetic: Option<Box<dyn TelemetrySource>>,
 ) -> Result<()> {
     let settings = home.config.scheduler.clone();
     let source: Box<dyn TelemetrySource> = match (settings.source, plane) {
         (Source::Synthetic, _) => {
+            let Some(model) = synthetic else {
+                anyhow::bail!(
+                    "scheduler.source = \"synthetic\" is the testnet's model, not a measurement: run this node with \
+                     `hashmesh-testnet start --home {}`, or set source = \"agents\"",
+                    home.dir.display()
+                );
+            };
             warn!("scheduler.source = \"synthetic\": the telemetry this node signs on chain is MODELLED, NOT MEASURED (a testnet setting)");
             eprintln!("hashmesh: WARNING: scheduler.source = \"synthetic\" signs modelled telemetry on chain; use it on a testnet only");
-            Box::new(SyntheticSource::new(home.dir.clone(), settings.seed))
+            model
         }
         // Reports older than three epochs are stale.
         (Source::Agents, Some(plane)) => Box::new(AgentSource::new(plane, 3 * settings.epoch_ms)),

@@ -1,9 +1,10 @@
-//! The `hashmesh` node: CLI commands, the node daemon (ABCI server and metrics), the CometBFT
-//! RPC client, auditing, and the local testnet tooling. IO lives here; rules live in
-//! `hashmesh-protocol` and `hashmesh-abci::core`.
+//! The `hashmesh` node: CLI commands, the node daemon (ABCI server, instruction plane, metrics,
+//! scheduling loop), the CometBFT RPC client and auditing. IO lives here; rules live in
+//! `hashmesh-protocol` and `hashmesh-abci::core`. The local testnet (generator, processes,
+//! demo, synthetic telemetry, cluster benchmark) is `hashmesh-testnet`, which the daemon never
+//! imports.
 
 pub mod audit;
-pub mod bench;
 pub mod daemon;
 pub mod home;
 pub mod live;
@@ -14,5 +15,4 @@ pub mod query_cmd;
 pub mod rpc;
 pub mod signer;
 pub mod sim_cmd;
-pub mod testnet;
 pub mod tx_cmd;

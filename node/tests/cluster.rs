@@ -9,8 +9,8 @@ use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use hashmesh_node::rpc::Rpc;
-use hashmesh_node::testnet::{self, procs, Cluster, ClusterSpec};
 use hashmesh_protocol::RejectCode;
+use hashmesh_testnet::{self as testnet, procs, Cluster, ClusterSpec};
 use serde_json::Value;
 
 mod common;
@@ -117,6 +117,7 @@ fn four_validator_cluster_end_to_end() {
         base_port: None,
         cometbft: cometbft(),
         hashmesh: PathBuf::from(HASHMESH),
+        node_args: vec!["start".into()],
         timeout_commit: "200ms".into(),
         vote_window_blocks: 200,
         kvstore: false,

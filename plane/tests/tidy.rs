@@ -1,5 +1,5 @@
-//! The plane's core is sans-IO, and the agent crate never links the consensus side: checked by
-//! scanning the sources (and checking that the scan still catches a forbidden word).
+//! The plane's core is sans-IO, the agent crate never links the consensus side, and the node
+//! never imports the testnet: checked by scanning the sources (and checking that the scan still catches a forbidden word).
 
 use std::path::Path;
 
@@ -40,6 +40,18 @@ fn the_agent_never_names_the_consensus_side() {
     for w in AGENT_FORBIDDEN {
         assert!(!manifest.contains(w), "agent/Cargo.toml names {w}");
     }
+}
+
+const NODE_FORBIDDEN: &[&str] = &["hashmesh_testnet", "SyntheticSource", "chaos.json"];
+
+#[test]
+fn the_node_never_imports_the_testnet() {
+    let node = Path::new(env!("CARGO_MANIFEST_DIR")).join("../node");
+    assert_eq!(words_in(&node.join("src"), NODE_FORBIDDEN), Vec::<String>::new());
+    let manifest = std::fs::read_to_string(node.join("Cargo.toml")).unwrap();
+    let (deps, dev) = manifest.split_once("[dev-dependencies]").unwrap();
+    assert!(!deps.contains("hashmesh-testnet"), "node depends on the testnet outside its tests");
+    assert!(dev.contains("hashmesh-testnet"), "the end-to-end test uses the generator");
 }
 
 #[test]

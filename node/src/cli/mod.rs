@@ -16,7 +16,6 @@ use hashmesh_node::home::{Config, Home};
 use hashmesh_node::output::print_json;
 use hashmesh_node::query_cmd::{self, Target};
 use hashmesh_node::rpc::Rpc;
-use hashmesh_node::testnet;
 use hashmesh_node::tx_cmd::{self, TxOptions};
 use hashmesh_protocol::Body;
 use serde_json::json;
@@ -135,14 +134,6 @@ enum Cmd {
     /// Compare every scheduling strategy on a seeded, simulated workload.
     #[command(after_help = SIM_HELP)]
     Sim(SimArgs),
-    /// Manage a local cluster (used by the testnet/ scripts).
-    Testnet {
-        /// Cluster directory.
-        #[arg(long, default_value = "testnet/.data")]
-        dir: PathBuf,
-        #[command(subcommand)]
-        cmd: TestnetCmd,
-    },
 }
 
 #[derive(Subcommand)]
@@ -338,55 +329,6 @@ enum AuditCmd {
     },
 }
 
-#[derive(Subcommand)]
-enum TestnetCmd {
-    /// Generate (if needed) and start a cluster, wait for blocks, run the demo, print status and audit.
-    Up {
-        /// Number of validators (pools).
-        #[arg(long, default_value_t = 4)]
-        validators: usize,
-        /// The cometbft binary.
-        #[arg(long, env = "HASHMESH_COMETBFT")]
-        cometbft: PathBuf,
-        /// First port (each node takes 4); 0 picks free ports.
-        #[arg(long, default_value_t = 26600)]
-        base_port: u16,
-        /// Skip the scripted demo.
-        #[arg(long)]
-        no_demo: bool,
-    },
-    /// Start one node (by name, e.g. pool-b, or index).
-    Start {
-        /// Node name or index.
-        node: String,
-    },
-    /// Stop one node.
-    Stop {
-        /// Node name or index.
-        node: String,
-    },
-    /// Show nodes, heights, app hashes and processes.
-    Status {
-        /// Print JSON.
-        #[arg(long)]
-        json: bool,
-    },
-    /// Degrade, kill or restore an endpoint's synthetic telemetry (the scheduling loop reacts).
-    #[command(after_help = "Example:\n  testnet/chaos degrade pool-a/ep-1\n  testnet/chaos restore pool-a/ep-1")]
-    Chaos {
-        /// degrade, kill or restore.
-        mode: String,
-        /// The endpoint, e.g. pool-a/ep-1.
-        endpoint: String,
-    },
-    /// Stop every node (and with --wipe delete the cluster).
-    Down {
-        /// Also delete the cluster directory.
-        #[arg(long)]
-        wipe: bool,
-    },
-}
-
 pub fn main() -> Result<i32> {
     let cli = Cli::parse();
     // Long-running processes log (HASHMESH_LOG, default info); one-shot commands print results.
@@ -484,7 +426,6 @@ pub fn main() -> Result<i32> {
             }
             Ok(i32::from(report.failures > 0))
         }
-        Cmd::Testnet { dir, cmd } => run_testnet(&dir, cmd),
         Cmd::Bench { cmd } => bench_cmd::run(cmd),
     }
 }
@@ -555,17 +496,4 @@ fn run_query(q: QueryArgs) -> Result<i32> {
         _ => print_json(&v),
     }
     Ok(0)
-}
-
-fn run_testnet(dir: &Path, cmd: TestnetCmd) -> Result<i32> {
-    match cmd {
-        TestnetCmd::Up { validators, cometbft, base_port, no_demo } => {
-            testnet::commands::up(dir, validators, &cometbft, base_port, !no_demo)
-        }
-        TestnetCmd::Start { node } => testnet::commands::start(dir, &node),
-        TestnetCmd::Stop { node } => testnet::commands::stop(dir, &node),
-        TestnetCmd::Status { json } => testnet::commands::status(dir, json),
-        TestnetCmd::Down { wipe } => testnet::commands::down(dir, wipe),
-        TestnetCmd::Chaos { mode, endpoint } => testnet::commands::chaos(dir, &mode, &endpoint),
-    }
 }

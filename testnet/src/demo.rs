@@ -8,11 +8,11 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use std::collections::BTreeSet;
 
-use super::cluster::Cluster;
-use super::procs;
-use crate::output::{short, table};
-use crate::rpc::Rpc;
-use crate::tx_cmd::{self, TxOptions};
+use crate::cluster::Cluster;
+use crate::procs;
+use hashmesh_node::output::{short, table};
+use hashmesh_node::rpc::Rpc;
+use hashmesh_node::tx_cmd::{self, TxOptions};
 
 fn send(cluster: &Cluster, node: usize, body: Body) -> Result<Value> {
     send_tolerating(cluster, node, body, &[])
@@ -241,7 +241,7 @@ pub fn status(cluster: &Cluster) -> Vec<Value> {
 
 /// Each agent of a node: process, and what the node last published about it.
 fn agent_rows(n: &super::cluster::NodeInfo) -> Vec<Value> {
-    let published = crate::plane::registry::read_status(&n.hashmesh_home).unwrap_or_default();
+    let published = hashmesh_node::plane::registry::read_status(&n.hashmesh_home).unwrap_or_default();
     n.agents
         .iter()
         .map(|a| {

@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 
-use super::cluster::Cluster;
-use crate::rpc::Rpc;
+use crate::cluster::Cluster;
+use hashmesh_node::rpc::Rpc;
 
 /// Whether a process with this pid is alive (and not a zombie).
 #[must_use]
@@ -73,7 +73,9 @@ pub fn start_node(cluster: &mut Cluster, i: usize, detach: bool) -> Result<Vec<C
     let mut hashmesh = None;
     if cluster.runs_hashmesh() {
         let hm_home = n.hashmesh_home.display().to_string();
-        let hm = spawn(&cluster.hashmesh, &["start", "--home", &hm_home], &node_dir.join("hashmesh.log"), detach)?;
+        let mut args: Vec<&str> = cluster.node_args.iter().map(String::as_str).collect();
+        args.extend(["--home", &hm_home]);
+        let hm = spawn(&cluster.hashmesh, &args, &node_dir.join("hashmesh.log"), detach)?;
         wait_for_port(&n.abci, Duration::from_secs(10));
         hashmesh = Some(hm);
     }

@@ -11,8 +11,8 @@ use hashmesh_abci::core::{GenesisAppState, Params};
 use serde_json::{json, Value};
 use toml_edit::{value, DocumentMut};
 
-use super::cluster::{AgentInfo, Cluster, NodeInfo, Pids};
-use crate::home::{Config, Home};
+use crate::cluster::{AgentInfo, Cluster, NodeInfo, Pids};
+use hashmesh_node::home::{Config, Home};
 
 /// Ports each node needs: p2p, rpc, abci, metrics.
 const PORTS_PER_NODE: u16 = 4;
@@ -30,8 +30,10 @@ pub struct ClusterSpec {
     pub base_port: Option<u16>,
     /// The `cometbft` binary.
     pub cometbft: PathBuf,
-    /// The `hashmesh` binary.
+    /// The binary that runs nodes and agents (`hashmesh` or `hashmesh-testnet`).
     pub hashmesh: PathBuf,
+    /// Its arguments before `--home` to run a node (`["start"]` or `["node"]`).
+    pub node_args: Vec<String>,
     /// CometBFT `timeout_commit`.
     pub timeout_commit: String,
     /// Vote window in blocks.
@@ -39,7 +41,7 @@ pub struct ClusterSpec {
     /// Use CometBFT's built-in `kvstore` instead of hashmesh (benchmark baseline).
     pub kvstore: bool,
     /// Run each node's live scheduling loop with these settings (`None`: off).
-    pub scheduler: Option<crate::live::SchedulerSettings>,
+    pub scheduler: Option<hashmesh_node::live::SchedulerSettings>,
     /// Agents per pool, each serving all of the pool's groups, registered with its node.
     pub agents_per_node: usize,
 }
@@ -127,7 +129,8 @@ pub fn generate(spec: &ClusterSpec) -> Result<Cluster> {
         // QUIC is UDP: the plane shares the ABCI port number without clashing.
         cfg.plane.listen = Some(local(abci));
         if let Some(sched) = &spec.scheduler {
-            cfg.scheduler = crate::live::SchedulerSettings { enabled: true, seed: i as u64 + 1, ..sched.clone() };
+            cfg.scheduler =
+                hashmesh_node::live::SchedulerSettings { enabled: true, seed: i as u64 + 1, ..sched.clone() };
         }
         let hm_home = node_dir.join("hashmesh");
         let (_, key) = Home::init(&hm_home, cfg)?;
@@ -138,7 +141,7 @@ pub fn generate(spec: &ClusterSpec) -> Result<Cluster> {
             let home = node_dir.join(format!("agent-{a}"));
             let id = hashmesh_agent::home::init(&home)?;
             let parsed = groups.iter().map(|g| g.parse().expect("generated ids are valid")).collect();
-            crate::plane::registry::add(&hm_home, id, parsed)?;
+            hashmesh_node::plane::registry::add(&hm_home, id, parsed)?;
             agents.push(AgentInfo { id: id.to_hex(), home, groups: groups.clone(), pid: 0 });
         }
         pools.push(GenesisPool {
@@ -214,6 +217,7 @@ pub fn generate(spec: &ClusterSpec) -> Result<Cluster> {
         dir,
         cometbft: spec.cometbft.canonicalize()?,
         hashmesh: spec.hashmesh.canonicalize()?,
+        node_args: spec.node_args.clone(),
         app: if spec.kvstore { "kvstore".into() } else { "hashmesh".into() },
         nodes,
     };

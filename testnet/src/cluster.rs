@@ -73,14 +73,23 @@ pub struct Cluster {
     pub dir: PathBuf,
     /// The `cometbft` binary.
     pub cometbft: PathBuf,
-    /// The `hashmesh` binary.
+    /// The binary that runs nodes and agents: `hashmesh`, or `hashmesh-testnet` (whose nodes
+    /// may run the synthetic telemetry model).
     pub hashmesh: PathBuf,
+    /// Its arguments before `--home` to run a node: `["start"]` for `hashmesh`, `["node"]` for
+    /// `hashmesh-testnet`.
+    #[serde(default = "default_node_args")]
+    pub node_args: Vec<String>,
     /// Which ABCI application the validators run: `hashmesh`, or CometBFT's built-in
     /// `kvstore` (used as the benchmark baseline; no hashmesh processes then).
     #[serde(default = "default_app")]
     pub app: String,
     /// Every node, in order.
     pub nodes: Vec<NodeInfo>,
+}
+
+fn default_node_args() -> Vec<String> {
+    vec!["start".into()]
 }
 
 fn default_app() -> String {

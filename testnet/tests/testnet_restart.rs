@@ -10,17 +10,16 @@ use hashmesh_node::rpc::Rpc;
 
 mod common;
 
-const HASHMESH: &str = env!("CARGO_BIN_EXE_hashmesh");
+const TESTNET: &str = env!("CARGO_BIN_EXE_hashmesh-testnet");
 
 fn testnet(dir: &Path, args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(HASHMESH)
-        .arg("testnet")
+    let out = Command::new(TESTNET)
         .arg("--dir")
         .arg(dir)
         .args(args)
         .env("HASHMESH_LOG", "warn")
         .output()
-        .expect("run hashmesh testnet");
+        .expect("run hashmesh-testnet");
     (
         out.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&out.stdout).into_owned(),

@@ -1,4 +1,4 @@
-//! The `hashmesh testnet …` commands behind the `testnet/` scripts.
+//! The `hashmesh-testnet …` commands behind the `testnet/` scripts.
 
 use std::path::Path;
 use std::time::Duration;
@@ -8,12 +8,12 @@ use serde_json::json;
 
 use std::collections::BTreeMap;
 
-use super::{demo, generate, procs, Cluster, ClusterSpec};
-use crate::audit::{self, AuditFilter};
-use crate::live::source::{EndpointCondition, CHAOS_FILE};
-use crate::live::SchedulerSettings;
-use crate::output::print_json;
-use crate::rpc::Rpc;
+use crate::synthetic::{EndpointCondition, CHAOS_FILE};
+use crate::{demo, generate, procs, Cluster, ClusterSpec};
+use hashmesh_node::audit::{self, AuditFilter};
+use hashmesh_node::live::SchedulerSettings;
+use hashmesh_node::output::print_json;
+use hashmesh_node::rpc::Rpc;
 
 const NO_CLUSTER: &str = "no cluster here; run testnet/up first";
 
@@ -27,7 +27,7 @@ fn any_running(c: &Cluster) -> bool {
 pub fn testnet_scheduler() -> SchedulerSettings {
     SchedulerSettings {
         enabled: true,
-        source: crate::live::Source::Synthetic,
+        source: hashmesh_node::live::Source::Synthetic,
         epoch_ms: 5_000,
         epoch_ms_high_load: 10_000,
         dwell_ms_min: 15_000,
@@ -92,6 +92,7 @@ pub fn up(dir: &Path, validators: usize, cometbft: &Path, base_port: u16, run_de
                 base_port: (base_port != 0).then_some(base_port),
                 cometbft: cometbft.to_owned(),
                 hashmesh: std::env::current_exe()?,
+                node_args: vec!["node".into()],
                 timeout_commit: "250ms".into(),
                 vote_window_blocks: 100,
                 kvstore: false,

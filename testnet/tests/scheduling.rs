@@ -6,16 +6,17 @@ use std::path::PathBuf;
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
+use hashmesh_node::audit::{self, AuditFilter};
 use hashmesh_node::live::{SchedulerSettings, Source};
 use hashmesh_node::rpc::Rpc;
-use hashmesh_node::testnet::{self, procs, ClusterSpec};
+use hashmesh_testnet::{self as testnet, procs, ClusterSpec};
 use serde_json::Value;
 
 mod common;
 
 use common::cometbft;
 
-const HASHMESH: &str = env!("CARGO_BIN_EXE_hashmesh");
+const TESTNET: &str = env!("CARGO_BIN_EXE_hashmesh-testnet");
 const EPOCH_MS: u64 = 2_000;
 
 /// Kills and reaps every spawned process by pid when dropped, even on panic.
@@ -65,7 +66,8 @@ fn a_degraded_endpoint_is_routed_around_by_committed_directives() {
         chain_id: "hashmesh-sched".into(),
         base_port: None,
         cometbft: cometbft(),
-        hashmesh: PathBuf::from(HASHMESH),
+        hashmesh: PathBuf::from(TESTNET),
+        node_args: vec!["node".into()],
         timeout_commit: "200ms".into(),
         vote_window_blocks: 100,
         kvstore: false,
@@ -95,8 +97,8 @@ fn a_degraded_endpoint_is_routed_around_by_committed_directives() {
     let height_before = rpc.status().unwrap().1;
 
     // Degrade it: within three epochs no pool-a group routes there any more.
-    let out = Command::new(HASHMESH)
-        .args(["testnet", "--dir", cluster.dir.to_str().unwrap(), "chaos", "degrade", &bad])
+    let out = Command::new(TESTNET)
+        .args(["--dir", cluster.dir.to_str().unwrap(), "chaos", "degrade", &bad])
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
@@ -109,13 +111,10 @@ fn a_degraded_endpoint_is_routed_around_by_committed_directives() {
     // audited from another node, once that node has the blocks node a has.
     let h = rpc.status().unwrap().1;
     procs::wait_for_height(&cluster, &[3], h, Duration::from_secs(30)).expect("node d catches up");
-    let out = Command::new(HASHMESH)
-        .args(["audit", "directives", "--rpc", &cluster.nodes[3].rpc, "--json", "--from-height"])
-        .arg(height_before.to_string())
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    // The auditor's own code (`hashmesh audit directives --json --from-height H`), as a library.
+    let filter = AuditFilter { from_height: Some(height_before), ..AuditFilter::default() };
+    let report = audit::run(&Rpc::new(&cluster.nodes[3].rpc), &filter).expect("audit runs");
+    let report: Value = serde_json::to_value(&report).unwrap();
     let moves: Vec<&Value> = report["directives"]
         .as_array()
         .unwrap()

@@ -18,10 +18,10 @@ use hashmesh_protocol::{Body, RouteTarget, SigningKey, UnsignedTx};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use crate::home::Home;
-use crate::output::table;
-use crate::rpc::Rpc;
-use crate::testnet::{self, procs, Cluster, ClusterSpec};
+use crate::{generate, procs, Cluster, ClusterSpec};
+use hashmesh_node::home::Home;
+use hashmesh_node::output::table;
+use hashmesh_node::rpc::Rpc;
 
 /// Benchmark settings.
 #[derive(Debug, Clone)]
@@ -109,13 +109,14 @@ fn run_app(spec: &BenchSpec, kvstore: bool) -> Result<AppResult> {
         std::fs::remove_dir_all(&dir)?;
     }
     eprintln!("bench: generating a {}-validator {name} cluster", spec.validators);
-    let mut cluster = testnet::generate(&ClusterSpec {
+    let mut cluster = generate(&ClusterSpec {
         dir: dir.clone(),
         validators: spec.validators,
         chain_id: format!("bench-{name}"),
         base_port: None,
         cometbft: spec.cometbft.clone(),
         hashmesh: spec.hashmesh.clone(),
+        node_args: vec!["node".into()],
         timeout_commit: "250ms".into(),
         vote_window_blocks: 100,
         kvstore,

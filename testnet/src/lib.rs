@@ -1,0 +1,22 @@
+//! The hashmesh local testnet: generate an N-pool cluster of real CometBFT validators, each
+//! beside a hashmesh node, on 127.0.0.1; start and stop its processes by pid; run a scripted
+//! demo; steer the synthetic telemetry model (`chaos`); benchmark hashmesh against CometBFT's
+//! kvstore. The `testnet/` scripts drive the `hashmesh-testnet` binary; the node daemon never
+//! imports this crate.
+//!
+//! - [`layout`]: `generate` a cluster (homes, genesis, configs, agents); [`cluster`]: `cluster.json`.
+//! - [`procs`]: start and stop processes by pid; [`commands`]: `up`, `start`, `stop`, `status`,
+//!   `chaos`, `down`; [`demo`]: the scripted demo and status rows.
+//! - [`synthetic`]: the modelled endpoint telemetry a testnet node runs with.
+//! - [`bench`](mod@bench): `bench-cluster` (hashmesh vs kvstore, one run).
+
+pub mod bench;
+pub mod cluster;
+pub mod commands;
+pub mod demo;
+pub mod layout;
+pub mod procs;
+pub mod synthetic;
+
+pub use cluster::{Cluster, NodeInfo};
+pub use layout::{generate, ClusterSpec};

@@ -1,0 +1,180 @@
+//! `hashmesh-testnet`: the local testnet behind the `testnet/` scripts (see the crate docs).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{bail, Result};
+use clap::{Parser, Subcommand};
+use hashmesh_node::home::Home;
+use hashmesh_node::output::print_json;
+use hashmesh_testnet::synthetic::SyntheticSource;
+use hashmesh_testnet::{bench, commands};
+
+/// A local N-pool hashmesh cluster on 127.0.0.1 with real CometBFT validators.
+#[derive(Parser)]
+#[command(
+    name = "hashmesh-testnet",
+    version,
+    about,
+    after_help = "Examples:\n  testnet/up                                   # builds, then: hashmesh-testnet up --cometbft …\n  hashmesh-testnet --dir testnet/.data status\n  hashmesh-testnet --dir testnet/.data chaos degrade pool-a/ep-1\n  hashmesh-testnet --dir testnet/.data down --wipe"
+)]
+struct Cli {
+    /// Cluster directory.
+    #[arg(long, global = true, default_value = "testnet/.data")]
+    dir: PathBuf,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Generate (if needed) and start a cluster, wait for blocks, run the demo, print status and audit.
+    Up {
+        /// Number of validators (pools).
+        #[arg(long, default_value_t = 4)]
+        validators: usize,
+        /// The cometbft binary.
+        #[arg(long, env = "HASHMESH_COMETBFT")]
+        cometbft: PathBuf,
+        /// First port (each node takes 4); 0 picks free ports.
+        #[arg(long, default_value_t = 26600)]
+        base_port: u16,
+        /// Skip the scripted demo.
+        #[arg(long)]
+        no_demo: bool,
+    },
+    /// Start one node (by name, e.g. pool-b, or index).
+    Start {
+        /// Node name or index.
+        node: String,
+    },
+    /// Stop one node.
+    Stop {
+        /// Node name or index.
+        node: String,
+    },
+    /// Show nodes, heights, app hashes and processes.
+    Status {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Degrade, kill or restore an endpoint's synthetic telemetry (the scheduling loop reacts).
+    #[command(after_help = "Example:\n  testnet/chaos degrade pool-a/ep-1\n  testnet/chaos restore pool-a/ep-1")]
+    Chaos {
+        /// degrade, kill or restore.
+        mode: String,
+        /// The endpoint, e.g. pool-a/ep-1.
+        endpoint: String,
+    },
+    /// Stop every node (and with --wipe delete the cluster).
+    Down {
+        /// Also delete the cluster directory.
+        #[arg(long)]
+        wipe: bool,
+    },
+    /// Run a testnet node (`hashmesh start` with the synthetic telemetry model when its config
+    /// says `scheduler.source = "synthetic"`; the node says so loudly). The cluster runs this.
+    Node {
+        /// Node home.
+        #[arg(long)]
+        home: PathBuf,
+    },
+    /// The agent's commands (the cluster runs `agent start`).
+    Agent {
+        #[command(subcommand)]
+        cmd: hashmesh_agent::cli::AgentCmd,
+    },
+    /// Committed tx/s of hashmesh vs CometBFT's kvstore on loopback clusters, in one run.
+    #[command(
+        after_help = "Examples:\n  hashmesh-testnet bench-cluster --cometbft .tools/bin/cometbft --duration-secs 20                 # saturation\n  hashmesh-testnet bench-cluster --cometbft .tools/bin/cometbft --concurrency 8 --rate 50         # latency at light load"
+    )]
+    BenchCluster {
+        /// The cometbft binary.
+        #[arg(long, env = "HASHMESH_COMETBFT")]
+        cometbft: PathBuf,
+        /// Validators per cluster.
+        #[arg(long, default_value_t = 4)]
+        validators: usize,
+        /// Seconds of load per application.
+        #[arg(long, default_value_t = 20)]
+        duration_secs: u64,
+        /// Concurrent broadcasters.
+        #[arg(long, default_value_t = 128)]
+        concurrency: usize,
+        /// Offer this many tx/s in total (open loop, for latency); default: closed loop (saturation).
+        #[arg(long)]
+        rate: Option<f64>,
+        /// Working directory for the two clusters.
+        #[arg(long, default_value = "target/bench-cluster")]
+        work_dir: PathBuf,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn main() {
+    let code = match run(Cli::parse()) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("hashmesh-testnet: error: {e:#}");
+            1
+        }
+    };
+    std::process::exit(code);
+}
+
+fn init_logging() {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("HASHMESH_LOG").unwrap_or_else(|_| "info".into()))
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+fn run(cli: Cli) -> Result<i32> {
+    let dir = cli.dir;
+    match cli.cmd {
+        Cmd::Up { validators, cometbft, base_port, no_demo } => {
+            commands::up(&dir, validators, &cometbft, base_port, !no_demo)
+        }
+        Cmd::Start { node } => commands::start(&dir, &node),
+        Cmd::Stop { node } => commands::stop(&dir, &node),
+        Cmd::Status { json } => commands::status(&dir, json),
+        Cmd::Down { wipe } => commands::down(&dir, wipe),
+        Cmd::Chaos { mode, endpoint } => commands::chaos(&dir, &mode, &endpoint),
+        Cmd::Node { home } => {
+            init_logging();
+            let home = Home::load(&home)?;
+            let model = SyntheticSource::new(home.dir.clone(), home.config.scheduler.seed);
+            hashmesh_node::daemon::run_with(&home, Some(Box::new(model)))?;
+            Ok(0)
+        }
+        Cmd::Agent { cmd } => {
+            if matches!(cmd, hashmesh_agent::cli::AgentCmd::Start { .. }) {
+                init_logging();
+            }
+            hashmesh_agent::cli::run(cmd)
+        }
+        Cmd::BenchCluster { cometbft, validators, duration_secs, concurrency, rate, work_dir, json } => {
+            if rate.is_some_and(|r| r.is_nan() || r <= 0.0) {
+                bail!("--rate must be a positive number of transactions per second");
+            }
+            let report = bench::run(&bench::BenchSpec {
+                cometbft,
+                hashmesh: std::env::current_exe()?,
+                validators,
+                duration: Duration::from_secs(duration_secs),
+                concurrency,
+                rate,
+                work_dir,
+            })?;
+            if json {
+                print_json(&serde_json::to_value(&report)?);
+            } else {
+                print!("{}", bench::render(&report));
+            }
+            Ok(0)
+        }
+    }
+}
