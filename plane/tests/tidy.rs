@@ -54,6 +54,73 @@ fn the_node_never_imports_the_testnet() {
     assert!(dev.contains("hashmesh-testnet"), "the end-to-end test uses the generator");
 }
 
+/// Sibling modules each file of `dir` names (`super::x`, `crate::<parent>::x`), by module.
+fn module_uses(dir: &Path, parent: &str) -> std::collections::BTreeMap<String, Vec<String>> {
+    let mut uses = std::collections::BTreeMap::new();
+    let modules: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .filter_map(|e| {
+            let p = e.unwrap().path();
+            (p.extension()? == "rs").then(|| p.file_stem().unwrap().to_string_lossy().into_owned())
+        })
+        .filter(|m| m != "mod")
+        .collect();
+    for m in &modules {
+        let text = std::fs::read_to_string(dir.join(format!("{m}.rs"))).unwrap();
+        let code: String = text.lines().filter(|l| !l.trim_start().starts_with("//")).collect::<Vec<_>>().join("\n");
+        let named: Vec<String> = modules
+            .iter()
+            .filter(|o| *o != m)
+            .filter(|o| code.contains(&format!("super::{o}")) || code.contains(&format!("crate::{parent}::{o}")))
+            .cloned()
+            .collect();
+        uses.insert(m.clone(), named);
+    }
+    uses
+}
+
+fn has_cycle(uses: &std::collections::BTreeMap<String, Vec<String>>) -> Option<String> {
+    fn visit(
+        m: &str,
+        uses: &std::collections::BTreeMap<String, Vec<String>>,
+        path: &mut Vec<String>,
+        done: &mut std::collections::BTreeSet<String>,
+    ) -> Option<String> {
+        if let Some(i) = path.iter().position(|p| p == m) {
+            return Some(path[i..].join(" -> ") + " -> " + m);
+        }
+        if done.contains(m) {
+            return None;
+        }
+        path.push(m.to_owned());
+        for n in uses.get(m).into_iter().flatten() {
+            if let Some(c) = visit(n, uses, path, done) {
+                return Some(c);
+            }
+        }
+        path.pop();
+        done.insert(m.to_owned());
+        None
+    }
+    let mut done = std::collections::BTreeSet::new();
+    uses.keys().find_map(|m| visit(m, uses, &mut Vec::new(), &mut done))
+}
+
+#[test]
+fn no_import_cycles_between_sibling_modules() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    for (dir, parent) in [("node/src/plane", "plane"), ("scheduler/src/sim", "sim"), ("node/src/live", "live")] {
+        let uses = module_uses(&root.join(dir), parent);
+        assert_eq!(has_cycle(&uses), None, "{dir}: {uses:?}");
+    }
+    // The check still catches one.
+    let cyclic = std::collections::BTreeMap::from([
+        ("a".to_owned(), vec!["b".to_owned()]),
+        ("b".to_owned(), vec!["a".to_owned()]),
+    ]);
+    assert!(has_cycle(&cyclic).is_some());
+}
+
 #[test]
 fn the_scan_still_catches_a_forbidden_word() {
     let dir = tempfile::tempdir().unwrap();

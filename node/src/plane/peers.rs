@@ -23,7 +23,6 @@ use hashmesh_protocol::plane::{PlaneMsg, WorkerCredential, PLANE_MSG_BYTES_MAX};
 use hashmesh_protocol::{codec, DirectiveId, EndpointId, GroupId, PoolId};
 use tracing::{info, warn};
 
-use super::service::{Event, Plane};
 use super::store::{key, PlaneStore};
 
 /// What the plane may read of committed state.
@@ -54,6 +53,17 @@ pub struct PeerConfig {
 
 /// A credential a lender still has to deliver: the route, the borrower's group, the credential.
 pub type CredentialToSend = (DirectiveId, GroupId, WorkerCredential);
+
+/// A credential a lending pool's node sent, checked against committed state, for the plane to
+/// forward to the group's agents; `stored` answers once it is durable.
+pub struct ReceivedCredential {
+    /// The route.
+    pub directive: DirectiveId,
+    /// The credential.
+    pub credential: WorkerCredential,
+    /// Answered when the plane has kept it.
+    pub stored: tokio::sync::oneshot::Sender<()>,
+}
 
 /// Lender side: this pool's worker password for `endpoint` (created on first use).
 fn endpoint_secret(store: &PlaneStore, endpoint: &EndpointId) -> Result<String> {
@@ -110,25 +120,25 @@ pub fn credentials_to_send(store: &PlaneStore) -> Result<BTreeMap<PoolId, Vec<Cr
     Ok(out)
 }
 
-/// Lender side: deliver queued credentials until each borrower has acknowledged them.
-pub(crate) async fn sender_loop(plane: Arc<Plane>) {
-    let Some(cfg) = plane.peers.as_ref() else { return };
+/// Lender side: deliver queued credentials until each borrower has acknowledged them; `wake`
+/// is notified when new ones are queued.
+pub(crate) async fn sender_loop(store: PlaneStore, cfg: Arc<PeerConfig>, wake: Arc<tokio::sync::Notify>) {
     loop {
-        match credentials_to_send(&plane.store) {
+        match credentials_to_send(&store) {
             Ok(by_pool) => {
                 for (pool, items) in by_pool {
                     let Some(addr) = cfg.addrs.get(&pool) else {
                         warn!(pool = %pool, "no [plane.peers] address for a borrowing pool; credentials wait");
                         continue;
                     };
-                    if let Err(e) = deliver(&plane.store, cfg, pool, *addr, &items).await {
+                    if let Err(e) = deliver(&store, &cfg, pool, *addr, &items).await {
                         warn!(pool = %pool, error = %format!("{e:#}"), "delivering credentials; will retry");
                     }
                 }
             }
             Err(e) => warn!(error = %e, "reading queued credentials"),
         }
-        let _ = tokio::time::timeout(Duration::from_secs(2), plane.peer_notify.notified()).await;
+        let _ = tokio::time::timeout(Duration::from_secs(2), wake.notified()).await;
     }
 }
 
@@ -160,15 +170,17 @@ async fn deliver(
     Ok(())
 }
 
-/// Borrower side: a peer node's session (after its handshake key was found among the pools).
+/// Borrower side: a peer node's session (after its handshake key was found among the pools);
+/// checked credentials go to the plane through `received`.
 pub(crate) async fn serve_peer(
-    plane: &Plane,
+    cfg: Option<&PeerConfig>,
+    received: &tokio::sync::mpsc::Sender<ReceivedCredential>,
     peer: PoolId,
     first: PlaneMsg,
     send: &mut quinn::SendStream,
     recv: &mut quinn::RecvStream,
 ) -> Result<()> {
-    let Some(cfg) = plane.peers.as_ref() else { bail!("node-to-node channel is off") };
+    let Some(cfg) = cfg else { bail!("node-to-node channel is off") };
     match first {
         PlaneMsg::PeerHello { pool } if pool == peer => {}
         PlaneMsg::PeerHello { pool } => bail!("peer claims pool {pool} but proved key {peer}"),
@@ -193,7 +205,10 @@ pub(crate) async fn serve_peer(
                     bail!("endpoint {} is not in route {directive}", credential.endpoint);
                 }
                 let (reply, stored) = tokio::sync::oneshot::channel();
-                plane.send(Event::Credential { directive, credential, reply }).await;
+                received
+                    .send(ReceivedCredential { directive, credential, stored: reply })
+                    .await
+                    .map_err(|_| anyhow::anyhow!("the plane stopped"))?;
                 stored.await.context("the plane stopped")?;
                 info!(pool = %peer, group = %group, endpoint = %endpoint, "worker credentials received");
             }

@@ -24,8 +24,8 @@ use hashmesh_plane::transport::identity::TlsIdentity;
 use hashmesh_plane::transport::tls::{Role, Trust};
 use hashmesh_plane::PlaneError;
 use hashmesh_protocol::limits::COMMIT_NOTICES_QUEUED_MAX;
-use hashmesh_protocol::plane::{Instruction, PlaneMsg, WorkerCredential, PLANE_MSG_BYTES_MAX};
-use hashmesh_protocol::{AgentId, DirectiveId, EndpointId, PoolId, Receipt, TelemetryReport};
+use hashmesh_protocol::plane::{Instruction, PlaneMsg, PLANE_MSG_BYTES_MAX};
+use hashmesh_protocol::{AgentId, EndpointId, PoolId, Receipt, TelemetryReport};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
@@ -33,7 +33,7 @@ use prometheus_client::registry::Registry as MetricsRegistry;
 use tokio::sync::{mpsc, oneshot};
 use tracing::{error, info, warn};
 
-use super::peers::{self, PeerConfig};
+use super::peers::{self, PeerConfig, ReceivedCredential};
 use super::registry::{self, AgentStatus, Registry};
 use super::store::PlaneStore;
 
@@ -126,7 +126,7 @@ pub(crate) enum Event {
     /// A session ended.
     Disconnected { agent: AgentId, session: u64 },
     /// Credentials from a lending pool's node, checked against committed state.
-    Credential { directive: DirectiveId, credential: WorkerCredential, reply: oneshot::Sender<()> },
+    Credential(ReceivedCredential),
     /// Receipts found on chain by the sender (a duplicate refusal).
     ReceiptsOnChain(Vec<Receipt>),
     /// Once a second: publish status.
@@ -156,9 +156,11 @@ pub struct Plane {
     published: Mutex<Published>,
     events: mpsc::Sender<Event>,
     /// The node-to-node channel, when configured.
-    pub(crate) peers: Option<PeerConfig>,
+    pub(crate) peers: Option<Arc<PeerConfig>>,
     /// Wakes the credential sender.
-    pub(crate) peer_notify: tokio::sync::Notify,
+    pub(crate) peer_notify: Arc<tokio::sync::Notify>,
+    /// Credentials received from lending nodes, for the actor.
+    credentials: mpsc::Sender<ReceivedCredential>,
     /// The plane database (the node-to-node channel's lender keys live here too).
     pub(crate) store: PlaneStore,
     /// Keys the handshake accepts.
@@ -322,12 +324,14 @@ pub fn start(
     }
     let (events_tx, mut events) = mpsc::channel::<Event>(EVENTS_QUEUED_MAX);
     let (commits_tx, mut commits) = mpsc::channel::<CommitNotice>(COMMIT_NOTICES_QUEUED_MAX);
+    let (credentials_tx, mut credentials) = mpsc::channel::<ReceivedCredential>(EVENTS_QUEUED_MAX);
     let plane = Arc::new(Plane {
         metrics: Arc::new(PlaneMetrics::default()),
         published: Mutex::new(Published::default()),
         events: events_tx,
-        peers,
-        peer_notify: tokio::sync::Notify::new(),
+        peers: peers.map(Arc::new),
+        peer_notify: Arc::new(tokio::sync::Notify::new()),
+        credentials: credentials_tx,
         store: store.clone(),
         trust: trust.clone(),
     });
@@ -355,6 +359,7 @@ pub fn start(
                 loop {
                     let ev = tokio::select! {
                         Some(n) = commits.recv() => Event::Commit(n),
+                        Some(c) = credentials.recv() => Event::Credential(c),
                         Some(ev) = events.recv() => ev,
                         _ = tick.tick() => Event::Tick,
                         else => break,
@@ -364,7 +369,9 @@ pub fn start(
                 }
             })
         };
-        tokio::spawn(peers::sender_loop(Arc::clone(&p)));
+        if let Some(cfg) = &p.peers {
+            tokio::spawn(peers::sender_loop(p.store.clone(), Arc::clone(cfg), Arc::clone(&p.peer_notify)));
+        }
         while let Some(incoming) = ep.accept().await {
             let p = Arc::clone(&p);
             tokio::spawn(async move {
@@ -450,10 +457,10 @@ impl Actor {
                 self.sessions.remove(&(agent, session));
                 self.core.handle_disconnect(agent, session);
             }
-            Event::Credential { directive, credential, reply } => {
-                self.core.handle_credential(directive, credential, now);
+            Event::Credential(c) => {
+                self.core.handle_credential(c.directive, c.credential, now);
                 self.drain();
-                let _ = reply.send(());
+                let _ = c.stored.send(());
             }
             Event::ReceiptsOnChain(rs) => {
                 let input = CommitInput {
@@ -532,7 +539,9 @@ async fn serve(p: Arc<Plane>, conn: quinn::Connection) -> Result<(), PlaneError>
     let first = PlaneMsg::decode(&hello).context("first message").map_err(PlaneError::Peer)?;
     if matches!(first, PlaneMsg::PeerHello { .. }) {
         // The handshake only admits registered agents and committed pools.
-        return peers::serve_peer(&p, PoolId(key), first, &mut send, &mut recv).await.map_err(PlaneError::Peer);
+        return peers::serve_peer(p.peers.as_deref(), &p.credentials, PoolId(key), first, &mut send, &mut recv)
+            .await
+            .map_err(PlaneError::Peer);
     }
     match &first {
         PlaneMsg::Hello { agent: claimed, .. } if *claimed == agent => {}

@@ -3,7 +3,7 @@
 //! alive), detection time of real failures, messages sent, and tasks that pile up.
 
 use super::report::{columns, num, Chart, ChartData, Report, Table, Verdict};
-use super::scenarios::{Options, Progress};
+use super::{Options, Progress};
 use crate::phi::{Backoff, PhiAccrual};
 use crate::rng::Rng;
 

@@ -20,4 +20,34 @@ pub mod stats;
 pub mod strategy;
 
 pub use report::{Chart, ChartData, Report, Table, Verdict};
-pub use scenarios::{run_scenario, Options, Progress, SCENARIOS};
+pub use scenarios::{run_scenario, SCENARIOS};
+
+/// What the user may change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Options {
+    /// Seed of everything random.
+    pub seed: u64,
+    /// Endpoints (heartbeat: agents); `None` = the scenario's default.
+    pub endpoints: Option<usize>,
+    /// Miners (1 share/s each; polling: pollers); `None` = the scenario's default.
+    pub miners: Option<u64>,
+    /// Simulated time, ms; `None` = the scenario's default.
+    pub duration_ms: Option<u64>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self { seed: 1, endpoints: None, miners: None, duration_ms: None }
+    }
+}
+
+/// Progress of a scenario.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Progress {
+    /// What is running now.
+    pub run: String,
+    /// Runs finished.
+    pub done: usize,
+    /// Runs in total.
+    pub total: usize,
+}

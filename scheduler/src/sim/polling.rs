@@ -7,7 +7,7 @@
 //! estimate, not a measurement. Request counts and staleness are simulated.
 
 use super::report::{columns, num, Chart, ChartData, Report, Table};
-use super::scenarios::{Options, Progress};
+use super::{Options, Progress};
 use crate::rng::Rng;
 
 /// CPU model: share of one server's CPU that does not depend on polling, %.

@@ -9,6 +9,7 @@ use super::polling;
 use super::report::{bars, columns, error_pct, mean_latency, num, timeline, Report, Table, Verdict};
 use super::stats::{RunStats, LATENCY_BUCKETS};
 use super::strategy::{is_article, Strategy, NAMES};
+use super::{Options, Progress};
 
 /// The scenarios: name and one line on what it shows.
 pub const SCENARIOS: [(&str, &str); 7] = [
@@ -20,36 +21,6 @@ pub const SCENARIOS: [(&str, &str); 7] = [
     ("failover", "the largest endpoint dies and comes back, another degrades"),
     ("mixed", "everything at once: spike, failure, degradation, new endpoints"),
 ];
-
-/// What the user may change.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Options {
-    /// Seed of everything random.
-    pub seed: u64,
-    /// Endpoints (heartbeat: agents); `None` = the scenario's default.
-    pub endpoints: Option<usize>,
-    /// Miners (1 share/s each; polling: pollers); `None` = the scenario's default.
-    pub miners: Option<u64>,
-    /// Simulated time, ms; `None` = the scenario's default.
-    pub duration_ms: Option<u64>,
-}
-
-impl Default for Options {
-    fn default() -> Self {
-        Self { seed: 1, endpoints: None, miners: None, duration_ms: None }
-    }
-}
-
-/// Progress of a scenario.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Progress {
-    /// What is running now.
-    pub run: String,
-    /// Runs finished.
-    pub done: usize,
-    /// Runs in total.
-    pub total: usize,
-}
 
 /// Miner groups in every routing scenario.
 const GROUPS: usize = 16;
