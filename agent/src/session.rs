@@ -11,7 +11,7 @@ use anyhow::{Context, Result};
 use hashmesh_plane::core::agent::AgentPlane;
 use hashmesh_plane::host::clock::now_ms;
 use hashmesh_plane::transport::endpoint::connect;
-use hashmesh_plane::transport::frame::{push_frame, read_frame};
+use hashmesh_plane::transport::frame::{push_frame, FrameReader};
 use hashmesh_plane::transport::identity::{tls_identity, TlsIdentity};
 use hashmesh_plane::transport::tls::{Role, Trust, ALPN};
 use hashmesh_plane::PlaneError;
@@ -78,6 +78,8 @@ async fn session(
 ) -> Result<(), PlaneError> {
     let conn = connect(opts.node, id, trust, ALPN).await.map_err(PlaneError::Peer)?;
     let (mut send, mut recv) = conn.open_bi().await.context("opening the plane stream").map_err(PlaneError::Peer)?;
+    // Cancel-safe: a heartbeat timer winning the select never loses a partial frame.
+    let mut frames = FrameReader::new(&mut recv, PLANE_MSG_BYTES_MAX);
     plane.handle_connected(now_ms());
     info!(node = %opts.node, applied_seq = plane.state().applied_seq, "connected to node");
     loop {
@@ -100,7 +102,7 @@ async fn session(
         }
         let wait = plane.poll_timeout().map_or(1000, |at| at.saturating_sub(now_ms()));
         tokio::select! {
-            frame = read_frame(&mut recv, PLANE_MSG_BYTES_MAX) => {
+            frame = frames.next() => {
                 let Some(bytes) = frame.context("reading from the node").map_err(PlaneError::Peer)? else {
                     return Ok(());
                 };

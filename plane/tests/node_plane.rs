@@ -2,7 +2,9 @@
 
 use std::collections::BTreeMap;
 
-use hashmesh_plane::core::node::{CommitInput, CommittedRoute, NodePlane, PeerFault, Persist, Restored};
+use hashmesh_plane::core::node::{
+    CommitInput, CommittedRoute, NodePlane, PeerFault, Persist, Restored, WRITES_IN_FLIGHT_MAX,
+};
 use hashmesh_protocol::limits::{GROUPS_PER_AGENT_MAX, INSTRUCTIONS_OUTSTANDING_PER_AGENT_MAX};
 use hashmesh_protocol::plane::PlaneMsg;
 use hashmesh_protocol::{AgentId, DirectiveId, GroupId, RouteTarget};
@@ -64,7 +66,10 @@ fn nothing_is_sent_before_it_is_durable_and_delivery_is_in_order() {
     let s = p.handle_connect(A).unwrap();
     p.handle_commit(&commit(vec![route(1, 1, 1)]), 0);
     assert!(p.poll_transmit().is_none(), "not durable yet");
-    let ops = persist(&mut p);
+    let batch = p.poll_persist().unwrap();
+    assert!(batch.durable, "instructions are flushed before they are sent");
+    p.handle_persisted(batch.id);
+    let ops = batch.ops;
     assert!(ops.iter().any(|o| matches!(o, Persist::Instruction { agent, .. } if *agent == A)));
     p.handle_commit(&commit(vec![route(1, 2, 2)]), 0);
     persist(&mut p);
@@ -73,17 +78,22 @@ fn nothing_is_sent_before_it_is_durable_and_delivery_is_in_order() {
 }
 
 #[test]
-fn one_batch_in_flight_per_session() {
+fn a_bounded_number_of_batches_in_flight_per_session() {
     let mut p = plane(&[1]);
     p.handle_connect(A).unwrap();
-    p.handle_commit(&commit(vec![route(1, 1, 1)]), 0);
-    persist(&mut p);
-    let first = p.poll_transmit().unwrap();
-    p.handle_commit(&commit(vec![route(1, 2, 2)]), 0);
-    persist(&mut p);
-    assert!(p.poll_transmit().is_none_or(|t| t.agent != A), "A's writer is still busy");
-    p.handle_sent(first.agent, first.session);
-    assert_eq!(transmit(&mut p, A), vec![2]);
+    let mut out = Vec::new();
+    for d in 1..=WRITES_IN_FLIGHT_MAX as u8 + 1 {
+        p.handle_commit(&commit(vec![route(1, d, u64::from(d))]), 0);
+        persist(&mut p);
+        while let Some(t) = p.poll_transmit() {
+            if t.agent == A {
+                out.push(t);
+            }
+        }
+    }
+    assert_eq!(out.len(), WRITES_IN_FLIGHT_MAX as usize, "A's writer is busy with the bound");
+    p.handle_sent(out[0].agent, out[0].session);
+    assert_eq!(transmit(&mut p, A), vec![u64::from(WRITES_IN_FLIGHT_MAX) + 1]);
 }
 
 #[test]
@@ -112,8 +122,11 @@ fn an_ack_prunes_and_becomes_a_receipt_once() {
     transmit(&mut p, A);
     ack(&mut p, A, s, 1, 1).unwrap();
     ack(&mut p, A, s, 1, 1).unwrap(); // idempotent
-    let ops = persist(&mut p);
-    assert!(ops.iter().any(|o| matches!(o, Persist::Prune { agent, through_seq: 1 } if *agent == A)));
+    let batch = p.poll_persist().unwrap();
+    assert!(!batch.durable, "acknowledgements need no flush: a lost one is acknowledged again");
+    p.handle_persisted(batch.id);
+    let ops = batch.ops;
+    assert!(ops.iter().any(|o| matches!(o, Persist::Prune { agent, seqs } if *agent == A && *seqs == vec![1])));
     assert_eq!(ops.iter().filter(|o| matches!(o, Persist::Receipt(_))).count(), 1);
     assert_eq!(p.pending_receipts(10).len(), 1);
     // The receipt commits: it is forgotten.

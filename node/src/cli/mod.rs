@@ -339,6 +339,14 @@ pub fn main() -> Result<i32> {
             )
             .with_writer(std::io::stderr)
             .init();
+    } else if matches!(cli.cmd, Cmd::Bench { .. }) {
+        // Benchmarks run a node's plane in process: show its warnings (a refused session).
+        tracing_subscriber::fmt()
+            .with_env_filter(
+                tracing_subscriber::EnvFilter::try_from_env("HASHMESH_LOG").unwrap_or_else(|_| "warn".into()),
+            )
+            .with_writer(std::io::stderr)
+            .init();
     }
     match cli.cmd {
         Cmd::Init { home, moniker, chain_id, abci_listen, plane_listen, metrics_listen, rpc } => {

@@ -139,7 +139,7 @@ pub fn run(o: PlaneBenchOptions) -> Result<PlaneBenchReport> {
         })
         .collect();
     ops.push(Persist::Cursor { agent: client, next_seq: o.instructions as u64 + 1, acked_seq: 0 });
-    out.apply(&PersistBatch { id: 0, ops })?;
+    out.apply(&PersistBatch { id: 0, ops, durable: true })?;
     let sample = PlaneMsg::Instruction(Instruction {
         seq: 1,
         directive: route(1).directive,

@@ -13,6 +13,9 @@ use tracing::{info, warn};
 use super::service::Plane;
 use crate::signer::Signer;
 
+/// Most pending receipts the plane publishes for the sender at a time (four transactions' worth).
+pub const RECEIPTS_PUBLISHED_MAX: usize = 4 * RECEIPTS_PER_TX_MAX;
+
 /// How long a sent receipt waits for its commit before it is sent again.
 pub const RESEND_AFTER: Duration = Duration::from_secs(5);
 
@@ -26,7 +29,7 @@ pub fn spawn_sender(plane: Arc<Plane>, signer: Arc<Signer>) -> anyhow::Result<()
         let mut sent: BTreeMap<(DirectiveId, AgentId), Instant> = BTreeMap::new();
         loop {
             std::thread::sleep(Duration::from_millis(250));
-            let pending = plane.pending_receipts(4 * RECEIPTS_PER_TX_MAX);
+            let pending = plane.pending_receipts(RECEIPTS_PUBLISHED_MAX);
             sent.retain(|k, _| pending.iter().any(|r| (r.directive, r.agent) == *k));
             let batch: Vec<_> = pending
                 .into_iter()

@@ -19,7 +19,7 @@ use hashmesh_abci::CommitNotice;
 use hashmesh_plane::core::node::{fresh_reports, AgentView, CommitInput, CommittedRoute, Counters, NodePlane};
 use hashmesh_plane::host::clock::now_ms;
 use hashmesh_plane::transport::endpoint::{remote_key, server};
-use hashmesh_plane::transport::frame::{push_frame, read_frame};
+use hashmesh_plane::transport::frame::{push_frame, read_frame, FrameReader};
 use hashmesh_plane::transport::identity::TlsIdentity;
 use hashmesh_plane::transport::tls::{Role, Trust};
 use hashmesh_plane::PlaneError;
@@ -39,6 +39,12 @@ use super::store::PlaneStore;
 
 /// Most events waiting for the actor (connection tasks wait when it is full).
 const EVENTS_QUEUED_MAX: usize = 4096;
+/// How often the actor publishes its view (receipts for the sender, status, reports).
+const TICK: Duration = Duration::from_millis(250);
+/// Ticks between two writes of `plane-status.json`.
+const STATUS_EVERY_TICKS: u64 = 4;
+/// Most events the actor handles before it persists and transmits once for all of them.
+const EVENTS_COALESCED_MAX: usize = 256;
 
 /// Plane metrics for `/metrics`.
 #[derive(Debug, Clone)]
@@ -349,13 +355,15 @@ pub fn start(
                 let mut actor = Actor {
                     core,
                     counted: Counters::default(),
+                    ticks: 0,
                     store,
                     sessions: BTreeMap::new(),
                     plane: p,
                     status_dir: opts.status_dir,
                 };
                 actor.drain();
-                let mut tick = tokio::time::interval(Duration::from_secs(1));
+                actor.publish();
+                let mut tick = tokio::time::interval(TICK);
                 loop {
                     let ev = tokio::select! {
                         Some(n) = commits.recv() => Event::Commit(n),
@@ -365,6 +373,14 @@ pub fn start(
                         else => break,
                     };
                     actor.handle(ev);
+                    // Take what else is already waiting (a burst of acknowledgements) before
+                    // persisting and transmitting once for all of it.
+                    for _ in 0..EVENTS_COALESCED_MAX {
+                        match events.try_recv() {
+                            Ok(ev) => actor.handle(ev),
+                            Err(_) => break,
+                        }
+                    }
                     actor.drain();
                 }
             })
@@ -377,10 +393,17 @@ pub fn start(
             tokio::spawn(async move {
                 match incoming.await {
                     Ok(conn) => {
-                        if let Err(e) = serve(Arc::clone(&p), conn.clone()).await {
-                            p.metrics.refused.inc();
-                            warn!(peer = %conn.remote_address(), error = %e, "plane connection closed");
-                            conn.close(1u32.into(), b"protocol error");
+                        match serve(Arc::clone(&p), conn.clone()).await {
+                            Ok(()) => {}
+                            // The peer hung up on purpose (code 0): a session's normal end.
+                            Err(_) if closed_cleanly(&conn) => {
+                                info!(peer = %conn.remote_address(), "plane connection closed by the peer")
+                            }
+                            Err(e) => {
+                                p.metrics.refused.inc();
+                                warn!(peer = %conn.remote_address(), error = %e, "plane connection closed");
+                                conn.close(1u32.into(), b"protocol error");
+                            }
                         }
                     }
                     Err(e) => info!(error = %e, "plane handshake failed"),
@@ -395,6 +418,8 @@ pub fn start(
 
 struct Actor {
     core: NodePlane,
+    /// Ticks so far.
+    ticks: u64,
     /// Counters already added to the metrics.
     counted: Counters,
     store: PlaneStore,
@@ -433,6 +458,7 @@ impl Actor {
                     info!(agent = %agent, "agent connected");
                 }
                 let _ = reply.send(session);
+                self.publish();
             }
             Event::Message { agent, session, mut msg } => {
                 if let (PlaneMsg::Heartbeat { reports, .. }, Some(cfg)) = (&mut msg, &self.plane.peers) {
@@ -456,6 +482,7 @@ impl Actor {
             Event::Disconnected { agent, session } => {
                 self.sessions.remove(&(agent, session));
                 self.core.handle_disconnect(agent, session);
+                self.publish();
             }
             Event::Credential(c) => {
                 self.core.handle_credential(c.directive, c.credential, now);
@@ -470,7 +497,9 @@ impl Actor {
                 self.core.handle_commit(&input, now);
             }
             Event::Tick => {
-                if let Some(dir) = &self.status_dir {
+                self.publish();
+                self.ticks += 1;
+                if let Some(dir) = self.status_dir.as_ref().filter(|_| self.ticks % STATUS_EVERY_TICKS == 0) {
                     let _ = registry::write_status(dir, &self.plane.status());
                 }
             }
@@ -493,7 +522,6 @@ impl Actor {
                 self.core.handle_disconnect(t.agent, t.session);
             }
         }
-        let now = now_ms();
         let c = self.core.counters();
         let (m, was) = (&self.plane.metrics, self.counted);
         m.instructions_sent.inc_by(c.instructions_sent - was.instructions_sent);
@@ -510,15 +538,32 @@ impl Actor {
             let room = LATENCIES_KEPT.saturating_sub(kept.len());
             kept.extend(lat.into_iter().take(room));
         }
-        let agents = self.core.agents(now);
+    }
+
+    /// Refresh what other threads read (on every tick and when sessions open or close; not per
+    /// acknowledgement, which would copy the view thousands of times a second).
+    fn publish(&mut self) {
+        let agents = self.core.agents(now_ms());
         let count =
             |f: fn(&AgentView) -> bool| i64::try_from(agents.iter().filter(|a| f(a)).count()).unwrap_or(i64::MAX);
+        let m = &self.plane.metrics;
         m.connected.set(count(|a| a.connected));
         m.lost.set(count(|a| a.lost));
         let mut p = self.plane.published.lock().expect("published lock");
         p.agents = agents;
-        p.receipts = self.core.pending_receipts(hashmesh_protocol::limits::RECEIPTS_PENDING_MAX);
+        // The sender takes a few transactions' worth at a time; publish only those.
+        p.receipts = self.core.pending_receipts(super::receipts::RECEIPTS_PUBLISHED_MAX);
         p.reports = self.core.reports().clone();
+    }
+}
+
+/// Whether the connection ended on purpose: the peer closed it with application code 0 (a
+/// goodbye), or this node closed it (stopping).
+fn closed_cleanly(conn: &quinn::Connection) -> bool {
+    match conn.close_reason() {
+        Some(quinn::ConnectionError::ApplicationClosed(c)) => c.error_code == quinn::VarInt::from_u32(0),
+        Some(quinn::ConnectionError::LocallyClosed) => true,
+        _ => false,
     }
 }
 
@@ -557,17 +602,21 @@ async fn serve(p: Arc<Plane>, conn: quinn::Connection) -> Result<(), PlaneError>
             )))
         }
     }
-    let (to_session, mut cmds) = mpsc::channel::<SessionCmd>(2);
+    // Room for every write in flight and a close.
+    let writes = usize::try_from(hashmesh_plane::core::node::WRITES_IN_FLIGHT_MAX).expect("small");
+    let (to_session, mut cmds) = mpsc::channel::<SessionCmd>(writes + 1);
     let (reply, session) = oneshot::channel();
     p.send(Event::Connected { agent, to_session, reply }).await;
     let Some(session) = session.await.ok().flatten() else {
         return Err(PlaneError::Peer(anyhow::anyhow!("agent {agent} is not registered with this node")));
     };
-    // Reader and writer in one select: whichever fails ends the session.
+    // Reader and writer in one select: whichever fails ends the session. The reader keeps
+    // partial frames, so losing the race to a write loses no bytes.
+    let mut frames = FrameReader::new(&mut recv, PLANE_MSG_BYTES_MAX);
     let result: Result<(), PlaneError> = async {
         loop {
             tokio::select! {
-                frame = read_frame(&mut recv, PLANE_MSG_BYTES_MAX) => {
+                frame = frames.next() => {
                     let Some(bytes) = frame.context("reading from the agent").map_err(PlaneError::Peer)? else { return Ok(()) };
                     let msg = PlaneMsg::decode(&bytes).context("unknown or malformed message").map_err(PlaneError::Peer)?;
                     p.send(Event::Message { agent, session, msg }).await;

@@ -92,12 +92,13 @@ impl PlaneStore {
         Ok(r)
     }
 
-    /// Apply `batch` atomically and flush.
+    /// Apply `batch` atomically; flush when it is `durable` (others reach the disk with sled's
+    /// periodic flush).
     ///
     /// # Errors
     /// On storage errors (a local fault: the node stops).
     pub fn apply(&self, batch: &PersistBatch) -> Result<()> {
-        // Ops apply in order; a prune also covers what earlier ops of this batch inserted.
+        // Ops apply in order: a prune also removes what an earlier op of this batch inserted.
         let mut w: BTreeMap<Vec<u8>, Option<Vec<u8>>> = BTreeMap::new();
         for op in &batch.ops {
             match op {
@@ -109,14 +110,9 @@ impl PlaneStore {
                     let k = key(b"l:", &[agent.as_bytes(), instruction.group.as_str().as_bytes()]);
                     w.insert(k, Some(codec::encode(instruction)));
                 }
-                Persist::Prune { agent, through_seq } => {
-                    let start = key(b"i:", &[agent.as_bytes(), &0u64.to_be_bytes()]);
-                    let end = key(b"i:", &[agent.as_bytes(), &through_seq.to_be_bytes()]);
-                    for kv in self.db.range(start.clone()..=end.clone()) {
-                        w.insert(kv?.0.to_vec(), None);
-                    }
-                    for (_, v) in w.range_mut(start..=end) {
-                        *v = None;
+                Persist::Prune { agent, seqs } => {
+                    for seq in seqs {
+                        w.insert(key(b"i:", &[agent.as_bytes(), &seq.to_be_bytes()]), None);
                     }
                 }
                 Persist::Cursor { agent, next_seq, acked_seq } => {
@@ -144,7 +140,9 @@ impl PlaneStore {
             }
         }
         self.db.apply_batch(b)?;
-        self.db.flush()?;
+        if batch.durable {
+            self.db.flush()?;
+        }
         Ok(())
     }
 }

@@ -95,6 +95,65 @@ pub async fn read_frame<R: AsyncRead + Unpin>(r: &mut R, max: usize) -> Result<O
     Ok(Some(body))
 }
 
+/// Reads frames from one stream and keeps a partial frame between calls, so that
+/// [`FrameReader::next`] is cancel-safe: it may lose a race in `tokio::select!` without losing
+/// bytes (a dropped [`read_frame`] future loses what it had read, and the stream desynchronises).
+#[derive(Debug)]
+pub struct FrameReader<R> {
+    inner: R,
+    /// Bytes received and not yet returned (never holds anything else, even across a
+    /// cancelled call).
+    buf: Vec<u8>,
+    /// Where each read lands before it is appended to `buf`.
+    scratch: Vec<u8>,
+    max: usize,
+}
+
+/// Bytes asked of the stream per read.
+const READ_CHUNK: usize = 16 * 1024;
+
+impl<R: AsyncRead + Unpin> FrameReader<R> {
+    /// Frames of at most `max` bytes from `inner`.
+    pub fn new(inner: R, max: usize) -> Self {
+        Self { inner, buf: Vec::new(), scratch: vec![0; READ_CHUNK], max }
+    }
+
+    /// The next frame; `Ok(None)` when the stream ends cleanly between frames. Cancel-safe.
+    ///
+    /// # Errors
+    /// [`FrameError::TooLarge`] as soon as the length is known, [`FrameError::Truncated`] when
+    /// the stream ends inside a frame, [`FrameError::Io`] on transport errors.
+    pub async fn next(&mut self) -> Result<Option<Vec<u8>>, FrameError> {
+        loop {
+            if self.buf.len() >= 4 {
+                let len = u32::from_be_bytes(self.buf[..4].try_into().expect("4 bytes")) as usize;
+                if len > self.max {
+                    return Err(FrameError::TooLarge { len, max: self.max });
+                }
+                if self.buf.len() >= 4 + len {
+                    let body = self.buf[4..4 + len].to_vec();
+                    self.buf.drain(..4 + len);
+                    return Ok(Some(body));
+                }
+            }
+            // `read` is cancel-safe: if this future is dropped, nothing was consumed, and `buf`
+            // is only extended once the read completed.
+            let n = self.inner.read(&mut self.scratch).await?;
+            self.buf.extend_from_slice(&self.scratch[..n]);
+            if n == 0 {
+                return match self.buf.len() {
+                    0 => Ok(None),
+                    got if got < 4 => Err(FrameError::Truncated { got, want: 4 }),
+                    got => Err(FrameError::Truncated {
+                        got: got - 4,
+                        want: u32::from_be_bytes(self.buf[..4].try_into().expect("4 bytes")) as usize,
+                    }),
+                };
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -130,6 +189,25 @@ mod tests {
             a.write_all(&[0, 0]).await.unwrap();
             drop(a);
             assert!(matches!(read_frame(&mut b, 16).await.unwrap_err(), FrameError::Truncated { got: 2, want: 4 }));
+
+            // The reader keeps partial frames across cancelled calls.
+            let (mut a, b) = tokio::io::duplex(1 << 20);
+            let mut r = FrameReader::new(b, 16);
+            a.write_all(&3u32.to_be_bytes()).await.unwrap();
+            a.write_all(b"o").await.unwrap();
+            let cancelled = tokio::time::timeout(std::time::Duration::from_millis(20), r.next()).await;
+            assert!(cancelled.is_err(), "no whole frame yet");
+            a.write_all(b"ne").await.unwrap();
+            write_frame(&mut a, b"two").await.unwrap();
+            assert_eq!(r.next().await.unwrap().as_deref(), Some(b"one".as_slice()));
+            assert_eq!(r.next().await.unwrap().as_deref(), Some(b"two".as_slice()));
+            a.write_all(&100u32.to_be_bytes()).await.unwrap();
+            assert!(matches!(r.next().await.unwrap_err(), FrameError::TooLarge { len: 100, max: 16 }));
+            let (mut a, b) = tokio::io::duplex(1 << 20);
+            let mut r = FrameReader::new(b, 16);
+            a.write_all(&[0, 0, 0, 5, 1]).await.unwrap();
+            drop(a);
+            assert!(matches!(r.next().await.unwrap_err(), FrameError::Truncated { got: 1, want: 5 }));
 
             let (mut a, _b) = tokio::io::duplex(16);
             let big = vec![0u8; FRAME_MAX + 1];

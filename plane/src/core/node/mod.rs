@@ -6,8 +6,8 @@
 //! # Invariants
 //! - An instruction is transmitted only after the batch that persists it was reported durable
 //!   ([`NodePlane::handle_persisted`]): a crash never loses what an agent may have applied.
-//! - Each agent receives its instructions in sequence order, at most one write batch in flight
-//!   per session; a new session resumes after the last acknowledged sequence.
+//! - Each agent receives its instructions in sequence order, at most [`WRITES_IN_FLIGHT_MAX`]
+//!   write batches in flight per session (the next is ready while one is written); a new session resumes after the last acknowledged sequence.
 //! - Acknowledged instructions are pruned; at most [`INSTRUCTIONS_OUTSTANDING_PER_AGENT_MAX`]
 //!   wait per agent — beyond it the queue is compacted to the latest route of each group (a
 //!   resynchronisation from committed state, not an endless backlog).
@@ -51,8 +51,12 @@ struct Slot {
 #[derive(Debug, Clone, Copy, Default)]
 struct Session {
     sent_seq: u64,
-    in_flight: bool,
+    /// Writes handed out and not yet reported done (at most [`WRITES_IN_FLIGHT_MAX`]).
+    in_flight: u32,
 }
+
+/// Most write batches handed to one session and not yet reported written.
+pub const WRITES_IN_FLIGHT_MAX: u32 = 2;
 
 /// The node side of the plane.
 pub struct NodePlane {
@@ -244,10 +248,9 @@ impl NodePlane {
         };
         let fresh: Vec<Instruction> = routes.iter().map(|r| self.instruction_for(r, 0)).collect();
         let slot = self.agents.get_mut(&id).expect("agent exists");
-        let through_seq = slot.next_seq - 1;
-        slot.unacked.clear();
+        let seqs: Vec<u64> = std::mem::take(&mut slot.unacked).into_keys().collect();
         slot.queued_at_ms.clear();
-        self.staged.push(Persist::Prune { agent: id, through_seq });
+        self.staged.push(Persist::Prune { agent: id, seqs });
         for mut i in fresh {
             i.seq = slot.next_seq;
             slot.next_seq += 1;
@@ -267,7 +270,9 @@ impl NodePlane {
         let id = self.next_batch;
         self.next_batch += 1;
         self.batches.insert(id, std::mem::take(&mut self.staged_seqs));
-        Some(PersistBatch { id, ops: std::mem::take(&mut self.staged) })
+        let ops = std::mem::take(&mut self.staged);
+        let durable = ops.iter().any(|o| matches!(o, Persist::Instruction { .. } | Persist::Credential { .. }));
+        Some(PersistBatch { id, ops, durable })
     }
 
     /// Batch `id` is durable: what it persisted may be transmitted.
@@ -287,7 +292,7 @@ impl NodePlane {
         let slot = self.agents.get_mut(&agent).ok_or(PeerFault::UnknownAgent(agent))?;
         let id = self.next_session;
         self.next_session += 1;
-        slot.sessions.insert(id, Session { sent_seq: slot.acked_seq, in_flight: false });
+        slot.sessions.insert(id, Session { sent_seq: slot.acked_seq, in_flight: 0 });
         Ok(id)
     }
 
@@ -355,7 +360,8 @@ impl NodePlane {
             Some(i) if i.directive == directive && seq <= sent => {}
             _ => return Err(PeerFault::UnknownAck { seq, directive }),
         }
-        slot.unacked = slot.unacked.split_off(&(seq + 1));
+        let rest = slot.unacked.split_off(&(seq + 1));
+        let pruned: Vec<u64> = std::mem::replace(&mut slot.unacked, rest).into_keys().collect();
         let rest = slot.queued_at_ms.split_off(&(seq + 1));
         if let Some(at) = slot.queued_at_ms.get(&seq) {
             if self.latencies_ms.len() < INSTRUCTIONS_OUTSTANDING_PER_AGENT_MAX {
@@ -366,7 +372,7 @@ impl NodePlane {
         slot.acked_seq = seq;
         slot.last_directive = Some(directive);
         self.counters.acks += 1;
-        self.staged.push(Persist::Prune { agent, through_seq: seq });
+        self.staged.push(Persist::Prune { agent, seqs: pruned });
         self.staged.push(Persist::Cursor { agent, next_seq: slot.next_seq, acked_seq: seq });
         let receipt = Receipt { directive, agent, applied_at_ms };
         if self.receipts.len() < RECEIPTS_PENDING_MAX && !self.receipts.contains_key(&(directive, agent)) {
@@ -377,11 +383,11 @@ impl NodePlane {
     }
 
     /// The next write for a session: instructions that are durable and not yet sent, at most
-    /// [`WRITE_BATCH_INSTRUCTIONS_MAX`], one batch in flight per session.
+    /// [`WRITE_BATCH_INSTRUCTIONS_MAX`], at most [`WRITES_IN_FLIGHT_MAX`] batches in flight per session.
     pub fn poll_transmit(&mut self) -> Option<Transmit> {
         for (id, slot) in &mut self.agents {
             for (sid, s) in &mut slot.sessions {
-                if s.in_flight || s.sent_seq >= slot.durable_seq {
+                if s.in_flight >= WRITES_IN_FLIGHT_MAX || s.sent_seq >= slot.durable_seq {
                     continue;
                 }
                 let instructions: Vec<Instruction> = slot
@@ -396,7 +402,7 @@ impl NodePlane {
                     continue;
                 };
                 s.sent_seq = last.seq;
-                s.in_flight = true;
+                s.in_flight += 1;
                 self.counters.instructions_sent += instructions.len() as u64;
                 return Some(Transmit { agent: *id, session: *sid, instructions });
             }
@@ -407,7 +413,7 @@ impl NodePlane {
     /// The driver finished writing the last [`Transmit`] of `session`.
     pub fn handle_sent(&mut self, agent: AgentId, session: u64) {
         if let Some(s) = self.agents.get_mut(&agent).and_then(|a| a.sessions.get_mut(&session)) {
-            s.in_flight = false;
+            s.in_flight = s.in_flight.saturating_sub(1);
         }
     }
 

@@ -40,12 +40,12 @@ pub enum Persist {
         /// The instruction.
         instruction: Instruction,
     },
-    /// Forget `agent`'s instructions up to and including `through_seq`.
+    /// Forget these instructions of `agent` (acknowledged, or compacted away).
     Prune {
         /// The agent.
         agent: AgentId,
-        /// Last sequence to forget.
-        through_seq: u64,
+        /// Their sequence numbers, ascending.
+        seqs: Vec<u64>,
     },
     /// `agent`'s cursor: the next sequence to assign and the highest acknowledged.
     Cursor {
@@ -88,6 +88,11 @@ pub struct PersistBatch {
     pub id: u64,
     /// The writes, in order.
     pub ops: Vec<Persist>,
+    /// Whether it must be on disk (flushed) before [`NodePlane::handle_persisted`](super::NodePlane::handle_persisted):
+    /// true when it holds instructions or credentials, which are transmitted next. Batches of
+    /// acknowledgements, prunes and receipts only need to be atomic — if a crash loses them, the
+    /// instruction is resent, the agent acknowledges again and the receipt is made again.
+    pub durable: bool,
 }
 
 /// Instructions to write to one session, then report with [`NodePlane::handle_sent`](super::NodePlane::handle_sent).
