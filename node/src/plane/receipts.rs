@@ -10,11 +10,8 @@ use std::time::{Duration, Instant};
 use hashmesh_protocol::{AgentId, Body, DirectiveId, RejectCode, RECEIPTS_PER_TX_MAX};
 use tracing::{info, warn};
 
-use super::service::Plane;
+use super::service::{Plane, RECEIPTS_PUBLISHED_MAX};
 use crate::signer::Signer;
-
-/// Most pending receipts the plane publishes for the sender at a time (four transactions' worth).
-pub const RECEIPTS_PUBLISHED_MAX: usize = 4 * RECEIPTS_PER_TX_MAX;
 
 /// How long a sent receipt waits for its commit before it is sent again.
 pub const RESEND_AFTER: Duration = Duration::from_secs(5);

@@ -39,6 +39,8 @@ use super::store::PlaneStore;
 
 /// Most events waiting for the actor (connection tasks wait when it is full).
 const EVENTS_QUEUED_MAX: usize = 4096;
+/// Most pending receipts the plane publishes for the sender at a time (four transactions' worth).
+pub const RECEIPTS_PUBLISHED_MAX: usize = 4 * hashmesh_protocol::RECEIPTS_PER_TX_MAX;
 /// How often the actor publishes its view (receipts for the sender, status, reports).
 const TICK: Duration = Duration::from_millis(250);
 /// Ticks between two writes of `plane-status.json`.
@@ -552,7 +554,7 @@ impl Actor {
         let mut p = self.plane.published.lock().expect("published lock");
         p.agents = agents;
         // The sender takes a few transactions' worth at a time; publish only those.
-        p.receipts = self.core.pending_receipts(super::receipts::RECEIPTS_PUBLISHED_MAX);
+        p.receipts = self.core.pending_receipts(RECEIPTS_PUBLISHED_MAX);
         p.reports = self.core.reports().clone();
     }
 }
