@@ -3,6 +3,7 @@
 //! sender threads. Our application's own query answers (`abci_query`) are JSON views; callers
 //! decode them into their types with [`Rpc::abci_query_as`].
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
@@ -14,11 +15,13 @@ use tendermint_rpc::{Client, HttpClient};
 /// How long one RPC call may take.
 const CALL_TIMEOUT: Duration = Duration::from_secs(15);
 
-/// A CometBFT RPC endpoint.
+/// A CometBFT RPC endpoint. Clones share one small runtime (and so the HTTP connections it
+/// keeps open), so a client used for many calls does not reconnect for each.
 #[derive(Debug, Clone)]
 pub struct Rpc {
     base: String,
     client: Option<HttpClient>,
+    rt: Option<Arc<tokio::runtime::Runtime>>,
 }
 
 /// What `broadcast_tx_sync` said (the `CheckTx` result).
@@ -60,12 +63,6 @@ pub struct BlockSummary {
     pub txs: Vec<Vec<u8>>,
 }
 
-/// Run `f` to completion on a fresh current-thread runtime (the callers are plain threads).
-fn block_on<T>(f: impl std::future::Future<Output = T>) -> Result<T> {
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().context("RPC runtime")?;
-    Ok(rt.block_on(f))
-}
-
 impl Rpc {
     /// A client for `url` (e.g. `http://127.0.0.1:26657`). A malformed URL fails on first use,
     /// with a message that names it.
@@ -76,7 +73,21 @@ impl Rpc {
             .parse()
             .ok()
             .and_then(|u| HttpClient::builder(u).compat_mode(CompatMode::V0_38).timeout(CALL_TIMEOUT).build().ok());
-        Self { base, client }
+        // One worker drives the connections; callers (plain threads) block on their own call.
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("rpc")
+            .enable_all()
+            .build()
+            .ok()
+            .map(Arc::new);
+        Self { base, client, rt }
+    }
+
+    /// Run `f` to completion on this client's runtime.
+    fn block_on<T>(&self, f: impl std::future::Future<Output = T>) -> Result<T> {
+        let rt = self.rt.as_ref().context("the RPC client's runtime could not start")?;
+        Ok(rt.block_on(f))
     }
 
     /// The URL this client talks to.
@@ -101,7 +112,7 @@ impl Rpc {
     /// If the node cannot be reached.
     pub fn status(&self) -> Result<(String, u64, String)> {
         let c = self.client()?;
-        let s = block_on(c.status())?.map_err(|e| self.unreachable(e))?;
+        let s = self.block_on(c.status())?.map_err(|e| self.unreachable(e))?;
         Ok((
             s.node_info.network.to_string(),
             s.sync_info.latest_block_height.value(),
@@ -115,7 +126,7 @@ impl Rpc {
     /// If the node cannot be reached or refuses the call (e.g. "tx already exists in cache").
     pub fn broadcast_sync(&self, tx: &[u8]) -> Result<Broadcast> {
         let c = self.client()?;
-        let r = block_on(c.broadcast_tx_sync(tx.to_vec()))?.map_err(|e| self.unreachable(e))?;
+        let r = self.block_on(c.broadcast_tx_sync(tx.to_vec()))?.map_err(|e| self.unreachable(e))?;
         Ok(Broadcast { code: r.code.value(), log: r.log, hash: r.hash.to_string() })
     }
 
@@ -127,7 +138,7 @@ impl Rpc {
         let c = self.client()?;
         let hash: tendermint::Hash =
             hash_hex.parse().map_err(|e| anyhow!("{hash_hex:?} is not a 64-hex transaction hash: {e}"))?;
-        let r = match block_on(c.tx(hash, false))? {
+        let r = match self.block_on(c.tx(hash, false))? {
             Ok(r) => r,
             Err(e) if e.to_string().contains("not found") => return Ok(None),
             Err(e) => return Err(self.unreachable(e)),
@@ -178,7 +189,7 @@ impl Rpc {
     pub fn block(&self, height: u64) -> Result<BlockSummary> {
         let c = self.client()?;
         let h = tendermint::block::Height::try_from(height).context("height out of range")?;
-        let b = block_on(c.block(h))?.map_err(|e| self.unreachable(e))?.block;
+        let b = self.block_on(c.block(h))?.map_err(|e| self.unreachable(e))?.block;
         let nanos = b.header.time.unix_timestamp_nanos();
         Ok(BlockSummary {
             height,
@@ -194,7 +205,8 @@ impl Rpc {
     /// If the application answers with a non-zero code, or the node cannot be reached.
     pub fn abci_query_bytes(&self, path: &str, data: &[u8]) -> Result<Vec<u8>> {
         let c = self.client()?;
-        let r = block_on(c.abci_query(Some(path.to_owned()), data.to_vec(), None, false))?
+        let r = self
+            .block_on(c.abci_query(Some(path.to_owned()), data.to_vec(), None, false))?
             .map_err(|e| self.unreachable(e))?;
         if r.code.is_err() {
             bail!("query {path} failed (code {}): {}", r.code.value(), r.log);
