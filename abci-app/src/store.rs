@@ -95,7 +95,7 @@ impl Store {
     ///
     /// # Errors
     /// [`StoreError`] on a sled failure or a record that does not decode.
-    pub fn record<T: bincode::Decode<()>>(&self, key: &[u8]) -> Result<Option<T>, StoreError> {
+    pub fn record<T: codec::Decode<()>>(&self, key: &[u8]) -> Result<Option<T>, StoreError> {
         self.try_get(key)?.map(|v| codec::decode_trusted(&v).map_err(|e| self.corrupt(key, e))).transpose()
     }
 
@@ -103,7 +103,7 @@ impl Store {
     ///
     /// # Errors
     /// [`StoreError`] on a sled failure or a record that does not decode.
-    pub fn records<T: bincode::Decode<()>>(&self, prefix: &[u8]) -> Result<Vec<T>, StoreError> {
+    pub fn records<T: codec::Decode<()>>(&self, prefix: &[u8]) -> Result<Vec<T>, StoreError> {
         self.try_scan_prefix(prefix)?
             .iter()
             .map(|(k, v)| codec::decode_trusted(v).map_err(|e| self.corrupt(k, e)))

@@ -5,7 +5,8 @@
 //! value has one byte form (no trailing bytes, no alternative encodings).
 
 use bincode::config::{self, Configuration, Fixint, LittleEndian, NoLimit};
-use bincode::{Decode, Encode};
+/// The traits a type needs to be encoded here (derived with `#[derive(Encode, Decode)]`).
+pub use bincode::{Decode, Encode};
 
 use crate::limits::TX_BYTES_MAX;
 
