@@ -33,6 +33,12 @@ fn the_plane_core_is_sans_io() {
 }
 
 #[test]
+fn the_stratum_crate_is_sans_io() {
+    let stratum = Path::new(env!("CARGO_MANIFEST_DIR")).join("../stratum/src");
+    assert_eq!(words_in(&stratum, CORE_FORBIDDEN), Vec::<String>::new());
+}
+
+#[test]
 fn the_agent_never_names_the_consensus_side() {
     let agent = Path::new(env!("CARGO_MANIFEST_DIR")).join("../agent");
     assert_eq!(words_in(&agent.join("src"), AGENT_FORBIDDEN), Vec::<String>::new());

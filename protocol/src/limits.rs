@@ -42,3 +42,10 @@ pub const COMMIT_NOTICES_QUEUED_MAX: usize = 1024;
 /// Most miner groups one agent serves (so a resynchronised queue — one route per group —
 /// always fits under [`INSTRUCTIONS_OUTSTANDING_PER_AGENT_MAX`]).
 pub const GROUPS_PER_AGENT_MAX: usize = 256;
+/// Longest Stratum V1 line (one JSON message and its newline), bytes. A `mining.notify` with a
+/// full merkle branch is about 1.5 KiB; lines over this bound close the connection.
+pub const STRATUM_LINE_BYTES_MAX: usize = 16 * 1024;
+/// Most merkle branch hashes in one `mining.notify` (2^16 transactions in a block).
+pub const STRATUM_MERKLE_BRANCH_MAX: usize = 16;
+/// Longest Stratum worker name or password, bytes.
+pub const STRATUM_CREDENTIAL_BYTES_MAX: usize = 256;

@@ -1,0 +1,9 @@
+//! Stratum V1 as miners and pools speak it — pure and sans-IO (no tokio, no sockets, no clock):
+//! the agent's proxy and the testnet's endpoint server and miner fleet will drive it.
+//!
+//! - [`codec`]: `\n`-terminated lines, bounded by `STRATUM_LINE_BYTES_MAX`.
+//! - [`message`]: typed miner and pool messages, checked at the edge (hex sizes, list bounds),
+//!   errors with the pools' codes 20–25.
+
+pub mod codec;
+pub mod message;
