@@ -4,6 +4,8 @@
 //! - [`codec`]: `\n`-terminated lines, bounded by `STRATUM_LINE_BYTES_MAX`.
 //! - [`message`]: typed miner and pool messages, checked at the edge (hex sizes, list bounds),
 //!   errors with the pools' codes 20–25.
+//! - [`share`]: coinbase → merkle root → header → SHA-256d → difficulty, as a pool checks a share.
 
 pub mod codec;
 pub mod message;
+pub mod share;
