@@ -5,7 +5,11 @@
 //! - [`message`]: typed miner and pool messages, checked at the edge (hex sizes, list bounds),
 //!   errors with the pools' codes 20–25.
 //! - [`share`]: coinbase → merkle root → header → SHA-256d → difficulty, as a pool checks a share.
+//! - [`extranonce`]: per-miner prefixes carved from an upstream's extranonce2.
+//! - [`miner`]: one downstream miner's session — every submit answered exactly once.
 
 pub mod codec;
+pub mod extranonce;
 pub mod message;
+pub mod miner;
 pub mod share;
