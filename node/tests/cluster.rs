@@ -13,9 +13,7 @@ use hashmesh_protocol::RejectCode;
 use hashmesh_testnet::{self as testnet, procs, Cluster, ClusterSpec};
 use serde_json::Value;
 
-mod common;
-
-use common::cometbft;
+use hashmesh_testnet::install::cometbft;
 
 const HASHMESH: &str = env!("CARGO_BIN_EXE_hashmesh");
 

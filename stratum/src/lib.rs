@@ -1,4 +1,4 @@
-//! Stratum V1 as miners and pools speak it — pure and sans-IO (no tokio, no sockets, no clock):
+//! Stratum V1 as miners and pools speak it — pure and sans-IO (no async runtime, no sockets, no clock):
 //! the agent's proxy and the testnet's endpoint server and miner fleet will drive it.
 //!
 //! - [`codec`]: `\n`-terminated lines, bounded by `STRATUM_LINE_BYTES_MAX`.

@@ -8,12 +8,14 @@
 //! - [`procs`]: start and stop processes by pid; [`commands`]: `up`, `start`, `stop`, `status`,
 //!   `chaos`, `down`; [`demo`]: the scripted demo and status rows.
 //! - [`synthetic`]: the modelled endpoint telemetry a testnet node runs with.
+//! - [`install`]: where tests find `cometbft`.
 //! - [`bench`](mod@bench): `bench-cluster` (hashmesh vs kvstore, one run).
 
 pub mod bench;
 pub mod cluster;
 pub mod commands;
 pub mod demo;
+pub mod install;
 pub mod layout;
 pub mod procs;
 pub mod synthetic;

@@ -12,9 +12,7 @@ use hashmesh_node::rpc::Rpc;
 use hashmesh_testnet::{self as testnet, procs, ClusterSpec};
 use serde_json::Value;
 
-mod common;
-
-use common::cometbft;
+use hashmesh_testnet::install::cometbft;
 
 const TESTNET: &str = env!("CARGO_BIN_EXE_hashmesh-testnet");
 const EPOCH_MS: u64 = 2_000;

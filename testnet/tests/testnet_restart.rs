@@ -8,8 +8,6 @@ use std::time::{Duration, Instant};
 
 use hashmesh_node::rpc::Rpc;
 
-mod common;
-
 const TESTNET: &str = env!("CARGO_BIN_EXE_hashmesh-testnet");
 
 fn testnet(dir: &Path, args: &[&str]) -> (i32, String, String) {
@@ -40,7 +38,7 @@ impl Drop for Down {
 fn a_degraded_cluster_restarts_cleanly() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("cluster");
-    let cometbft = common::cometbft();
+    let cometbft = hashmesh_testnet::install::cometbft();
     let cometbft = cometbft.to_str().unwrap();
     let _down = Down(dir.clone());
     let (code, out, err) = testnet(&dir, &["up", "--cometbft", cometbft, "--base-port", "0"]);

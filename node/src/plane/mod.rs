@@ -4,6 +4,7 @@
 //!
 //! - [`service`]: the actor that owns the state machine and the database, and the connection
 //!   tasks (reader and writer in one `select!`).
+//! - [`metrics`]: `hashmesh_plane_*` Prometheus metrics.
 //! - [`store`]: the node-local plane database (sled), applying the machine's `Persist` batches.
 //! - [`receipts`]: acknowledgements become `Receipt` transactions.
 //! - [`peers`]: the node-to-node channel for cross-pool worker credentials.
@@ -11,6 +12,7 @@
 //! - [`bench`](mod@bench): `hashmesh bench plane`.
 
 pub mod bench;
+pub mod metrics;
 pub mod peers;
 pub mod receipts;
 pub mod registry;

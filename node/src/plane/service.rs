@@ -26,13 +26,11 @@ use hashmesh_plane::PlaneError;
 use hashmesh_protocol::limits::COMMIT_NOTICES_QUEUED_MAX;
 use hashmesh_protocol::plane::{Instruction, PlaneMsg, PLANE_MSG_BYTES_MAX};
 use hashmesh_protocol::{AgentId, EndpointId, PoolId, Receipt, TelemetryReport};
-use prometheus_client::metrics::counter::Counter;
-use prometheus_client::metrics::gauge::Gauge;
-use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
-use prometheus_client::registry::Registry as MetricsRegistry;
 use tokio::sync::{mpsc, oneshot};
 use tracing::{error, info, warn};
 
+pub use super::metrics::PlaneMetrics;
+use super::metrics::LATENCIES_KEPT;
 use super::peers::{self, PeerConfig, ReceivedCredential};
 use super::registry::{self, AgentStatus, Registry};
 use super::store::PlaneStore;
@@ -47,79 +45,6 @@ const TICK: Duration = Duration::from_millis(250);
 const STATUS_EVERY_TICKS: u64 = 4;
 /// Most events the actor handles before it persists and transmits once for all of them.
 const EVENTS_COALESCED_MAX: usize = 256;
-
-/// Plane metrics for `/metrics`.
-#[derive(Debug, Clone)]
-pub struct PlaneMetrics {
-    /// Agents with an open connection.
-    pub connected: Gauge,
-    /// Agents judged lost.
-    pub lost: Gauge,
-    /// Instructions written to agents.
-    pub instructions_sent: Counter,
-    /// Acknowledgements accepted (first time).
-    pub acks: Counter,
-    /// Agent queues compacted because the agent fell too far behind.
-    pub resyncs: Counter,
-    /// Receipts seen committed.
-    pub receipts_committed: Counter,
-    /// Connections closed for a protocol error or a failed identity check.
-    pub refused: Counter,
-    /// Commit-to-acknowledgement latency, seconds (ms resolution: the state machine's clock).
-    pub ack_latency_seconds: Histogram,
-    /// Recent commit-to-acknowledged latencies, ms (bounded; benchmarks read them).
-    pub ack_latencies_ms: Arc<Mutex<Vec<u64>>>,
-}
-
-impl Default for PlaneMetrics {
-    fn default() -> Self {
-        Self {
-            connected: Gauge::default(),
-            lost: Gauge::default(),
-            instructions_sent: Counter::default(),
-            acks: Counter::default(),
-            resyncs: Counter::default(),
-            receipts_committed: Counter::default(),
-            refused: Counter::default(),
-            // 1 ms … 16 s.
-            ack_latency_seconds: Histogram::new(exponential_buckets(0.001, 2.0, 15)),
-            ack_latencies_ms: Arc::default(),
-        }
-    }
-}
-
-/// Most latencies kept in [`PlaneMetrics::ack_latencies_ms`].
-const LATENCIES_KEPT: usize = 100_000;
-
-impl PlaneMetrics {
-    /// Register every metric under `hashmesh_plane_`.
-    pub fn register(&self, r: &mut MetricsRegistry) {
-        r.register("hashmesh_plane_agents_connected", "Agents with an open plane connection", self.connected.clone());
-        r.register("hashmesh_plane_agents_lost", "Agents judged lost by phi accrual", self.lost.clone());
-        r.register(
-            "hashmesh_plane_instructions_sent",
-            "Instructions written to agents",
-            self.instructions_sent.clone(),
-        );
-        r.register("hashmesh_plane_acks", "Instructions acknowledged by agents", self.acks.clone());
-        r.register("hashmesh_plane_resyncs", "Agent queues compacted to the latest routes", self.resyncs.clone());
-        r.register(
-            "hashmesh_plane_receipts_committed",
-            "Receipts seen committed on chain",
-            self.receipts_committed.clone(),
-        );
-        r.register(
-            "hashmesh_plane_connections_refused",
-            "Plane connections closed for a protocol or identity error",
-            self.refused.clone(),
-        );
-        r.register(
-            "hashmesh_plane_ack_latency_seconds",
-            "Commit-to-acknowledgement latency of instructions",
-            self.ack_latency_seconds.clone(),
-        );
-    }
-}
 
 /// Every input of the plane actor.
 pub(crate) enum Event {

@@ -1,11 +1,14 @@
-//! Shared by the cluster tests: where the cometbft binary comes from.
-#![allow(dead_code)]
+//! Where the `cometbft` binary comes from, for the end-to-end tests of every crate.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-/// `HASHMESH_COMETBFT`, else the project's installer: it reuses `.tools/bin/cometbft`, or
-/// `go install`s v0.38.25 the first time.
+/// `HASHMESH_COMETBFT`, else the project's installer (`testnet/install-cometbft`): it reuses
+/// `.tools/bin/cometbft`, or `go install`s v0.38.25 the first time.
+///
+/// # Panics
+/// If the installer fails (a test cannot run without CometBFT).
+#[must_use]
 pub fn cometbft() -> PathBuf {
     if let Ok(p) = std::env::var("HASHMESH_COMETBFT") {
         return PathBuf::from(p);
