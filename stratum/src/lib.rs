@@ -7,9 +7,11 @@
 //! - [`share`]: coinbase → merkle root → header → SHA-256d → difficulty, as a pool checks a share.
 //! - [`extranonce`]: per-miner prefixes carved from an upstream's extranonce2.
 //! - [`miner`]: one downstream miner's session — every submit answered exactly once.
+//! - [`pool`]: one upstream session to a pool endpoint — login, jobs, verdicts mapped back.
 
 pub mod codec;
 pub mod extranonce;
 pub mod message;
 pub mod miner;
+pub mod pool;
 pub mod share;
