@@ -163,7 +163,7 @@ pub fn run(cluster: &Cluster) -> Result<()> {
     if let Some(cross) = cross {
         vote_step(cluster, &cross)?;
     }
-    telemetry_and_drain(cluster)
+    drain_step(cluster)
 }
 
 /// pool-b approves pool-a's cross-pool route.
@@ -182,30 +182,14 @@ fn vote_step(cluster: &Cluster, cross: &Value) -> Result<()> {
     Ok(())
 }
 
-/// The last pool reports telemetry for one endpoint and drains (or restores) another.
-fn telemetry_and_drain(cluster: &Cluster) -> Result<()> {
+/// The last pool drains (or, on a restarted cluster where it is drained already, restores) its
+/// second endpoint. The demo reports no telemetry: every number on chain is one a node measured
+/// (or, on the testnet, its loudly-labelled synthetic model), and a hand-made report would also
+/// race the pool's own scheduling loop for the same endpoint's epoch.
+fn drain_step(cluster: &Cluster) -> Result<()> {
     let last = cluster.nodes.len() - 1;
     let z = &cluster.nodes[last];
-    // Telemetry for an endpoint. Epochs are wall-clock milliseconds, like the scheduling loop's,
-    // so a restarted demo still increases past what the loop reported.
-    let epoch = hashmesh_plane::host::clock::now_ms();
-    let report = hashmesh_protocol::TelemetryReport {
-        epoch,
-        hashrate_hs: 80_000_000_000_000,
-        shares_accepted: 12_000,
-        shares_rejected: 40,
-        shares_stale: 25,
-        latency_ms_p50: 35,
-        latency_ms_p99: 120,
-        cpu_bp: 3500,
-        memory_bp: 4200,
-        error_bp: 20,
-        queue_len: 3,
-        miners: 800,
-    };
-    send(cluster, last, Body::ReportTelemetry { endpoint: z.endpoints[0].parse()?, report })?;
     let endpoint: hashmesh_protocol::EndpointId = z.endpoints[1].parse()?;
-    // On a restarted cluster the endpoint may already be drained: then restore it instead.
     let endpoints = Rpc::new(&z.rpc).abci_query("/endpoints", b"")?;
     let drained =
         endpoints.as_array().into_iter().flatten().any(|e| e["id"] == endpoint.as_str() && e["drained"] == true);
