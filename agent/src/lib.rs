@@ -12,4 +12,5 @@
 
 pub mod cli;
 pub mod home;
+pub mod proxy;
 pub mod session;

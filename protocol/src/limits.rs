@@ -49,3 +49,9 @@ pub const STRATUM_LINE_BYTES_MAX: usize = 16 * 1024;
 pub const STRATUM_MERKLE_BRANCH_MAX: usize = 16;
 /// Longest Stratum worker name or password, bytes.
 pub const STRATUM_CREDENTIAL_BYTES_MAX: usize = 256;
+/// Workers an agent keeps per-worker totals for (more are counted per endpoint only).
+pub const STRATUM_WORKERS_TRACKED_MAX: usize = 100_000;
+/// Miners one agent serves: its per-miner extranonce prefixes (2 bytes) address this many.
+pub const STRATUM_MINERS_PER_AGENT_MAX: usize = 65_536;
+/// Failover events an agent remembers for its status.
+pub const STRATUM_FAILOVERS_KEPT_MAX: usize = 64;

@@ -105,6 +105,29 @@ impl PhiAccrual {
         self.last_ms = Some(now_ms);
     }
 
+    /// Record one observed duration directly (e.g. a response time, ms) instead of an
+    /// interval between heartbeats: the detector then judges how unlikely an elapsed wait is.
+    pub fn sample(&mut self, duration_ms: f64) {
+        if self.intervals.len() == PHI_WINDOW_MAX {
+            self.intervals.pop_front();
+        }
+        self.intervals.push_back(duration_ms.max(0.0));
+    }
+
+    /// Whether a wait of `elapsed_ms` is past the threshold given the samples so far (or the
+    /// first estimate when there are none; `false` with neither).
+    #[must_use]
+    pub fn overdue(&self, elapsed_ms: f64) -> bool {
+        let (mean, std) = match self.mean_std() {
+            Some(ms) => ms,
+            None if self.first_estimate_ms > 0.0 => {
+                (self.first_estimate_ms + self.acceptable_pause_ms, self.min_std_ms.max(1.0))
+            }
+            None => return false,
+        };
+        phi_of_y((elapsed_ms - mean) / std) > self.threshold
+    }
+
     /// Phi at `now_ms` (0 before two heartbeats).
     #[must_use]
     pub fn phi(&self, now_ms: u64) -> f64 {

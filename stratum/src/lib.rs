@@ -8,8 +8,12 @@
 //! - [`extranonce`]: per-miner prefixes carved from an upstream's extranonce2.
 //! - [`miner`]: one downstream miner's session — every submit answered exactly once.
 //! - [`pool`]: one upstream session to a pool endpoint — login, jobs, verdicts mapped back.
+//! - [`endpoint`]: a pool endpoint's side for the testnet — synthetic jobs, books, chaos.
+//! - [`client`]: a virtual miner doing real SHA-256d work (the testnet's fleet).
 
+pub mod client;
 pub mod codec;
+pub mod endpoint;
 pub mod extranonce;
 pub mod message;
 pub mod miner;

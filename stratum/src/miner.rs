@@ -29,8 +29,11 @@ pub const VERSION_MASK_DEFAULT: u32 = 0x1fff_e000;
 /// What the proxy must act on.
 #[derive(Debug, Clone, PartialEq)]
 pub enum MinerEvent {
-    /// The miner authorized as `worker`.
-    Authorized {
+    /// The miner asks to authorize as `worker`: answer with [`MinerSession::accept_authorize`]
+    /// or [`MinerSession::refuse_authorize`] (the proxy maps the worker to its miner group).
+    Authorize {
+        /// The request id to answer.
+        id: Id,
         /// Its worker name.
         worker: String,
     },
@@ -213,9 +216,7 @@ impl MinerSession {
                     self.send(refuse(id, code::UNAUTHORIZED, "empty worker name"));
                     return;
                 }
-                self.worker = Some(user.clone());
-                self.send(answer(id, json!(true)));
-                self.events.push_back(MinerEvent::Authorized { worker: user });
+                self.events.push_back(MinerEvent::Authorize { id, worker: user });
             }
             ClientMessage::ExtranonceSubscribe { id } => {
                 self.extranonce_subscribed = true;
@@ -303,6 +304,68 @@ impl MinerSession {
             Some((code, message)) => refuse(id, code, &message),
         };
         self.send(line);
+    }
+
+    /// Accept the miner's `mining.authorize` (`id`) as `worker`.
+    pub fn accept_authorize(&mut self, id: Id, worker: String) {
+        self.worker = Some(worker);
+        self.send(answer(id, json!(true)));
+    }
+
+    /// Refuse the miner's `mining.authorize` (`id`) with code 24 and a message that says what
+    /// to fix; the connection stays open for another try.
+    pub fn refuse_authorize(&mut self, id: Id, message: &str) {
+        self.send(refuse(id, code::UNAUTHORIZED, message));
+    }
+
+    /// The extranonce2 size the miner rolls.
+    #[must_use]
+    pub fn extranonce2_size(&self) -> usize {
+        self.cfg.extranonce2_size
+    }
+
+    /// The extranonce1 the miner was given.
+    #[must_use]
+    pub fn extranonce1(&self) -> &[u8] {
+        &self.cfg.extranonce1
+    }
+
+    /// Whether it subscribed (and so may be sent work).
+    #[must_use]
+    pub fn subscribed(&self) -> bool {
+        self.subscribed
+    }
+
+    /// Give the miner a new extranonce (`mining.set_extranonce`; its open jobs are void): only
+    /// to a miner that sent `mining.extranonce.subscribe`. Returns `false` (and sends nothing)
+    /// otherwise — move it with [`MinerSession::reconnect`] instead.
+    pub fn set_extranonce(&mut self, extranonce1: Vec<u8>, extranonce2_size: usize) -> bool {
+        if !self.extranonce_subscribed {
+            return false;
+        }
+        let size = u32::try_from(extranonce2_size).unwrap_or(u32::MAX);
+        self.cfg.extranonce1 = extranonce1.clone();
+        self.cfg.extranonce2_size = extranonce2_size;
+        self.jobs.clear();
+        self.send(ServerMessage::SetExtranonce { extranonce1, extranonce2_size: size }.to_line());
+        true
+    }
+
+    /// Ask the miner to reconnect (`client.reconnect` to the same address) and close: how a
+    /// miner that cannot take `mining.set_extranonce` is moved.
+    pub fn reconnect(&mut self) {
+        self.send(ServerMessage::Reconnect { host: None, port: None, wait_secs: None }.to_line());
+        self.close("asked to reconnect");
+    }
+
+    /// Narrow the version-rolling mask (`mining.set_version_mask`) to what a new upstream
+    /// allows; no-op when the miner does not roll versions or the mask is unchanged.
+    pub fn set_version_mask(&mut self, pool_mask: u32) {
+        self.cfg.pool_version_mask = pool_mask;
+        if self.version_mask != 0 && self.version_mask & !pool_mask != 0 {
+            self.version_mask &= pool_mask;
+            self.send(ServerMessage::SetVersionMask(self.version_mask).to_line());
+        }
     }
 
     /// The next line to write to the miner.

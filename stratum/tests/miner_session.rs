@@ -43,9 +43,19 @@ fn error_code(v: &Value) -> Option<i64> {
     v["error"][0].as_i64()
 }
 
+/// Answer every authorize the session asks about.
+fn authorize_all(s: &mut MinerSession) {
+    for e in events(s) {
+        if let MinerEvent::Authorize { id, worker } = e {
+            s.accept_authorize(id, worker);
+        }
+    }
+}
+
 fn subscribed(s: &mut MinerSession) {
     s.handle_line(r#"{"id":1,"method":"mining.subscribe","params":["cgminer/4.10.0"]}"#);
     s.handle_line(r#"{"id":2,"method":"mining.authorize","params":["pool-a/g-1.rig1","x"]}"#);
+    authorize_all(s);
     lines(s);
     events(s);
 }
@@ -64,13 +74,18 @@ fn subscribe_authorize_and_a_real_share_is_forwarded_once() {
     );
     s.handle_line(r#"{"id":1,"method":"mining.subscribe","params":["cgminer/4.10.0"]}"#);
     s.handle_line(r#"{"id":2,"method":"mining.authorize","params":["pool-a/g-1.rig1","x"]}"#);
+    assert_eq!(
+        events(&mut s),
+        vec![MinerEvent::Authorize { id: Id::Num(2), worker: "pool-a/g-1.rig1".into() }],
+        "the proxy decides the group"
+    );
+    s.accept_authorize(Id::Num(2), "pool-a/g-1.rig1".into());
     let out = lines(&mut s);
     assert_eq!(out[0]["result"]["version-rolling.mask"], "1fffe000", "pool mask ∧ miner mask");
     assert_eq!(out[1]["result"][2], 4, "extranonce2 size");
     assert_eq!(out[2]["method"], "mining.set_difficulty");
     assert_eq!(out[3]["method"], "mining.notify", "the current job right after subscribing");
     assert_eq!(out[4]["result"], true);
-    assert_eq!(events(&mut s), vec![MinerEvent::Authorized { worker: "pool-a/g-1.rig1".into() }]);
 
     submit(&mut s, 3, "1a", &en2, NONCE);
     assert!(lines(&mut s).is_empty(), "the verdict comes from upstream");
@@ -98,6 +113,7 @@ fn every_bad_submit_gets_the_right_code_and_is_not_forwarded() {
     submit(&mut s, 3, "1a", &en2, NONCE);
     assert_eq!(error_code(&lines(&mut s)[0]), Some(code::UNAUTHORIZED));
     s.handle_line(r#"{"id":4,"method":"mining.authorize","params":["w","x"]}"#);
+    authorize_all(&mut s);
     lines(&mut s);
     events(&mut s);
     // Unknown job, share above target, wrong extranonce2 size, version bits outside the mask.

@@ -7,6 +7,8 @@
 //! - [`layout`]: `generate` a cluster (homes, genesis, configs, agents); [`cluster`]: `cluster.json`.
 //! - [`procs`]: start and stop processes by pid; [`commands`]: `up`, `start`, `stop`, `status`,
 //!   `chaos`, `down`; [`demo`]: the scripted demo and status rows.
+//! - [`endpoint`]: a real Stratum V1 pool endpoint with status, metrics and chaos over HTTP;
+//!   [`fleet`]: many virtual miners doing real SHA-256d work.
 //! - [`synthetic`]: the modelled endpoint telemetry a testnet node runs with.
 //! - [`install`]: where tests find `cometbft`.
 //! - [`bench`](mod@bench): `bench-cluster` (hashmesh vs kvstore, one run).
@@ -15,6 +17,8 @@ pub mod bench;
 pub mod cluster;
 pub mod commands;
 pub mod demo;
+pub mod endpoint;
+pub mod fleet;
 pub mod install;
 pub mod layout;
 pub mod procs;

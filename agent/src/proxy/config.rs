@@ -1,0 +1,139 @@
+//! `stratum.json` in the agent home: where the agent listens for miners, where it reaches each
+//! endpoint, and the pool's own logins. Typed and checked when the agent starts; unknown keys
+//! are refused (a typo must not silently disable a setting). The file is 0600: it holds the
+//! pool's own passwords.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
+use std::path::Path;
+
+use anyhow::{bail, Context, Result};
+use hashmesh_protocol::{EndpointId, GroupId};
+use serde::{Deserialize, Serialize};
+
+use super::core::ProxyConfig;
+
+/// The file name in the agent home.
+pub const STRATUM_FILE: &str = "stratum.json";
+
+/// A login at an endpoint.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Login {
+    /// Worker name.
+    pub user: String,
+    /// Password.
+    #[serde(default = "default_password")]
+    pub password: String,
+}
+
+fn default_password() -> String {
+    "x".into()
+}
+
+/// The agent's Stratum settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StratumConfig {
+    /// Where miners connect (e.g. `0.0.0.0:3333`); their worker names say their group.
+    pub listen: SocketAddr,
+    /// More listeners, each serving one group whatever the worker names say.
+    #[serde(default)]
+    pub group_listeners: BTreeMap<SocketAddr, GroupId>,
+    /// Each endpoint's Stratum address as this agent reaches it (own and lenders').
+    pub endpoints: BTreeMap<EndpointId, SocketAddr>,
+    /// The pool's login at its own endpoints (one account for the agent's upstream sessions).
+    pub login: Login,
+    /// Per-endpoint logins overriding `login`.
+    #[serde(default)]
+    pub logins: BTreeMap<EndpointId, Login>,
+    /// Own endpoints in order of preference for the hot standby (default: every own endpoint
+    /// in `endpoints`, by name).
+    #[serde(default)]
+    pub standby: Vec<EndpointId>,
+    /// Groups this agent serves (miners name them as `<group>.<worker>`).
+    pub groups: BTreeSet<GroupId>,
+    /// Worker-name prefixes mapped to groups (`{"rigs": "pool-a/g-1"}` puts `rigs.s19-17` in
+    /// `pool-a/g-1`).
+    #[serde(default)]
+    pub worker_groups: BTreeMap<String, GroupId>,
+    /// How long a recovered endpoint must stay up before work goes back, ms.
+    #[serde(default = "default_fail_back_ms")]
+    pub fail_back_ms: u64,
+    /// Difficulty for miners before an upstream sets one.
+    #[serde(default = "default_start_difficulty")]
+    pub start_difficulty: f64,
+}
+
+fn default_fail_back_ms() -> u64 {
+    10_000
+}
+
+fn default_start_difficulty() -> f64 {
+    1.0
+}
+
+impl StratumConfig {
+    /// Load `stratum.json` from `home`; `None` when there is none (the agent then applies
+    /// routes without proxying).
+    ///
+    /// # Errors
+    /// If it does not parse or is inconsistent, with what to fix.
+    pub fn load(home: &Path) -> Result<Option<Self>> {
+        let path = home.join(STRATUM_FILE);
+        if !path.exists() {
+            return Ok(None);
+        }
+        let c: Self = serde_json::from_slice(&hashmesh_plane::host::files::read_secret_file(&path)?)
+            .with_context(|| format!("{} is not a valid Stratum configuration", path.display()))?;
+        c.check().with_context(|| format!("in {}", path.display()))?;
+        Ok(Some(c))
+    }
+
+    /// Create it (0600; never overwrites).
+    ///
+    /// # Errors
+    /// If it exists or cannot be written.
+    pub fn create(&self, home: &Path) -> Result<()> {
+        hashmesh_plane::host::files::create_secret_file(&home.join(STRATUM_FILE), &serde_json::to_string_pretty(self)?)
+    }
+
+    fn check(&self) -> Result<()> {
+        if self.groups.is_empty() {
+            bail!("\"groups\" is empty: list the miner groups this agent serves");
+        }
+        for s in &self.standby {
+            if !self.endpoints.contains_key(s) {
+                bail!("standby endpoint {s} has no address in \"endpoints\"");
+            }
+        }
+        if !(self.start_difficulty.is_finite() && self.start_difficulty > 0.0) {
+            bail!("\"start_difficulty\" must be a positive number");
+        }
+        Ok(())
+    }
+
+    /// The proxy core's settings.
+    #[must_use]
+    pub fn proxy_config(&self, own_pool: Option<&str>) -> ProxyConfig {
+        let standby = if self.standby.is_empty() {
+            self.endpoints
+                .keys()
+                .filter(|e| own_pool.is_none_or(|p| e.as_str().starts_with(&format!("{p}/"))))
+                .cloned()
+                .collect()
+        } else {
+            self.standby.clone()
+        };
+        ProxyConfig {
+            logins: self.logins.iter().map(|(e, l)| (e.clone(), (l.user.clone(), l.password.clone()))).collect(),
+            default_login: (self.login.user.clone(), self.login.password.clone()),
+            standby,
+            groups: self.groups.clone(),
+            worker_groups: self.worker_groups.clone(),
+            start_difficulty: self.start_difficulty,
+            fail_back_ms: self.fail_back_ms,
+            ..ProxyConfig::default()
+        }
+    }
+}
