@@ -10,6 +10,8 @@ use clap::Subcommand;
 use hashmesh_protocol::PoolId;
 
 use crate::home;
+use crate::proxy::config::StratumConfig;
+use crate::proxy::{self, driver};
 use crate::session::{self, AgentOptions};
 
 /// An agent command.
@@ -74,21 +76,39 @@ pub fn run(cmd: AgentCmd) -> Result<i32> {
                 .with_context(|| format!("--node {node:?} resolves to nothing"))?;
             let node_id: PoolId = node_id.parse().context("--node-id must be the node's 64-hex pool id")?;
             home::load_key(&dir)?;
-            let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build()?;
-            rt.block_on(session::run(AgentOptions {
-                home: dir,
-                node,
-                node_id,
-                heartbeat: Duration::from_millis(heartbeat_ms),
-            }))?;
+            let stratum = StratumConfig::load(&dir)?;
+            if stratum.is_none() {
+                tracing::warn!(
+                    "no {} in {}: applying routes without proxying miners (see `hashmesh-agent stratum --help`)",
+                    proxy::config::STRATUM_FILE,
+                    dir.display()
+                );
+            }
+            let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+            rt.block_on(async {
+                let proxy = match &stratum {
+                    Some(c) => Some(driver::start(c, c.proxy_config(), Some(dir.clone())).await?),
+                    None => None,
+                };
+                session::run(AgentOptions {
+                    home: dir,
+                    node,
+                    node_id,
+                    heartbeat: Duration::from_millis(heartbeat_ms),
+                    proxy,
+                })
+                .await
+            })?;
             Ok(0)
         }
         AgentCmd::Status { home: dir, json } => {
             let key = home::load_key(&dir)?;
             let state = home::load_state(&dir)?;
             let agent = hex::encode(key.verifying_key().as_bytes());
+            let proxy: Option<serde_json::Value> =
+                std::fs::read(dir.join(driver::STATUS_FILE)).ok().and_then(|b| serde_json::from_slice(&b).ok());
             if json {
-                let v = serde_json::json!({"agent": agent, "state": state});
+                let v = serde_json::json!({"agent": agent, "state": state, "proxy": proxy});
                 println!("{}", serde_json::to_string_pretty(&v)?);
                 return Ok(0);
             }
@@ -108,7 +128,34 @@ pub fn run(cmd: AgentCmd) -> Result<i32> {
                     &d[..16]
                 );
             }
+            if let Some(p) = proxy {
+                print_proxy(&p);
+            }
             Ok(0)
         }
     }
+}
+
+/// The proxy's part of `status`: per endpoint, miners and shares.
+fn print_proxy(p: &serde_json::Value) {
+    println!();
+    println!("stratum proxy: {} miners", p["miners"]);
+    println!(
+        "{:<20} {:<11} {:>7} {:>10} {:>9} {:>7} {:>9}  last error",
+        "endpoint", "link", "miners", "accepted", "rejected", "stale", "failures"
+    );
+    for e in p["endpoints"].as_array().into_iter().flatten() {
+        println!(
+            "{:<20} {:<11} {:>7} {:>10} {:>9} {:>7} {:>9}  {}",
+            e["endpoint"].as_str().unwrap_or("?"),
+            format!("{}{}", e["link"].as_str().unwrap_or("?"), if e["usable"] == true { "" } else { "*" }),
+            e["miners"],
+            e["totals"]["accepted"],
+            e["totals"]["rejected"],
+            e["totals"]["stale"],
+            e["failures"],
+            e["last_error"].as_str().unwrap_or("-"),
+        );
+    }
+    println!("(* = no work goes there now: down, or waiting out the fail-back dwell)");
 }

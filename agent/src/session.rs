@@ -1,7 +1,8 @@
 //! The agent's IO driver: connect to the node (reconnecting with full-jitter backoff), and run
 //! one session as a single `select!` over the node's stream and the heartbeat timer, around the
 //! sans-IO [`AgentPlane`]. The routing table is persisted (off the async workers) before any
-//! acknowledgement leaves; a failed write ends the session.
+//! acknowledgement leaves; a failed write ends the session. Each applied routing table goes to
+//! the Stratum proxy, and the proxy's measurements go out in the heartbeats.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -22,6 +23,7 @@ use hashmesh_scheduler::rng::Rng;
 use tracing::{info, warn};
 
 use crate::home;
+use crate::proxy::driver::ProxyHandle;
 
 /// Where and whom to connect to.
 #[derive(Debug, Clone)]
@@ -34,6 +36,9 @@ pub struct AgentOptions {
     pub node_id: PoolId,
     /// Heartbeat interval.
     pub heartbeat: Duration,
+    /// The Stratum proxy, when the agent has a `stratum.json`: it gets every routing table the
+    /// agent applies, and its measurements go out in the heartbeats.
+    pub proxy: Option<ProxyHandle>,
 }
 
 /// Run forever: connect, serve the session, back off with full jitter, reconnect.
@@ -49,6 +54,10 @@ pub async fn run(opts: AgentOptions) -> Result<()> {
     trust.insert(opts.node_id.0, Role::Node);
     let heartbeat_ms = u64::try_from(opts.heartbeat.as_millis()).unwrap_or(u64::MAX);
     let mut plane = AgentPlane::new(me, home::load_state(&opts.home)?, heartbeat_ms);
+    if let Some(p) = &opts.proxy {
+        // Route by what was committed and applied before this start, until the node says more.
+        p.routes(plane.state().routes.clone()).await;
+    }
     let backoff = Backoff { base_ms: 200, cap_ms: 10_000 };
     let mut rng = Rng::new(u64::from_le_bytes(me.0[..8].try_into().expect("8 bytes")) ^ now_ms());
     let mut attempt = 0u32;
@@ -114,10 +123,16 @@ async fn session(
                 plane.handle_message(msg, now_ms()).map_err(|e| PlaneError::Peer(e.into()))?;
                 if let Some((seq, directive, group)) = what {
                     info!(seq, directive = %directive, group = %group, "instruction applied");
+                    if let Some(p) = &opts.proxy {
+                        p.routes(plane.state().routes.clone()).await;
+                    }
                 }
             }
             () = tokio::time::sleep(Duration::from_millis(wait)) => {
-                plane.handle_timeout(now_ms(), || home::read_telemetry(&opts.home));
+                match &opts.proxy {
+                    Some(p) => plane.handle_timeout(now_ms(), || p.reports()),
+                    None => plane.handle_timeout(now_ms(), || home::read_telemetry(&opts.home)),
+                }
             }
         }
     }

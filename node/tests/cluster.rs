@@ -2,7 +2,7 @@
 //! 127.0.0.1 with free ports. Every process is spawned here and killed by its pid on exit.
 //!
 //! Needs the cometbft binary: `HASHMESH_COMETBFT`, else `testnet/install-cometbft` provides it
-//! (reusing `.tools/bin/cometbft`, or installing v0.38.25 with `go install` the first time).
+//! (reusing the per-machine cache `~/.cache/hashmesh/tools/bin/cometbft`, or installing v0.38.25 with `go install` the first time).
 
 use std::path::PathBuf;
 use std::process::{Child, Command};
@@ -121,6 +121,7 @@ fn four_validator_cluster_end_to_end() {
         kvstore: false,
         scheduler: None,
         agents_per_node: 2,
+        stratum: None,
     })
     .expect("generate cluster");
     let mut p = Processes { children: vec![Vec::new(), Vec::new(), Vec::new(), Vec::new()], cluster, _dir: dir };

@@ -58,6 +58,7 @@ fn spawn_agent(home: &Path, node: SocketAddr) -> tokio::task::JoinHandle<()> {
         node,
         node_id: PoolId(SigningKey::from_bytes(&NODE_SEED).verifying_key().to_bytes()),
         heartbeat: Duration::from_millis(200),
+        proxy: None,
     };
     tokio::spawn(async move {
         let _ = run_agent(opts).await;

@@ -112,6 +112,7 @@ async fn credentials_and_measurements_cross_the_plane_and_liars_are_cut_off() {
         node: a.local_addr,
         node_id: pool(1),
         heartbeat: Duration::from_secs(1),
+        proxy: None,
     };
     let agent_task = tokio::spawn(async move {
         let _ = run_agent(ao).await;

@@ -111,9 +111,15 @@ impl EndpointConn {
     /// Connection number `index` (its extranonce1), at `difficulty`, with the current `job`.
     #[must_use]
     pub fn new(index: u32, difficulty: f64, job: Option<Notify>) -> Self {
+        Self::with_extranonce2_size(index, EXTRANONCE2_SIZE, difficulty, job)
+    }
+
+    /// The same, giving the connection `extranonce2_size` bytes (pools differ: 4 to 8).
+    #[must_use]
+    pub fn with_extranonce2_size(index: u32, extranonce2_size: usize, difficulty: f64, job: Option<Notify>) -> Self {
         let cfg = MinerConfig {
             extranonce1: index.to_be_bytes().to_vec(),
-            extranonce2_size: EXTRANONCE2_SIZE,
+            extranonce2_size,
             pool_version_mask: VERSION_MASK_DEFAULT,
         };
         let mut session = MinerSession::new(cfg, difficulty);

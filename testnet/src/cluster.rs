@@ -15,6 +15,35 @@ pub struct Pids {
     pub cometbft: u32,
     /// The `hashmesh start` process.
     pub hashmesh: u32,
+    /// The pool's Stratum endpoints and miner fleet (`hashmesh-testnet stratum`).
+    #[serde(default)]
+    pub stratum: u32,
+}
+
+/// One pool endpoint's real Stratum server.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct EndpointInfo {
+    /// Endpoint id, e.g. `pool-a/ep-1`.
+    pub id: String,
+    /// Its Stratum address (`HOST:PORT`).
+    pub stratum: String,
+    /// Its HTTP address: `GET /status`, `GET /metrics`, `POST /chaos`.
+    pub http: String,
+}
+
+/// The testnet's Stratum traffic: endpoints, and a fleet of virtual miners per pool.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct StratumSpec {
+    /// The program that serves endpoints and fleets (`hashmesh-testnet`).
+    pub program: PathBuf,
+    /// Virtual miners per miner group (spread over the pool's agents).
+    pub miners_per_group: usize,
+    /// Hashes per second per virtual miner.
+    pub hashrate_hs: f64,
+    /// Endpoints' share difficulty.
+    pub difficulty: f64,
+    /// A new job every this many ms.
+    pub job_ms: u64,
 }
 
 /// One node: a validator and its hashmesh node.
@@ -49,6 +78,9 @@ pub struct NodeInfo {
     /// The pool's agents (registered with its node).
     #[serde(default)]
     pub agents: Vec<AgentInfo>,
+    /// The pool's endpoints' Stratum servers (empty without Stratum traffic).
+    #[serde(default)]
+    pub stratum: Vec<EndpointInfo>,
 }
 
 /// One agent of a node.
@@ -62,6 +94,9 @@ pub struct AgentInfo {
     pub groups: Vec<String>,
     /// Its process (0 = not running).
     pub pid: u32,
+    /// Where miners connect to it (`HOST:PORT`), when it proxies Stratum.
+    #[serde(default)]
+    pub stratum: Option<String>,
 }
 
 /// A generated cluster.
@@ -86,6 +121,9 @@ pub struct Cluster {
     pub app: String,
     /// Every node, in order.
     pub nodes: Vec<NodeInfo>,
+    /// Stratum traffic, if the cluster carries any.
+    #[serde(default)]
+    pub stratum: Option<StratumSpec>,
 }
 
 fn default_node_args() -> Vec<String> {

@@ -8,12 +8,15 @@ use serde_json::json;
 
 use std::collections::BTreeMap;
 
+use crate::cluster::StratumSpec;
 use crate::synthetic::{EndpointCondition, CHAOS_FILE};
+use crate::traffic;
 use crate::{demo, generate, procs, Cluster, ClusterSpec};
 use hashmesh_node::audit::{self, AuditFilter};
 use hashmesh_node::live::SchedulerSettings;
 use hashmesh_node::output::print_json;
 use hashmesh_node::rpc::Rpc;
+use hashmesh_stratum::endpoint::Chaos;
 
 const NO_CLUSTER: &str = "no cluster here; run testnet/up first";
 
@@ -35,8 +38,9 @@ pub fn testnet_scheduler() -> SchedulerSettings {
     }
 }
 
-/// `testnet/chaos degrade|kill|restore ENDPOINT`: steer the synthetic telemetry of one endpoint
-/// (through `chaos.json` in its owner's hashmesh home).
+/// `testnet/chaos degrade|kill|restore ENDPOINT`: steer the endpoint's real Stratum server
+/// (degrade: 300 ms added latency and 10 % refused shares; kill: down, every connection closed;
+/// restore: healthy) and the synthetic telemetry the owner's node signs (`chaos.json`).
 ///
 /// # Errors
 /// If there is no cluster, the endpoint is unknown or the mode is not one of the three.
@@ -57,8 +61,36 @@ pub fn chaos(dir: &Path, mode: &str, endpoint: &str) -> Result<i32> {
         std::fs::read(&path).ok().and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or_default();
     map.insert(endpoint.to_owned(), condition);
     hashmesh_plane::host::files::write_atomic(&path, &serde_json::to_vec_pretty(&map)?)?;
+    if let Some(e) = node.stratum.iter().find(|e| e.id == endpoint) {
+        let chaos = match condition {
+            EndpointCondition::Degraded => Chaos { latency_ms: 300, error_bp: 1000, ..Chaos::default() },
+            EndpointCondition::Dead => Chaos { down: true, ..Chaos::default() },
+            EndpointCondition::Normal => Chaos::default(),
+        };
+        traffic::set_chaos(&e.http, &chaos)?;
+    }
     println!("{endpoint} is now {condition:?} (seen by {}'s next scheduling epoch)", node.name);
     Ok(0)
+}
+
+/// The Stratum traffic `up` generates a new cluster with.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Traffic {
+    /// Virtual miners per miner group (0: no Stratum traffic).
+    pub miners_per_group: usize,
+    /// Hashes per second per miner.
+    pub hashrate_hs: f64,
+    /// Endpoints' share difficulty.
+    pub difficulty: f64,
+    /// Job interval, ms.
+    pub job_ms: u64,
+}
+
+impl Default for Traffic {
+    fn default() -> Self {
+        // 2^-20: 4096 hashes a share, so a 2 kH/s virtual miner finds one every ~2 s.
+        Self { miners_per_group: 25, hashrate_hs: 2_000.0, difficulty: 1.0 / 1_048_576.0, job_ms: 5_000 }
+    }
 }
 
 /// `testnet/up`: generate (or restart) the cluster, start every node, wait for blocks, run the
@@ -66,7 +98,14 @@ pub fn chaos(dir: &Path, mode: &str, endpoint: &str) -> Result<i32> {
 ///
 /// # Errors
 /// If generation, a process start or the first blocks fail.
-pub fn up(dir: &Path, validators: usize, cometbft: &Path, base_port: u16, run_demo: bool) -> Result<i32> {
+pub fn up(
+    dir: &Path,
+    validators: usize,
+    cometbft: &Path,
+    base_port: u16,
+    run_demo: bool,
+    traffic: &Traffic,
+) -> Result<i32> {
     let mut cluster = match Cluster::load(dir)? {
         Some(c) if any_running(&c) => {
             println!("a cluster is already running in {} ({} nodes):", dir.display(), c.nodes.len());
@@ -98,6 +137,13 @@ pub fn up(dir: &Path, validators: usize, cometbft: &Path, base_port: u16, run_de
                 kvstore: false,
                 scheduler: Some(testnet_scheduler()),
                 agents_per_node: 2,
+                stratum: (traffic.miners_per_group > 0).then(|| StratumSpec {
+                    program: std::env::current_exe().expect("checked above"),
+                    miners_per_group: traffic.miners_per_group,
+                    hashrate_hs: traffic.hashrate_hs,
+                    difficulty: traffic.difficulty,
+                    job_ms: traffic.job_ms,
+                }),
             })?
         }
     };

@@ -218,6 +218,7 @@ pub fn status(cluster: &Cluster) -> Vec<Value> {
                 "hashmesh_pid": n.pids.hashmesh,
                 "hashmesh_alive": procs::alive(n.pids.hashmesh),
                 "agents": agent_rows(n),
+                "endpoints": endpoint_rows(n),
             })
         })
         .collect()
@@ -238,7 +239,33 @@ fn agent_rows(n: &super::cluster::NodeInfo) -> Vec<Value> {
                 "lost": s.is_some_and(|s| s.lost),
                 "last_heartbeat_ms": s.and_then(|s| s.last_heartbeat_ms),
                 "last_directive": s.and_then(|s| s.last_directive.clone()),
+                "stratum": a.stratum,
             })
+        })
+        .collect()
+}
+
+/// Each Stratum endpoint of node `n` as its server reports it (unreachable ones say so).
+fn endpoint_rows(n: &super::cluster::NodeInfo) -> Vec<Value> {
+    n.stratum
+        .iter()
+        .map(|e| match crate::traffic::status(&e.http) {
+            Ok(s) => json!({
+                "id": e.id,
+                "stratum": e.stratum,
+                "http": e.http,
+                "up": !s.chaos.down,
+                "chaos": s.chaos,
+                "connections": s.connections,
+                "hashrate_hs": s.hashrate_hs,
+                "accepted": s.workers.values().map(|w| w.accepted).sum::<u64>(),
+                "rejected": s.workers.values().map(|w| w.rejected).sum::<u64>(),
+                "stale": s.workers.values().map(|w| w.stale).sum::<u64>(),
+                "workers": s.workers.keys().collect::<Vec<_>>(),
+            }),
+            Err(err) => {
+                json!({"id": e.id, "stratum": e.stratum, "http": e.http, "up": false, "error": format!("{err:#}")})
+            }
         })
         .collect()
 }
@@ -275,6 +302,7 @@ pub fn render_status(rows: &[Value]) -> String {
                         .as_u64()
                         .map_or("-".into(), |t| format!("{:.1} s ago", now.saturating_sub(t) as f64 / 1000.0)),
                     a["last_directive"].as_str().map_or("-".into(), |d| short(d, 16)),
+                    a["stratum"].as_str().unwrap_or("-").to_owned(),
                 ]
             })
         })
@@ -282,7 +310,45 @@ pub fn render_status(rows: &[Value]) -> String {
     let agents = if agents.is_empty() {
         String::new()
     } else {
-        format!("\n{}", table(&["NODE", "AGENT", "STATE", "LAST HEARTBEAT", "LAST DIRECTIVE"], &agents))
+        format!("\n{}", table(&["NODE", "AGENT", "STATE", "LAST HEARTBEAT", "LAST DIRECTIVE", "MINERS AT"], &agents))
+    };
+    let endpoints: Vec<Vec<String>> = rows
+        .iter()
+        .flat_map(|r| r["endpoints"].as_array().cloned().unwrap_or_default())
+        .map(|e| {
+            let state = if e["error"].is_string() {
+                "unreachable".to_owned()
+            } else if e["up"] != true {
+                "killed".into()
+            } else if e["chaos"]["latency_ms"].as_u64().unwrap_or(0) > 0
+                || e["chaos"]["error_bp"].as_u64().unwrap_or(0) > 0
+            {
+                "degraded".into()
+            } else {
+                "up".into()
+            };
+            vec![
+                e["id"].as_str().unwrap_or("").to_owned(),
+                e["stratum"].as_str().unwrap_or("").to_owned(),
+                state,
+                e["connections"].to_string(),
+                e["hashrate_hs"].as_f64().map_or("-".into(), |h| format!("{:.1} kH/s", h / 1000.0)),
+                e["accepted"].to_string(),
+                e["rejected"].to_string(),
+                e["stale"].to_string(),
+            ]
+        })
+        .collect();
+    let endpoints = if endpoints.is_empty() {
+        String::new()
+    } else {
+        format!(
+            "\n{}",
+            table(
+                &["ENDPOINT", "STRATUM", "STATE", "CONNS", "ACCEPTED RATE", "ACCEPTED", "REJECTED", "STALE"],
+                &endpoints
+            )
+        )
     };
     table(
         &["NODE", "POOL ID", "RPC", "HEIGHT", "APP HASH", "COMETBFT", "HASHMESH"],
@@ -301,4 +367,5 @@ pub fn render_status(rows: &[Value]) -> String {
             })
             .collect::<Vec<_>>(),
     ) + &agents
+        + &endpoints
 }

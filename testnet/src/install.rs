@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// `HASHMESH_COMETBFT`, else the project's installer (`testnet/install-cometbft`): it reuses
-/// `.tools/bin/cometbft`, or `go install`s v0.38.25 the first time.
+/// the per-machine cache (`~/.cache/hashmesh/tools/bin/cometbft`), or `go install`s v0.38.25 the first time.
 ///
 /// # Panics
 /// If the installer fails (a test cannot run without CometBFT).

@@ -5,17 +5,32 @@ use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use std::collections::BTreeMap;
+
 use anyhow::{bail, Context, Result};
 use hashmesh_abci::core::genesis::{GenesisEndpoint, GenesisGroup, GenesisPool};
 use hashmesh_abci::core::{GenesisAppState, Params};
+use hashmesh_agent::proxy::config::{Login, StratumConfig};
+use hashmesh_protocol::{EndpointId, GroupId};
 use serde_json::{json, Value};
 use toml_edit::{value, DocumentMut};
 
-use crate::cluster::{AgentInfo, Cluster, NodeInfo, Pids};
+use crate::cluster::{AgentInfo, Cluster, EndpointInfo, NodeInfo, Pids, StratumSpec};
 use hashmesh_node::home::{Config, Home};
 
 /// Ports each node needs: p2p, rpc, abci, metrics.
-const PORTS_PER_NODE: u16 = 4;
+/// Ports of a node: p2p, rpc, abci (TCP) and plane (UDP, same number), metrics.
+const PORTS_PER_NODE: usize = 4;
+/// Ports of a pool's Stratum traffic: each endpoint's Stratum and HTTP, then each agent's.
+fn stratum_ports(spec: &ClusterSpec) -> usize {
+    if spec.stratum.is_some() {
+        2 * ENDPOINTS_PER_POOL + spec.agents_per_node
+    } else {
+        0
+    }
+}
+/// Endpoints (and groups) per generated pool.
+const ENDPOINTS_PER_POOL: usize = 2;
 
 /// What to generate.
 #[derive(Debug, Clone)]
@@ -44,6 +59,8 @@ pub struct ClusterSpec {
     pub scheduler: Option<hashmesh_node::live::SchedulerSettings>,
     /// Agents per pool, each serving all of the pool's groups, registered with its node.
     pub agents_per_node: usize,
+    /// Real Stratum traffic: endpoints, agents proxying, virtual miners (`None`: none).
+    pub stratum: Option<StratumSpec>,
 }
 
 /// The pool name of node `i`: `pool-a`, `pool-b`, …
@@ -58,7 +75,7 @@ pub fn pool_name(i: usize) -> String {
 }
 
 fn ports(spec: &ClusterSpec) -> Result<Vec<u16>> {
-    let n = spec.validators * usize::from(PORTS_PER_NODE);
+    let n = spec.validators * (PORTS_PER_NODE + stratum_ports(spec));
     match spec.base_port {
         Some(base) => {
             let ports: Vec<u16> = (0..n).map(|i| base + u16::try_from(i).expect("few ports")).collect();
@@ -103,9 +120,19 @@ pub fn generate(spec: &ClusterSpec) -> Result<Cluster> {
     let mut nodes = Vec::new();
     let mut validators = Vec::new();
     let mut pools = Vec::new();
+    let local = |port: u16| std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    let per_node = PORTS_PER_NODE + stratum_ports(spec);
+    // Every endpoint's Stratum address, known before any agent's configuration is written.
+    let mut endpoint_addrs: BTreeMap<EndpointId, std::net::SocketAddr> = BTreeMap::new();
+    for i in 0..spec.validators {
+        for e in 0..ENDPOINTS_PER_POOL {
+            let port = if spec.stratum.is_some() { ports[i * per_node + PORTS_PER_NODE + 2 * e] } else { 0 };
+            endpoint_addrs.insert(format!("{}/ep-{}", pool_name(i), e + 1).parse()?, local(port));
+        }
+    }
     for i in 0..spec.validators {
         let name = pool_name(i);
-        let base = i * usize::from(PORTS_PER_NODE);
+        let base = i * per_node;
         let (p2p, rpc, abci, metrics) = (ports[base], ports[base + 1], ports[base + 2], ports[base + 3]);
         let node_dir = dir.join(&name);
         let cmt_home = node_dir.join("cometbft");
@@ -122,7 +149,6 @@ pub fn generate(spec: &ClusterSpec) -> Result<Cluster> {
 
         let mut cfg = Config::new(&name);
         cfg.chain_id = spec.chain_id.clone();
-        let local = |port: u16| std::net::SocketAddr::from(([127, 0, 0, 1], port));
         cfg.abci_listen = local(abci);
         cfg.rpc = format!("http://127.0.0.1:{rpc}");
         cfg.metrics_listen = Some(local(metrics));
@@ -134,15 +160,52 @@ pub fn generate(spec: &ClusterSpec) -> Result<Cluster> {
         }
         let hm_home = node_dir.join("hashmesh");
         let (_, key) = Home::init(&hm_home, cfg)?;
-        let endpoints: Vec<String> = (1..=2).map(|e| format!("{name}/ep-{e}")).collect();
-        let groups: Vec<String> = (1..=2).map(|g| format!("{name}/g-{g}")).collect();
+        let endpoints: Vec<String> = (1..=ENDPOINTS_PER_POOL).map(|e| format!("{name}/ep-{e}")).collect();
+        let groups: Vec<String> = (1..=ENDPOINTS_PER_POOL).map(|g| format!("{name}/g-{g}")).collect();
+        let stratum: Vec<EndpointInfo> = if spec.stratum.is_some() {
+            endpoints
+                .iter()
+                .enumerate()
+                .map(|(e, id)| EndpointInfo {
+                    id: id.clone(),
+                    stratum: local(ports[base + PORTS_PER_NODE + 2 * e]).to_string(),
+                    http: local(ports[base + PORTS_PER_NODE + 2 * e + 1]).to_string(),
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
         let mut agents = Vec::new();
         for a in 1..=spec.agents_per_node {
             let home = node_dir.join(format!("agent-{a}"));
             let id = hashmesh_agent::home::init(&home)?;
-            let parsed = groups.iter().map(|g| g.parse().expect("generated ids are valid")).collect();
-            hashmesh_node::plane::registry::add(&hm_home, id, parsed)?;
-            agents.push(AgentInfo { id: id.to_hex(), home, groups: groups.clone(), pid: 0 });
+            let parsed: std::collections::BTreeSet<GroupId> =
+                groups.iter().map(|g| g.parse().expect("generated ids are valid")).collect();
+            hashmesh_node::plane::registry::add(&hm_home, id, parsed.iter().cloned().collect())?;
+            let listen =
+                spec.stratum.as_ref().map(|_| local(ports[base + PORTS_PER_NODE + 2 * ENDPOINTS_PER_POOL + a - 1]));
+            if let Some(listen) = listen {
+                StratumConfig {
+                    listen,
+                    group_listeners: BTreeMap::new(),
+                    endpoints: endpoint_addrs.clone(),
+                    login: Login { user: format!("{name}.agent-{a}"), password: "x".into() },
+                    logins: BTreeMap::new(),
+                    standby: Vec::new(),
+                    groups: parsed,
+                    worker_groups: BTreeMap::new(),
+                    fail_back_ms: 10_000,
+                    start_difficulty: 1.0,
+                }
+                .create(&home)?;
+            }
+            agents.push(AgentInfo {
+                id: id.to_hex(),
+                home,
+                groups: groups.clone(),
+                pid: 0,
+                stratum: listen.map(|l| l.to_string()),
+            });
         }
         pools.push(GenesisPool {
             id: key.pool_id(),
@@ -150,10 +213,12 @@ pub fn generate(spec: &ClusterSpec) -> Result<Cluster> {
             validator_address: address.clone(),
             endpoints: endpoints
                 .iter()
-                .enumerate()
-                .map(|(e, id)| GenesisEndpoint {
+                .map(|id| GenesisEndpoint {
                     id: id.parse().expect("generated ids are valid"),
-                    stratum_url: format!("stratum+tcp://127.0.0.1:{}", 3333 + i * 10 + e),
+                    stratum_url: format!(
+                        "stratum+tcp://{}",
+                        endpoint_addrs[&id.parse::<EndpointId>().expect("generated ids are valid")]
+                    ),
                     capacity_hs: 500_000_000_000_000, // 500 TH/s
                     region: "local".into(),
                 })
@@ -181,6 +246,7 @@ pub fn generate(spec: &ClusterSpec) -> Result<Cluster> {
             endpoints,
             pids: Pids::default(),
             agents,
+            stratum,
         });
     }
     // Every node knows where the other pools' planes listen (for worker credentials).
@@ -220,6 +286,7 @@ pub fn generate(spec: &ClusterSpec) -> Result<Cluster> {
         node_args: spec.node_args.clone(),
         app: if spec.kvstore { "kvstore".into() } else { "hashmesh".into() },
         nodes,
+        stratum: spec.stratum.clone(),
     };
     cluster.save()?;
     Ok(cluster)

@@ -9,6 +9,7 @@
 //!   `chaos`, `down`; [`demo`]: the scripted demo and status rows.
 //! - [`endpoint`]: a real Stratum V1 pool endpoint with status, metrics and chaos over HTTP;
 //!   [`fleet`]: many virtual miners doing real SHA-256d work.
+//! - [`traffic`]: a pool's endpoints and fleet as one process; chaos and status over HTTP.
 //! - [`synthetic`]: the modelled endpoint telemetry a testnet node runs with.
 //! - [`install`]: where tests find `cometbft`.
 //! - [`bench`](mod@bench): `bench-cluster` (hashmesh vs kvstore, one run).
@@ -23,6 +24,7 @@ pub mod install;
 pub mod layout;
 pub mod procs;
 pub mod synthetic;
+pub mod traffic;
 
 pub use cluster::{Cluster, NodeInfo};
 pub use layout::{generate, ClusterSpec};

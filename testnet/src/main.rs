@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 use hashmesh_node::home::Home;
 use hashmesh_node::output::print_json;
@@ -42,6 +42,18 @@ enum Cmd {
         /// Skip the scripted demo.
         #[arg(long)]
         no_demo: bool,
+        /// Virtual Stratum miners per miner group, mining through the agents (0: no Stratum
+        /// traffic). Applies when the cluster is generated.
+        #[arg(long, default_value_t = 25)]
+        miners_per_group: usize,
+        /// Hashes per second per virtual miner (real SHA-256d work).
+        #[arg(long, default_value_t = 2000.0)]
+        miner_hashrate: f64,
+    },
+    /// Serve one pool's Stratum endpoints and run its miner fleet (started by `up`/`start`).
+    Stratum {
+        /// Node name or index.
+        node: String,
     },
     /// Start one node (by name, e.g. pool-b, or index).
     Start {
@@ -87,7 +99,7 @@ enum Cmd {
     },
     /// Committed tx/s of hashmesh vs CometBFT's kvstore on loopback clusters, in one run.
     #[command(
-        after_help = "Examples:\n  hashmesh-testnet bench-cluster --cometbft .tools/bin/cometbft --duration-secs 20                 # saturation\n  hashmesh-testnet bench-cluster --cometbft .tools/bin/cometbft --concurrency 8 --rate 50         # latency at light load"
+        after_help = "Examples:\n  hashmesh-testnet bench-cluster --cometbft ~/.cache/hashmesh/tools/bin/cometbft --duration-secs 20                 # saturation\n  hashmesh-testnet bench-cluster --cometbft ~/.cache/hashmesh/tools/bin/cometbft --concurrency 8 --rate 50         # latency at light load"
     )]
     BenchCluster {
         /// The cometbft binary.
@@ -135,8 +147,20 @@ fn init_logging() {
 fn run(cli: Cli) -> Result<i32> {
     let dir = cli.dir;
     match cli.cmd {
-        Cmd::Up { validators, cometbft, base_port, no_demo } => {
-            commands::up(&dir, validators, &cometbft, base_port, !no_demo)
+        Cmd::Up { validators, cometbft, base_port, no_demo, miners_per_group, miner_hashrate } => {
+            if !(miner_hashrate.is_finite() && miner_hashrate > 0.0) {
+                bail!("--miner-hashrate must be a positive number of hashes per second");
+            }
+            let traffic =
+                commands::Traffic { miners_per_group, hashrate_hs: miner_hashrate, ..commands::Traffic::default() };
+            commands::up(&dir, validators, &cometbft, base_port, !no_demo, &traffic)
+        }
+        Cmd::Stratum { node } => {
+            init_logging();
+            let cluster = hashmesh_testnet::Cluster::load(&dir)?.context("no cluster here; run testnet/up")?;
+            let i = cluster.node_index(&node)?;
+            hashmesh_testnet::traffic::serve(&cluster, i)?;
+            Ok(0)
         }
         Cmd::Start { node } => commands::start(&dir, &node),
         Cmd::Stop { node } => commands::stop(&dir, &node),

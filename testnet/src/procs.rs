@@ -61,8 +61,9 @@ fn spawn(program: &Path, args: &[&str], log: &Path, detach: bool) -> Result<Chil
     cmd.spawn().with_context(|| format!("starting {}", program.display()))
 }
 
-/// Start node `i` (hashmesh first, then CometBFT, then its agents). Returns the children,
-/// CometBFT first (no hashmesh or agent children for a kvstore cluster); their pids are
+/// Start node `i` (hashmesh first, then CometBFT, then its Stratum endpoints and fleet, then its
+/// agents). Returns the children, CometBFT first (no hashmesh, Stratum or agent children for a
+/// kvstore cluster); their pids are
 /// recorded in the cluster (the caller saves it).
 ///
 /// # Errors
@@ -81,6 +82,12 @@ pub fn start_node(cluster: &mut Cluster, i: usize, detach: bool) -> Result<Vec<C
     }
     let cmt_home = n.home.display().to_string();
     let cmt = spawn(&cluster.cometbft, &["start", "--home", &cmt_home], &node_dir.join("cometbft.log"), detach)?;
+    let mut stratum = None;
+    if let Some(spec) = cluster.stratum.as_ref().filter(|_| cluster.runs_hashmesh()) {
+        let dir = cluster.dir.display().to_string();
+        let args = ["--dir", &dir, "stratum", &n.name];
+        stratum = Some(spawn(&spec.program, &args, &node_dir.join("stratum.log"), detach)?);
+    }
     let mut agents = Vec::new();
     if cluster.runs_hashmesh() {
         let (plane, pool_id) = (n.abci.clone(), n.pool_id.clone());
@@ -92,10 +99,11 @@ pub fn start_node(cluster: &mut Cluster, i: usize, detach: bool) -> Result<Vec<C
     }
     cluster.nodes[i].pids.cometbft = cmt.id();
     cluster.nodes[i].pids.hashmesh = hashmesh.as_ref().map_or(0, Child::id);
+    cluster.nodes[i].pids.stratum = stratum.as_ref().map_or(0, Child::id);
     for (a, child) in cluster.nodes[i].agents.iter_mut().zip(&agents) {
         a.pid = child.id();
     }
-    Ok(std::iter::once(cmt).chain(hashmesh).chain(agents).collect())
+    Ok(std::iter::once(cmt).chain(hashmesh).chain(stratum).chain(agents).collect())
 }
 
 /// Stop node `i` (CometBFT first, then hashmesh) and clear its pids.
@@ -107,6 +115,7 @@ pub fn stop_node(cluster: &mut Cluster, i: usize) {
         stop_pid(a.pid, Duration::from_secs(5));
         a.pid = 0;
     }
+    stop_pid(p.stratum, Duration::from_secs(5));
     cluster.nodes[i].pids = Default::default();
 }
 

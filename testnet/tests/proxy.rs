@@ -102,7 +102,7 @@ async fn committed_routes_move_real_shares_and_failover_is_local() {
         fail_back_ms: 2_000,
         start_difficulty: 1.0,
     };
-    let proxy = driver::start(&cfg, cfg.proxy_config(Some("pool-a")), None).await.unwrap();
+    let proxy = driver::start(&cfg, cfg.proxy_config(), None).await.unwrap();
     let secret = "lenders-secret-password";
     let cred =
         WorkerCredential { endpoint: e("pool-b/ep-1"), user: "pool-b.lent-to-pool-a".into(), password: secret.into() };

@@ -113,13 +113,15 @@ impl StratumConfig {
         Ok(())
     }
 
-    /// The proxy core's settings.
+    /// The proxy core's settings. Without an explicit `standby`, the pool's own endpoints
+    /// (those named like its groups, `pool-a/…`) are the standby candidates.
     #[must_use]
-    pub fn proxy_config(&self, own_pool: Option<&str>) -> ProxyConfig {
+    pub fn proxy_config(&self) -> ProxyConfig {
+        let pools: BTreeSet<&str> = self.groups.iter().filter_map(|g| g.as_str().split('/').next()).collect();
         let standby = if self.standby.is_empty() {
             self.endpoints
                 .keys()
-                .filter(|e| own_pool.is_none_or(|p| e.as_str().starts_with(&format!("{p}/"))))
+                .filter(|e| e.as_str().split('/').next().is_some_and(|p| pools.contains(p)))
                 .cloned()
                 .collect()
         } else {
@@ -130,6 +132,7 @@ impl StratumConfig {
             default_login: (self.login.user.clone(), self.login.password.clone()),
             standby,
             groups: self.groups.clone(),
+            own_pools: pools.iter().map(|p| (*p).to_owned()).collect(),
             worker_groups: self.worker_groups.clone(),
             start_difficulty: self.start_difficulty,
             fail_back_ms: self.fail_back_ms,

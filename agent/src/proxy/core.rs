@@ -59,6 +59,9 @@ pub struct ProxyConfig {
     pub standby: Vec<EndpointId>,
     /// Groups served even before a route for them arrives.
     pub groups: BTreeSet<GroupId>,
+    /// The pool's own names (`pool-a`): an endpoint of another pool gets work only with the
+    /// credentials its owner handed over.
+    pub own_pools: BTreeSet<String>,
     /// Worker-name prefixes (the part before the first `.`) mapped to groups.
     pub worker_groups: BTreeMap<String, GroupId>,
     /// Difficulty miners start at before an upstream set one.
@@ -80,6 +83,7 @@ impl Default for ProxyConfig {
             default_login: ("hashmesh".into(), "x".into()),
             standby: Vec::new(),
             groups: BTreeSet::new(),
+            own_pools: BTreeSet::new(),
             worker_groups: BTreeMap::new(),
             start_difficulty: 1.0,
             fail_back_ms: 10_000,
@@ -594,6 +598,13 @@ impl Proxy {
         self.rebalance_all(now_ms);
     }
 
+    /// Whether we can log in at `e`: our own endpoints always, another pool's only with the
+    /// credentials its owner handed over (else its owner would not credit our work).
+    fn may_log_in(&self, e: &EndpointId) -> bool {
+        let pool = e.as_str().split('/').next().unwrap_or_default();
+        self.cfg.own_pools.is_empty() || self.cfg.own_pools.contains(pool) || self.credentials.contains_key(e)
+    }
+
     fn login_for(&self, e: &EndpointId) -> PoolLogin {
         let (user, password) = self
             .credentials
@@ -652,6 +663,7 @@ impl Proxy {
             .values()
             .filter_map(|g| g.route.as_ref())
             .flat_map(|r| r.effective().into_iter().map(|t| t.endpoint))
+            .filter(|e| self.may_log_in(e))
             .collect();
         if let Some(s) = self.cfg.standby.iter().find(|s| !w.contains(*s)).or_else(|| self.cfg.standby.first()) {
             w.insert(s.clone());
@@ -688,7 +700,11 @@ impl Proxy {
     }
 
     fn usable(&self, e: &EndpointId, now_ms: u64) -> bool {
-        self.upstreams.get(e).is_some_and(|u| u.link == Link::Ready && u.job.is_some() && now_ms >= u.usable_from_ms)
+        self.may_log_in(e)
+            && self
+                .upstreams
+                .get(e)
+                .is_some_and(|u| u.link == Link::Ready && u.job.is_some() && now_ms >= u.usable_from_ms)
     }
 
     /// Where a group's work goes now: its route's live targets with their weights; else the
@@ -783,11 +799,15 @@ impl Proxy {
     /// now — moved miners get the new endpoint's job at once — and their split starts over.
     pub fn handle_routes(&mut self, routes: &BTreeMap<GroupId, AppliedRoute>, now_ms: u64) {
         let mut changed = Vec::new();
+        let mut relogin = Vec::new();
         for (gid, r) in routes {
             let g = self.groups.entry(gid.clone()).or_default();
             let same = g.route.as_ref().is_some_and(|old| old.directive == r.directive && old.drained == r.drained);
             for c in &r.credentials {
-                self.credentials.insert(c.endpoint.clone(), (c.user.clone(), c.password.clone()));
+                let new = (c.user.clone(), c.password.clone());
+                if self.credentials.insert(c.endpoint.clone(), new.clone()).as_ref() != Some(&new) {
+                    relogin.push(c.endpoint.clone());
+                }
             }
             if !same {
                 g.route = Some(r.clone());
@@ -795,7 +815,20 @@ impl Proxy {
                 changed.push(gid.clone());
             }
         }
-        if changed.is_empty() {
+        let relogged = !relogin.is_empty();
+        for e in relogin {
+            // Log in again with the credentials the lender handed over (its books must show
+            // them); the session's miners move meanwhile, like a failover without blame.
+            if let Some(u) = self.upstreams.get_mut(&e) {
+                let failures = u.failures;
+                self.fail(&e, "logging in again with new credentials", now_ms);
+                let u = self.upstreams.get_mut(&e).expect("present");
+                u.failures = failures;
+                u.retry_at_ms = now_ms;
+                self.failovers.pop_back();
+            }
+        }
+        if changed.is_empty() && !relogged {
             return;
         }
         self.reconcile(now_ms);

@@ -61,6 +61,12 @@ pub struct ProxyHandle {
     pub listening: Vec<SocketAddr>,
 }
 
+impl std::fmt::Debug for ProxyHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProxyHandle").field("listening", &self.listening).finish_non_exhaustive()
+    }
+}
+
 impl ProxyHandle {
     /// The committed routing table changed.
     pub async fn routes(&self, routes: BTreeMap<GroupId, AppliedRoute>) {

@@ -254,6 +254,7 @@ fn latency_run(o: PlaneBenchOptions, dir: &std::path::Path, node_key: &SigningKe
             node: plane.local_addr,
             node_id: PoolId(node_key.verifying_key().to_bytes()),
             heartbeat: Duration::from_secs(1),
+            proxy: None,
         };
         rt.spawn(async move {
             let _ = agent::run(ao).await;
