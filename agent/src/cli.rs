@@ -103,7 +103,13 @@ pub fn run(cmd: AgentCmd) -> Result<i32> {
         }
         AgentCmd::Status { home: dir, json } => {
             let key = home::load_key(&dir)?;
-            let state = home::load_state(&dir)?;
+            let mut state = home::load_state(&dir)?;
+            // Lenders' passwords never leave the state file.
+            for r in state.routes.values_mut() {
+                for c in &mut r.credentials {
+                    c.password = "(hidden)".into();
+                }
+            }
             let agent = hex::encode(key.verifying_key().as_bytes());
             let proxy: Option<serde_json::Value> =
                 std::fs::read(dir.join(driver::STATUS_FILE)).ok().and_then(|b| serde_json::from_slice(&b).ok());

@@ -51,12 +51,13 @@ pub fn load_state(dir: &Path) -> Result<AgentState> {
     serde_json::from_slice(&std::fs::read(&path)?).with_context(|| format!("parsing {}", path.display()))
 }
 
-/// Persist the routing table atomically and durably.
+/// Persist the routing table atomically and durably, readable by the agent's user only (it
+/// holds the worker credentials of cross-pool routes).
 ///
 /// # Errors
 /// If the file cannot be written.
 pub fn save_state(dir: &Path, state: &AgentState) -> Result<()> {
-    files::write_atomic(&dir.join(STATE_FILE), &serde_json::to_vec_pretty(state)?)
+    files::write_atomic_private(&dir.join(STATE_FILE), &serde_json::to_vec_pretty(state)?)
 }
 
 /// The measurements last written (none when the file is absent or unreadable).

@@ -1,0 +1,165 @@
+//! The data plane on the real cluster, with the user's own command (`testnet up`): virtual
+//! miners mine through every pool's agents to real Stratum endpoints; the cross-pool route of
+//! the demo makes pool-a's miners' shares count at pool-b's endpoint under the credentials
+//! pool-b's node handed over (which appear in no log, status, chain state or event); killing an
+//! endpoint moves its work within 2 s, and a route change without it commits.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use hashmesh_node::rpc::Rpc;
+use serde_json::Value;
+
+const TESTNET: &str = env!("CARGO_BIN_EXE_hashmesh-testnet");
+
+fn testnet(dir: &Path, args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(TESTNET)
+        .arg("--dir")
+        .arg(dir)
+        .args(args)
+        .env("HASHMESH_LOG", "info")
+        .output()
+        .expect("run hashmesh-testnet");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Stops the cluster (by the pids in its cluster.json) however the test ends.
+struct Down(PathBuf);
+
+impl Drop for Down {
+    fn drop(&mut self) {
+        let _ = testnet(&self.0, &["down"]);
+    }
+}
+
+fn status(dir: &Path) -> Value {
+    let (code, out, err) = testnet(dir, &["status", "--json"]);
+    assert_eq!(code, 0, "{err}");
+    serde_json::from_str(&out).unwrap()
+}
+
+fn endpoint(status: &Value, id: &str) -> Value {
+    status["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|n| n["endpoints"].as_array().unwrap().clone())
+        .find(|e| e["id"] == id)
+        .unwrap_or_else(|| panic!("no endpoint {id} in {status}"))
+}
+
+fn wait(what: &str, secs: u64, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while !f() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Every file under `dir` (logs, homes, status files), as text.
+fn files(dir: &Path, out: &mut Vec<(PathBuf, String)>) {
+    for e in std::fs::read_dir(dir).unwrap().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            files(&p, out);
+        } else if let Ok(bytes) = std::fs::read(&p) {
+            out.push((p, String::from_utf8_lossy(&bytes).into_owned()));
+        }
+    }
+}
+
+#[test]
+fn miners_follow_committed_routes_on_the_cluster() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("cluster");
+    let cometbft = hashmesh_testnet::install::cometbft();
+    let _down = Down(dir.clone());
+    let (code, out, err) = testnet(&dir, &["up", "--cometbft", cometbft.to_str().unwrap(), "--base-port", "0"]);
+    assert_eq!(code, 0, "up\n{out}\n{err}");
+
+    // Real shares at every pool's endpoints, from its agents' upstream sessions.
+    wait("accepted shares at pool-a/ep-1 and pool-c/ep-1", 60, || {
+        let s = status(&dir);
+        ["pool-a/ep-1", "pool-c/ep-1"].iter().all(|e| endpoint(&s, e)["accepted"].as_u64().unwrap_or(0) > 0)
+    });
+
+    // The demo's cross-pool route: pool-a/g-2's miners count at pool-b/ep-2 under the worker
+    // name pool-b's node issued (`<pool-a id>.pool-a/g-2`), not under pool-a's own login.
+    wait("pool-a/g-2's shares at pool-b/ep-2 under pool-b's credentials", 60, || {
+        endpoint(&status(&dir), "pool-b/ep-2")["workers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|w| w.as_str().is_some_and(|w| w.ends_with(".pool-a/g-2")))
+    });
+    let state: Value = serde_json::from_slice(&std::fs::read(dir.join("pool-a/agent-1/state.json")).unwrap()).unwrap();
+    let password = state["routes"]
+        .as_object()
+        .unwrap()
+        .values()
+        .flat_map(|r| r["credentials"].as_array().unwrap().clone())
+        .find_map(|c| c["password"].as_str().map(str::to_owned))
+        .expect("pool-a's agent holds pool-b's credentials");
+    assert!(password.len() >= 16);
+    let s = status(&dir);
+    let rpc = Rpc::new(s["nodes"][0]["rpc"].as_str().unwrap());
+    let mut seen = Vec::new();
+    files(&dir, &mut seen);
+    for (path, text) in &seen {
+        // Where credentials live by design: the agents' routing tables (0600) and the nodes'
+        // plane stores (the outbox that delivers them, the lender's issued secrets).
+        let secret_holder = path.ends_with("state.json") || path.to_string_lossy().contains("/data/plane/");
+        assert!(secret_holder || !text.contains(&password), "the lender's password leaked into {}", path.display());
+    }
+    for q in ["/assignments", "/history", "/telemetry", "/pending"] {
+        let v = rpc.abci_query(q, b"").unwrap();
+        assert!(!v.to_string().contains(&password), "the lender's password is in chain state {q}");
+    }
+
+    // Kill pool-a/ep-1: within 2 s its miners' work is accepted at pool-a/ep-2, before any
+    // consensus; then the pool's scheduling loop commits routes without it.
+    let before = endpoint(&status(&dir), "pool-a/ep-2")["accepted"].as_u64().unwrap();
+    let killed = Instant::now();
+    let (code, out, err) = testnet(&dir, &["chaos", "kill", "pool-a/ep-1"]);
+    assert_eq!(code, 0, "{out}{err}");
+    wait("pool-a/ep-2 to accept pool-a/ep-1's work", 10, || {
+        let moved = ["agent-1", "agent-2"].iter().all(|a| {
+            std::fs::read(dir.join(format!("pool-a/{a}/proxy.json")))
+                .ok()
+                .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
+                .is_some_and(|p| {
+                    p["endpoints"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .all(|e| e["endpoint"] != "pool-a/ep-1" || e["miners"] == 0)
+                })
+        });
+        moved && endpoint(&status(&dir), "pool-a/ep-2")["accepted"].as_u64().unwrap() > before
+    });
+    let failover = killed.elapsed();
+    // proxy.json is rewritten every 2 s: this bounds the failover from above, coarsely.
+    assert!(failover < Duration::from_secs(5), "failover (as seen through 2 s status files) took {failover:?}");
+    let agents: Vec<Value> = ["agent-1", "agent-2"]
+        .iter()
+        .map(|a| serde_json::from_slice(&std::fs::read(dir.join(format!("pool-a/{a}/proxy.json"))).unwrap()).unwrap())
+        .collect();
+    for p in &agents {
+        let f = p["failovers"].as_array().unwrap();
+        assert!(f.iter().any(|f| f["endpoint"] == "pool-a/ep-1"), "{p}");
+    }
+    wait("a committed route of pool-a without pool-a/ep-1", 60, || {
+        rpc.abci_query("/assignments", b"").ok().is_some_and(|a| {
+            a.as_array()
+                .unwrap()
+                .iter()
+                .filter(|x| x["group"].as_str().is_some_and(|g| g.starts_with("pool-a/")))
+                .all(|x| x["targets"].as_array().unwrap().iter().all(|t| t["endpoint"] != "pool-a/ep-1"))
+        })
+    });
+}
