@@ -51,6 +51,9 @@ pub struct ClientCounts {
     pub jobs: u64,
 }
 
+/// Latencies kept until the driver polls them.
+pub const LATENCIES_KEPT_MAX: usize = 4096;
+
 const ID_CONFIGURE: u64 = 1;
 const ID_SUBSCRIBE: u64 = 2;
 const ID_AUTHORIZE: u64 = 3;
@@ -78,7 +81,11 @@ pub struct MinerClient {
     work: Option<Work>,
     extranonce2_counter: u64,
     authorized: bool,
-    pending: BTreeMap<u64, ()>,
+    /// Shares sent and not answered: request id → when sent.
+    pending: BTreeMap<u64, u64>,
+    now: u64,
+    latencies: VecDeque<u64>,
+    last_job_at: u64,
     next_id: u64,
     out: VecDeque<String>,
     events: VecDeque<ClientEvent>,
@@ -99,6 +106,9 @@ impl MinerClient {
             extranonce2_counter: 0,
             authorized: false,
             pending: BTreeMap::new(),
+            now: 0,
+            latencies: VecDeque::new(),
+            last_job_at: 0,
             next_id: ID_SHARES,
             out: VecDeque::new(),
             events: VecDeque::new(),
@@ -129,6 +139,24 @@ impl MinerClient {
             c.out.push_back(ClientMessage::ExtranonceSubscribe { id: Id::Num(ID_EXTRANONCE) }.to_line());
         }
         c
+    }
+
+    /// The driver's clock, for latencies and job times (any unit and epoch, e.g. µs since the
+    /// fleet started; latencies come back in it).
+    pub fn set_time(&mut self, now: u64) {
+        self.now = now;
+    }
+
+    /// The next measured submit → answer time, in [`MinerClient::set_time`]'s unit (the last
+    /// [`LATENCIES_KEPT_MAX`] are kept).
+    pub fn poll_latency(&mut self) -> Option<u64> {
+        self.latencies.pop_front()
+    }
+
+    /// When the last job arrived, by [`MinerClient::set_time`]'s clock (0: none yet).
+    #[must_use]
+    pub fn last_job_at(&self) -> u64 {
+        self.last_job_at
     }
 
     /// Answers so far.
@@ -162,6 +190,7 @@ impl MinerClient {
         match msg {
             ServerMessage::Notify(n) => {
                 self.counts.jobs += 1;
+                self.last_job_at = self.now;
                 self.job = Some(n);
                 self.work = None;
             }
@@ -212,9 +241,15 @@ impl MinerClient {
             }
             ID_EXTRANONCE => {}
             n => {
-                if self.pending.remove(&n).is_none() {
+                let Some(sent) = self.pending.remove(&n) else {
                     self.counts.unexpected += 1;
-                } else if ok && result == &Value::Bool(true) {
+                    return;
+                };
+                if self.latencies.len() >= LATENCIES_KEPT_MAX {
+                    self.latencies.pop_front();
+                }
+                self.latencies.push_back(self.now.saturating_sub(sent));
+                if ok && result == &Value::Bool(true) {
                     self.counts.accepted += 1;
                 } else if error == Some(crate::message::code::JOB_NOT_FOUND) {
                     self.counts.stale += 1;
@@ -284,7 +319,7 @@ impl MinerClient {
                 };
                 let id = self.next_id;
                 self.next_id += 1;
-                self.pending.insert(id, ());
+                self.pending.insert(id, self.now);
                 self.counts.submitted += 1;
                 self.out.push_back(ClientMessage::Submit { id: Id::Num(id), submit }.to_line());
             }

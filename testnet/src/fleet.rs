@@ -5,13 +5,15 @@
 //! connection that closed before answering it is counted as lost.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
 
 use hashmesh_stratum::client::{ClientConfig, ClientEvent, MinerClient};
 use hashmesh_stratum::codec::LineCodec;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -35,8 +37,16 @@ pub struct FleetSettings {
 }
 
 /// Totals over the fleet.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct FleetStats {
+    /// When the fleet started: the clock of `latency_us` and `last_job_us`.
+    pub started: Instant,
+    /// Submit → answer, µs.
+    pub latency_us: Mutex<Histogram<u64>>,
+    /// Per miner, when its last job arrived (µs since `started`; 0: none yet).
+    pub last_job_us: Mutex<Vec<u64>>,
+    /// Set by [`FleetStats::stop`]: every miner disconnects and ends.
+    stopped: AtomicBool,
     /// Miners connected now.
     pub connected: AtomicU64,
     /// Shares submitted.
@@ -58,7 +68,7 @@ pub struct FleetStats {
 }
 
 /// A snapshot of [`FleetStats`].
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FleetTotals {
     /// Miners connected now.
     pub connected: u64,
@@ -78,13 +88,50 @@ pub struct FleetTotals {
     pub reconnects: u64,
     /// Hashes tried.
     pub hashes: u64,
+    /// Submit → answer, median, µs.
+    pub latency_p50_us: u64,
+    /// Submit → answer, 99th percentile, µs.
+    pub latency_p99_us: u64,
 }
 
 impl FleetStats {
+    fn new(miners: usize) -> Self {
+        Self {
+            started: Instant::now(),
+            latency_us: Mutex::new(Histogram::new_with_bounds(1, 60_000_000, 3).expect("valid bounds")),
+            last_job_us: Mutex::new(vec![0; miners]),
+            stopped: AtomicBool::new(false),
+            connected: AtomicU64::default(),
+            submitted: AtomicU64::default(),
+            accepted: AtomicU64::default(),
+            rejected: AtomicU64::default(),
+            stale: AtomicU64::default(),
+            unexpected: AtomicU64::default(),
+            lost: AtomicU64::default(),
+            reconnects: AtomicU64::default(),
+            hashes: AtomicU64::default(),
+        }
+    }
+
+    /// Stop the fleet: each miner disconnects at its next tick and does not come back.
+    pub fn stop(&self) {
+        self.stopped.store(true, Ordering::Relaxed);
+    }
+
+    /// µs since the fleet started.
+    #[must_use]
+    pub fn now_us(&self) -> u64 {
+        u64::try_from(self.started.elapsed().as_micros()).unwrap_or(u64::MAX)
+    }
+
     /// The totals now.
     #[must_use]
     pub fn totals(&self) -> FleetTotals {
         let l = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        let (latency_p50_us, latency_p99_us) = {
+            let h = self.latency_us.lock().expect("histogram lock");
+            (h.value_at_quantile(0.5), h.value_at_quantile(0.99))
+        };
         FleetTotals {
             connected: l(&self.connected),
             submitted: l(&self.submitted),
@@ -95,6 +142,8 @@ impl FleetStats {
             lost: l(&self.lost),
             reconnects: l(&self.reconnects),
             hashes: l(&self.hashes),
+            latency_p50_us,
+            latency_p99_us,
         }
     }
 }
@@ -102,7 +151,7 @@ impl FleetStats {
 /// Start the fleet on the current runtime; its tasks run until the runtime stops.
 #[must_use]
 pub fn start(s: &FleetSettings) -> Arc<FleetStats> {
-    let stats = Arc::new(FleetStats::default());
+    let stats = Arc::new(FleetStats::new(s.miners));
     for n in 0..s.miners {
         let cfg = ClientConfig {
             worker: format!("{}{n}", s.worker_prefix),
@@ -120,7 +169,7 @@ async fn miner(target: SocketAddr, cfg: ClientConfig, rate: f64, tick_ms: u64, s
     let offset = (n as u64 * 7919) % tick_ms;
     tokio::time::sleep(Duration::from_millis(offset)).await;
     let mut first = true;
-    loop {
+    while !stats.stopped.load(Ordering::Relaxed) {
         if let Ok(stream) = TcpStream::connect(target).await {
             if !first {
                 stats.reconnects.fetch_add(1, Ordering::Relaxed);
@@ -128,14 +177,14 @@ async fn miner(target: SocketAddr, cfg: ClientConfig, rate: f64, tick_ms: u64, s
             first = false;
             let _ = stream.set_nodelay(true);
             stats.connected.fetch_add(1, Ordering::Relaxed);
-            session(stream, MinerClient::new(cfg.clone()), rate, tick_ms, &stats).await;
+            session(stream, MinerClient::new(cfg.clone()), rate, tick_ms, &stats, n).await;
             stats.connected.fetch_sub(1, Ordering::Relaxed);
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
 }
 
-async fn session(mut stream: TcpStream, mut c: MinerClient, rate: f64, tick_ms: u64, stats: &FleetStats) {
+async fn session(mut stream: TcpStream, mut c: MinerClient, rate: f64, tick_ms: u64, stats: &FleetStats, n: usize) {
     let mut codec = LineCodec::new();
     let mut buf = vec![0u8; 4096];
     let mut tick = tokio::time::interval(Duration::from_millis(tick_ms));
@@ -148,6 +197,19 @@ async fn session(mut stream: TcpStream, mut c: MinerClient, rate: f64, tick_ms: 
         }
         if !out.is_empty() && stream.write_all(&out).await.is_err() {
             break;
+        }
+        let mut lat = Vec::new();
+        while let Some(l) = c.poll_latency() {
+            lat.push(l);
+        }
+        if !lat.is_empty() {
+            let mut h = stats.latency_us.lock().expect("histogram lock");
+            for l in lat {
+                h.saturating_record(l.max(1));
+            }
+        }
+        if c.last_job_at() > 0 {
+            stats.last_job_us.lock().expect("jobs lock")[n] = c.last_job_at();
         }
         let now = c.counts();
         stats.submitted.fetch_add(now.submitted - seen.submitted, Ordering::Relaxed);
@@ -165,14 +227,19 @@ async fn session(mut stream: TcpStream, mut c: MinerClient, rate: f64, tick_ms: 
                 if codec.push(&buf[..n]).is_err() {
                     break;
                 }
+                c.set_time(stats.now_us());
                 while let Some(Ok(line)) = codec.next_line() {
                     c.handle_line(&line);
                 }
             }
             _ = tick.tick() => {
+                if stats.stopped.load(Ordering::Relaxed) {
+                    break;
+                }
                 carry += rate * tick_ms as f64 / 1000.0;
                 let budget = carry.floor();
                 carry -= budget;
+                c.set_time(stats.now_us());
                 let tried = c.work(budget as u64);
                 stats.hashes.fetch_add(tried, Ordering::Relaxed);
             }

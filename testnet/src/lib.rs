@@ -12,9 +12,11 @@
 //! - [`traffic`]: a pool's endpoints and fleet as one process; chaos and status over HTTP.
 //! - [`synthetic`]: the modelled endpoint telemetry a testnet node runs with.
 //! - [`install`]: where tests find `cometbft`.
-//! - [`bench`](mod@bench): `bench-cluster` (hashmesh vs kvstore, one run).
+//! - [`bench`](mod@bench): `bench-cluster` (hashmesh vs kvstore, one run); [`bench_proxy`]:
+//!   `bench-proxy` (the data plane's targets beside their baselines).
 
 pub mod bench;
+pub mod bench_proxy;
 pub mod cluster;
 pub mod commands;
 pub mod demo;

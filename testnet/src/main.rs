@@ -50,6 +50,53 @@ enum Cmd {
         #[arg(long, default_value_t = 2000.0)]
         miner_hashrate: f64,
     },
+    /// Many virtual Stratum V1 miners doing real SHA-256d work, until stopped; prints totals
+    /// as a JSON line every 5 s.
+    #[command(
+        after_help = "Example:\n  hashmesh-testnet fleet --target 127.0.0.1:3333 --miners 1000 --hashrate 2000 --worker-prefix pool-a/g-1.rig-"
+    )]
+    Fleet {
+        /// Where the miners connect (an agent's Stratum port or an endpoint), HOST:PORT.
+        #[arg(long)]
+        target: std::net::SocketAddr,
+        /// How many miners.
+        #[arg(long, default_value_t = 100)]
+        miners: usize,
+        /// Hashes per second per miner.
+        #[arg(long, default_value_t = 2000.0)]
+        hashrate: f64,
+        /// Worker names are PREFIX<n>.
+        #[arg(long, default_value = "pool-a/g-1.rig-")]
+        worker_prefix: String,
+        /// Miners do not send mining.extranonce.subscribe (they are moved by client.reconnect).
+        #[arg(long)]
+        no_extranonce_subscribe: bool,
+        /// Print totals every this many ms.
+        #[arg(long, default_value_t = 5000)]
+        report_ms: u64,
+    },
+    /// The data plane's targets on loopback, each beside its baseline: added submit latency,
+    /// memory for 10 000 miners, failover over 20 kills, commit → first job, split accuracy.
+    #[command(
+        after_help = "Examples:\n  hashmesh-testnet bench-proxy                       # about 4 minutes\n  hashmesh-testnet bench-proxy --split-secs 300      # the issue's 5-minute split windows\n  hashmesh-testnet bench-proxy --json"
+    )]
+    BenchProxy {
+        /// Miners for the memory figure.
+        #[arg(long, default_value_t = 10_000)]
+        miners: usize,
+        /// Endpoint deaths for the failover figure.
+        #[arg(long, default_value_t = 20)]
+        kills: usize,
+        /// Seconds of each split window.
+        #[arg(long, default_value_t = 60)]
+        split_secs: u64,
+        /// Seconds of each latency window.
+        #[arg(long, default_value_t = 10)]
+        latency_secs: u64,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Serve one pool's Stratum endpoints and run its miner fleet (started by `up`/`start`).
     Stratum {
         /// Node name or index.
@@ -154,6 +201,42 @@ fn run(cli: Cli) -> Result<i32> {
             let traffic =
                 commands::Traffic { miners_per_group, hashrate_hs: miner_hashrate, ..commands::Traffic::default() };
             commands::up(&dir, validators, &cometbft, base_port, !no_demo, &traffic)
+        }
+        Cmd::Fleet { target, miners, hashrate, worker_prefix, no_extranonce_subscribe, report_ms } => {
+            if !(hashrate.is_finite() && hashrate > 0.0) {
+                bail!("--hashrate must be a positive number of hashes per second");
+            }
+            rlimit::increase_nofile_limit(u64::MAX).context("raising the open-file limit")?;
+            let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+            rt.block_on(async {
+                let stats = hashmesh_testnet::fleet::start(&hashmesh_testnet::fleet::FleetSettings {
+                    target,
+                    miners,
+                    hashrate_hs: hashrate,
+                    worker_prefix,
+                    version_rolling: true,
+                    extranonce_subscribe: !no_extranonce_subscribe,
+                    tick_ms: 250,
+                });
+                loop {
+                    tokio::time::sleep(Duration::from_millis(report_ms.max(100))).await;
+                    println!("{}", serde_json::to_string(&stats.totals()).unwrap_or_default());
+                }
+            })
+        }
+        Cmd::BenchProxy { miners, kills, split_secs, latency_secs, json } => {
+            let rows = hashmesh_testnet::bench_proxy::run(&hashmesh_testnet::bench_proxy::BenchOptions {
+                miners,
+                kills,
+                split_secs,
+                latency_secs,
+            })?;
+            if json {
+                print_json(&serde_json::to_value(&rows)?);
+            } else {
+                print!("{}", hashmesh_testnet::bench_proxy::render(&rows));
+            }
+            Ok(i32::from(rows.iter().any(|r| !r.ok)))
         }
         Cmd::Stratum { node } => {
             init_logging();
