@@ -79,7 +79,7 @@ pub fn run(cmd: AgentCmd) -> Result<i32> {
             let stratum = StratumConfig::load(&dir)?;
             if stratum.is_none() {
                 tracing::warn!(
-                    "no {} in {}: applying routes without proxying miners (see `hashmesh-agent stratum --help`)",
+                    "no {} in {}: applying routes without proxying miners (docs/operations.md, \"The agent's Stratum proxy\")",
                     proxy::config::STRATUM_FILE,
                     dir.display()
                 );
