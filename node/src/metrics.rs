@@ -22,14 +22,17 @@ pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; cha
 /// Most time a client may take to send its request head.
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// A complete HTTP response with this status, content type and body.
+#[must_use]
+pub fn reply(status: StatusCode, kind: &str, body: String) -> Response<Full<Bytes>> {
+    Response::builder()
+        .status(status)
+        .header("content-type", kind)
+        .body(Full::new(Bytes::from(body)))
+        .expect("a static response builds")
+}
+
 fn respond(req: &Request<Incoming>, registry: &Registry) -> Response<Full<Bytes>> {
-    let reply = |status, kind: &str, body: String| {
-        Response::builder()
-            .status(status)
-            .header("content-type", kind)
-            .body(Full::new(Bytes::from(body)))
-            .expect("a static response builds")
-    };
     if req.method() != Method::GET || req.uri().path() != "/metrics" {
         return reply(StatusCode::NOT_FOUND, "text/plain", "try GET /metrics\n".into());
     }

@@ -12,6 +12,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{Context, Result};
+use hashmesh_agent::proxy::driver::read_lines;
+use hashmesh_node::metrics::reply;
 use hashmesh_plane::host::clock::now_ms;
 use hashmesh_stratum::codec::LineCodec;
 use hashmesh_stratum::endpoint::{Books, Chaos, EndpointConn, JobChain};
@@ -28,7 +30,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 use serde::{Deserialize, Serialize};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
@@ -216,18 +218,16 @@ async fn conn(mut stream: TcpStream, s: Arc<Shared>) {
             }
         }
         tokio::select! {
-            r = stream.read(&mut buf) => {
-                let n = match r { Ok(0) | Err(_) => break, Ok(n) => n };
-                if codec.push(&buf[..n]).is_err() {
-                    break;
-                }
-                while let Some(line) = codec.next_line() {
-                    let Ok(line) = line else { break 'conn };
+            (lines, end) = read_lines(&mut stream, &mut codec, &mut buf) => {
+                for line in lines {
                     let chaos = *s.chaos.lock().expect("chaos lock");
                     let open = c.handle_line(&line, &chaos, &mut s.books.lock().expect("books lock"));
                     if !open {
                         break 'conn;
                     }
+                }
+                if end.is_some() {
+                    break;
                 }
             }
             r = jobs.changed() => {
@@ -272,13 +272,6 @@ fn metrics_text(s: &Shared) -> String {
 }
 
 async fn respond(req: Request<Incoming>, s: Arc<Shared>) -> Response<Full<Bytes>> {
-    let reply = |status, kind: &str, body: String| {
-        Response::builder()
-            .status(status)
-            .header("content-type", kind)
-            .body(Full::new(Bytes::from(body)))
-            .expect("a static response builds")
-    };
     match (req.method().clone(), req.uri().path()) {
         (Method::GET, "/status") => {
             reply(StatusCode::OK, "application/json", serde_json::to_string(&status(&s)).unwrap_or_default())

@@ -11,10 +11,11 @@ use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
 
+use hashmesh_agent::proxy::driver::read_lines;
 use hashmesh_stratum::client::{ClientConfig, ClientEvent, MinerClient};
 use hashmesh_stratum::codec::LineCodec;
 use serde::{Deserialize, Serialize};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
 /// How the fleet mines.
@@ -222,14 +223,13 @@ async fn session(mut stream: TcpStream, mut c: MinerClient, rate: f64, tick_ms: 
             break;
         }
         tokio::select! {
-            r = stream.read(&mut buf) => {
-                let n = match r { Ok(0) | Err(_) => break, Ok(n) => n };
-                if codec.push(&buf[..n]).is_err() {
-                    break;
-                }
+            (lines, end) = read_lines(&mut stream, &mut codec, &mut buf) => {
                 c.set_time(stats.now_us());
-                while let Some(Ok(line)) = codec.next_line() {
+                for line in lines {
                     c.handle_line(&line);
+                }
+                if end.is_some() {
+                    break;
                 }
             }
             _ = tick.tick() => {

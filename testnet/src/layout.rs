@@ -196,6 +196,7 @@ pub fn generate(spec: &ClusterSpec) -> Result<Cluster> {
                     worker_groups: BTreeMap::new(),
                     fail_back_ms: 10_000,
                     start_difficulty: 1.0,
+                    partial_line_ms: hashmesh_agent::proxy::driver::PARTIAL_LINE_MS_DEFAULT,
                 }
                 .create(&home)?;
             }

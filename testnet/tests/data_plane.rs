@@ -5,37 +5,13 @@
 //! endpoint moves its work within 2 s, and a route change without it commits.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use hashmesh_node::rpc::Rpc;
 use serde_json::Value;
 
-const TESTNET: &str = env!("CARGO_BIN_EXE_hashmesh-testnet");
-
-fn testnet(dir: &Path, args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(TESTNET)
-        .arg("--dir")
-        .arg(dir)
-        .args(args)
-        .env("HASHMESH_LOG", "info")
-        .output()
-        .expect("run hashmesh-testnet");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
-/// Stops the cluster (by the pids in its cluster.json) however the test ends.
-struct Down(PathBuf);
-
-impl Drop for Down {
-    fn drop(&mut self) {
-        let _ = testnet(&self.0, &["down"]);
-    }
-}
+mod common;
+use common::{testnet, Down};
 
 fn status(dir: &Path) -> Value {
     let (code, out, err) = testnet(dir, &["status", "--json"]);
@@ -90,13 +66,27 @@ fn miners_follow_committed_routes_on_the_cluster() {
 
     // The demo's cross-pool route: pool-a/g-2's miners count at pool-b/ep-2 under the worker
     // name pool-b's node issued (`<pool-a id>.pool-a/g-2`), not under pool-a's own login.
-    wait("pool-a/g-2's shares at pool-b/ep-2 under pool-b's credentials", 60, || {
+    let lent = || {
         endpoint(&status(&dir), "pool-b/ep-2")["workers"]
             .as_array()
             .unwrap()
             .iter()
             .any(|w| w.as_str().is_some_and(|w| w.ends_with(".pool-a/g-2")))
-    });
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !lent() {
+        if Instant::now() > deadline {
+            let rpc = Rpc::new(status(&dir)["nodes"][0]["rpc"].as_str().unwrap());
+            let history = rpc.abci_query("/history", b"").map(|v| v.to_string()).unwrap_or_default();
+            let proxy = std::fs::read_to_string(dir.join("pool-a/agent-1/proxy.json")).unwrap_or_default();
+            let (_, agent, _) = testnet(
+                &dir,
+                &["agent", "status", "--home", &dir.join("pool-a/agent-1").display().to_string(), "--json"],
+            );
+            panic!("pool-a/g-2's shares never counted at pool-b/ep-2 under pool-b's credentials\nhistory: {history}\nagent: {agent}\nproxy: {proxy}");
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
     let state: Value = serde_json::from_slice(&std::fs::read(dir.join("pool-a/agent-1/state.json")).unwrap()).unwrap();
     let password = state["routes"]
         .as_object()

@@ -101,6 +101,7 @@ async fn committed_routes_move_real_shares_and_failover_is_local() {
         worker_groups: BTreeMap::new(),
         fail_back_ms: 2_000,
         start_difficulty: 1.0,
+        partial_line_ms: 1_000,
     };
     let proxy = driver::start(&cfg, cfg.proxy_config(), None).await.unwrap();
     let secret = "lenders-secret-password";
@@ -219,6 +220,27 @@ async fn bad_input(agent: SocketAddr) {
     answer.clear();
     tokio::time::timeout(Duration::from_secs(5), s.read_line(&mut answer)).await.unwrap().unwrap();
     assert!(answer.contains("\"error\":[24"), "{answer}");
+
+    // A connection that trickles one byte at a time is closed once a line takes longer than
+    // `partial_line_ms` (1 s here; 30 s by default), while the fleet mines on.
+    let mut s = TcpStream::connect(agent).await.unwrap();
+    let started = Instant::now();
+    let mut closed = false;
+    for b in b"{\"id\":1,\"method\":\"mining.subscribe\",\"params\":[]}".iter() {
+        if s.write_all(&[*b]).await.is_err() {
+            closed = true;
+            break;
+        }
+        let mut buf = [0u8; 64];
+        if let Ok(Ok(0) | Err(_)) =
+            tokio::time::timeout(Duration::from_millis(300), tokio::io::AsyncReadExt::read(&mut s, &mut buf)).await
+        {
+            closed = true;
+            break;
+        }
+    }
+    assert!(closed, "the trickling connection was never closed");
+    assert!(started.elapsed() < Duration::from_secs(5), "closed after {:?}", started.elapsed());
 
     // Garbage without an id, and a line over the limit: the connection is closed.
     for junk in [b"this is not json\n".to_vec(), vec![b'x'; 17 * 1024]] {

@@ -2,37 +2,12 @@
 //! until the chain holds the endpoint below the health floor, `testnet down`, `testnet up`
 //! again — the restarted demo routes around what committed state refuses instead of failing.
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use hashmesh_node::rpc::Rpc;
 
-const TESTNET: &str = env!("CARGO_BIN_EXE_hashmesh-testnet");
-
-fn testnet(dir: &Path, args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(TESTNET)
-        .arg("--dir")
-        .arg(dir)
-        .args(args)
-        .env("HASHMESH_LOG", "warn")
-        .output()
-        .expect("run hashmesh-testnet");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
-/// Stops the cluster (by the pids in its cluster.json) however the test ends.
-struct Down(PathBuf);
-
-impl Drop for Down {
-    fn drop(&mut self) {
-        let _ = testnet(&self.0, &["down"]);
-    }
-}
+mod common;
+use common::{testnet, Down};
 
 #[test]
 fn a_degraded_cluster_restarts_cleanly() {

@@ -63,6 +63,14 @@ pub struct StratumConfig {
     /// Difficulty for miners before an upstream sets one.
     #[serde(default = "default_start_difficulty")]
     pub start_difficulty: f64,
+    /// A miner must finish a line it started within this, ms (a one-byte-a-minute trickle is
+    /// closed).
+    #[serde(default = "default_partial_line_ms")]
+    pub partial_line_ms: u64,
+}
+
+fn default_partial_line_ms() -> u64 {
+    super::driver::PARTIAL_LINE_MS_DEFAULT
 }
 
 fn default_fail_back_ms() -> u64 {
@@ -106,6 +114,9 @@ impl StratumConfig {
             if !self.endpoints.contains_key(s) {
                 bail!("standby endpoint {s} has no address in \"endpoints\"");
             }
+        }
+        if self.partial_line_ms == 0 {
+            bail!("\"partial_line_ms\" must be positive");
         }
         if !(self.start_difficulty.is_finite() && self.start_difficulty > 0.0) {
             bail!("\"start_difficulty\" must be a positive number");

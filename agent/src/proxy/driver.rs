@@ -25,8 +25,9 @@ use super::core::{ConnId, MinerId, Output, Proxy, ProxyConfig, ProxyStatus};
 const EVENTS_QUEUED_MAX: usize = 65_536;
 /// Lines queued for one connection's writer (a miner that does not read is closed).
 const LINES_QUEUED_PER_CONNECTION_MAX: usize = 256;
-/// A miner must finish a line it started within this, ms (a one-byte-a-minute trickle is closed).
-pub const PARTIAL_LINE_MS_MAX: u64 = 30_000;
+/// A miner must finish a line it started within this by default, ms (a one-byte-a-minute
+/// trickle is closed); `partial_line_ms` in `stratum.json`.
+pub const PARTIAL_LINE_MS_DEFAULT: u64 = 30_000;
 /// A miner silent this long is closed, ms.
 pub const MINER_IDLE_MS_MAX: u64 = 600_000;
 /// Connecting to an endpoint may take this long, ms.
@@ -35,6 +36,35 @@ const CONNECT_MS_MAX: u64 = 1_000;
 const REPORT_MS: u64 = 2_000;
 /// The status file in the agent home.
 pub const STATUS_FILE: &str = "proxy.json";
+
+/// Read once from `stream` through `codec`: the complete lines, and why the stream is done
+/// (closed, a read error, or bad input: an overlong or non-UTF-8 line) if it is. Lines before a
+/// bad one are still returned. Cancel-safe in `select!`: nothing is awaited after the read.
+///
+/// # Errors
+/// Never: the end of the stream is the second value.
+pub async fn read_lines<R: tokio::io::AsyncRead + Unpin>(
+    stream: &mut R,
+    codec: &mut LineCodec,
+    buf: &mut [u8],
+) -> (Vec<String>, Option<String>) {
+    let n = match stream.read(buf).await {
+        Ok(0) => return (Vec::new(), Some("the peer closed the connection".into())),
+        Ok(n) => n,
+        Err(e) => return (Vec::new(), Some(format!("read error: {e}"))),
+    };
+    if let Err(e) = codec.push(&buf[..n]) {
+        return (Vec::new(), Some(format!("bad input: {e}")));
+    }
+    let mut lines = Vec::new();
+    while let Some(line) = codec.next_line() {
+        match line {
+            Ok(l) => lines.push(l),
+            Err(e) => return (lines, Some(format!("bad input: {e}"))),
+        }
+    }
+    (lines, None)
+}
 
 enum Ev {
     MinerConnected { group: Option<GroupId>, tx: mpsc::Sender<Cmd>, reply: oneshot::Sender<Option<MinerId>> },
@@ -103,7 +133,7 @@ pub async fn start(cfg: &StratumConfig, proxy: ProxyConfig, home: Option<PathBuf
         let local = l.local_addr()?;
         info!(addr = %local, group = ?group.as_ref().map(GroupId::as_str), "listening for miners");
         listening.push(local);
-        tokio::spawn(accept_loop(l, group, tx.clone()));
+        tokio::spawn(accept_loop(l, group, tx.clone(), cfg.partial_line_ms));
     }
     let handle = ProxyHandle { events: tx.clone(), reports: Arc::new(Mutex::new(Vec::new())), listening };
     let seed = now_ms();
@@ -120,12 +150,12 @@ pub async fn start(cfg: &StratumConfig, proxy: ProxyConfig, home: Option<PathBuf
     Ok(handle)
 }
 
-async fn accept_loop(l: TcpListener, group: Option<GroupId>, events: mpsc::Sender<Ev>) {
+async fn accept_loop(l: TcpListener, group: Option<GroupId>, events: mpsc::Sender<Ev>, partial_line_ms: u64) {
     loop {
         match l.accept().await {
             Ok((stream, peer)) => {
                 let _ = stream.set_nodelay(true);
-                tokio::spawn(miner_conn(stream, peer, group.clone(), events.clone()));
+                tokio::spawn(miner_conn(stream, peer, group.clone(), events.clone(), partial_line_ms));
             }
             Err(e) => {
                 // Out of file descriptors and the like: wait, do not spin.
@@ -136,7 +166,13 @@ async fn accept_loop(l: TcpListener, group: Option<GroupId>, events: mpsc::Sende
     }
 }
 
-async fn miner_conn(mut stream: TcpStream, peer: SocketAddr, group: Option<GroupId>, events: mpsc::Sender<Ev>) {
+async fn miner_conn(
+    mut stream: TcpStream,
+    peer: SocketAddr,
+    group: Option<GroupId>,
+    events: mpsc::Sender<Ev>,
+    partial_line_ms: u64,
+) {
     let (tx, mut rx) = mpsc::channel(LINES_QUEUED_PER_CONNECTION_MAX);
     let (reply, answer) = oneshot::channel();
     if events.send(Ev::MinerConnected { group, tx, reply }).await.is_err() {
@@ -152,45 +188,31 @@ async fn miner_conn(mut stream: TcpStream, peer: SocketAddr, group: Option<Group
     let mut partial_since: Option<tokio::time::Instant> = None;
     let why = loop {
         let deadline = match partial_since {
-            Some(t) => t + Duration::from_millis(PARTIAL_LINE_MS_MAX),
+            Some(t) => t + Duration::from_millis(partial_line_ms),
             None => last_line + Duration::from_millis(MINER_IDLE_MS_MAX),
         };
         tokio::select! {
-            r = stream.read(&mut buf) => {
-                let n = match r {
-                    Ok(0) => break "miner closed the connection".to_owned(),
-                    Ok(n) => n,
-                    Err(e) => break format!("read error: {e}"),
-                };
-                if let Err(e) = codec.push(&buf[..n]) {
-                    break format!("bad input: {e}");
-                }
-                let mut bad = None;
-                while let Some(line) = codec.next_line() {
-                    match line {
-                        Ok(l) => {
-                            last_line = tokio::time::Instant::now();
-                            if events.send(Ev::MinerLine(id, l)).await.is_err() {
-                                return;
-                            }
-                        }
-                        Err(e) => {
-                            bad = Some(format!("bad input: {e}"));
-                            break;
-                        }
+            (lines, end) = read_lines(&mut stream, &mut codec, &mut buf) => {
+                for l in lines {
+                    last_line = tokio::time::Instant::now();
+                    if events.send(Ev::MinerLine(id, l)).await.is_err() {
+                        return;
                     }
                 }
-                if let Some(b) = bad {
-                    break b;
+                if let Some(why) = end {
+                    break why;
                 }
                 partial_since = if codec.pending() > 0 { partial_since.or_else(|| Some(tokio::time::Instant::now())) } else { None };
             }
             cmd = rx.recv() => match cmd {
-                Some(Cmd::Line(l)) => {
-                    if let Err(e) = stream.write_all(l.as_bytes()).await {
-                        break format!("write error: {e}");
+                Some(Cmd::Line(l)) => match write_queued(&mut stream, l, &mut rx).await {
+                    Ok(false) => {}
+                    Ok(true) => {
+                        let _ = stream.shutdown().await;
+                        break "closed by the proxy".to_owned();
                     }
-                }
+                    Err(e) => break format!("write error: {e}"),
+                },
                 Some(Cmd::Close) | None => {
                     // Write what is still queued, then close.
                     while let Ok(Cmd::Line(l)) = rx.try_recv() {
@@ -202,7 +224,7 @@ async fn miner_conn(mut stream: TcpStream, peer: SocketAddr, group: Option<Group
             },
             () = tokio::time::sleep_until(deadline) => {
                 break if partial_since.is_some() {
-                    format!("a line took longer than {PARTIAL_LINE_MS_MAX} ms to arrive")
+                    format!("a line took longer than {partial_line_ms} ms to arrive")
                 } else {
                     format!("silent for {MINER_IDLE_MS_MAX} ms")
                 };
@@ -211,6 +233,25 @@ async fn miner_conn(mut stream: TcpStream, peer: SocketAddr, group: Option<Group
     };
     info!(miner = id, %peer, reason = %why, "miner disconnected");
     let _ = events.send(Ev::MinerClosed(id)).await;
+}
+
+/// Write `first` and every line already queued behind it in one write; `true` if a close was
+/// queued among them (the lines before it are written).
+async fn write_queued(stream: &mut TcpStream, first: String, rx: &mut mpsc::Receiver<Cmd>) -> std::io::Result<bool> {
+    let mut buf = first.into_bytes();
+    let mut close = false;
+    while buf.len() < 64 * 1024 {
+        match rx.try_recv() {
+            Ok(Cmd::Line(l)) => buf.extend_from_slice(l.as_bytes()),
+            Ok(Cmd::Close) => {
+                close = true;
+                break;
+            }
+            Err(_) => break,
+        }
+    }
+    stream.write_all(&buf).await?;
+    Ok(close)
 }
 
 async fn upstream_conn(conn: ConnId, addr: SocketAddr, events: mpsc::Sender<Ev>, mut rx: mpsc::Receiver<Cmd>) {
@@ -235,39 +276,22 @@ async fn upstream_conn(conn: ConnId, addr: SocketAddr, events: mpsc::Sender<Ev>,
     let mut buf = vec![0u8; 16 * 1024];
     let why = loop {
         tokio::select! {
-            r = stream.read(&mut buf) => {
-                let n = match r {
-                    Ok(0) => break "the endpoint closed the connection".to_owned(),
-                    Ok(n) => n,
-                    Err(e) => break format!("read error: {e}"),
-                };
-                if let Err(e) = codec.push(&buf[..n]) {
-                    break format!("the endpoint sent bad input: {e}");
-                }
-                let mut bad = None;
-                while let Some(line) = codec.next_line() {
-                    match line {
-                        Ok(l) => {
-                            if events.send(Ev::UpLine(conn, l)).await.is_err() {
-                                return;
-                            }
-                        }
-                        Err(e) => {
-                            bad = Some(format!("the endpoint sent bad input: {e}"));
-                            break;
-                        }
+            (lines, end) = read_lines(&mut stream, &mut codec, &mut buf) => {
+                for l in lines {
+                    if events.send(Ev::UpLine(conn, l)).await.is_err() {
+                        return;
                     }
                 }
-                if let Some(b) = bad {
-                    break b;
+                if let Some(why) = end {
+                    break format!("endpoint: {why}");
                 }
             }
             cmd = rx.recv() => match cmd {
-                Some(Cmd::Line(l)) => {
-                    if let Err(e) = stream.write_all(l.as_bytes()).await {
-                        break format!("write error: {e}");
-                    }
-                }
+                Some(Cmd::Line(l)) => match write_queued(&mut stream, l, &mut rx).await {
+                    Ok(false) => {}
+                    Ok(true) => return,
+                    Err(e) => break format!("write error: {e}"),
+                },
                 Some(Cmd::Close) | None => return,
             },
         }
@@ -296,8 +320,10 @@ impl Actor {
                 ev = rx.recv() => {
                     let Some(ev) = ev else { return };
                     self.handle(ev);
-                    // Take what else is queued before writing anything out.
+                    // Take what else is queued, handing each event's output to its connection
+                    // at once (a share waits for no other event).
                     for _ in 0..1024 {
+                        self.drain();
                         match rx.try_recv() {
                             Ok(ev) => self.handle(ev),
                             Err(_) => break,
