@@ -60,6 +60,8 @@ pub struct Row {
 }
 
 const GROUP: &str = "pool-a/g-1";
+/// One latency window: p50 ms, p99 ms, accepted shares.
+type Latency = (f64, f64, u64);
 /// Alternating straight / proxied latency rounds.
 const LATENCY_ROUNDS: usize = 3;
 
@@ -193,7 +195,7 @@ async fn latency(o: &BenchOptions) -> Result<Vec<Row>> {
     let mut out = Vec::new();
     // Alternating rounds, so drift in the machine's load hits both sides alike; the median
     // round is reported.
-    let mut rounds: Vec<((f64, f64, u64), (f64, f64, u64))> = Vec::new();
+    let mut rounds: Vec<(Latency, Latency)> = Vec::new();
     for round in 1..=LATENCY_ROUNDS {
         let mut figures = Vec::new();
         for (label, target) in [("straight to the endpoint", ep.stratum), ("through the proxy", p.listening[0])] {
