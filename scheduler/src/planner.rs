@@ -130,7 +130,15 @@ fn route_cost(route: &[(usize, u16)], hashrate: f64, eps: &[PlanEndpoint], other
 }
 
 fn usable(e: &PlanEndpoint, g: &PlanGroup, cfg: &PlannerConfig) -> bool {
-    !e.drained && !e.ejected && e.health >= cfg.health_floor && (cfg.allow_cross_pool || e.owner == g.owner)
+    serviceable(e, cfg) && (cfg.allow_cross_pool || e.owner == g.owner)
+}
+
+/// Whether an endpoint can carry work at all (not drained, ejected or below the floor). A route
+/// is broken — and changed despite the dwell — only when one of its endpoints is not; another
+/// pool's endpoint that a committed (approved) route lends is kept for the dwell even when the
+/// planner itself may not choose it.
+fn serviceable(e: &PlanEndpoint, cfg: &PlannerConfig) -> bool {
+    !e.drained && !e.ejected && e.health >= cfg.health_floor
 }
 
 /// The target route of group `gi` given the load of every other group.
@@ -193,7 +201,7 @@ pub fn plan(groups: &[PlanGroup], eps: &[PlanEndpoint], cfg: &PlannerConfig, now
         let g = &groups[gi];
         let mut other = load.clone();
         add(&mut other, g, &g.route, -1.0);
-        let broken = g.route.is_empty() || g.route.iter().any(|&(e, _)| !usable(&eps[e], g, cfg));
+        let broken = g.route.is_empty() || g.route.iter().any(|&(e, _)| !serviceable(&eps[e], cfg));
         let dwelling = g.changed_at_ms.is_some_and(|t| now_ms.saturating_sub(t) < cfg.min_dwell_ms);
         if dwelling && !broken {
             continue;
@@ -217,4 +225,43 @@ pub fn plan(groups: &[PlanGroup], eps: &[PlanEndpoint], cfg: &PlannerConfig, now
         }
     }
     moves
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ep(id: &str, owner: &str) -> PlanEndpoint {
+        PlanEndpoint {
+            id: id.into(),
+            owner: owner.into(),
+            capacity_hs: 1_000,
+            health: 0.9,
+            drained: false,
+            ejected: false,
+            ramp: 1.0,
+            latency_ms: 20.0,
+            base_load_hs: 0.0,
+        }
+    }
+
+    /// A committed route that borrows another pool's healthy endpoint stays for the dwell (the
+    /// planner would not choose it, but it is not broken); an unhealthy one is replaced at once.
+    #[test]
+    fn a_borrowed_route_is_kept_for_the_dwell_unless_broken() {
+        let mut eps = vec![ep("a/ep-1", "a"), ep("b/ep-1", "b")];
+        let g = PlanGroup {
+            id: "a/g-1".into(),
+            owner: "a".into(),
+            hashrate_hs: 100,
+            route: vec![(1, 10_000)],
+            changed_at_ms: Some(1_000),
+        };
+        let cfg = PlannerConfig { min_dwell_ms: 10_000, allow_cross_pool: false, ..PlannerConfig::default() };
+        eps[1].health = 0.5; // worse than home, still above the floor
+        assert!(plan(std::slice::from_ref(&g), &eps, &cfg, 5_000).is_empty(), "dwelling on a borrowed route");
+        assert_eq!(plan(std::slice::from_ref(&g), &eps, &cfg, 20_000).len(), 1, "home after the dwell, for the gain");
+        eps[1].health = 0.1;
+        assert_eq!(plan(std::slice::from_ref(&g), &eps, &cfg, 5_000).len(), 1, "an unhealthy lender breaks it");
+    }
 }

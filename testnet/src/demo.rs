@@ -152,6 +152,7 @@ pub fn run(cluster: &Cluster) -> Result<()> {
     }
     let b = &cluster.nodes[1];
     route_step(cluster, 1, &b.groups[0], &[(&b.endpoints[0], 10_000)])?;
+    wait_for_first_plan(cluster, &a.groups[1])?;
     let usable = usable_endpoints(&Rpc::new(&a.rpc))?;
     let cross_targets = [(b.endpoints[1].as_str(), 7000), (a.endpoints[0].as_str(), 3000)];
     let cross = if cross_targets.iter().all(|(e, _)| usable.contains(*e)) {
@@ -164,6 +165,32 @@ pub fn run(cluster: &Cluster) -> Result<()> {
         vote_step(cluster, &cross)?;
     }
     drain_step(cluster)
+}
+
+/// On a fresh cluster whose pools run their scheduling loop, wait (at most 20 s) until pool-a's
+/// loop has routed `group` itself: a borrowed route sent before that would be superseded by the
+/// loop's first plan in the same block, and lending would never be seen. Sent after it, the
+/// borrowed route is the newer one and the loop leaves it alone for its dwell time.
+fn wait_for_first_plan(cluster: &Cluster, group: &str) -> Result<()> {
+    let home = &cluster.nodes[0].hashmesh_home;
+    let looping = hashmesh_node::home::Home::load(home).is_ok_and(|h| h.config.scheduler.enabled);
+    if !looping {
+        return Ok(());
+    }
+    let rpc = Rpc::new(&cluster.nodes[0].rpc);
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while std::time::Instant::now() < deadline {
+        let routed = rpc
+            .abci_query("/assignments", b"")
+            .ok()
+            .is_some_and(|a| a.as_array().into_iter().flatten().any(|x| x["group"] == group));
+        if routed {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    println!("  ({group} has no route from its pool's scheduling loop yet; lending it now)");
+    Ok(())
 }
 
 /// pool-b approves pool-a's cross-pool route.

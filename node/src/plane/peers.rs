@@ -149,6 +149,23 @@ async fn deliver(
     addr: SocketAddr,
     items: &[CredentialToSend],
 ) -> Result<()> {
+    // Routes superseded in our own committed view will never be forwarded: forget them.
+    let mut current = Vec::new();
+    for (directive, group, credential) in items {
+        if cfg.chain.assignment(group).is_some_and(|a| a.directive == *directive) {
+            current.push((*directive, group.clone(), credential.clone()));
+        } else {
+            info!(group = %group, directive = %directive, "credentials for a superseded route; dropped");
+            store.db().remove(key(
+                b"c:",
+                &[pool.as_bytes(), directive.as_bytes(), credential.endpoint.as_str().as_bytes()],
+            ))?;
+        }
+    }
+    let items = &current;
+    if items.is_empty() {
+        return Ok(());
+    }
     let trust = Trust::default();
     trust.insert(pool.0, Role::Node);
     let conn = connect(addr, &cfg.identity, &trust, ALPN).await?;
@@ -212,8 +229,10 @@ pub(crate) async fn serve_peer(
                 stored.await.context("the plane stopped")?;
                 info!(pool = %peer, group = %group, endpoint = %endpoint, "worker credentials received");
             }
-            // A route that is no longer current: nothing to forward, but stop the resends.
-            _ => info!(group = %group, directive = %directive, "credentials for a superseded route; dropped"),
+            // Not the current route here: this node may not have committed its activation yet
+            // (the lender commits first), or it was superseded. No acknowledgement: the lender
+            // resends, and drops the credentials itself once its own view shows them superseded.
+            _ => bail!("route {directive} is not {group}'s current route here (yet); resend later"),
         }
         let ack = PlaneMsg::CredentialsAck { directive, endpoint };
         write_frame(send, &ack.encode()).await?;

@@ -389,11 +389,12 @@ impl Actor {
             }
             Event::Message { agent, session, mut msg } => {
                 if let (PlaneMsg::Heartbeat { reports, .. }, Some(cfg)) = (&mut msg, &self.plane.peers) {
-                    // An agent measures only its own pool's endpoints.
+                    // The pool signs telemetry for its own endpoints only; what its agents measured
+                    // at a lender's endpoint (borrowed routes) is not its to report on chain.
                     reports.retain(|(e, _)| {
                         let ours = cfg.chain.endpoint_owner(e) == Some(cfg.me);
                         if !ours {
-                            warn!(agent = %agent, endpoint = %e, "agent reported another pool's endpoint; dropped");
+                            tracing::debug!(agent = %agent, endpoint = %e, "not reporting another pool's endpoint");
                         }
                         ours
                     });
