@@ -7,8 +7,20 @@ use hashmesh_abci::{AppHandle, Store};
 use tendermint_abci::Application;
 use tendermint_proto::v0_38::abci::{RequestFinalizeBlock, RequestInfo, RequestInitChain, RequestQuery};
 
+/// Open the store in `dir`. Reopening in the same process right after dropping it can find
+/// sled's file lock still held for a moment by its background flusher thread (a real restart is
+/// a new process, whose lock the kernel released): retry for up to 5 s.
 fn open(dir: &std::path::Path) -> AppHandle {
-    AppHandle::new(Store::open(dir).unwrap()).unwrap()
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        match Store::open(dir) {
+            Ok(store) => return AppHandle::new(store).unwrap(),
+            Err(e) if std::time::Instant::now() < deadline && format!("{e:?}").contains("could not acquire lock") => {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            Err(e) => panic!("opening {}: {e:?}", dir.display()),
+        }
+    }
 }
 
 fn init(app: &AppHandle) -> Vec<u8> {
