@@ -2,7 +2,7 @@
 //! validation (each connection is a [`MinerSession`]: coinbase, merkle root, header, SHA-256d
 //! against the endpoint's difficulty), per-worker books, and the chaos a test or
 //! `testnet/chaos` puts on it (an error rate, refusing work). Sans-IO like the rest: the
-//! testnet's tokio server moves the bytes and adds latency.
+//! testnet's server moves the bytes and adds the latency.
 
 use std::collections::BTreeMap;
 
