@@ -131,6 +131,8 @@ struct Upstream {
     usable_from_ms: u64,
     retry_at_ms: u64,
     failures: u32,
+    /// It failed since it was last ready: when it is ready again, work waits out the dwell.
+    recovering: bool,
     extranonce1: Vec<u8>,
     extranonce2_size: usize,
     difficulty: f64,
@@ -450,16 +452,7 @@ impl Proxy {
         }
         let relogged = !relogin.is_empty();
         for e in relogin {
-            // Log in again with the credentials the lender handed over (its books must show
-            // them); the session's miners move meanwhile, like a failover without blame.
-            if let Some(u) = self.upstreams.get_mut(&e) {
-                let failures = u.failures;
-                self.fail(&e, "logging in again with new credentials", now_ms);
-                let u = self.upstreams.get_mut(&e).expect("present");
-                u.failures = failures;
-                u.retry_at_ms = now_ms;
-                self.failovers.pop_back();
-            }
+            self.relogin(&e, now_ms);
         }
         if changed.is_empty() && !relogged {
             return;

@@ -56,7 +56,8 @@ impl Proxy {
                 u.extranonce2_size = extranonce2_size;
                 u.link = Link::Ready;
                 u.since_ms = now_ms;
-                u.usable_from_ms = if u.failures > 0 { now_ms + self.cfg.fail_back_ms } else { now_ms };
+                u.usable_from_ms = if u.recovering { now_ms + self.cfg.fail_back_ms } else { now_ms };
+                u.recovering = false;
                 tracing::info!(endpoint = %e, "upstream ready");
                 if let Some(job) = u.early_job.take() {
                     self.upstream_event(e, PoolEvent::Job(job), now_ms);
@@ -149,17 +150,36 @@ impl Proxy {
     /// The endpoint is dead for now: answer its in-flight shares as stale, move its miners to
     /// the route's other live endpoints (now, not after consensus), retry it with backoff.
     pub(super) fn fail(&mut self, e: &EndpointId, reason: &str, now_ms: u64) {
+        self.end_session(e, reason, now_ms, true);
+    }
+
+    /// Close `e`'s session to log in again at once with credentials that changed (the lender's
+    /// books must show them): its work moves meanwhile, like a failover without the blame — no
+    /// failure counted, no backoff, no fail-back dwell.
+    pub(super) fn relogin(&mut self, e: &EndpointId, now_ms: u64) {
+        self.end_session(e, "logging in again with new credentials", now_ms, false);
+        if let Some(u) = self.upstreams.get_mut(e) {
+            u.retry_at_ms = now_ms;
+        }
+    }
+
+    /// End `e`'s session: answer its shares in flight as stale, take its miners off it (the
+    /// rebalance moves them), and — for a failure — count it, back off and remember it.
+    fn end_session(&mut self, e: &EndpointId, reason: &str, now_ms: u64, failed: bool) {
         let Some(u) = self.upstreams.get_mut(e) else { return };
         if u.link == Link::Down {
             return;
         }
         let conn = u.conn;
         u.link = Link::Down;
-        u.failures = u.failures.saturating_add(1);
         u.job = None;
         u.job_ids.clear();
-        u.retry_at_ms = now_ms + self.backoff.delay_ms(u.failures.min(16) - 1, &mut self.rng).max(50);
-        u.last_error = Some(reason.to_owned());
+        if failed {
+            u.failures = u.failures.saturating_add(1);
+            u.recovering = true;
+            u.retry_at_ms = now_ms + self.backoff.delay_ms(u.failures.min(16) - 1, &mut self.rng).max(50);
+            u.last_error = Some(reason.to_owned());
+        }
         let stale: Vec<InFlight> = std::mem::take(&mut u.in_flight).into_values().collect();
         self.conns.remove(&conn);
         self.out.push_back(Output::CloseUpstream(conn));
@@ -169,7 +189,7 @@ impl Proxy {
             if let Some(m) = self.miners.get_mut(&f.miner) {
                 m.session.answer_share(
                     f.id,
-                    Some((code::JOB_NOT_FOUND, format!("Stale: endpoint {e} failed with the share in flight"))),
+                    Some((code::JOB_NOT_FOUND, format!("Stale: the session to {e} ended with the share in flight"))),
                 );
                 self.flush_miner(f.miner);
             }
@@ -179,17 +199,21 @@ impl Proxy {
         for id in &moved {
             self.miners.get_mut(id).expect("listed").at = None;
         }
-        tracing::warn!(endpoint = %e, %reason, miners = moved.len(), answered_stale, "upstream failed; moving its work");
-        if self.failovers.len() >= STRATUM_FAILOVERS_KEPT_MAX {
-            self.failovers.pop_front();
+        if failed {
+            tracing::warn!(endpoint = %e, %reason, miners = moved.len(), answered_stale, "upstream failed; moving its work");
+            if self.failovers.len() >= STRATUM_FAILOVERS_KEPT_MAX {
+                self.failovers.pop_front();
+            }
+            self.failovers.push_back(Failover {
+                at_ms: now_ms,
+                endpoint: e.clone(),
+                reason: reason.to_owned(),
+                miners: moved.len(),
+                answered_stale,
+            });
+        } else {
+            tracing::info!(endpoint = %e, %reason, miners = moved.len(), "ending an upstream session");
         }
-        self.failovers.push_back(Failover {
-            at_ms: now_ms,
-            endpoint: e.clone(),
-            reason: reason.to_owned(),
-            miners: moved.len(),
-            answered_stale,
-        });
         self.rebalance_all(now_ms);
     }
 
@@ -227,6 +251,7 @@ impl Proxy {
             usable_from_ms: now_ms,
             retry_at_ms: now_ms,
             failures: 0,
+            recovering: false,
             extranonce1: Vec::new(),
             extranonce2_size: 0,
             difficulty: 1.0,
