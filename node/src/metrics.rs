@@ -1,39 +1,23 @@
 //! `/metrics` over HTTP: the node's Prometheus registry (`prometheus-client`, OpenMetrics text)
 //! served by hyper on the node's tokio runtime.
 
-use std::convert::Infallible;
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::{Context, Result};
-use http_body_util::Full;
-use hyper::body::{Bytes, Incoming};
-use hyper::server::conn::http1;
-use hyper::service::service_fn;
-use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hashmesh_plane::host::http::{self, reply};
+use hyper::{Method, StatusCode};
 use prometheus_client::encoding::text::encode;
 use prometheus_client::registry::Registry;
-use tracing::{info, warn};
 
 /// The OpenMetrics text content type.
-pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+pub const CONTENT_TYPE: &str = http::OPENMETRICS;
 
-/// Most time a client may take to send its request head.
-const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// A complete HTTP response with this status, content type and body.
-#[must_use]
-pub fn reply(status: StatusCode, kind: &str, body: String) -> Response<Full<Bytes>> {
-    Response::builder()
-        .status(status)
-        .header("content-type", kind)
-        .body(Full::new(Bytes::from(body)))
-        .expect("a static response builds")
-}
-
-fn respond(req: &Request<Incoming>, registry: &Registry) -> Response<Full<Bytes>> {
-    if req.method() != Method::GET || req.uri().path() != "/metrics" {
+fn respond(
+    method: &Method,
+    path: &str,
+    registry: &Registry,
+) -> hyper::Response<http_body_util::Full<hyper::body::Bytes>> {
+    if method != Method::GET || path != "/metrics" {
         return reply(StatusCode::NOT_FOUND, "text/plain", "try GET /metrics\n".into());
     }
     let mut text = String::new();
@@ -60,32 +44,10 @@ pub fn serve(
         let _guard = rt.enter();
         tokio::net::TcpListener::from_std(std_listener)?
     };
-    rt.spawn(async move {
-        loop {
-            let (stream, peer) = match listener.accept().await {
-                Ok(x) => x,
-                Err(e) => {
-                    warn!(error = %e, "metrics: accept failed");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    continue;
-                }
-            };
-            let registry = Arc::clone(&registry);
-            tokio::spawn(async move {
-                let service = service_fn(move |req| {
-                    let resp = respond(&req, &registry);
-                    async move { Ok::<_, Infallible>(resp) }
-                });
-                let conn = http1::Builder::new()
-                    .timer(TokioTimer::new())
-                    .header_read_timeout(HEADER_READ_TIMEOUT)
-                    .serve_connection(TokioIo::new(stream), service);
-                if let Err(e) = conn.await {
-                    info!(peer = %peer, error = %e, "metrics connection ended");
-                }
-            });
-        }
-    });
+    rt.spawn(http::serve(listener, move |method, path, _body| {
+        let registry = Arc::clone(&registry);
+        async move { respond(&method, &path, &registry) }
+    }));
     Ok(local)
 }
 

@@ -110,6 +110,7 @@ async fn proxy(endpoints: &[&Endpoint], names: &[&str], fail_back_ms: u64) -> Re
         worker_groups: BTreeMap::new(),
         fail_back_ms,
         start_difficulty: 1.0,
+        metrics_listen: None,
         partial_line_ms: hashmesh_agent::proxy::driver::PARTIAL_LINE_MS_DEFAULT,
     };
     driver::start(&cfg, cfg.proxy_config(), None).await

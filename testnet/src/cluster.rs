@@ -97,6 +97,9 @@ pub struct AgentInfo {
     /// Where miners connect to it (`HOST:PORT`), when it proxies Stratum.
     #[serde(default)]
     pub stratum: Option<String>,
+    /// Its Prometheus `/metrics` (`HOST:PORT`), when it proxies Stratum.
+    #[serde(default)]
+    pub metrics: Option<String>,
 }
 
 /// A generated cluster.

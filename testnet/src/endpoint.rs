@@ -5,7 +5,6 @@
 //! only moves bytes and timers.
 
 use std::collections::VecDeque;
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -13,17 +12,14 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use hashmesh_agent::proxy::driver::read_lines;
-use hashmesh_node::metrics::reply;
 use hashmesh_plane::host::clock::now_ms;
+use hashmesh_plane::host::http::{self, reply};
 use hashmesh_stratum::codec::LineCodec;
 use hashmesh_stratum::endpoint::{Books, Chaos, EndpointConn, JobChain};
 use hashmesh_stratum::message::Notify;
-use http_body_util::{BodyExt, Full};
-use hyper::body::{Bytes, Incoming};
-use hyper::server::conn::http1;
-use hyper::service::service_fn;
-use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
+use http_body_util::Full;
+use hyper::body::Bytes;
+use hyper::{Method, Response, StatusCode};
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -271,49 +267,31 @@ fn metrics_text(s: &Shared) -> String {
     text
 }
 
-async fn respond(req: Request<Incoming>, s: Arc<Shared>) -> Response<Full<Bytes>> {
-    match (req.method().clone(), req.uri().path()) {
+fn respond(method: &Method, path: &str, body: &[u8], s: &Shared) -> Response<Full<Bytes>> {
+    match (method.clone(), path) {
         (Method::GET, "/status") => {
-            reply(StatusCode::OK, "application/json", serde_json::to_string(&status(&s)).unwrap_or_default())
+            reply(StatusCode::OK, "application/json", serde_json::to_string(&status(s)).unwrap_or_default())
         }
-        (Method::GET, "/metrics") => reply(StatusCode::OK, hashmesh_node::metrics::CONTENT_TYPE, metrics_text(&s)),
-        (Method::POST, "/chaos") => {
-            let body = match req.into_body().collect().await {
-                Ok(b) => b.to_bytes(),
-                Err(e) => return reply(StatusCode::BAD_REQUEST, "text/plain", format!("reading the body: {e}\n")),
-            };
-            if body.len() > 4096 {
-                return reply(StatusCode::PAYLOAD_TOO_LARGE, "text/plain", "at most 4096 bytes\n".into());
+        (Method::GET, "/metrics") => reply(StatusCode::OK, http::OPENMETRICS, metrics_text(s)),
+        (Method::POST, "/chaos") => match serde_json::from_slice::<Chaos>(body) {
+            Ok(c) => {
+                set_chaos(s, c);
+                reply(StatusCode::OK, "application/json", serde_json::to_string(&c).unwrap_or_default())
             }
-            match serde_json::from_slice::<Chaos>(&body) {
-                Ok(c) => {
-                    set_chaos(&s, c);
-                    reply(StatusCode::OK, "application/json", serde_json::to_string(&c).unwrap_or_default())
-                }
-                Err(e) => reply(
-                    StatusCode::BAD_REQUEST,
-                    "text/plain",
-                    format!("expected {{\"latency_ms\":…,\"error_bp\":…,\"refuse\":…,\"down\":…}}: {e}\n"),
-                ),
-            }
-        }
+            Err(e) => reply(
+                StatusCode::BAD_REQUEST,
+                "text/plain",
+                format!("expected {{\"latency_ms\":…,\"error_bp\":…,\"refuse\":…,\"down\":…}}: {e}\n"),
+            ),
+        },
         _ => reply(StatusCode::NOT_FOUND, "text/plain", "try GET /status, GET /metrics or POST /chaos\n".into()),
     }
 }
 
 async fn serve_http(l: TcpListener, s: Arc<Shared>) {
-    loop {
-        let Ok((stream, _)) = l.accept().await else {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-            continue;
-        };
+    http::serve(l, move |method, path, body| {
         let s = s.clone();
-        tokio::spawn(async move {
-            let service = service_fn(move |req| {
-                let s = s.clone();
-                async move { Ok::<_, Infallible>(respond(req, s).await) }
-            });
-            let _ = http1::Builder::new().serve_connection(TokioIo::new(stream), service).await;
-        });
-    }
+        async move { respond(&method, &path, &body, &s) }
+    })
+    .await;
 }

@@ -21,10 +21,11 @@ use hashmesh_node::home::{Config, Home};
 /// Ports each node needs: p2p, rpc, abci, metrics.
 /// Ports of a node: p2p, rpc, abci (TCP) and plane (UDP, same number), metrics.
 const PORTS_PER_NODE: usize = 4;
-/// Ports of a pool's Stratum traffic: each endpoint's Stratum and HTTP, then each agent's.
+/// Ports of a pool's Stratum traffic: each endpoint's Stratum and HTTP, then each agent's
+/// Stratum port, then each agent's `/metrics`.
 fn stratum_ports(spec: &ClusterSpec) -> usize {
     if spec.stratum.is_some() {
-        2 * ENDPOINTS_PER_POOL + spec.agents_per_node
+        2 * ENDPOINTS_PER_POOL + 2 * spec.agents_per_node
     } else {
         0
     }
@@ -182,8 +183,9 @@ pub fn generate(spec: &ClusterSpec) -> Result<Cluster> {
             let parsed: std::collections::BTreeSet<GroupId> =
                 groups.iter().map(|g| g.parse().expect("generated ids are valid")).collect();
             hashmesh_node::plane::registry::add(&hm_home, id, parsed.iter().cloned().collect())?;
-            let listen =
-                spec.stratum.as_ref().map(|_| local(ports[base + PORTS_PER_NODE + 2 * ENDPOINTS_PER_POOL + a - 1]));
+            let agent_port = |k: usize| local(ports[base + PORTS_PER_NODE + 2 * ENDPOINTS_PER_POOL + k]);
+            let listen = spec.stratum.as_ref().map(|_| agent_port(a - 1));
+            let agent_metrics = spec.stratum.as_ref().map(|_| agent_port(spec.agents_per_node + a - 1));
             if let Some(listen) = listen {
                 StratumConfig {
                     listen,
@@ -196,6 +198,7 @@ pub fn generate(spec: &ClusterSpec) -> Result<Cluster> {
                     worker_groups: BTreeMap::new(),
                     fail_back_ms: 10_000,
                     start_difficulty: 1.0,
+                    metrics_listen: agent_metrics,
                     partial_line_ms: hashmesh_agent::proxy::driver::PARTIAL_LINE_MS_DEFAULT,
                 }
                 .create(&home)?;
@@ -206,6 +209,7 @@ pub fn generate(spec: &ClusterSpec) -> Result<Cluster> {
                 groups: groups.clone(),
                 pid: 0,
                 stratum: listen.map(|l| l.to_string()),
+                metrics: agent_metrics.map(|l| l.to_string()),
             });
         }
         pools.push(GenesisPool {

@@ -60,6 +60,7 @@ async fn para_mines_through_the_agent() {
         worker_groups: [(ADDRESS.to_owned(), group.clone())].into_iter().collect(),
         fail_back_ms: 1_000,
         start_difficulty: 1.0,
+        metrics_listen: None,
         partial_line_ms: hashmesh_agent::proxy::driver::PARTIAL_LINE_MS_DEFAULT,
     };
     let proxy = driver::start(&cfg, cfg.proxy_config(), None).await.unwrap();

@@ -101,6 +101,7 @@ async fn committed_routes_move_real_shares_and_failover_is_local() {
         worker_groups: BTreeMap::new(),
         fail_back_ms: 2_000,
         start_difficulty: 1.0,
+        metrics_listen: Some(any()),
         partial_line_ms: 1_000,
     };
     let proxy = driver::start(&cfg, cfg.proxy_config(), None).await.unwrap();
@@ -176,6 +177,15 @@ async fn committed_routes_move_real_shares_and_failover_is_local() {
     // Fail-back after the dwell.
     ep1.set_chaos(Chaos::default());
     wait_for_miners(&proxy, "pool-a/ep-1", 15, |n| n > 0).await;
+
+    // Prometheus metrics of the agent: per endpoint shares, miners, failures.
+    let mut m = TcpStream::connect(proxy.metrics.unwrap()).await.unwrap();
+    m.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").await.unwrap();
+    let mut text = String::new();
+    tokio::io::AsyncReadExt::read_to_string(&mut m, &mut text).await.unwrap();
+    assert!(text.contains("hashmesh_agent_shares_total{endpoint=\"pool-a/ep-2\",result=\"accepted\"}"), "{text}");
+    assert!(text.contains("hashmesh_agent_endpoint_failures_total{endpoint=\"pool-a/ep-1\"}"), "{text}");
+    assert!(!text.contains(secret));
 
     // Bad input: none of it reaches an endpoint, each gets an answer or a close, others go on.
     bad_input(proxy.listening[0]).await;

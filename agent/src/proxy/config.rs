@@ -63,6 +63,9 @@ pub struct StratumConfig {
     /// Difficulty for miners before an upstream sets one.
     #[serde(default = "default_start_difficulty")]
     pub start_difficulty: f64,
+    /// Where to serve Prometheus `/metrics` (none by default).
+    #[serde(default)]
+    pub metrics_listen: Option<SocketAddr>,
     /// A miner must finish a line it started within this, ms (a one-byte-a-minute trickle is
     /// closed).
     #[serde(default = "default_partial_line_ms")]

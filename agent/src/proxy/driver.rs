@@ -89,6 +89,8 @@ pub struct ProxyHandle {
     reports: Arc<Mutex<Vec<(EndpointId, TelemetryReport)>>>,
     /// The addresses miners connect to (the main listener first).
     pub listening: Vec<SocketAddr>,
+    /// Where `/metrics` is served, if anywhere.
+    pub metrics: Option<SocketAddr>,
 }
 
 impl std::fmt::Debug for ProxyHandle {
@@ -135,7 +137,34 @@ pub async fn start(cfg: &StratumConfig, proxy: ProxyConfig, home: Option<PathBuf
         listening.push(local);
         tokio::spawn(accept_loop(l, group, tx.clone(), cfg.partial_line_ms));
     }
-    let handle = ProxyHandle { events: tx.clone(), reports: Arc::new(Mutex::new(Vec::new())), listening };
+    let mut metrics = None;
+    if let Some(addr) = cfg.metrics_listen {
+        let l = TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("cannot serve metrics on {addr}; change \"metrics_listen\" in stratum.json"))?;
+        metrics = Some(l.local_addr()?);
+        info!(addr = %l.local_addr()?, "serving /metrics");
+        let events = tx.clone();
+        tokio::spawn(hashmesh_plane::host::http::serve(l, move |method, path, _body| {
+            let events = events.clone();
+            async move {
+                use hashmesh_plane::host::http::{reply, OPENMETRICS};
+                use hyper::{Method, StatusCode};
+                if method != Method::GET || path != "/metrics" {
+                    return reply(StatusCode::NOT_FOUND, "text/plain", "try GET /metrics\n".into());
+                }
+                let (reply_tx, answer) = oneshot::channel();
+                if events.send(Ev::Status(reply_tx)).await.is_err() {
+                    return reply(StatusCode::SERVICE_UNAVAILABLE, "text/plain", "the proxy stopped\n".into());
+                }
+                match answer.await {
+                    Ok(s) => reply(StatusCode::OK, OPENMETRICS, super::metrics::render(&s)),
+                    Err(_) => reply(StatusCode::SERVICE_UNAVAILABLE, "text/plain", "the proxy stopped\n".into()),
+                }
+            }
+        }));
+    }
+    let handle = ProxyHandle { events: tx.clone(), reports: Arc::new(Mutex::new(Vec::new())), listening, metrics };
     let seed = now_ms();
     let actor = Actor {
         proxy: Proxy::new(proxy, seed),

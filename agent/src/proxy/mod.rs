@@ -4,6 +4,7 @@
 //! - [`core`] — the sans-IO proxy (miners, upstreams, split, failover, books).
 //! - [`split`] — the pure placement of a group's miners over its live targets.
 //! - [`meter`] — measurements and the reports heartbeats carry.
+//! - [`metrics`] — `/metrics` from the status.
 //! - [`config`] — `stratum.json`.
 //! - [`driver`] — the tokio driver (listeners, connection tasks, the actor).
 
@@ -11,4 +12,5 @@ pub mod config;
 pub mod core;
 pub mod driver;
 pub mod meter;
+pub mod metrics;
 pub mod split;
