@@ -155,11 +155,11 @@ fn print_proxy(p: &serde_json::Value) {
             "{:<20} {:<11} {:>7} {:>10} {:>9} {:>7} {:>9}  {}",
             e["endpoint"].as_str().unwrap_or("?"),
             format!("{}{}", e["link"].as_str().unwrap_or("?"), if e["usable"] == true { "" } else { "*" }),
-            e["miners"],
-            e["totals"]["accepted"],
-            e["totals"]["rejected"],
-            e["totals"]["stale"],
-            e["failures"],
+            e["miners"].to_string(),
+            e["totals"]["accepted"].to_string(),
+            e["totals"]["rejected"].to_string(),
+            e["totals"]["stale"].to_string(),
+            e["failures"].to_string(),
             e["last_error"].as_str().unwrap_or("-"),
         );
     }
