@@ -14,7 +14,8 @@ pub const KEY_FILE: &str = "agent_key.json";
 /// The routing table and delivery cursor.
 pub const STATE_FILE: &str = "state.json";
 /// Measurements per endpoint (`{"pool-a/ep-1": TelemetryReport, …}`), forwarded in every
-/// heartbeat. Until the Stratum proxy measures in-process, a measuring process writes it.
+/// heartbeat when the agent runs no Stratum proxy (no `stratum.json`); a measuring process
+/// writes it.
 pub const TELEMETRY_FILE: &str = "telemetry.json";
 
 /// Create an agent home with a new key; returns the agent id to register with the node.

@@ -2,7 +2,7 @@
 
 use clap::Parser;
 
-/// The hashmesh agent: applies its node's committed routes.
+/// The hashmesh agent: applies its node's committed routes and proxies miners by them.
 #[derive(Parser)]
 #[command(name = "hashmesh-agent", version, about, long_about = None)]
 struct Cli {
