@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 use crate::core::keys;
 use crate::core::model::{
     Assignment, DirectiveRecord, EndpointRecord, GroupRecord, PoolRecord, ReceiptRecord, TelemetryRecord,
+    TelemetryView,
 };
 use crate::core::state::{Counts, GenesisMeta};
 use crate::store::{Store, StoreError};
@@ -198,14 +199,26 @@ pub fn handle(store: &Store, path: &str, data: &[u8]) -> Result<Vec<u8>, QueryFa
         "/pools" => Ok(json(&store.records::<PoolRecord>(keys::POOL)?)),
         "/telemetry" => {
             let height = store.last_committed()?.map_or(0, |(h, _)| h);
+            let stale = meta.params.telemetry_stale_blocks;
+            let view = |pool: Option<PoolId>, v: &TelemetryView| {
+                serde_json::json!({
+                    "pool": pool, "epoch": v.epoch, "height": v.height,
+                    "fresh": v.height + stale >= height,
+                    "health_bp": hashmesh_protocol::rules::measurement_health_bp(&v.measurement),
+                    "measurement": v.measurement,
+                })
+            };
             let views: Vec<serde_json::Value> = store
                 .records::<TelemetryRecord>(keys::TELEMETRY)?
                 .into_iter()
                 .map(|t| {
-                    let fresh = t.height + meta.params.telemetry_stale_blocks >= height;
+                    let judged = t.judged(height, stale);
+                    let fresh = t.owner.iter().chain(t.observers.values()).any(|v| v.height + stale >= height);
                     serde_json::json!({
-                        "endpoint": t.endpoint, "height": t.height, "health_bp": t.health_bp,
-                        "fresh": fresh, "report": t.report,
+                        "endpoint": t.endpoint, "health_bp": judged.health_bp,
+                        "owner_health_bp": judged.owner_health_bp, "flagged": judged.flagged, "fresh": fresh,
+                        "owner": t.owner.as_ref().map(|v| view(None, v)),
+                        "observers": t.observers.iter().map(|(p, v)| view(Some(*p), v)).collect::<Vec<_>>(),
                     })
                 })
                 .collect();

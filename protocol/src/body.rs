@@ -1,12 +1,12 @@
 //! Transaction bodies: the directives (`Route`, `Drain`, `Restore`) and `Vote`.
 //!
 //! Bodies are appended, never renumbered: the encoding of a variant is its position.
-//! After `ReportTelemetry` and `Receipt`, `Lend` and `SetPolicy` will take the next tags.
 
 use bincode::{Decode, Encode};
 use serde::{Deserialize, Serialize};
 
 use crate::ids::{AgentId, DirectiveId, EndpointId, GroupId};
+use crate::telemetry::TelemetryEntry;
 
 /// Route weights are basis points and must sum to exactly this.
 pub const BASIS_POINTS_TOTAL: u32 = 10_000;
@@ -48,7 +48,8 @@ pub enum Body {
         /// `true` approves, `false` rejects.
         approve: bool,
     },
-    /// The owner's measurements of one of its endpoints for one epoch.
+    /// The owner's measurements of one of its endpoints for one epoch (the old single form;
+    /// it still decodes and applies, as an owner's view with every value known).
     ReportTelemetry {
         /// The signer's endpoint.
         endpoint: EndpointId,
@@ -60,6 +61,15 @@ pub enum Body {
     Receipt {
         /// 1..=[`RECEIPTS_PER_TX_MAX`] entries.
         receipts: Vec<Receipt>,
+    },
+    /// One epoch of the signer's measured telemetry: its own endpoints (owner views) and other
+    /// pools' endpoints its active routes target (observer views). Applied whole or refused whole.
+    ReportTelemetryBatch {
+        /// Reporting epoch (the node's clock, ms); strictly increasing per endpoint and reporter.
+        epoch: u64,
+        /// 1..=[`TELEMETRY_ENTRIES_PER_TX_MAX`](crate::telemetry::TELEMETRY_ENTRIES_PER_TX_MAX)
+        /// entries, strictly increasing by endpoint.
+        entries: Vec<TelemetryEntry>,
     },
 }
 
@@ -138,6 +148,7 @@ impl Body {
             Body::Vote { .. } => "vote",
             Body::ReportTelemetry { .. } => "report_telemetry",
             Body::Receipt { .. } => "receipt",
+            Body::ReportTelemetryBatch { .. } => "report_telemetry_batch",
         }
     }
 

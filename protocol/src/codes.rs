@@ -65,11 +65,14 @@ pub enum RejectCode {
     ReceiptDuplicate = 27,
     /// A directive already has `RECEIPTS_PER_DIRECTIVE_MAX` receipts.
     ReceiptsFull = 28,
+    /// A telemetry entry for another pool's endpoint that none of the signer's active routes
+    /// targets.
+    NotObserver = 29,
 }
 
 impl RejectCode {
     /// Every code, in numeric order (for docs and tests).
-    pub const ALL: [RejectCode; 28] = [
+    pub const ALL: [RejectCode; 29] = [
         Self::Malformed,
         Self::TxTooLarge,
         Self::WrongChainId,
@@ -98,6 +101,7 @@ impl RejectCode {
         Self::ReceiptNotOwned,
         Self::ReceiptDuplicate,
         Self::ReceiptsFull,
+        Self::NotObserver,
     ];
 
     /// The numeric code CometBFT reports.
@@ -138,6 +142,7 @@ impl RejectCode {
             Self::ReceiptNotOwned => "receipt_not_owned",
             Self::ReceiptDuplicate => "receipt_duplicate",
             Self::ReceiptsFull => "receipts_full",
+            Self::NotObserver => "not_observer",
         }
     }
 

@@ -6,7 +6,8 @@
 //! - the one canonical encoding ([`codec`], bincode 2.0.1 behind a single module),
 //! - signing over domain-separated bytes and strict verification ([`signing`]),
 //! - the named limits ([`limits`]) and the stable rejection codes ([`RejectCode`]),
-//! - the integer rules the chain enforces and the planner plans with ([`rules`]).
+//! - the integer rules the chain enforces and the planner plans with ([`rules`]),
+//! - measured telemetry on chain and on the plane ([`telemetry`]).
 #![deny(clippy::float_arithmetic)]
 
 pub mod body;
@@ -17,6 +18,7 @@ pub mod limits;
 pub mod plane;
 pub mod rules;
 pub mod signing;
+pub mod telemetry;
 pub mod tx;
 
 pub use body::{Body, Receipt, RouteTarget, TelemetryReport, BASIS_POINTS_TOTAL, RECEIPTS_PER_TX_MAX};
@@ -24,4 +26,5 @@ pub use codec::DecodeError;
 pub use codes::RejectCode;
 pub use ids::{AgentId, DirectiveId, EndpointId, GroupId, IdError, PoolId};
 pub use signing::{PoolKey, SigningKey, VerifyError};
+pub use telemetry::{EndpointWindow, LatencyBuckets, LatencyPercentiles, Measurement, TelemetryEntry};
 pub use tx::{SignedTx, UnsignedTx};

@@ -1,7 +1,8 @@
 //! Named limits. Every collection on the wire or in state has one; nothing is unbounded.
 
-/// Largest accepted transaction, in bytes (envelope, body and signature).
-pub const TX_BYTES_MAX: usize = 2048;
+/// Largest accepted transaction, in bytes (envelope, body and signature): a telemetry batch of
+/// `TELEMETRY_ENTRIES_PER_TX_MAX` entries with the longest ids fits.
+pub const TX_BYTES_MAX: usize = 8192;
 /// Longest chain id, in bytes (CometBFT allows 50).
 pub const CHAIN_ID_BYTES_MAX: usize = 50;
 /// Longest endpoint or miner-group id, in bytes.

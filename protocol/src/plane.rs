@@ -6,6 +6,7 @@ use bincode::{Decode, Encode};
 use serde::{Deserialize, Serialize};
 
 use crate::body::{RouteTarget, TelemetryReport};
+use crate::telemetry::EndpointWindow;
 use crate::codec::{self, DecodeError};
 use crate::ids::{AgentId, DirectiveId, EndpointId, GroupId, PoolId};
 
@@ -13,6 +14,9 @@ use crate::ids::{AgentId, DirectiveId, EndpointId, GroupId, PoolId};
 pub const PLANE_MSG_BYTES_MAX: usize = 64 * 1024;
 /// Most endpoint reports in one heartbeat.
 pub const HEARTBEAT_REPORTS_MAX: usize = 64;
+/// Most endpoint windows in one `Measurements` message (an agent with more sends more
+/// messages; each also stays within [`PLANE_MSG_BYTES_MAX`]).
+pub const MEASUREMENT_WINDOWS_MAX: usize = 64;
 
 /// A committed route, as an agent applies it. Valid from `height`; a later instruction for the
 /// same group (higher height) supersedes it, an earlier one is ignored; another instruction for
@@ -71,11 +75,12 @@ pub enum PlaneMsg {
         /// When it was applied, ms since the Unix epoch.
         applied_at_ms: u64,
     },
-    /// Agent → node, every second: liveness and the agent's measurements per endpoint.
+    /// Agent → node, every second: liveness. (`reports` is the pre-histogram form of the
+    /// agent's measurements; nodes ignore it and agents send it empty — see `Measurements`.)
     Heartbeat {
         /// Agent clock, ms since the Unix epoch.
         at_ms: u64,
-        /// Up to [`HEARTBEAT_REPORTS_MAX`] endpoint reports.
+        /// Up to [`HEARTBEAT_REPORTS_MAX`] endpoint reports (ignored).
         reports: Vec<(EndpointId, TelemetryReport)>,
     },
     /// Node → node, first: the sending pool (must equal the handshake key).
@@ -99,6 +104,14 @@ pub enum PlaneMsg {
         directive: DirectiveId,
         /// The endpoint.
         endpoint: EndpointId,
+    },
+    /// Agent → node, once per report window: what the agent measured at each endpoint it
+    /// sent work to, with mergeable latency histograms (the node sums windows across agents).
+    Measurements {
+        /// Agent clock, ms since the Unix epoch.
+        at_ms: u64,
+        /// Up to [`MEASUREMENT_WINDOWS_MAX`] windows, at most one per endpoint.
+        windows: Vec<EndpointWindow>,
     },
 }
 

@@ -10,6 +10,7 @@ use crate::body::Body;
 use crate::codec::{self, DecodeError};
 use crate::ids::{DirectiveId, PoolId};
 use crate::limits::{CHAIN_ID_BYTES_MAX, ROUTES_PER_GROUP_MAX, TX_BYTES_MAX};
+use crate::telemetry::TELEMETRY_ENTRIES_PER_TX_MAX;
 
 /// Length of an ed25519 signature, the last field of every transaction.
 pub const SIGNATURE_BYTES: usize = 64;
@@ -69,14 +70,27 @@ impl SignedTx {
         if self.chain_id.is_empty() || self.chain_id.len() > CHAIN_ID_BYTES_MAX {
             return Err(DecodeError::Structure(format!("chain id must be 1..={CHAIN_ID_BYTES_MAX} bytes")));
         }
-        if let Body::Route { targets, .. } = &self.body {
-            if targets.is_empty() || targets.len() > ROUTES_PER_GROUP_MAX {
-                return Err(DecodeError::Structure(format!(
+        match &self.body {
+            Body::Route { targets, .. } if targets.is_empty() || targets.len() > ROUTES_PER_GROUP_MAX => {
+                Err(DecodeError::Structure(format!(
                     "a route needs 1..={ROUTES_PER_GROUP_MAX} targets, got {}",
                     targets.len()
-                )));
+                )))
             }
+            Body::ReportTelemetryBatch { entries, .. }
+                if entries.is_empty() || entries.len() > TELEMETRY_ENTRIES_PER_TX_MAX =>
+            {
+                Err(DecodeError::Structure(format!(
+                    "a telemetry batch needs 1..={TELEMETRY_ENTRIES_PER_TX_MAX} entries, got {}",
+                    entries.len()
+                )))
+            }
+            Body::ReportTelemetryBatch { entries, .. }
+                if entries.windows(2).any(|w| w[0].endpoint >= w[1].endpoint) =>
+            {
+                Err(DecodeError::Structure("telemetry batch entries must be strictly increasing by endpoint".into()))
+            }
+            _ => Ok(()),
         }
-        Ok(())
     }
 }

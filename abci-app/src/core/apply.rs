@@ -10,7 +10,7 @@ use hashmesh_protocol::limits::{NONCES_RETAINED_PER_POOL, PENDING_DIRECTIVES_MAX
 use hashmesh_protocol::signing::{self, VerifyError};
 use hashmesh_protocol::{
     codec, Body, DirectiveId, EndpointId, GroupId, PoolId, PoolKey, Receipt, RejectCode, RouteTarget, SignedTx,
-    TelemetryReport, BASIS_POINTS_TOTAL,
+    Measurement, TelemetryEntry, BASIS_POINTS_TOTAL,
 };
 
 use super::events::Event;
@@ -95,7 +95,7 @@ enum Plan {
     Drain(EndpointId),
     Restore(EndpointId),
     Vote { target: DirectiveId, approve: bool },
-    Telemetry { endpoint: EndpointId, report: TelemetryReport },
+    Telemetry { epoch: u64, entries: Vec<(EndpointId, Measurement)> },
     Receipts(Vec<Receipt>),
 }
 
@@ -241,22 +241,18 @@ impl State {
                 Ok(Plan::Restore(endpoint.clone()))
             }
             Body::ReportTelemetry { endpoint, report } => {
+                // The old single form: the owner's report, every value known.
                 self.owned_endpoint(tx.signer, endpoint)?;
-                if let Some(why) = report.out_of_range() {
-                    return reject(RejectCode::TelemetryOutOfRange, why);
-                }
-                if let Some(last) = self.telemetry.get(endpoint) {
-                    if report.epoch <= last.report.epoch {
-                        return reject(
-                            RejectCode::TelemetryEpochNotIncreasing,
-                            format!(
-                                "epoch {} is not above the last reported epoch {}",
-                                report.epoch, last.report.epoch
-                            ),
-                        );
-                    }
-                }
-                Ok(Plan::Telemetry { endpoint: endpoint.clone(), report: *report })
+                let entry = TelemetryEntry { endpoint: endpoint.clone(), measurement: Measurement::from(*report) };
+                self.check_telemetry(tx.signer, report.epoch, std::slice::from_ref(&entry))?;
+                Ok(Plan::Telemetry { epoch: report.epoch, entries: vec![(entry.endpoint, entry.measurement)] })
+            }
+            Body::ReportTelemetryBatch { epoch, entries } => {
+                self.check_telemetry(tx.signer, *epoch, entries)?;
+                Ok(Plan::Telemetry {
+                    epoch: *epoch,
+                    entries: entries.iter().map(|e| (e.endpoint.clone(), e.measurement)).collect(),
+                })
             }
             Body::Receipt { receipts } => {
                 Ok(Plan::Receipts(self.check_receipts(tx.signer, receipts, writes, committed)?))
@@ -347,11 +343,11 @@ impl State {
         self.check_nonce(&tx)?;
         let plan = self.plan(&tx, writes, committed)?;
         self.record_nonce(tx.signer, tx.nonce);
-        if let Plan::Telemetry { endpoint, report } = plan {
-            // Telemetry is state, not a directive: it replaces the endpoint's last report and
-            // stays out of the directive history.
-            let (log, event) = self.record_telemetry(tx.signer, endpoint, report, block.height, writes);
-            return Ok((None, log, vec![event]));
+        if let Plan::Telemetry { epoch, entries } = plan {
+            // Telemetry is state, not a directive: it replaces the signer's last views of the
+            // endpoints and stays out of the directive history.
+            let (log, events) = self.record_telemetry(tx.signer, epoch, entries, block.height, writes);
+            return Ok((None, log, events));
         }
         if let Plan::Receipts(receipts) = plan {
             // Receipts are state beside the directive they acknowledge, not directives.

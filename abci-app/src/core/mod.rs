@@ -19,7 +19,7 @@ pub use events::{Attr, Event};
 pub use genesis::{GenesisAppState, GenesisError};
 pub use model::{
     Assignment, DirectiveRecord, DirectiveStatus, EndpointRecord, GroupRecord, Params, PoolRecord, ReceiptRecord,
-    TelemetryRecord,
+    TelemetryRecord, TelemetryView,
 };
 pub use state::{LoadError, State};
 pub use writes::{KvRead, WriteSet};

@@ -49,17 +49,39 @@ impl Default for Params {
     }
 }
 
-/// The latest telemetry an endpoint's owner committed.
+/// One pool's latest committed measurements of an endpoint.
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode, Serialize, Deserialize)]
+pub struct TelemetryView {
+    /// The reporter's epoch (strictly increasing per endpoint and reporter).
+    pub epoch: u64,
+    /// What it measured.
+    pub measurement: hashmesh_protocol::Measurement,
+    /// Height at which it was committed.
+    pub height: u64,
+}
+
+/// The latest telemetry of an endpoint: its owner's claim and the measurements of the pools
+/// whose routes send work there (observers), side by side.
 #[derive(Debug, Clone, PartialEq, Eq, Encode, Decode, Serialize, Deserialize)]
 pub struct TelemetryRecord {
     /// The endpoint.
     pub endpoint: EndpointId,
-    /// The report.
-    pub report: hashmesh_protocol::TelemetryReport,
-    /// Height at which it was committed.
-    pub height: u64,
-    /// Health computed from it, bp (the article's formula in integers).
-    pub health_bp: u32,
+    /// The owner's latest report.
+    pub owner: Option<TelemetryView>,
+    /// Other pools' latest measurements (at most one per pool).
+    pub observers: std::collections::BTreeMap<PoolId, TelemetryView>,
+}
+
+impl TelemetryRecord {
+    /// The health the floor rule judges from the views committed within `stale_blocks` of
+    /// `height` ([`hashmesh_protocol::rules::floor_health`]).
+    #[must_use]
+    pub fn judged(&self, height: u64, stale_blocks: u64) -> hashmesh_protocol::rules::FloorHealth {
+        let fresh = |v: &&TelemetryView| v.height + stale_blocks >= height;
+        let owner = self.owner.as_ref().filter(fresh).map(|v| &v.measurement);
+        let observers: Vec<_> = self.observers.values().filter(fresh).map(|v| &v.measurement).collect();
+        hashmesh_protocol::rules::floor_health(owner, &observers)
+    }
 }
 
 /// An agent of `pool` applied `directive` (from a committed `Receipt`).

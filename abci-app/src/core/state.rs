@@ -346,11 +346,16 @@ impl State {
     pub fn assignment(&self, group: &GroupId) -> Option<&Assignment> {
         self.assignments.get(group)
     }
-    /// An endpoint's latest telemetry if it is fresh (committed within `telemetry_stale_blocks`).
+    /// An endpoint's views committed within `telemetry_stale_blocks`: the owner's report, if
+    /// fresh, and the fresh observers' measurements.
     #[must_use]
-    pub fn fresh_telemetry(&self, endpoint: &EndpointId) -> Option<&TelemetryRecord> {
-        let t = self.telemetry.get(endpoint)?;
-        (t.height + self.params.telemetry_stale_blocks >= self.height).then_some(t)
+    pub fn fresh_views(&self, endpoint: &EndpointId) -> (Option<&hashmesh_protocol::Measurement>, Vec<&hashmesh_protocol::Measurement>) {
+        let Some(t) = self.telemetry.get(endpoint) else { return (None, Vec::new()) };
+        let fresh = |v: &&super::model::TelemetryView| v.height + self.params.telemetry_stale_blocks >= self.height;
+        (
+            t.owner.as_ref().filter(fresh).map(|v| &v.measurement),
+            t.observers.values().filter(fresh).map(|v| &v.measurement).collect(),
+        )
     }
     /// Hashrate the committed assignments route to `endpoint`, H/s.
     #[must_use]
