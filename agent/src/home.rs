@@ -1,22 +1,16 @@
-//! The agent's home directory: its key, its routing table and the measurements file.
+//! The agent's home directory: its key and its routing table.
 
-use std::collections::BTreeMap;
 use std::path::Path;
 
 use anyhow::{Context, Result};
 use hashmesh_plane::core::agent::AgentState;
 use hashmesh_plane::host::{files, keyfile};
-use hashmesh_protocol::plane::HEARTBEAT_REPORTS_MAX;
-use hashmesh_protocol::{AgentId, EndpointId, TelemetryReport};
+use hashmesh_protocol::AgentId;
 
 /// The agent's key file (0600).
 pub const KEY_FILE: &str = "agent_key.json";
 /// The routing table and delivery cursor.
 pub const STATE_FILE: &str = "state.json";
-/// Measurements per endpoint (`{"pool-a/ep-1": TelemetryReport, …}`), forwarded in every
-/// heartbeat when the agent runs no Stratum proxy (no `stratum.json`); a measuring process
-/// writes it.
-pub const TELEMETRY_FILE: &str = "telemetry.json";
 
 /// Create an agent home with a new key; returns the agent id to register with the node.
 ///
@@ -59,14 +53,4 @@ pub fn load_state(dir: &Path) -> Result<AgentState> {
 /// If the file cannot be written.
 pub fn save_state(dir: &Path, state: &AgentState) -> Result<()> {
     files::write_atomic_private(&dir.join(STATE_FILE), &serde_json::to_vec_pretty(state)?)
-}
-
-/// The measurements last written (none when the file is absent or unreadable).
-#[must_use]
-pub fn read_telemetry(dir: &Path) -> Vec<(EndpointId, TelemetryReport)> {
-    std::fs::read(dir.join(TELEMETRY_FILE))
-        .ok()
-        .and_then(|b| serde_json::from_slice::<BTreeMap<EndpointId, TelemetryReport>>(&b).ok())
-        .map(|m| m.into_iter().take(HEARTBEAT_REPORTS_MAX).collect())
-        .unwrap_or_default()
 }

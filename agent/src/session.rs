@@ -129,10 +129,9 @@ async fn session(
                 }
             }
             () = tokio::time::sleep(Duration::from_millis(wait)) => {
-                match &opts.proxy {
-                    Some(p) => plane.handle_timeout(now_ms(), || p.reports()),
-                    None => plane.handle_timeout(now_ms(), || home::read_telemetry(&opts.home)),
-                }
+                // Only a proxying agent measures anything; without one, heartbeats carry liveness.
+                let proxy = opts.proxy.as_ref();
+                plane.handle_timeout(now_ms(), || proxy.map(|p| p.take_windows()).unwrap_or_default());
             }
         }
     }

@@ -178,7 +178,7 @@ fn start_scheduler(
             model
         }
         // Reports older than three epochs are stale.
-        (Source::Agents, Some(plane)) => Box::new(AgentSource::new(plane, 3 * settings.epoch_ms)),
+        (Source::Agents, Some(plane)) => Box::new(AgentSource::new(plane)),
         (Source::Agents, None) => anyhow::bail!("scheduler.source = \"agents\" needs the plane: set [plane] listen"),
     };
     let app = app.clone();

@@ -1,6 +1,7 @@
 //! The node-to-node channel, in process: a lending node delivers worker credentials to the
 //! borrowing node, which forwards them to its agents; drains and restores reach the agents of
-//! routes that use the endpoint; agents' measurements feed the `agents` telemetry source; a
+//! routes that use the endpoint; agents' measurement windows feed the `agents` telemetry source,
+//! merged; a
 //! peer that lies about who it is, or sends
 //! credentials it has no business sending, loses its connection.
 
@@ -23,7 +24,7 @@ use hashmesh_plane::transport::frame::write_frame;
 use hashmesh_plane::transport::identity::tls_identity;
 use hashmesh_plane::transport::tls::{Role, Trust, ALPN};
 use hashmesh_protocol::plane::{PlaneMsg, WorkerCredential};
-use hashmesh_protocol::{DirectiveId, EndpointId, GroupId, PoolId, RouteTarget, TelemetryReport};
+use hashmesh_protocol::{DirectiveId, EndpointId, EndpointWindow, GroupId, PoolId, RouteTarget};
 
 fn key(n: u8) -> SigningKey {
     SigningKey::from_bytes(&[n; 32])
@@ -196,33 +197,6 @@ async fn credentials_and_measurements_cross_the_plane_and_liars_are_cut_off() {
     // The credentials stayed as they were.
     assert_eq!(creds(), vec![c]);
 
-    // The proxy's measurements ride in heartbeats and feed the scheduler's `agents` source;
-    // a report on another pool's endpoint is dropped.
-    let report = TelemetryReport {
-        epoch: 1,
-        hashrate_hs: 7,
-        shares_accepted: 1,
-        shares_rejected: 0,
-        shares_stale: 0,
-        latency_ms_p50: 42,
-        latency_ms_p99: 90,
-        cpu_bp: 1234,
-        memory_bp: 2000,
-        error_bp: 5,
-        queue_len: 1,
-        miners: 3,
-    };
-    let file: BTreeMap<&str, TelemetryReport> = [("pool-a/ep-1", report), ("pool-b/ep-1", report)].into();
-    std::fs::write(agent_home.join(agent::TELEMETRY_FILE), serde_json::to_vec(&file).unwrap()).unwrap();
-    let ours: EndpointId = "pool-a/ep-1".parse().unwrap();
-    wait_until("the agent's report at the node", || a.plane.fresh_report(&ours, 60_000).is_some()).await;
-    assert!(a.plane.fresh_report(&"pool-b/ep-1".parse().unwrap(), 60_000).is_none());
-    let mut source = AgentSource::new(Arc::clone(&a.plane), 60_000);
-    let ep2: EndpointId = "pool-a/ep-2".parse().unwrap();
-    let measured = source.measure(&[(ours.clone(), 0, 1), (ep2.clone(), 0, 1_000)], 99);
-    let m = measured[&ours];
-    assert_eq!((m.epoch, m.latency_ms_p50, m.cpu_bp), (99, 42, 1234), "the node's epoch");
-    assert!(!measured.contains_key(&ep2), "an endpoint no agent measured gets no report");
     // Draining a/ep-1 re-sends the route with it marked: the agent spreads its share over the
     // rest; restoring it undoes that. Neither is a new route in effect.
     let record = |drained: bool| EndpointRecord {
@@ -252,7 +226,75 @@ async fn credentials_and_measurements_cross_the_plane_and_liars_are_cut_off() {
         "credentials kept across the re-sends"
     );
 
+    // Agents' measurement windows feed the scheduler's `agents` source, merged: the pool's own
+    // endpoint and the lender's it routes to (an observer view). Sent here by hand as the
+    // agent (its proxy would send them; the agent without one sends none).
     agent_task.abort();
+    let agent_key = agent::load_key(&agent_home).unwrap();
+    let as_agent = tls_identity(&agent_key).unwrap();
+    let window = |e: &str, end: u64, latencies_ms: &[u64]| {
+        let mut h = hashmesh_telemetry::LatencyHistogram::default();
+        for l in latencies_ms {
+            h.record_us(l * 1000);
+        }
+        EndpointWindow {
+            endpoint: e.parse().unwrap(),
+            start_ms: end - 2000,
+            end_ms: end,
+            accepted: latencies_ms.len() as u64,
+            rejected: 0,
+            stale: 0,
+            accepted_hashes: 4096 * latencies_ms.len() as u128,
+            latency: h.to_wire(),
+            down: false,
+            miners: 3,
+            in_flight: 0,
+        }
+    };
+    let conn = connect(a.local_addr, &as_agent, &trust, ALPN).await.unwrap();
+    let (mut send, _recv) = conn.open_bi().await.unwrap();
+    let hello = PlaneMsg::Hello { agent: agent_id, applied_seq: 0 };
+    let first = PlaneMsg::Measurements {
+        at_ms: 2000,
+        windows: vec![window("pool-a/ep-1", 2000, &[10, 20]), window("pool-b/ep-1", 2000, &[400])],
+    };
+    let second = PlaneMsg::Measurements { at_ms: 4000, windows: vec![window("pool-a/ep-1", 4000, &[30, 40])] };
+    for m in [hello, first, second] {
+        write_frame(&mut send, &m.encode()).await.unwrap();
+    }
+    let ours: EndpointId = "pool-a/ep-1".parse().unwrap();
+    let lent: EndpointId = "pool-b/ep-1".parse().unwrap();
+    let take = || {
+        let plane = Arc::clone(&a.plane);
+        tokio::task::spawn_blocking(move || AgentSource::new(plane).measure(&[], 0))
+    };
+    let (mut accepted, mut own, mut observed) = (0, None, None);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while accepted < 4 {
+        assert!(Instant::now() < deadline, "timed out waiting for the windows at the node");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let more = take().await.unwrap();
+        if let Some(m) = more.get(&ours) {
+            accepted += m.shares_accepted;
+            own = Some(*m);
+        }
+        observed = observed.or(more.get(&lent).copied());
+    }
+    assert_eq!(accepted, 4);
+    let own = own.unwrap();
+    assert_eq!((own.cpu_bp, own.memory_bp), (None, None), "agents cannot see cpu or memory");
+    assert_eq!(observed.unwrap().latency_ms.unwrap().p50, 400, "the lender's endpoint, as observed");
+    let empty = take().await.unwrap();
+    assert!(empty.is_empty(), "an epoch with no windows measures nothing: {empty:?}");
+    // A malformed window closes the session and counts nothing.
+    let mut bad = window("pool-a/ep-1", 6000, &[5]);
+    bad.start_ms = bad.end_ms;
+    write_frame(&mut send, &PlaneMsg::Measurements { at_ms: 6000, windows: vec![bad] }.encode()).await.unwrap();
+    let why = tokio::time::timeout(Duration::from_secs(10), conn.closed()).await.expect("closed by a");
+    assert!(format!("{why}").contains("protocol error"), "{why}");
+    let after = take().await.unwrap();
+    assert!(after.is_empty(), "{after:?}");
+
     a.close();
     b.close();
 }

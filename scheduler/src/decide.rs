@@ -11,8 +11,9 @@
 
 use std::collections::BTreeMap;
 
-use hashmesh_protocol::rules::{load_limit_hs, report_health_bp, share_hs};
-use hashmesh_protocol::{Body, DirectiveId, EndpointId, GroupId, PoolId, RouteTarget, TelemetryReport};
+use hashmesh_protocol::rules::{floor_health, load_limit_hs, share_hs};
+use hashmesh_protocol::telemetry::TELEMETRY_ENTRIES_PER_TX_MAX;
+use hashmesh_protocol::{Body, DirectiveId, EndpointId, GroupId, Measurement, PoolId, RouteTarget, TelemetryEntry};
 
 use crate::planner::{plan, PlanEndpoint, PlanGroup, PlannerConfig};
 
@@ -29,11 +30,13 @@ pub struct ViewEndpoint {
     pub drained: bool,
     /// Hashrate the committed assignments route to it, H/s (the chain's derived load).
     pub load_hs: u128,
-    /// Committed health of fresh telemetry, bp (`None`: no fresh report; the chain does not
-    /// judge it).
+    /// Committed health of fresh telemetry as the floor rule judges it (owner and observers),
+    /// bp (`None`: nothing fresh; the chain does not judge it).
     pub health_bp: Option<u32>,
-    /// Median submit latency of that report, ms.
+    /// The worst fresh median submit latency (owner or observers), ms.
     pub latency_ms_p50: Option<u32>,
+    /// Fresh observer measurements (other pools' agents at this endpoint).
+    pub observers: Vec<Measurement>,
 }
 
 /// A miner group in committed state.
@@ -107,7 +110,7 @@ pub struct DecideConfig {
 pub struct Decision {
     /// Bodies to sign and broadcast, in order: reports, routes, votes.
     pub bodies: Vec<Body>,
-    /// Telemetry reports among them.
+    /// Endpoints reported in them (owner and observer entries).
     pub reports: u64,
     /// Route changes among them.
     pub moves: u64,
@@ -119,13 +122,16 @@ pub struct Decision {
 
 /// Decide one epoch for pool `me`.
 ///
-/// `measured` holds this epoch's measurements of `me`'s endpoints (endpoints nobody measured are
-/// absent and get no report: nothing unmeasured goes on chain).
+/// `measured` holds this epoch's measurements by `me`'s agents (endpoints nobody measured are
+/// absent and get no report: nothing unmeasured goes on chain). They are reported in one
+/// `ReportTelemetryBatch` (more only past [`TELEMETRY_ENTRIES_PER_TX_MAX`] entries): `me`'s
+/// own endpoints as owner, and other pools' endpoints that `me`'s committed routes target as
+/// observer; measurements of any other endpoint are left out (the chain would refuse them).
 #[must_use]
 pub fn decide(
     me: &PoolId,
     view: &EpochView,
-    measured: &BTreeMap<EndpointId, TelemetryReport>,
+    measured: &BTreeMap<EndpointId, Measurement>,
     memory: &mut DecideMemory,
     cfg: &DecideConfig,
     now_ms: u64,
@@ -133,19 +139,39 @@ pub fn decide(
     let mut out = Decision::default();
     let floor_bp = cfg.health_floor_bp.max(view.health_floor_bp);
 
-    // Collect: report what was measured of our endpoints, and judge them by it.
+    // Collect: report what was measured, and judge our endpoints by it.
     let mut health_bp: Vec<Option<u32>> = view.endpoints.iter().map(|e| e.health_bp).collect();
     let mut latency_ms: Vec<Option<u32>> = view.endpoints.iter().map(|e| e.latency_ms_p50).collect();
-    let mut cpu_bp_sum = 0u64;
+    let routed: std::collections::BTreeSet<&EndpointId> = view
+        .groups
+        .iter()
+        .filter(|g| g.owner == *me)
+        .flat_map(|g| g.route.iter().flat_map(|(_, r)| r.iter().map(|t| &t.endpoint)))
+        .collect();
+    let (mut cpu_bp_sum, mut cpu_known) = (0u64, 0u64);
+    let mut entries = Vec::new();
     for (i, e) in view.endpoints.iter().enumerate() {
-        let Some(report) = measured.get(&e.id).filter(|_| e.owner == *me) else { continue };
-        health_bp[i] = Some(report_health_bp(report));
-        latency_ms[i] = Some(report.latency_ms_p50);
-        cpu_bp_sum += u64::from(report.cpu_bp);
-        out.bodies.push(Body::ReportTelemetry { endpoint: e.id.clone(), report: *report });
-        out.reports += 1;
+        let Some(m) = measured.get(&e.id) else { continue };
+        if e.owner == *me {
+            let observers: Vec<&Measurement> = e.observers.iter().collect();
+            let judged = floor_health(Some(m), &observers);
+            health_bp[i] = judged.health_bp;
+            latency_ms[i] = m.latency_ms.map(|l| l.p50).into_iter().chain(observers.iter().filter_map(|o| o.latency_ms.map(|l| l.p50))).max();
+            if let Some(c) = m.cpu_bp {
+                cpu_bp_sum += u64::from(c);
+                cpu_known += 1;
+            }
+        } else if !routed.contains(&e.id) {
+            continue;
+        }
+        entries.push(TelemetryEntry { endpoint: e.id.clone(), measurement: *m });
     }
-    out.busy = out.reports > 0 && cpu_bp_sum / out.reports > 8000;
+    entries.sort_by(|a, b| a.endpoint.cmp(&b.endpoint));
+    out.reports = entries.len() as u64;
+    for chunk in entries.chunks(TELEMETRY_ENTRIES_PER_TX_MAX) {
+        out.bodies.push(Body::ReportTelemetryBatch { epoch: now_ms, entries: chunk.to_vec() });
+    }
+    out.busy = cpu_known > 0 && cpu_bp_sum / cpu_known > 8000;
 
     // Evaluate: endpoints as the planner sees them, with the load of groups that are not ours.
     let index: BTreeMap<&EndpointId, usize> = view.endpoints.iter().enumerate().map(|(i, e)| (&e.id, i)).collect();

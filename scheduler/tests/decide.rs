@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use hashmesh_protocol::{Body, DirectiveId, EndpointId, PoolId, RouteTarget, TelemetryReport};
+use hashmesh_protocol::{Body, DirectiveId, EndpointId, Measurement, PoolId, RouteTarget, TelemetryReport};
 use hashmesh_scheduler::decide::{
     decide, DecideConfig, DecideMemory, Decision, EpochView, ViewEndpoint, ViewGroup, ViewPending,
 };
@@ -23,6 +23,7 @@ fn ep(id: &str, owner: PoolId, load_hs: u128, health_bp: Option<u32>) -> ViewEnd
         load_hs,
         health_bp,
         latency_ms_p50: health_bp.map(|_| 20),
+        observers: Vec::new(),
     }
 }
 
@@ -84,8 +85,18 @@ fn votes(d: &Decision) -> Vec<bool> {
     d.bodies.iter().filter_map(|b| if let Body::Vote { approve, .. } = b { Some(*approve) } else { None }).collect()
 }
 
-fn measured(entries: &[(&str, TelemetryReport)]) -> BTreeMap<EndpointId, TelemetryReport> {
-    entries.iter().map(|(e, r)| (e.parse().unwrap(), *r)).collect()
+fn measured(entries: &[(&str, TelemetryReport)]) -> BTreeMap<EndpointId, Measurement> {
+    entries.iter().map(|(e, r)| (e.parse().unwrap(), Measurement::from(*r))).collect()
+}
+
+fn batch_endpoints(d: &Decision) -> Vec<Vec<String>> {
+    d.bodies
+        .iter()
+        .filter_map(|b| match b {
+            Body::ReportTelemetryBatch { entries, .. } => Some(entries.iter().map(|e| e.endpoint.to_string()).collect()),
+            _ => None,
+        })
+        .collect()
 }
 
 #[test]
@@ -93,6 +104,7 @@ fn a_steady_pool_reports_what_was_measured_and_keeps_its_route() {
     let m = measured(&[("pool-a/ep-1", report(3000, 20, 10)), ("pool-a/ep-2", report(3000, 20, 10))]);
     let d = decide(&ME, &view(), &m, &mut DecideMemory::default(), &CFG, 1_000_000);
     assert_eq!(d.reports, 2);
+    assert_eq!(batch_endpoints(&d), vec![vec!["pool-a/ep-1".to_owned(), "pool-a/ep-2".to_owned()]], "one batch");
     assert_eq!(d.moves, 0, "{:?}", d.bodies);
     assert!(!d.busy);
 }
@@ -179,4 +191,19 @@ fn a_pending_vote_is_approved_only_with_health_and_room() {
     v.pending[0].approvals = vec![ME];
     let d = decide(&ME, &v, &BTreeMap::new(), &mut DecideMemory::default(), &CFG, 1_000_000);
     assert!(votes(&d).is_empty(), "never votes twice");
+}
+
+#[test]
+fn a_borrowed_endpoint_is_reported_as_observer_and_observers_judge_our_own() {
+    let mut v = view();
+    v.groups[0].route = Some((DirectiveId([9; 32]), route(&[("pool-a/ep-1", 5000), ("pool-b/ep-1", 5000)])));
+    // Another pool measured ep-2 far slower than we are about to claim.
+    let mut seen = Measurement::from(report(0, 400, 0));
+    (seen.cpu_bp, seen.memory_bp) = (None, None);
+    v.endpoints[1].observers = vec![seen];
+    let m = measured(&[("pool-a/ep-2", report(0, 10, 0)), ("pool-b/ep-1", report(0, 30, 0))]);
+    let d = decide(&ME, &v, &m, &mut DecideMemory::default(), &CFG, 1_000_000);
+    assert_eq!(batch_endpoints(&d), vec![vec!["pool-a/ep-2".to_owned(), "pool-b/ep-1".to_owned()]]);
+    // ep-2 is flagged by its observer: below the floor, so no route of ours goes there.
+    assert!(routes(&d).iter().flatten().all(|(e, _)| e != "pool-a/ep-2"), "{:?}", d.bodies);
 }

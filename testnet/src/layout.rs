@@ -200,6 +200,7 @@ pub fn generate(spec: &ClusterSpec) -> Result<Cluster> {
                     start_difficulty: 1.0,
                     metrics_listen: agent_metrics,
                     partial_line_ms: hashmesh_agent::proxy::driver::PARTIAL_LINE_MS_DEFAULT,
+                    workers_max: hashmesh_agent::proxy::core::WORKERS_MAX_DEFAULT,
                 }
                 .create(&home)?;
             }

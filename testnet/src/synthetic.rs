@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use hashmesh_node::live::source::TelemetrySource;
-use hashmesh_protocol::{EndpointId, TelemetryReport};
+use hashmesh_protocol::{EndpointId, Measurement, TelemetryReport};
 use hashmesh_scheduler::rng::Rng;
 use serde::{Deserialize, Serialize};
 
@@ -54,8 +54,11 @@ fn bp(x: f64) -> u16 {
 }
 
 impl TelemetrySource for SyntheticSource {
-    fn measure(&mut self, endpoints: &[(EndpointId, u128, u64)], epoch: u64) -> BTreeMap<EndpointId, TelemetryReport> {
-        endpoints.iter().map(|(e, load, cap)| (e.clone(), self.sample(e.as_str(), *load, *cap, epoch))).collect()
+    fn measure(&mut self, endpoints: &[(EndpointId, u128, u64)], epoch: u64) -> BTreeMap<EndpointId, Measurement> {
+        endpoints
+            .iter()
+            .map(|(e, load, cap)| (e.clone(), Measurement::from(self.sample(e.as_str(), *load, *cap, epoch))))
+            .collect()
     }
 }
 

@@ -62,6 +62,7 @@ async fn para_mines_through_the_agent() {
         start_difficulty: 1.0,
         metrics_listen: None,
         partial_line_ms: hashmesh_agent::proxy::driver::PARTIAL_LINE_MS_DEFAULT,
+        workers_max: 100,
     };
     let proxy = driver::start(&cfg, cfg.proxy_config(), None).await.unwrap();
     let route = AppliedRoute {
@@ -89,7 +90,7 @@ async fn para_mines_through_the_agent() {
     let deadline = Instant::now() + Duration::from_secs(60);
     let counted = loop {
         let s = proxy.status().await.unwrap();
-        let w = s.workers.get(&worker).copied().unwrap_or_default();
+        let w = s.workers.get(&worker).copied().unwrap_or_default().totals;
         if w.accepted >= 5 {
             break w;
         }

@@ -103,6 +103,7 @@ async fn committed_routes_move_real_shares_and_failover_is_local() {
         start_difficulty: 1.0,
         metrics_listen: Some(any()),
         partial_line_ms: 1_000,
+        workers_max: 100,
     };
     let proxy = driver::start(&cfg, cfg.proxy_config(), None).await.unwrap();
     let secret = "lenders-secret-password";

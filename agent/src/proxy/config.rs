@@ -70,6 +70,15 @@ pub struct StratumConfig {
     /// closed).
     #[serde(default = "default_partial_line_ms")]
     pub partial_line_ms: u64,
+    /// Most workers with statistics of their own — totals, hashrate, last share in the status
+    /// and `hashmesh_agent_worker_*` series in `/metrics` (0 turns per-worker statistics off;
+    /// at most 100 000). Shares of workers past the bound still count per endpoint.
+    #[serde(default = "default_workers_max")]
+    pub workers_max: usize,
+}
+
+fn default_workers_max() -> usize {
+    super::core::WORKERS_MAX_DEFAULT
 }
 
 fn default_partial_line_ms() -> u64 {
@@ -121,6 +130,13 @@ impl StratumConfig {
         if self.partial_line_ms == 0 {
             bail!("\"partial_line_ms\" must be positive");
         }
+        if self.workers_max > hashmesh_protocol::limits::STRATUM_WORKERS_TRACKED_MAX {
+            bail!(
+                "\"workers_max\" is {}; at most {} workers can have statistics of their own",
+                self.workers_max,
+                hashmesh_protocol::limits::STRATUM_WORKERS_TRACKED_MAX
+            );
+        }
         if !(self.start_difficulty.is_finite() && self.start_difficulty > 0.0) {
             bail!("\"start_difficulty\" must be a positive number");
         }
@@ -150,6 +166,7 @@ impl StratumConfig {
             worker_groups: self.worker_groups.clone(),
             start_difficulty: self.start_difficulty,
             fail_back_ms: self.fail_back_ms,
+            workers_max: self.workers_max,
             ..ProxyConfig::default()
         }
     }

@@ -11,7 +11,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use hashmesh_plane::core::agent::AppliedRoute;
 use hashmesh_plane::host::clock::now_ms;
-use hashmesh_protocol::{EndpointId, GroupId, TelemetryReport};
+use hashmesh_protocol::{EndpointId, GroupId, EndpointWindow};
 use hashmesh_stratum::codec::LineCodec;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -32,7 +32,7 @@ pub const PARTIAL_LINE_MS_DEFAULT: u64 = 30_000;
 pub const MINER_IDLE_MS_MAX: u64 = 600_000;
 /// Connecting to an endpoint may take this long, ms.
 const CONNECT_MS_MAX: u64 = 1_000;
-/// How often measurements are cut into a report for the heartbeat, and the status written, ms.
+/// How often measurements are cut into a report window for the node, and the status written, ms.
 const REPORT_MS: u64 = 2_000;
 /// The status file in the agent home.
 pub const STATUS_FILE: &str = "proxy.json";
@@ -82,11 +82,17 @@ enum Cmd {
     Close,
 }
 
-/// A running proxy: give it the routing table; read its reports and status.
+/// Report windows kept for the node while the plane is down (the oldest go first; the node
+/// counts only the time its windows cover, so a lost window loses no accuracy, only data).
+pub const WINDOWS_QUEUED_MAX: usize = 4096;
+
+type Windows = Arc<Mutex<std::collections::VecDeque<EndpointWindow>>>;
+
+/// A running proxy: give it the routing table; take its measurement windows; read its status.
 #[derive(Clone)]
 pub struct ProxyHandle {
     events: mpsc::Sender<Ev>,
-    reports: Arc<Mutex<Vec<(EndpointId, TelemetryReport)>>>,
+    windows: Windows,
     /// The addresses miners connect to (the main listener first).
     pub listening: Vec<SocketAddr>,
     /// Where `/metrics` is served, if anywhere.
@@ -105,10 +111,10 @@ impl ProxyHandle {
         let _ = self.events.send(Ev::Routes(routes)).await;
     }
 
-    /// The latest measurements, for the heartbeat.
+    /// The measurement windows closed since the last call, oldest first (for the node).
     #[must_use]
-    pub fn reports(&self) -> Vec<(EndpointId, TelemetryReport)> {
-        self.reports.lock().expect("reports lock").clone()
+    pub fn take_windows(&self) -> Vec<EndpointWindow> {
+        self.windows.lock().expect("windows lock").drain(..).collect()
     }
 
     /// The status now (`None` if the proxy stopped).
@@ -164,7 +170,7 @@ pub async fn start(cfg: &StratumConfig, proxy: ProxyConfig, home: Option<PathBuf
             }
         }));
     }
-    let handle = ProxyHandle { events: tx.clone(), reports: Arc::new(Mutex::new(Vec::new())), listening, metrics };
+    let handle = ProxyHandle { events: tx.clone(), windows: Windows::default(), listening, metrics };
     let seed = now_ms();
     let actor = Actor {
         proxy: Proxy::new(proxy, seed),
@@ -172,7 +178,7 @@ pub async fn start(cfg: &StratumConfig, proxy: ProxyConfig, home: Option<PathBuf
         miners: HashMap::new(),
         ups: HashMap::new(),
         events: tx,
-        reports: handle.reports.clone(),
+        windows: handle.windows.clone(),
         home,
     };
     tokio::spawn(actor.run(rx));
@@ -334,7 +340,7 @@ struct Actor {
     miners: HashMap<MinerId, mpsc::Sender<Cmd>>,
     ups: HashMap<ConnId, mpsc::Sender<Cmd>>,
     events: mpsc::Sender<Ev>,
-    reports: Arc<Mutex<Vec<(EndpointId, TelemetryReport)>>>,
+    windows: Windows,
     home: Option<PathBuf>,
 }
 
@@ -367,7 +373,14 @@ impl Actor {
             }
             if now >= next_report {
                 next_report = now + REPORT_MS;
-                *self.reports.lock().expect("reports lock") = self.proxy.reports(now);
+                let closed = self.proxy.windows(now);
+                let mut q = self.windows.lock().expect("windows lock");
+                q.extend(closed);
+                let over = q.len().saturating_sub(WINDOWS_QUEUED_MAX);
+                if over > 0 {
+                    q.drain(..over);
+                    warn!(dropped = over, "measurement windows dropped: the node has not taken them (plane down?)");
+                }
                 if let Some(home) = &self.home {
                     let status = self.proxy.status(now);
                     if let Ok(bytes) = serde_json::to_vec_pretty(&status) {

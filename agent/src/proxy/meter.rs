@@ -1,18 +1,14 @@
 //! What the proxy measures, per endpoint and per worker: accepted / rejected / stale shares and
-//! difficulty, submit latency (a mergeable HDR histogram), and the reports sent to the node in
-//! heartbeats — each one the difference since the previous report, never a made-up number.
+//! difficulty, hashrate from accepted difficulty over [`HASHRATE_WINDOW_MS`], submit latency as
+//! a mergeable histogram (`hashmesh-telemetry`), the last share; and the report windows sent to
+//! the node — each window the difference since the previous one, never a made-up number.
 
 use std::collections::BTreeMap;
 
 use hashmesh_protocol::limits::STRATUM_WORKERS_TRACKED_MAX;
-use hashmesh_protocol::{EndpointId, TelemetryReport};
-use hdrhistogram::Histogram;
+use hashmesh_protocol::{EndpointId, EndpointWindow};
+use hashmesh_telemetry::{hashes_of, HashrateWindow, LatencyHistogram, HASHRATE_WINDOW_MS};
 use serde::Serialize;
-
-/// Hashes per unit of share difficulty (difficulty 1 ≈ 2³² hashes).
-pub const HASHES_PER_DIFFICULTY: f64 = 4_294_967_296.0;
-/// Slowest submit latency the histograms record exactly, ms (slower ones are clamped to it).
-pub const LATENCY_MS_RECORDED_MAX: u64 = 60_000;
 
 /// Share counts and difficulty.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
@@ -25,16 +21,25 @@ pub struct Counts {
     pub stale: u64,
     /// Sum of the difficulty of accepted shares.
     pub accepted_difficulty: f64,
+    /// When the last share was answered, ms since the Unix epoch.
+    pub last_share_ms: Option<u64>,
 }
 
 impl Counts {
-    fn minus(&self, earlier: &Counts) -> Counts {
-        Counts {
-            accepted: self.accepted - earlier.accepted,
-            rejected: self.rejected - earlier.rejected,
-            stale: self.stale - earlier.stale,
-            accepted_difficulty: self.accepted_difficulty - earlier.accepted_difficulty,
+    fn bump(&mut self, outcome: Outcome, difficulty: f64, now_ms: u64) {
+        match outcome {
+            Outcome::Accepted => {
+                self.accepted += 1;
+                self.accepted_difficulty += difficulty;
+            }
+            Outcome::Rejected => self.rejected += 1,
+            Outcome::Stale => self.stale += 1,
         }
+        self.last_share_ms = Some(now_ms);
+    }
+
+    fn answered(&self) -> u64 {
+        self.accepted + self.rejected + self.stale
     }
 }
 
@@ -43,32 +48,66 @@ impl Counts {
 pub struct EndpointMeter {
     /// Everything since the agent started.
     pub total: Counts,
-    at_last_report: Counts,
-    last_report_ms: u64,
-    /// Submit → verdict latency since the last report, ms.
-    latency: Histogram<u64>,
-}
-
-fn histogram() -> Histogram<u64> {
-    Histogram::new_with_bounds(1, LATENCY_MS_RECORDED_MAX, 2).expect("valid bounds")
+    /// Submit → verdict latency since the agent started.
+    pub latency: LatencyHistogram,
+    /// Accepted hashes over the last [`HASHRATE_WINDOW_MS`].
+    pub hashrate: HashrateWindow,
+    /// The current report window: its counts, accepted hashes, latency, start.
+    window: Counts,
+    window_hashes: u128,
+    window_latency: LatencyHistogram,
+    window_start_ms: u64,
 }
 
 impl EndpointMeter {
     fn new(now_ms: u64) -> Self {
         Self {
             total: Counts::default(),
-            at_last_report: Counts::default(),
-            last_report_ms: now_ms,
-            latency: histogram(),
+            latency: LatencyHistogram::default(),
+            hashrate: HashrateWindow::new(now_ms),
+            window: Counts::default(),
+            window_hashes: 0,
+            window_latency: LatencyHistogram::default(),
+            window_start_ms: now_ms,
         }
     }
 }
 
+/// One worker as this agent sees it.
+#[derive(Debug, Clone)]
+pub struct WorkerMeter {
+    /// Everything since the agent started.
+    pub total: Counts,
+    /// Accepted hashes over the last [`HASHRATE_WINDOW_MS`].
+    pub hashrate: HashrateWindow,
+}
+
+/// An upstream's state at the end of a report window, from the proxy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UpstreamNow {
+    /// The endpoint.
+    pub endpoint: EndpointId,
+    /// Its session is not ready.
+    pub down: bool,
+    /// Miners whose work goes there.
+    pub miners: u32,
+    /// Shares waiting for its verdict.
+    pub in_flight: u32,
+}
+
 /// All of the agent's measurements.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct Meter {
     endpoints: BTreeMap<EndpointId, EndpointMeter>,
-    workers: BTreeMap<String, Counts>,
+    workers: BTreeMap<String, WorkerMeter>,
+    /// Most workers tracked one by one (0: per-worker statistics off).
+    workers_max: usize,
+}
+
+impl Default for Meter {
+    fn default() -> Self {
+        Self::new(STRATUM_WORKERS_TRACKED_MAX)
+    }
 }
 
 /// A verdict or local answer, for the books.
@@ -83,6 +122,13 @@ pub enum Outcome {
 }
 
 impl Meter {
+    /// A meter tracking at most `workers_max` workers one by one (0 turns per-worker
+    /// statistics off; the bound is at most `STRATUM_WORKERS_TRACKED_MAX`).
+    #[must_use]
+    pub fn new(workers_max: usize) -> Self {
+        Self { endpoints: BTreeMap::new(), workers: BTreeMap::new(), workers_max: workers_max.min(STRATUM_WORKERS_TRACKED_MAX) }
+    }
+
     /// Count one share of `difficulty` by `worker` at `endpoint` (if it reached one).
     pub fn count(
         &mut self,
@@ -92,121 +138,135 @@ impl Meter {
         difficulty: f64,
         now_ms: u64,
     ) {
-        let bump = |c: &mut Counts| match outcome {
-            Outcome::Accepted => {
-                c.accepted += 1;
-                c.accepted_difficulty += difficulty;
-            }
-            Outcome::Rejected => c.rejected += 1,
-            Outcome::Stale => c.stale += 1,
-        };
+        let hashes = if outcome == Outcome::Accepted { hashes_of(difficulty) } else { 0 };
         if let Some(e) = endpoint {
-            bump(&mut self.endpoint(e, now_ms).total);
+            let m = self.endpoint(e, now_ms);
+            m.total.bump(outcome, difficulty, now_ms);
+            m.window.bump(outcome, difficulty, now_ms);
+            m.window_hashes += hashes;
+            m.hashrate.record(now_ms, hashes);
         }
-        if !worker.is_empty() {
-            if let Some(c) = self.workers.get_mut(worker) {
-                bump(c);
-            } else if self.workers.len() < STRATUM_WORKERS_TRACKED_MAX {
-                bump(self.workers.entry(worker.to_owned()).or_default());
+        if worker.is_empty() {
+            return;
+        }
+        if !self.workers.contains_key(worker) {
+            if self.workers.len() >= self.workers_max {
+                return; // counted per endpoint only
             }
+            self.workers
+                .insert(worker.to_owned(), WorkerMeter { total: Counts::default(), hashrate: HashrateWindow::new(now_ms) });
         }
+        let w = self.workers.get_mut(worker).expect("present");
+        w.total.bump(outcome, difficulty, now_ms);
+        w.hashrate.record(now_ms, hashes);
     }
 
     /// Record a submit's response time at `endpoint`.
     pub fn latency(&mut self, endpoint: &EndpointId, ms: u64, now_ms: u64) {
-        let h = &mut self.endpoint(endpoint, now_ms).latency;
-        h.saturating_record(ms.clamp(1, LATENCY_MS_RECORDED_MAX));
+        let m = self.endpoint(endpoint, now_ms);
+        m.latency.record_us(ms.saturating_mul(1000));
+        m.window_latency.record_us(ms.saturating_mul(1000));
     }
 
     fn endpoint(&mut self, e: &EndpointId, now_ms: u64) -> &mut EndpointMeter {
         self.endpoints.entry(e.clone()).or_insert_with(|| EndpointMeter::new(now_ms))
     }
 
-    /// Totals per endpoint.
+    /// Per endpoint.
     #[must_use]
     pub fn endpoints(&self) -> &BTreeMap<EndpointId, EndpointMeter> {
         &self.endpoints
     }
 
-    /// Totals per worker.
+    /// Per worker.
     #[must_use]
-    pub fn workers(&self) -> &BTreeMap<String, Counts> {
+    pub fn workers(&self) -> &BTreeMap<String, WorkerMeter> {
         &self.workers
     }
 
-    /// One report per endpoint for what happened since the previous call: shares, hashrate
-    /// from accepted difficulty, latency percentiles, error rate. `down` endpoints with no
-    /// answered share in the window report a 100 % error rate; `miners` and `in_flight` are
-    /// the proxy's current counts. CPU and memory are the endpoint owner's to measure: the
-    /// agent reports 0 for them.
-    pub fn reports(
-        &mut self,
-        now_ms: u64,
-        down: &dyn Fn(&EndpointId) -> bool,
-        miners: &dyn Fn(&EndpointId) -> u32,
-        in_flight: &dyn Fn(&EndpointId) -> u32,
-    ) -> Vec<(EndpointId, TelemetryReport)> {
+    /// Close the report window of every upstream at `now_ms`: one [`EndpointWindow`] for each
+    /// that answered a share in the window or is down (a down endpoint that answered nothing
+    /// is a measurement too: a 100 % error rate). An endpoint that was up and answered
+    /// nothing gets no window — nothing was measured there.
+    pub fn windows(&mut self, now_ms: u64, upstreams: &[UpstreamNow]) -> Vec<EndpointWindow> {
         let mut out = Vec::new();
-        for (e, m) in &mut self.endpoints {
-            let d = m.total.minus(&m.at_last_report);
-            let secs = (now_ms.saturating_sub(m.last_report_ms) as f64 / 1000.0).max(0.001);
-            let answered = d.accepted + d.rejected + d.stale;
-            let error_bp = match ((d.rejected + d.stale) * 10_000).checked_div(answered) {
-                Some(bp) => u16::try_from(bp).unwrap_or(10_000),
-                None if down(e) => 10_000,
-                None => 0,
-            };
-            let (p50, p99) = if m.latency.is_empty() {
-                (0, 0)
-            } else {
-                (m.latency.value_at_quantile(0.5), m.latency.value_at_quantile(0.99))
-            };
-            out.push((
-                e.clone(),
-                TelemetryReport {
-                    epoch: now_ms,
-                    hashrate_hs: (d.accepted_difficulty * HASHES_PER_DIFFICULTY / secs) as u64,
-                    shares_accepted: d.accepted,
-                    shares_rejected: d.rejected,
-                    shares_stale: d.stale,
-                    latency_ms_p50: u32::try_from(p50).unwrap_or(u32::MAX),
-                    latency_ms_p99: u32::try_from(p99).unwrap_or(u32::MAX),
-                    cpu_bp: 0,
-                    memory_bp: 0,
-                    error_bp,
-                    queue_len: in_flight(e),
-                    miners: miners(e),
-                },
-            ));
-            m.at_last_report = m.total;
-            m.last_report_ms = now_ms;
-            m.latency.reset();
+        for u in upstreams {
+            let m = self.endpoint(&u.endpoint, now_ms);
+            if now_ms <= m.window_start_ms {
+                continue;
+            }
+            if m.window.answered() > 0 || u.down {
+                out.push(EndpointWindow {
+                    endpoint: u.endpoint.clone(),
+                    start_ms: m.window_start_ms,
+                    end_ms: now_ms,
+                    accepted: m.window.accepted,
+                    rejected: m.window.rejected,
+                    stale: m.window.stale,
+                    accepted_hashes: m.window_hashes,
+                    latency: m.window_latency.to_wire(),
+                    down: u.down,
+                    miners: u.miners,
+                    in_flight: u.in_flight,
+                });
+            }
+            m.window = Counts::default();
+            m.window_hashes = 0;
+            m.window_latency.reset();
+            m.window_start_ms = now_ms;
         }
         out
     }
 }
 
+/// The window the hashrate gauges are estimated over, for status and metrics text.
+pub const HASHRATE_WINDOW_SECS: u64 = HASHRATE_WINDOW_MS / 1000;
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use hashmesh_telemetry::LatencyHistogram;
+
+    fn up(e: &EndpointId, down: bool) -> UpstreamNow {
+        UpstreamNow { endpoint: e.clone(), down, miners: 3, in_flight: 1 }
+    }
 
     #[test]
-    fn reports_are_differences_since_the_last_one() {
+    fn windows_are_differences_since_the_last_one() {
         let e: EndpointId = "pool-a/ep-1".parse().unwrap();
+        let idle: EndpointId = "pool-a/ep-2".parse().unwrap();
         let mut m = Meter::default();
         m.count(Some(&e), "w1", Outcome::Accepted, 2.0, 0);
         m.count(Some(&e), "w1", Outcome::Accepted, 2.0, 0);
         m.count(Some(&e), "w2", Outcome::Stale, 2.0, 0);
         m.latency(&e, 10, 0);
         m.latency(&e, 30, 0);
-        let r = m.reports(2000, &|_| false, &|_| 3, &|_| 1);
-        let t = &r[0].1;
-        assert_eq!((t.shares_accepted, t.shares_stale, t.miners, t.queue_len), (2, 1, 3, 1));
-        assert_eq!(t.hashrate_hs, (4.0 * HASHES_PER_DIFFICULTY / 2.0) as u64);
-        assert_eq!(t.error_bp, 3333);
-        assert_eq!(t.latency_ms_p99, 30);
-        assert_eq!(m.workers()["w1"].accepted, 2);
-        let r = m.reports(3000, &|_| true, &|_| 0, &|_| 0);
-        assert_eq!((r[0].1.shares_accepted, r[0].1.error_bp, r[0].1.latency_ms_p50), (0, 10_000, 0), "down, silent");
+        let w = m.windows(2000, &[up(&e, false), up(&idle, false)]);
+        assert_eq!(w.len(), 1, "the idle endpoint measured nothing");
+        let w = &w[0];
+        assert_eq!((w.accepted, w.stale, w.miners, w.in_flight), (2, 1, 3, 1));
+        assert_eq!(w.accepted_hashes, 2 * hashes_of(2.0));
+        let h = LatencyHistogram::from_wire(&w.latency).unwrap();
+        assert_eq!(h.count(), 2);
+        assert_eq!(h.quantile_ms_round(0.99), 30);
+        assert_eq!(m.workers()["w1"].total.accepted, 2);
+        let w = m.windows(3000, &[up(&e, true)]);
+        assert_eq!((w[0].accepted, w[0].down, w[0].start_ms), (0, true, 2000), "down, silent");
+        assert!(w[0].latency.buckets.is_empty());
+        assert_eq!(m.endpoints()[&e].total.accepted, 2, "totals keep everything");
+    }
+
+    #[test]
+    fn per_worker_statistics_are_bounded_and_can_be_off() {
+        let e: EndpointId = "pool-a/ep-1".parse().unwrap();
+        let mut m = Meter::new(2);
+        for w in ["a", "b", "c"] {
+            m.count(Some(&e), w, Outcome::Accepted, 1.0, 0);
+        }
+        assert_eq!(m.workers().len(), 2);
+        assert_eq!(m.endpoints()[&e].total.accepted, 3, "every share still counts per endpoint");
+        let mut off = Meter::new(0);
+        off.count(Some(&e), "a", Outcome::Accepted, 1.0, 0);
+        assert!(off.workers().is_empty());
     }
 }

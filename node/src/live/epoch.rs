@@ -39,7 +39,7 @@ impl LiveMetrics {
     /// Register every metric under `hashmesh_scheduler_`.
     pub fn register(&self, r: &mut Registry) {
         r.register("hashmesh_scheduler_epochs", "Scheduling epochs run", self.epochs.clone());
-        r.register("hashmesh_scheduler_reports", "Telemetry reports broadcast", self.reports.clone());
+        r.register("hashmesh_scheduler_reports", "Endpoints reported in telemetry batches (owner and observer entries)", self.reports.clone());
         r.register("hashmesh_scheduler_moves", "Route changes proposed", self.moves.clone());
         r.register("hashmesh_scheduler_votes", "Votes cast on pending directives", self.votes.clone());
         r.register("hashmesh_scheduler_errors", "Epochs that failed", self.errors.clone());
@@ -57,15 +57,18 @@ pub fn epoch_view(state: &State) -> EpochView {
         endpoints: state
             .endpoints()
             .map(|e| {
-                let t = state.fresh_telemetry(&e.id);
+                let (owner, observers) = state.fresh_views(&e.id);
+                let latency_ms_p50 =
+                    owner.iter().chain(observers.iter()).filter_map(|m| m.latency_ms.map(|l| l.p50)).max();
                 ViewEndpoint {
                     id: e.id.clone(),
                     owner: e.owner,
                     capacity_hs: e.capacity_hs,
                     drained: e.drained,
                     load_hs: state.endpoint_load_hs(&e.id),
-                    health_bp: t.map(|t| t.health_bp),
-                    latency_ms_p50: t.map(|t| t.report.latency_ms_p50),
+                    health_bp: state.fresh_health_bp(&e.id),
+                    latency_ms_p50,
+                    observers: observers.into_iter().copied().collect(),
                 }
             })
             .collect(),

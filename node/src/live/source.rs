@@ -1,41 +1,36 @@
 //! Where the scheduling loop's measurements come from: the [`TelemetrySource`] trait, and
-//! [`AgentSource`] — what the pool's agents measured, sent in their heartbeats. An endpoint no
-//! agent measured gets no report. (The testnet's synthetic model implements the same trait in
-//! `hashmesh-testnet`; the node never links it.)
+//! [`AgentSource`] — what the pool's agents measured since the last epoch, merged by the plane
+//! (`hashmesh_telemetry::EpochBook`). An endpoint no agent measured gets no report. (The
+//! testnet's synthetic model implements the same trait in `hashmesh-testnet`; the node never
+//! links it.)
 
 use std::collections::BTreeMap;
 
-use hashmesh_protocol::{EndpointId, TelemetryReport};
+use hashmesh_protocol::{EndpointId, Measurement};
 
-/// Where measurements of this pool's endpoints come from.
+/// Where measurements come from.
 pub trait TelemetrySource: Send {
-    /// This epoch's measurements of `endpoints` — (id, committed load H/s, capacity H/s) — at
-    /// `epoch` (the node's clock, ms). Endpoints nothing measured are absent.
-    fn measure(&mut self, endpoints: &[(EndpointId, u128, u64)], epoch: u64) -> BTreeMap<EndpointId, TelemetryReport>;
+    /// This epoch's measurements, at `epoch` (the node's clock, ms): of `endpoints` — the
+    /// pool's own, as (id, committed load H/s, capacity H/s) — and of any other endpoint the
+    /// pool's agents sent work to. Endpoints nothing measured are absent.
+    fn measure(&mut self, endpoints: &[(EndpointId, u128, u64)], epoch: u64) -> BTreeMap<EndpointId, Measurement>;
 }
 
-/// Agents' measurements: the latest report any agent sent for the endpoint within
-/// `max_age_ms`. An endpoint no agent measured gets nothing (nothing unmeasured goes on chain).
+/// Agents' measurements since the previous epoch, merged across agents.
 pub struct AgentSource {
     plane: std::sync::Arc<crate::plane::service::Plane>,
-    max_age_ms: u64,
 }
 
 impl AgentSource {
-    /// Reports from `plane`, fresh within `max_age_ms`.
+    /// Measurements from `plane`.
     #[must_use]
-    pub fn new(plane: std::sync::Arc<crate::plane::service::Plane>, max_age_ms: u64) -> Self {
-        Self { plane, max_age_ms }
+    pub fn new(plane: std::sync::Arc<crate::plane::service::Plane>) -> Self {
+        Self { plane }
     }
 }
 
 impl TelemetrySource for AgentSource {
-    fn measure(&mut self, endpoints: &[(EndpointId, u128, u64)], epoch: u64) -> BTreeMap<EndpointId, TelemetryReport> {
-        let fresh = self.plane.fresh_reports(self.max_age_ms);
-        endpoints
-            .iter()
-            // The epoch is the node's: it must increase on chain whatever the agent's clock says.
-            .filter_map(|(e, _, _)| fresh.get(e).map(|r| (e.clone(), TelemetryReport { epoch, ..*r })))
-            .collect()
+    fn measure(&mut self, _endpoints: &[(EndpointId, u128, u64)], _epoch: u64) -> BTreeMap<EndpointId, Measurement> {
+        self.plane.take_measurements()
     }
 }

@@ -16,7 +16,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use hashmesh_abci::core::Assignment;
 use hashmesh_abci::CommitNotice;
-use hashmesh_plane::core::node::{fresh_reports, AgentView, CommitInput, CommittedRoute, Counters, NodePlane};
+use hashmesh_plane::core::node::{AgentView, CommitInput, CommittedRoute, Counters, NodePlane};
 use hashmesh_plane::host::clock::now_ms;
 use hashmesh_plane::transport::endpoint::{remote_key, server};
 use hashmesh_plane::transport::frame::{push_frame, read_frame, FrameReader};
@@ -25,7 +25,7 @@ use hashmesh_plane::transport::tls::{Role, Trust};
 use hashmesh_plane::PlaneError;
 use hashmesh_protocol::limits::COMMIT_NOTICES_QUEUED_MAX;
 use hashmesh_protocol::plane::{Instruction, PlaneMsg, PLANE_MSG_BYTES_MAX};
-use hashmesh_protocol::{AgentId, EndpointId, PoolId, Receipt, TelemetryReport};
+use hashmesh_protocol::{AgentId, EndpointId, Measurement, PoolId, Receipt};
 use tokio::sync::{mpsc, oneshot};
 use tracing::{error, info, warn};
 
@@ -64,6 +64,8 @@ pub(crate) enum Event {
     ReceiptsOnChain(Vec<Receipt>),
     /// Once a second: publish status.
     Tick,
+    /// The scheduling loop takes this epoch's merged measurements.
+    TakeMeasurements(oneshot::Sender<BTreeMap<EndpointId, Measurement>>),
 }
 
 /// What the actor tells a session.
@@ -78,7 +80,6 @@ pub(crate) enum SessionCmd {
 #[derive(Default)]
 struct Published {
     agents: Vec<AgentView>,
-    reports: BTreeMap<EndpointId, (TelemetryReport, u64)>,
     receipts: Vec<Receipt>,
 }
 
@@ -130,16 +131,16 @@ impl PlaneHandle {
 }
 
 impl Plane {
-    /// The latest agent measurement of `endpoint` received within `max_age_ms`.
+    /// This epoch's measurements: every endpoint some agent sent a window for since the last
+    /// call, merged across agents (counts summed, latency histograms merged). Blocks until the
+    /// actor answers; empty if the plane stopped. Call from a thread outside the runtime.
     #[must_use]
-    pub fn fresh_report(&self, endpoint: &EndpointId, max_age_ms: u64) -> Option<TelemetryReport> {
-        self.fresh_reports(max_age_ms).remove(endpoint)
-    }
-
-    /// Every endpoint's latest agent measurement received within `max_age_ms`.
-    #[must_use]
-    pub fn fresh_reports(&self, max_age_ms: u64) -> BTreeMap<EndpointId, TelemetryReport> {
-        fresh_reports(&self.published.lock().expect("published lock").reports, now_ms(), max_age_ms)
+    pub fn take_measurements(&self) -> BTreeMap<EndpointId, Measurement> {
+        let (tx, rx) = oneshot::channel();
+        if self.events.blocking_send(Event::TakeMeasurements(tx)).is_err() {
+            return BTreeMap::new();
+        }
+        rx.blocking_recv().unwrap_or_default()
     }
 
     /// Worker credentials this node (as lender) still has to deliver.
@@ -387,18 +388,7 @@ impl Actor {
                 let _ = reply.send(session);
                 self.publish();
             }
-            Event::Message { agent, session, mut msg } => {
-                if let (PlaneMsg::Heartbeat { reports, .. }, Some(cfg)) = (&mut msg, &self.plane.peers) {
-                    // The pool signs telemetry for its own endpoints only; what its agents measured
-                    // at a lender's endpoint (borrowed routes) is not its to report on chain.
-                    reports.retain(|(e, _)| {
-                        let ours = cfg.chain.endpoint_owner(e) == Some(cfg.me);
-                        if !ours {
-                            tracing::debug!(agent = %agent, endpoint = %e, "not reporting another pool's endpoint");
-                        }
-                        ours
-                    });
-                }
+            Event::Message { agent, session, msg } => {
                 if let Err(fault) = self.core.handle_message(agent, session, msg, now) {
                     if let Some(tx) = self.sessions.remove(&(agent, session)) {
                         let _ = tx.try_send(SessionCmd::Close(fault.to_string()));
@@ -423,6 +413,9 @@ impl Actor {
                     ..CommitInput::default()
                 };
                 self.core.handle_commit(&input, now);
+            }
+            Event::TakeMeasurements(reply) => {
+                let _ = reply.send(self.core.take_measurements());
             }
             Event::Tick => {
                 self.publish();
@@ -481,7 +474,6 @@ impl Actor {
         p.agents = agents;
         // The sender takes a few transactions' worth at a time; publish only those.
         p.receipts = self.core.pending_receipts(RECEIPTS_PUBLISHED_MAX);
-        p.reports = self.core.reports().clone();
     }
 }
 

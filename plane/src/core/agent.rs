@@ -9,8 +9,8 @@
 
 use std::collections::{BTreeMap, VecDeque};
 
-use hashmesh_protocol::plane::{Instruction, PlaneMsg, WorkerCredential, HEARTBEAT_REPORTS_MAX};
-use hashmesh_protocol::{AgentId, DirectiveId, EndpointId, GroupId, RouteTarget, TelemetryReport};
+use hashmesh_protocol::plane::{Instruction, PlaneMsg, WorkerCredential, MEASUREMENT_WINDOWS_MAX, PLANE_MSG_BYTES_MAX};
+use hashmesh_protocol::{codec, AgentId, DirectiveId, EndpointId, EndpointWindow, GroupId, RouteTarget};
 use serde::{Deserialize, Serialize};
 
 /// One group's applied route.
@@ -216,13 +216,15 @@ impl AgentPlane {
         self.connected.then_some(self.next_heartbeat_ms)
     }
 
-    /// Time passed: beat if due, with the proxy's latest measurements.
-    pub fn handle_timeout(&mut self, now_ms: u64, reports: impl FnOnce() -> Vec<(EndpointId, TelemetryReport)>) {
+    /// Time passed: beat if due, and send the proxy's measurement windows closed since the
+    /// last beat (in as many `Measurements` messages as the bounds need).
+    pub fn handle_timeout(&mut self, now_ms: u64, windows: impl FnOnce() -> Vec<EndpointWindow>) {
         if self.connected && now_ms >= self.next_heartbeat_ms {
-            let mut reports = reports();
-            reports.truncate(HEARTBEAT_REPORTS_MAX);
-            self.out.push_back(PlaneMsg::Heartbeat { at_ms: now_ms, reports });
+            self.out.push_back(PlaneMsg::Heartbeat { at_ms: now_ms, reports: Vec::new() });
             self.next_heartbeat_ms = now_ms + self.heartbeat_every_ms;
+            for msg in measurement_messages(now_ms, windows()) {
+                self.out.push_back(msg);
+            }
         }
     }
 
@@ -236,4 +238,31 @@ impl AgentPlane {
     pub fn directives(&self) -> BTreeMap<GroupId, DirectiveId> {
         self.state.routes.iter().map(|(g, r)| (g.clone(), r.directive)).collect()
     }
+}
+
+/// Bytes kept free in a `Measurements` frame for the envelope.
+const MEASUREMENTS_ENVELOPE_BYTES: usize = 64;
+
+/// `windows` as `Measurements` messages, each within [`MEASUREMENT_WINDOWS_MAX`] windows and
+/// [`PLANE_MSG_BYTES_MAX`] bytes, with at most one window per endpoint (a later window of the
+/// same endpoint starts a new message, so the node counts them in order).
+#[must_use]
+pub fn measurement_messages(at_ms: u64, windows: Vec<EndpointWindow>) -> Vec<PlaneMsg> {
+    let mut out = Vec::new();
+    let mut batch: Vec<EndpointWindow> = Vec::new();
+    let mut bytes = MEASUREMENTS_ENVELOPE_BYTES;
+    for w in windows {
+        let size = codec::encode(&w).len();
+        let repeat = batch.iter().any(|b| b.endpoint == w.endpoint);
+        if !batch.is_empty() && (repeat || batch.len() == MEASUREMENT_WINDOWS_MAX || bytes + size > PLANE_MSG_BYTES_MAX) {
+            out.push(PlaneMsg::Measurements { at_ms, windows: std::mem::take(&mut batch) });
+            bytes = MEASUREMENTS_ENVELOPE_BYTES;
+        }
+        bytes += size;
+        batch.push(w);
+    }
+    if !batch.is_empty() {
+        out.push(PlaneMsg::Measurements { at_ms, windows: batch });
+    }
+    out
 }

@@ -78,7 +78,13 @@ pub struct ProxyConfig {
     pub rebalance_ms: u64,
     /// The split's tuning.
     pub split: SplitParams,
+    /// Most workers with statistics of their own (0: per-worker statistics off; at most
+    /// `STRATUM_WORKERS_TRACKED_MAX`).
+    pub workers_max: usize,
 }
+
+/// Workers with statistics of their own unless configured otherwise.
+pub const WORKERS_MAX_DEFAULT: usize = 10_000;
 
 impl Default for ProxyConfig {
     fn default() -> Self {
@@ -95,6 +101,7 @@ impl Default for ProxyConfig {
             fail_back_ms: 10_000,
             rebalance_ms: 1_000,
             split: SplitParams::default(),
+            workers_max: WORKERS_MAX_DEFAULT,
         }
     }
 }
@@ -147,6 +154,8 @@ struct Upstream {
     in_flight: BTreeMap<u64, InFlight>,
     response: PhiAccrual,
     last_error: Option<String>,
+    /// When its last job arrived, ms.
+    last_job_ms: Option<u64>,
 }
 
 struct InFlight {
@@ -243,6 +252,7 @@ impl Proxy {
     pub fn new(cfg: ProxyConfig, seed: u64) -> Self {
         let prefixes = ExtranonceSpace::new(Vec::new(), PREFIX_BYTES + MINER_EXTRANONCE2_DEFAULT, PREFIX_BYTES)
             .expect("the default leaves room");
+        let meter = Meter::new(cfg.workers_max);
         let p = Self {
             groups: cfg.groups.iter().map(|g| (g.clone(), Group::default())).collect(),
             cfg,
@@ -256,7 +266,7 @@ impl Proxy {
             next_token: 1,
             next_job: 1,
             out: VecDeque::new(),
-            meter: Meter::default(),
+            meter,
             failovers: VecDeque::new(),
             next_rebalance_ms: 0,
             backoff: Backoff { base_ms: 100, cap_ms: 5_000 },

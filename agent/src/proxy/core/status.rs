@@ -3,25 +3,33 @@
 
 use std::collections::BTreeMap;
 
-use hashmesh_protocol::{EndpointId, GroupId, TelemetryReport};
+use hashmesh_protocol::{EndpointId, EndpointWindow, GroupId};
+use hashmesh_telemetry::LatencyHistogram;
 use serde::Serialize;
 
 use super::{Failover, Link, Proxy};
-use crate::proxy::meter::Counts;
+use crate::proxy::meter::{Counts, UpstreamNow};
+
+/// Upper bounds of the submit-latency histogram's Prometheus buckets, seconds.
+pub const LATENCY_BUCKETS_SECONDS: [f64; 12] = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0];
 
 impl Proxy {
     // ---- what the agent tells others ------------------------------------------------------
 
-    /// Measurements per endpoint since the previous call (for the next heartbeat).
-    pub fn reports(&mut self, now_ms: u64) -> Vec<(EndpointId, TelemetryReport)> {
-        let ups = &self.upstreams;
-        let miners = &self.miners;
-        self.meter.reports(
-            now_ms,
-            &|e| ups.get(e).is_none_or(|u| u.link != Link::Ready),
-            &|e| u32::try_from(miners.values().filter(|m| m.at.as_ref() == Some(e)).count()).unwrap_or(u32::MAX),
-            &|e| ups.get(e).map_or(0, |u| u32::try_from(u.in_flight.len()).unwrap_or(u32::MAX)),
-        )
+    /// Close the report window at `now_ms`: what each upstream measured since the previous
+    /// call (for the node).
+    pub fn windows(&mut self, now_ms: u64) -> Vec<EndpointWindow> {
+        let now: Vec<UpstreamNow> = self
+            .upstreams
+            .iter()
+            .map(|(e, u)| UpstreamNow {
+                endpoint: e.clone(),
+                down: u.link != Link::Ready,
+                miners: u32::try_from(self.miners.values().filter(|m| m.at.as_ref() == Some(e)).count()).unwrap_or(u32::MAX),
+                in_flight: u32::try_from(u.in_flight.len()).unwrap_or(u32::MAX),
+            })
+            .collect();
+        self.meter.windows(now_ms, &now)
     }
 
     /// A snapshot for `hashmesh-agent status`, tests and the status file. Credentials never
@@ -32,8 +40,12 @@ impl Proxy {
             .upstreams
             .iter()
             .map(|(e, u)| {
-                let totals = self.meter.endpoints().get(e).map(|m| m.total).unwrap_or_default();
+                let m = self.meter.endpoints().get(e);
+                let totals = m.map(|m| m.total).unwrap_or_default();
                 EndpointStatus {
+                    hashrate_hs: m.map_or(0, |m| m.hashrate.hs(now_ms)),
+                    submit_latency: m.map(|m| LatencySummary::of(&m.latency)).unwrap_or_default(),
+                    last_job_age_ms: u.last_job_ms.map(|t| now_ms.saturating_sub(t)),
                     endpoint: e.clone(),
                     link: u.link,
                     usable: self.usable(e, now_ms),
@@ -67,7 +79,13 @@ impl Proxy {
             endpoints,
             groups,
             failovers: self.failovers.iter().cloned().collect(),
-            workers: self.meter.workers().iter().map(|(w, c)| (w.clone(), *c)).collect(),
+            hashrate_window_secs: crate::proxy::meter::HASHRATE_WINDOW_SECS,
+            workers: self
+                .meter
+                .workers()
+                .iter()
+                .map(|(w, m)| (w.clone(), WorkerStatus { totals: m.total, hashrate_hs: m.hashrate.hs(now_ms) }))
+                .collect(),
         }
     }
 }
@@ -93,6 +111,55 @@ pub struct EndpointStatus {
     pub last_error: Option<String>,
     /// Shares and difficulty since the agent started.
     pub totals: Counts,
+    /// Hashrate from accepted difficulty over the last `hashrate_window_secs`, H/s.
+    pub hashrate_hs: u64,
+    /// Submit → verdict latency since the agent started.
+    pub submit_latency: LatencySummary,
+    /// Time since the endpoint's last job, ms (`None`: no job yet).
+    pub last_job_age_ms: Option<u64>,
+}
+
+/// A latency histogram summarised: percentiles and Prometheus buckets.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct LatencySummary {
+    /// Samples.
+    pub count: u64,
+    /// Sum of samples, seconds.
+    pub sum_seconds: f64,
+    /// Median, ms.
+    pub p50_ms: f64,
+    /// 90th percentile, ms.
+    pub p90_ms: f64,
+    /// 99th percentile, ms.
+    pub p99_ms: f64,
+    /// Cumulative counts at each of [`LATENCY_BUCKETS_SECONDS`].
+    pub buckets: Vec<(f64, u64)>,
+}
+
+impl LatencySummary {
+    fn of(h: &LatencyHistogram) -> Self {
+        Self {
+            count: h.count(),
+            sum_seconds: h.sum_seconds(),
+            p50_ms: h.quantile_ms(0.5),
+            p90_ms: h.quantile_ms(0.9),
+            p99_ms: h.quantile_ms(0.99),
+            buckets: LATENCY_BUCKETS_SECONDS
+                .iter()
+                .map(|&le| (le, h.count_at_or_below_us((le * 1e6).round() as u64)))
+                .collect(),
+        }
+    }
+}
+
+/// One worker in [`ProxyStatus`].
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct WorkerStatus {
+    /// Shares and difficulty since the agent started, and the last share.
+    #[serde(flatten)]
+    pub totals: Counts,
+    /// Hashrate from accepted difficulty over the last `hashrate_window_secs`, H/s.
+    pub hashrate_hs: u64,
 }
 
 /// One group in [`ProxyStatus`].
@@ -123,6 +190,8 @@ pub struct ProxyStatus {
     pub groups: Vec<GroupStatus>,
     /// Recent failovers, oldest first.
     pub failovers: Vec<Failover>,
-    /// Per-worker totals.
-    pub workers: BTreeMap<String, Counts>,
+    /// The window hashrates are estimated over, seconds.
+    pub hashrate_window_secs: u64,
+    /// Per worker (up to the configured bound; off when it is 0).
+    pub workers: BTreeMap<String, WorkerStatus>,
 }

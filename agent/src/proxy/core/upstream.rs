@@ -81,6 +81,7 @@ impl Proxy {
                 let job = Notify { coinb1, job_id, ..n };
                 let first = u.job.is_none();
                 u.job = Some(job.clone());
+                u.last_job_ms = Some(now_ms);
                 let on: Vec<MinerId> =
                     self.miners.iter().filter(|(_, m)| m.at.as_ref() == Some(e)).map(|(id, _)| *id).collect();
                 for id in on {
@@ -262,6 +263,7 @@ impl Proxy {
             in_flight: BTreeMap::new(),
             response: PhiAccrual::new(8.0, 50.0).with_acceptable_pause(100.0).with_first_estimate(300.0),
             last_error: None,
+            last_job_ms: None,
         });
         u.conn = conn;
         u.session = session;

@@ -12,22 +12,23 @@
 //!   wait per agent — beyond it the queue is compacted to the latest route of each group (a
 //!   resynchronisation from committed state, not an endless backlog).
 //! - Every map is bounded: agents by the registry, groups per agent by
-//!   [`GROUPS_PER_AGENT_MAX`], reports by
-//!   [`REPORTS_KEPT_MAX`], receipts by [`RECEIPTS_PENDING_MAX`], latencies by the outstanding bound.
+//!   [`GROUPS_PER_AGENT_MAX`], measured endpoints by
+//!   `REPORTS_KEPT_MAX` (the epoch book), receipts by [`RECEIPTS_PENDING_MAX`], latencies by the outstanding bound.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use hashmesh_protocol::limits::{
-    GROUPS_PER_AGENT_MAX, INSTRUCTIONS_OUTSTANDING_PER_AGENT_MAX, RECEIPTS_PENDING_MAX, REPORTS_KEPT_MAX,
+    GROUPS_PER_AGENT_MAX, INSTRUCTIONS_OUTSTANDING_PER_AGENT_MAX, RECEIPTS_PENDING_MAX,
     WRITE_BATCH_INSTRUCTIONS_MAX,
 };
-use hashmesh_protocol::plane::{Instruction, PlaneMsg, WorkerCredential, HEARTBEAT_REPORTS_MAX};
-use hashmesh_protocol::{AgentId, DirectiveId, EndpointId, GroupId, Receipt, TelemetryReport};
+use hashmesh_protocol::plane::{Instruction, PlaneMsg, WorkerCredential, HEARTBEAT_REPORTS_MAX, MEASUREMENT_WINDOWS_MAX};
+use hashmesh_protocol::{AgentId, DirectiveId, EndpointId, GroupId, Measurement, Receipt};
 use hashmesh_scheduler::phi::PhiAccrual;
+use hashmesh_telemetry::EpochBook;
 
 mod types;
 pub use types::{
-    fresh_reports, kind, AgentView, CommitInput, CommittedRoute, Counters, PeerFault, Persist, PersistBatch, Restored,
+    kind, AgentView, CommitInput, CommittedRoute, Counters, PeerFault, Persist, PersistBatch, Restored,
     Transmit,
 };
 
@@ -66,7 +67,8 @@ pub struct NodePlane {
     drained: BTreeSet<EndpointId>,
     credentials: BTreeMap<DirectiveId, Vec<WorkerCredential>>,
     receipts: BTreeMap<(DirectiveId, AgentId), u64>,
-    reports: BTreeMap<EndpointId, (TelemetryReport, u64)>,
+    /// Agents' measurement windows since the scheduling loop last took them.
+    book: EpochBook,
     staged: Vec<Persist>,
     /// Per unfinished batch: the highest sequence it persists per agent.
     batches: BTreeMap<u64, BTreeMap<AgentId, u64>>,
@@ -123,7 +125,7 @@ impl NodePlane {
             drained: BTreeSet::new(),
             credentials: restored.credentials,
             receipts: restored.receipts.into_iter().map(|r| ((r.directive, r.agent), r.applied_at_ms)).collect(),
-            reports: BTreeMap::new(),
+            book: EpochBook::default(),
             staged: Vec::new(),
             batches: BTreeMap::new(),
             staged_seqs: BTreeMap::new(),
@@ -321,19 +323,30 @@ impl NodePlane {
                 self.ack(agent, session, seq, directive, applied_at_ms, now_ms)
             }
             PlaneMsg::Heartbeat { reports, .. } => {
+                // `reports` is the pre-histogram form of measurements: bounded, then ignored.
                 if reports.len() > HEARTBEAT_REPORTS_MAX {
                     return Err(PeerFault::TooManyReports(reports.len()));
                 }
                 let slot = self.agents.get_mut(&agent).ok_or(PeerFault::UnknownAgent(agent))?;
                 slot.phi.heartbeat(now_ms);
                 slot.last_heartbeat_ms = Some(now_ms);
-                for (endpoint, r) in reports {
-                    if r.out_of_range().is_some()
-                        || (!self.reports.contains_key(&endpoint) && self.reports.len() >= REPORTS_KEPT_MAX)
-                    {
-                        self.counters.reports_dropped += 1;
-                    } else {
-                        self.reports.insert(endpoint, (r, now_ms));
+                Ok(())
+            }
+            PlaneMsg::Measurements { windows, .. } => {
+                if windows.len() > MEASUREMENT_WINDOWS_MAX {
+                    return Err(PeerFault::TooManyWindows(windows.len()));
+                }
+                if !self.agents.contains_key(&agent) {
+                    return Err(PeerFault::UnknownAgent(agent));
+                }
+                // All or nothing: a malformed window refuses the message before any is counted.
+                if let Some(why) = windows.iter().find_map(|w| w.malformed()) {
+                    return Err(PeerFault::BadWindow(why));
+                }
+                for w in &windows {
+                    match self.book.record(agent, w) {
+                        Ok(()) => self.counters.windows_recorded += 1,
+                        Err(_) => self.counters.reports_dropped += 1,
                     }
                 }
                 Ok(())
@@ -427,16 +440,10 @@ impl NodePlane {
             .collect()
     }
 
-    /// The latest report of each endpoint received within `max_age_ms` of `now_ms`.
-    #[must_use]
-    pub fn fresh_reports(&self, now_ms: u64, max_age_ms: u64) -> BTreeMap<EndpointId, TelemetryReport> {
-        fresh_reports(&self.reports, now_ms, max_age_ms)
-    }
-
-    /// The latest report of each endpoint with the time it arrived, ms.
-    #[must_use]
-    pub fn reports(&self) -> &BTreeMap<EndpointId, (TelemetryReport, u64)> {
-        &self.reports
+    /// This epoch's measurement of every endpoint some agent sent a window for (counts
+    /// summed, latency histograms merged), and start the next epoch.
+    pub fn take_measurements(&mut self) -> BTreeMap<EndpointId, Measurement> {
+        self.book.take()
     }
 
     /// Every registered agent as the status shows it.

@@ -3,8 +3,8 @@
 
 use std::collections::BTreeMap;
 
-use hashmesh_protocol::plane::{Instruction, PlaneMsg, WorkerCredential, HEARTBEAT_REPORTS_MAX};
-use hashmesh_protocol::{AgentId, DirectiveId, EndpointId, GroupId, Receipt, RouteTarget, TelemetryReport};
+use hashmesh_protocol::plane::{Instruction, PlaneMsg, WorkerCredential, HEARTBEAT_REPORTS_MAX, MEASUREMENT_WINDOWS_MAX};
+use hashmesh_protocol::{AgentId, DirectiveId, EndpointId, GroupId, Receipt, RouteTarget};
 
 /// A committed route as the plane delivers it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -139,6 +139,12 @@ pub enum PeerFault {
     /// Too many reports in one heartbeat.
     #[error("heartbeat with {0} reports (most {HEARTBEAT_REPORTS_MAX})")]
     TooManyReports(usize),
+    /// Too many windows in one `Measurements` message.
+    #[error("measurements with {0} windows (most {MEASUREMENT_WINDOWS_MAX})")]
+    TooManyWindows(usize),
+    /// A malformed measurement window.
+    #[error("malformed measurement window: {0}")]
+    BadWindow(&'static str),
     /// A message only nodes send.
     #[error("agents may not send {0}")]
     Unexpected(&'static str),
@@ -155,8 +161,10 @@ pub struct Counters {
     pub resyncs: u64,
     /// Receipts seen committed.
     pub receipts_committed: u64,
-    /// Agent reports dropped (another pool's endpoint, out of range, or over the bound).
+    /// Agent measurement windows not counted (repeated, or over the bound of endpoints).
     pub reports_dropped: u64,
+    /// Agent measurement windows counted.
+    pub windows_recorded: u64,
 }
 
 /// An agent as the status shows it.
@@ -193,20 +201,6 @@ pub fn kind(m: &PlaneMsg) -> &'static str {
         PlaneMsg::PeerHello { .. } => "peer_hello",
         PlaneMsg::Credentials { .. } => "credentials",
         PlaneMsg::CredentialsAck { .. } => "credentials_ack",
+        PlaneMsg::Measurements { .. } => "measurements",
     }
-}
-
-/// The reports of `reports` received within `max_age_ms` of `now_ms` (one rule for the state
-/// machine and for what the driver publishes).
-#[must_use]
-pub fn fresh_reports(
-    reports: &BTreeMap<EndpointId, (TelemetryReport, u64)>,
-    now_ms: u64,
-    max_age_ms: u64,
-) -> BTreeMap<EndpointId, TelemetryReport> {
-    reports
-        .iter()
-        .filter(|(_, (_, at))| now_ms.saturating_sub(*at) <= max_age_ms)
-        .map(|(e, (r, _))| (e.clone(), *r))
-        .collect()
 }
