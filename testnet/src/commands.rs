@@ -24,13 +24,15 @@ fn any_running(c: &Cluster) -> bool {
     c.nodes.iter().any(|n| procs::alive(n.pids.cometbft) || procs::alive(n.pids.hashmesh))
 }
 
-/// The testnet's scheduling loop: 5 s epochs (10 s when busy), 15 s minimum dwell, and the
-/// synthetic telemetry source turned on explicitly (no Stratum traffic to measure yet).
+/// The testnet's scheduling loop: 5 s epochs (10 s when busy), 15 s minimum dwell; telemetry
+/// from the agents' measurements of real Stratum traffic, or — only for a cluster without
+/// traffic (`--miners-per-group 0`), where nothing can be measured — the synthetic model, turned
+/// on explicitly.
 #[must_use]
-pub fn testnet_scheduler() -> SchedulerSettings {
+pub fn testnet_scheduler(measured: bool) -> SchedulerSettings {
     SchedulerSettings {
         enabled: true,
-        source: hashmesh_node::live::Source::Synthetic,
+        source: if measured { hashmesh_node::live::Source::Agents } else { hashmesh_node::live::Source::Synthetic },
         epoch_ms: 5_000,
         epoch_ms_high_load: 10_000,
         dwell_ms_min: 15_000,
@@ -39,8 +41,9 @@ pub fn testnet_scheduler() -> SchedulerSettings {
 }
 
 /// `testnet/chaos degrade|kill|restore ENDPOINT`: steer the endpoint's real Stratum server
-/// (degrade: 300 ms added latency and 10 % refused shares; kill: down, every connection closed;
-/// restore: healthy) and the synthetic telemetry the owner's node signs (`chaos.json`).
+/// (degrade: 300 ms added latency and half the shares refused; kill: down, every connection
+/// closed; restore: healthy) — what the agents then measure — and the synthetic model
+/// (`chaos.json`) a cluster without traffic signs.
 ///
 /// # Errors
 /// If there is no cluster, the endpoint is unknown or the mode is not one of the three.
@@ -63,7 +66,7 @@ pub fn chaos(dir: &Path, mode: &str, endpoint: &str) -> Result<i32> {
     hashmesh_plane::host::files::write_atomic(&path, &serde_json::to_vec_pretty(&map)?)?;
     if let Some(e) = node.stratum.iter().find(|e| e.id == endpoint) {
         let chaos = match condition {
-            EndpointCondition::Degraded => Chaos { latency_ms: 300, error_bp: 1000, ..Chaos::default() },
+            EndpointCondition::Degraded => Chaos { latency_ms: 300, error_bp: 5000, ..Chaos::default() },
             EndpointCondition::Dead => Chaos { down: true, ..Chaos::default() },
             EndpointCondition::Normal => Chaos::default(),
         };
@@ -135,7 +138,7 @@ pub fn up(
                 timeout_commit: "250ms".into(),
                 vote_window_blocks: 100,
                 kvstore: false,
-                scheduler: Some(testnet_scheduler()),
+                scheduler: Some(testnet_scheduler(traffic.miners_per_group > 0)),
                 agents_per_node: 2,
                 stratum: (traffic.miners_per_group > 0).then(|| StratumSpec {
                     program: std::env::current_exe().expect("checked above"),

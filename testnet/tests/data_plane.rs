@@ -2,7 +2,8 @@
 //! miners mine through every pool's agents to real Stratum endpoints; the cross-pool route of
 //! the demo makes pool-a's miners' shares count at pool-b's endpoint under the credentials
 //! pool-b's node handed over (which appear in no log, status, chain state or event); killing an
-//! endpoint moves its work within 2 s, and a route change without it commits.
+//! endpoint moves its work within 2 s, and a route change without it commits. The telemetry on
+//! chain is the agents' measurements, with owner and observer views of the lent endpoint.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -121,6 +122,23 @@ fn miners_follow_committed_routes_on_the_cluster() {
         assert!(!v.to_string().contains(&password), "the lender's password is in chain state {q}");
     }
 
+    // On chain, the telemetry is what the agents measured: pool-b/ep-2 carries pool-b's own view
+    // and pool-a's (an observer: its routed miners work there) side by side; CPU and memory,
+    // which no agent can see, are unknown rather than 0.
+    let telemetry = |id: &str| -> Option<Value> {
+        rpc.abci_query("/telemetry", b"").ok()?.as_array()?.iter().find(|t| t["endpoint"] == id).cloned()
+    };
+    wait("owner and observer views of pool-b/ep-2 on chain", 60, || {
+        telemetry("pool-b/ep-2").is_some_and(|t| t["owner"].is_object() && !t["observers"].as_array().unwrap().is_empty())
+    });
+    let t = telemetry("pool-b/ep-2").unwrap();
+    for view in std::iter::once(&t["owner"]).chain(t["observers"].as_array().unwrap()) {
+        let m = &view["measurement"];
+        assert!(m["cpu_bp"].is_null() && m["memory_bp"].is_null(), "{t}");
+        assert!(m["shares_accepted"].as_u64().unwrap() > 0 && m["hashrate_hs"].as_u64().unwrap() > 0, "{t}");
+    }
+    assert_eq!(t["flagged"], false, "honest owner and observer agree: {t}");
+
     // Kill pool-a/ep-1: within 2 s its miners' work is accepted at pool-a/ep-2, before any
     // consensus (watched live: the agents' /metrics and the endpoint's HTTP status); then the
     // pool's scheduling loop commits routes without it.
@@ -172,6 +190,11 @@ fn miners_follow_committed_routes_on_the_cluster() {
                 .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
                 .is_some_and(|p| p["failovers"].as_array().unwrap().iter().any(|f| f["endpoint"] == "pool-a/ep-1"))
         })
+    });
+    // The agents measured it dead (every share in flight answered stale, nothing answered
+    // since): its committed health falls to 0, below the floor.
+    wait("pool-a/ep-1's measured health below the floor", 30, || {
+        telemetry("pool-a/ep-1").is_some_and(|t| t["health_bp"].as_u64().is_some_and(|h| h < 3000))
     });
     wait("a committed route of pool-a without pool-a/ep-1", 60, || {
         rpc.abci_query("/assignments", b"").ok().is_some_and(|a| {
