@@ -1,7 +1,8 @@
 //! The proxy's sans-IO core, driven with virtual time against pool-side sessions (the testnet
 //! endpoint's `EndpointConn`) and virtual miners — no sockets, so each failure mode is exact:
 //! an endpoint that stops answering, one that sends garbage, one with a different extranonce2
-//! size, another pool's endpoint without credentials.
+//! size, another pool's endpoint without credentials — and the hashrate the agent measures
+//! against the hashrate its miners really do.
 
 use std::collections::BTreeMap;
 
@@ -39,10 +40,17 @@ struct Harness {
     books: BTreeMap<EndpointId, Books>,
     miners: BTreeMap<MinerId, MinerClient>,
     reconnected: Vec<MinerId>,
+    /// The endpoints' share difficulty.
+    difficulty: f64,
 }
 
 impl Harness {
     fn new(cfg: ProxyConfig) -> Self {
+        Self::with_difficulty(cfg, DIFFICULTY)
+    }
+
+    /// Endpoints that ask for shares of `difficulty`.
+    fn with_difficulty(cfg: ProxyConfig, difficulty: f64) -> Self {
         let mut h = Self {
             proxy: Proxy::new(cfg, 7),
             now: 1_000_000,
@@ -53,6 +61,7 @@ impl Harness {
             books: BTreeMap::new(),
             miners: BTreeMap::new(),
             reconnected: Vec::new(),
+            difficulty,
         };
         h.proxy.handle_timeout(h.now);
         h.pump();
@@ -85,7 +94,7 @@ impl Harness {
                         let c = EndpointConn::with_extranonce2_size(
                             u32::try_from(conn).unwrap(),
                             size,
-                            DIFFICULTY,
+                            self.difficulty,
                             Some(job),
                         );
                         self.conns.insert(conn, (ep, c));
@@ -274,4 +283,46 @@ fn another_pools_endpoint_gets_work_only_with_its_owners_credentials() {
     let books = &h.books[&e("pool-b/ep-1")];
     assert!(books.get("lent.pool-a/g-1").is_some_and(|b| b.accepted > 0), "{books:?}");
     assert!(!serde_json::to_string(&h.proxy.status(h.now)).unwrap().contains("s3cret"));
+}
+
+#[test]
+fn the_measured_hashrate_is_within_5_percent_of_the_fleets_over_5_minutes() {
+    use hashmesh_telemetry::{hashrate_hs, EpochBook};
+    const MINERS: u64 = 10;
+    const HASHES_PER_100MS: u64 = 200; // 2 kH/s per miner, 20 kH/s for the fleet
+    let fleet_hs = (MINERS * HASHES_PER_100MS * 10) as f64;
+    // 2^-22: ~1000 hashes a share, ~6000 shares in 5 minutes.
+    let mut h = Harness::with_difficulty(cfg(), 1.0 / 4_194_304.0);
+    h.proxy.handle_routes(&route(&[("pool-a/ep-1", 5000), ("pool-a/ep-2", 5000)], Vec::new()), h.now);
+    for i in 0..MINERS {
+        h.miner(&format!("pool-a/g-1.rig-{i}"), false);
+    }
+    h.run(1_000, 0); // everyone subscribed, authorized and holding a job
+    // The agent cuts a window every 2 s (the driver's REPORT_MS); its node merges them every 10 s.
+    let agent = hashmesh_protocol::AgentId([1; 32]);
+    let mut book = EpochBook::default();
+    let mut last_cut = h.now;
+    let _ = h.proxy.windows(h.now);
+    let (mut epochs, mut total_hashes, mut total_ms) = (Vec::new(), 0u128, 0u64);
+    for step in 1..=150 {
+        h.run(2_000, HASHES_PER_100MS);
+        for w in h.proxy.windows(h.now) {
+            total_hashes += w.accepted_hashes;
+            book.record(agent, &w).unwrap();
+        }
+        if step % 5 == 0 {
+            let m = book.take();
+            epochs.push(m.values().map(|m| m.hashrate_hs).sum::<u64>());
+        }
+        total_ms += h.now - last_cut;
+        last_cut = h.now;
+    }
+    let measured = hashrate_hs(total_hashes, total_ms) as f64;
+    eprintln!("fleet {fleet_hs} H/s, measured over 5 minutes {measured} H/s, per 10 s epoch {epochs:?}");
+    assert!((measured / fleet_hs - 1.0).abs() < 0.05, "measured {measured} vs fleet {fleet_hs}");
+    // Each epoch's merged report is an estimate from ~200 shares: within 25 %.
+    assert!(epochs.iter().all(|e| (*e as f64 / fleet_hs - 1.0).abs() < 0.25), "{epochs:?}");
+    // The agent's own gauge (the last minute) agrees too.
+    let gauge: u64 = h.proxy.status(h.now).endpoints.iter().map(|e| e.hashrate_hs).sum();
+    assert!((gauge as f64 / fleet_hs - 1.0).abs() < 0.10, "gauge {gauge} vs fleet {fleet_hs}");
 }
