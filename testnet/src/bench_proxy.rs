@@ -113,6 +113,7 @@ async fn proxy(endpoints: &[&Endpoint], names: &[&str], fail_back_ms: u64) -> Re
         metrics_listen: None,
         partial_line_ms: hashmesh_agent::proxy::driver::PARTIAL_LINE_MS_DEFAULT,
         workers_max: hashmesh_agent::proxy::core::WORKERS_MAX_DEFAULT,
+        worker_metrics: false,
     };
     driver::start(&cfg, cfg.proxy_config(), None).await
 }

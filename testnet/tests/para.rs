@@ -63,6 +63,7 @@ async fn para_mines_through_the_agent() {
         metrics_listen: None,
         partial_line_ms: hashmesh_agent::proxy::driver::PARTIAL_LINE_MS_DEFAULT,
         workers_max: 100,
+        worker_metrics: true,
     };
     let proxy = driver::start(&cfg, cfg.proxy_config(), None).await.unwrap();
     let route = AppliedRoute {

@@ -104,6 +104,7 @@ async fn committed_routes_move_real_shares_and_failover_is_local() {
         metrics_listen: Some(any()),
         partial_line_ms: 1_000,
         workers_max: 100,
+        worker_metrics: true,
     };
     let proxy = driver::start(&cfg, cfg.proxy_config(), None).await.unwrap();
     let secret = "lenders-secret-password";
@@ -186,6 +187,20 @@ async fn committed_routes_move_real_shares_and_failover_is_local() {
     tokio::io::AsyncReadExt::read_to_string(&mut m, &mut text).await.unwrap();
     assert!(text.contains("hashmesh_agent_shares_total{endpoint=\"pool-a/ep-2\",result=\"accepted\"}"), "{text}");
     assert!(text.contains("hashmesh_agent_endpoint_failures_total{endpoint=\"pool-a/ep-1\"}"), "{text}");
+    // Submit latency as a histogram, hashrate per endpoint, and (worker_metrics on) per worker.
+    let inf = text
+        .lines()
+        .find(|l| l.starts_with("hashmesh_agent_submit_latency_seconds_bucket{le=\"+Inf\",endpoint=\"pool-a/ep-2\"}"))
+        .and_then(|l| l.rsplit(' ').next()?.parse::<u64>().ok());
+    let count = text
+        .lines()
+        .find(|l| l.starts_with("hashmesh_agent_submit_latency_seconds_count{endpoint=\"pool-a/ep-2\"}"))
+        .and_then(|l| l.rsplit(' ').next()?.parse::<u64>().ok());
+    assert!(inf.is_some_and(|n| n > 0) && inf == count, "{text}");
+    assert!(text.contains("# TYPE hashmesh_agent_submit_latency_seconds histogram"), "{text}");
+    assert!(text.contains("hashmesh_agent_endpoint_hashrate{endpoint=\"pool-a/ep-2\"}"), "{text}");
+    assert!(text.contains("hashmesh_agent_worker_shares_total{worker=\""), "{text}");
+    assert!(text.contains("hashmesh_agent_worker_hashrate{worker=\""), "{text}");
     assert!(!text.contains(secret));
 
     // Bad input: none of it reaches an endpoint, each gets an answer or a close, others go on.

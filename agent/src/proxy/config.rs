@@ -75,6 +75,11 @@ pub struct StratumConfig {
     /// at most 100 000). Shares of workers past the bound still count per endpoint.
     #[serde(default = "default_workers_max")]
     pub workers_max: usize,
+    /// Serve per-worker series in `/metrics` (`hashmesh_agent_worker_*`, one set per worker
+    /// with statistics, so at most `workers_max`). Off by default: a large farm's worker count
+    /// is a large number of series.
+    #[serde(default)]
+    pub worker_metrics: bool,
 }
 
 fn default_workers_max() -> usize {

@@ -151,6 +151,7 @@ pub async fn start(cfg: &StratumConfig, proxy: ProxyConfig, home: Option<PathBuf
         metrics = Some(l.local_addr()?);
         info!(addr = %l.local_addr()?, "serving /metrics");
         let events = tx.clone();
+        let per_worker = cfg.worker_metrics;
         tokio::spawn(hashmesh_plane::host::http::serve(l, move |method, path, _body| {
             let events = events.clone();
             async move {
@@ -164,7 +165,7 @@ pub async fn start(cfg: &StratumConfig, proxy: ProxyConfig, home: Option<PathBuf
                     return reply(StatusCode::SERVICE_UNAVAILABLE, "text/plain", "the proxy stopped\n".into());
                 }
                 match answer.await {
-                    Ok(s) => reply(StatusCode::OK, OPENMETRICS, super::metrics::render(&s)),
+                    Ok(s) => reply(StatusCode::OK, OPENMETRICS, super::metrics::render(&s, per_worker)),
                     Err(_) => reply(StatusCode::SERVICE_UNAVAILABLE, "text/plain", "the proxy stopped\n".into()),
                 }
             }

@@ -32,7 +32,7 @@ mod placement;
 mod status;
 mod upstream;
 
-pub use status::{EndpointStatus, GroupStatus, ProxyStatus};
+pub use status::{EndpointStatus, GroupStatus, LatencySummary, ProxyStatus, WorkerStatus, LATENCY_BUCKETS_SECONDS};
 
 /// A miner connection, as the driver names it.
 pub type MinerId = u64;
