@@ -142,26 +142,46 @@ pub fn run(cmd: AgentCmd) -> Result<i32> {
     }
 }
 
-/// The proxy's part of `status`: per endpoint, miners and shares.
+/// A hashrate for people: H/s with an SI prefix.
+fn rate(hs: f64) -> String {
+    let units = ["H/s", "kH/s", "MH/s", "GH/s", "TH/s", "PH/s", "EH/s"];
+    let mut v = hs;
+    let mut i = 0;
+    while v >= 1000.0 && i + 1 < units.len() {
+        v /= 1000.0;
+        i += 1;
+    }
+    format!("{v:.1} {}", units[i])
+}
+
+/// The proxy's part of `status`: per endpoint, miners, shares, hashrate and latency.
 fn print_proxy(p: &serde_json::Value) {
     println!();
-    println!("stratum proxy: {} miners", p["miners"]);
+    println!("stratum proxy: {} miners (hashrate over the last {} s)", p["miners"], p["hashrate_window_secs"]);
     println!(
-        "{:<20} {:<11} {:>7} {:>10} {:>9} {:>7} {:>9}  last error",
-        "endpoint", "link", "miners", "accepted", "rejected", "stale", "failures"
+        "{:<20} {:<11} {:>7} {:>10} {:>9} {:>7} {:>11} {:>8} {:>8} {:>9}  last error",
+        "endpoint", "link", "miners", "accepted", "rejected", "stale", "hashrate", "p50 ms", "p99 ms", "failures"
     );
     for e in p["endpoints"].as_array().into_iter().flatten() {
+        let ms = |q: &str| e["submit_latency"][q].as_f64().map_or_else(|| "-".to_owned(), |v| format!("{v:.1}"));
         println!(
-            "{:<20} {:<11} {:>7} {:>10} {:>9} {:>7} {:>9}  {}",
+            "{:<20} {:<11} {:>7} {:>10} {:>9} {:>7} {:>11} {:>8} {:>8} {:>9}  {}",
             e["endpoint"].as_str().unwrap_or("?"),
             format!("{}{}", e["link"].as_str().unwrap_or("?"), if e["usable"] == true { "" } else { "*" }),
             e["miners"].to_string(),
             e["totals"]["accepted"].to_string(),
             e["totals"]["rejected"].to_string(),
             e["totals"]["stale"].to_string(),
+            rate(e["hashrate_hs"].as_f64().unwrap_or(0.0)),
+            ms("p50_ms"),
+            ms("p99_ms"),
             e["failures"].to_string(),
             e["last_error"].as_str().unwrap_or("-"),
         );
+    }
+    let workers = p["workers"].as_object().map_or(0, serde_json::Map::len);
+    if workers > 0 {
+        println!("{workers} worker(s) with statistics: `status --json` lists them (totals, hashrate, last share)");
     }
     println!("(* = no work goes there now: down, or waiting out the fail-back dwell)");
 }

@@ -122,6 +122,7 @@ fn four_validator_cluster_end_to_end() {
         scheduler: None,
         agents_per_node: 2,
         stratum: None,
+        simulated: None,
     })
     .expect("generate cluster");
     let mut p = Processes { children: vec![Vec::new(), Vec::new(), Vec::new(), Vec::new()], cluster, _dir: dir };

@@ -123,6 +123,7 @@ fn run_app(spec: &BenchSpec, kvstore: bool) -> Result<AppResult> {
         scheduler: None,
         agents_per_node: 0,
         stratum: None,
+        simulated: None,
     })?;
     let mut children = Vec::new();
     for i in 0..cluster.nodes.len() {

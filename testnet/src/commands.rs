@@ -147,6 +147,7 @@ pub fn up(
                     difficulty: traffic.difficulty,
                     job_ms: traffic.job_ms,
                 }),
+                simulated: None,
             })?
         }
     };

@@ -62,6 +62,32 @@ pub struct ClusterSpec {
     pub agents_per_node: usize,
     /// Real Stratum traffic: endpoints, agents proxying, virtual miners (`None`: none).
     pub stratum: Option<StratumSpec>,
+    /// More pools in genesis with no validator and no node, whose keys the benchmark signs
+    /// with ([`simulated_key`]); `None`: none.
+    pub simulated: Option<Simulated>,
+}
+
+/// Pools a benchmark signs for without running them (see [`ClusterSpec::simulated`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Simulated {
+    /// How many (`sim-0`, `sim-1`, …).
+    pub pools: usize,
+    /// Endpoints each (`sim-0/ep-1`, …), at most `ENDPOINTS_PER_POOL_MAX`.
+    pub endpoints: usize,
+}
+
+/// The name of simulated pool `i`.
+#[must_use]
+pub fn simulated_name(i: usize) -> String {
+    format!("sim-{i}")
+}
+
+/// The key of simulated pool `i` (deterministic: the benchmark signs with it).
+#[must_use]
+pub fn simulated_key(i: usize) -> hashmesh_protocol::SigningKey {
+    let mut seed = [0x5a; 32];
+    seed[..8].copy_from_slice(&(i as u64).to_le_bytes());
+    hashmesh_protocol::SigningKey::from_seed(&seed)
 }
 
 /// The pool name of node `i`: `pool-a`, `pool-b`, …
@@ -265,6 +291,24 @@ pub fn generate(spec: &ClusterSpec) -> Result<Cluster> {
             .map(|m| Ok((m.pool_id.parse()?, m.abci.parse()?)))
             .collect::<Result<_>>()?;
         home.save_config()?;
+    }
+    for i in 0..spec.simulated.map_or(0, |s| s.pools) {
+        let name = simulated_name(i);
+        let per = spec.simulated.map_or(0, |s| s.endpoints);
+        pools.push(GenesisPool {
+            id: simulated_key(i).pool_id(),
+            name: name.clone(),
+            validator_address: "none (simulated by a benchmark)".into(),
+            endpoints: (1..=per)
+                .map(|e| GenesisEndpoint {
+                    id: format!("{name}/ep-{e}").parse().expect("generated ids are valid"),
+                    stratum_url: "stratum+tcp://127.0.0.1:1".into(),
+                    capacity_hs: 500_000_000_000_000,
+                    region: "local".into(),
+                })
+                .collect(),
+            groups: Vec::new(),
+        });
     }
     let app_state =
         GenesisAppState { params: Params { vote_window_blocks: spec.vote_window_blocks, ..Params::default() }, pools };

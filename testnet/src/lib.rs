@@ -17,6 +17,7 @@
 
 pub mod bench;
 pub mod bench_proxy;
+pub mod bench_telemetry;
 pub mod cluster;
 pub mod commands;
 pub mod demo;

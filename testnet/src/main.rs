@@ -174,6 +174,37 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// Chain load of telemetry at several pool counts: one transaction per endpoint (before)
+    /// against one batch per pool (after), committed on one loopback cluster.
+    #[command(
+        after_help = "Examples:\n  hashmesh-testnet bench-telemetry --cometbft ~/.cache/hashmesh/tools/bin/cometbft                 # 4, 20 and 100 pools of 20 endpoints\n  hashmesh-testnet bench-telemetry --cometbft ~/.cache/hashmesh/tools/bin/cometbft --pools 4,20 --epochs 1 --json"
+    )]
+    BenchTelemetry {
+        /// The cometbft binary.
+        #[arg(long, env = "HASHMESH_COMETBFT")]
+        cometbft: PathBuf,
+        /// Pool counts, comma-separated (each at most 124).
+        #[arg(long, value_delimiter = ',', default_values_t = [4usize, 20, 100])]
+        pools: Vec<usize>,
+        /// Endpoints per pool.
+        #[arg(long, default_value_t = 20)]
+        endpoints: usize,
+        /// Epochs per pool count and form.
+        #[arg(long, default_value_t = 2)]
+        epochs: usize,
+        /// The epoch length the per-second figures are for, seconds.
+        #[arg(long, default_value_t = 10.0)]
+        epoch_secs: f64,
+        /// Concurrent broadcasters.
+        #[arg(long, default_value_t = 32)]
+        concurrency: usize,
+        /// Working directory for the cluster.
+        #[arg(long, default_value = "target/bench-telemetry")]
+        work_dir: PathBuf,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 fn main() {
@@ -284,6 +315,27 @@ fn run(cli: Cli) -> Result<i32> {
                 print_json(&serde_json::to_value(&report)?);
             } else {
                 print!("{}", bench::render(&report));
+            }
+            Ok(0)
+        }
+        Cmd::BenchTelemetry { cometbft, pools, endpoints, epochs, epoch_secs, concurrency, work_dir, json } => {
+            if !(epoch_secs.is_finite() && epoch_secs > 0.0) {
+                bail!("--epoch-secs must be a positive number of seconds");
+            }
+            let rows = hashmesh_testnet::bench_telemetry::run(&hashmesh_testnet::bench_telemetry::TelemetryBenchSpec {
+                cometbft,
+                hashmesh: std::env::current_exe()?,
+                pools,
+                endpoints,
+                epochs,
+                epoch_secs,
+                concurrency,
+                work_dir,
+            })?;
+            if json {
+                print_json(&serde_json::to_value(&rows)?);
+            } else {
+                print!("{}", hashmesh_testnet::bench_telemetry::render(&rows, epoch_secs));
             }
             Ok(0)
         }

@@ -72,6 +72,7 @@ fn a_degraded_endpoint_is_routed_around_by_committed_directives() {
         scheduler: Some(settings),
         agents_per_node: 0,
         stratum: None,
+        simulated: None,
     })
     .expect("generate cluster");
     let mut children = Children(Vec::new());
