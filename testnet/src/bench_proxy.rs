@@ -23,7 +23,7 @@ use hashmesh_plane::core::agent::AppliedRoute;
 use hashmesh_protocol::{DirectiveId, EndpointId, GroupId, RouteTarget};
 use hashmesh_stratum::endpoint::Chaos;
 use hdrhistogram::Histogram;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::endpoint::{Endpoint, EndpointSettings};
 use crate::fleet::{self, FleetSettings, FleetTotals};
@@ -39,13 +39,16 @@ pub struct BenchOptions {
     pub split_secs: u64,
     /// Seconds of each latency measurement.
     pub latency_secs: u64,
-    /// Run only these measurements (`latency`, `memory`, `failover`, `commit`, `split`; empty:
-    /// all).
+    /// Run only these measurements (`latency`, `memory`, `workers`, `failover`, `commit`,
+    /// `split`; empty: all).
     pub only: Vec<String>,
+    /// For `memory`: every miner a worker of its own that finds shares, with per-worker
+    /// statistics for at most this many (0: off); `None`: the plain memory figure.
+    pub workers_max: Option<usize>,
 }
 
 /// One figure with its target and baseline.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Row {
     /// What.
     pub metric: String,
@@ -99,6 +102,10 @@ async fn endpoint(name: &str, difficulty: f64, job_ms: u64) -> Result<Endpoint> 
 }
 
 async fn proxy(endpoints: &[&Endpoint], names: &[&str], fail_back_ms: u64) -> Result<ProxyHandle> {
+    proxy_with(endpoints, names, fail_back_ms, hashmesh_agent::proxy::core::WORKERS_MAX_DEFAULT).await
+}
+
+async fn proxy_with(endpoints: &[&Endpoint], names: &[&str], fail_back_ms: u64, workers_max: usize) -> Result<ProxyHandle> {
     let cfg = StratumConfig {
         listen: any(),
         group_listeners: BTreeMap::new(),
@@ -112,7 +119,7 @@ async fn proxy(endpoints: &[&Endpoint], names: &[&str], fail_back_ms: u64) -> Re
         start_difficulty: 1.0,
         metrics_listen: None,
         partial_line_ms: hashmesh_agent::proxy::driver::PARTIAL_LINE_MS_DEFAULT,
-        workers_max: hashmesh_agent::proxy::core::WORKERS_MAX_DEFAULT,
+        workers_max,
         worker_metrics: false,
     };
     driver::start(&cfg, cfg.proxy_config(), None).await
@@ -161,7 +168,7 @@ fn settings(target: SocketAddr, miners: usize, hashrate_hs: f64) -> FleetSetting
 /// # Errors
 /// If a server cannot start or a measurement cannot complete.
 pub fn run(o: &BenchOptions) -> Result<Vec<Row>> {
-    const KNOWN: [&str; 5] = ["latency", "memory", "failover", "commit", "split"];
+    const KNOWN: [&str; 6] = ["latency", "memory", "workers", "failover", "commit", "split"];
     if let Some(x) = o.only.iter().find(|x| !KNOWN.contains(&x.as_str())) {
         bail!("--only {x:?}: choose from {}", KNOWN.join(", "));
     }
@@ -175,6 +182,9 @@ pub fn run(o: &BenchOptions) -> Result<Vec<Row>> {
         }
         if run("memory") {
             rows.push(memory(o).await?);
+        }
+        if run("workers") && o.workers_max.is_none() {
+            rows.push(workers(o)?);
         }
         if run("failover") {
             rows.push(failover(o).await?);
@@ -236,36 +246,48 @@ async fn latency(o: &BenchOptions) -> Result<Vec<Row>> {
     Ok(out)
 }
 
-/// 2. Resident memory of this process (the proxy) with `o.miners` miners connected.
+/// 2. Resident memory of this process (the proxy) with `o.miners` miners connected (with
+/// `o.workers_max`: each a worker finding shares, so per-worker statistics fill up).
 async fn memory(o: &BenchOptions) -> Result<Row> {
-    let ep = endpoint("pool-a/ep-1", 1.0 / 1_048_576.0, 30_000).await?;
-    let p = proxy(&[&ep], &["pool-a/ep-1"], 1_000).await?;
+    // Per-worker runs: 64 hashes a share, so each 50 H/s miner finds about one a second.
+    let diff = if o.workers_max.is_some() { 1.0 / 67_108_864.0 } else { 1.0 / 1_048_576.0 };
+    let ep = endpoint("pool-a/ep-1", diff, 30_000).await?;
+    let workers_max = o.workers_max.unwrap_or(hashmesh_agent::proxy::core::WORKERS_MAX_DEFAULT);
+    let p = proxy_with(&[&ep], &["pool-a/ep-1"], 1_000, workers_max).await?;
     p.routes(route(1, &[("pool-a/ep-1", 10_000)])).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     let before = rss_bytes()?;
     progress(&format!("memory: {} miners connect through the proxy (a child process)", o.miners));
     let mut child = spawn_fleet(p.listening[0], o.miners)?;
-    let deadline = Instant::now() + Duration::from_secs(120);
+    let deadline = Instant::now() + Duration::from_secs(180);
     loop {
-        let n = p.status().await.map_or(0, |s| s.endpoints.iter().map(|e| e.miners).sum::<usize>());
-        if n >= o.miners {
+        let s = p.status().await;
+        let n = s.as_ref().map_or(0, |s| s.endpoints.iter().map(|e| e.miners).sum::<usize>());
+        // Per-worker runs also wait for three shares a miner, on or off alike.
+        let shares = s.as_ref().map_or(0, |s| s.endpoints.iter().map(|e| e.totals.accepted).sum::<u64>());
+        let enough = o.workers_max.is_none() || shares >= 3 * o.miners as u64;
+        if n >= o.miners && enough {
             break;
         }
         if Instant::now() > deadline {
             let _ = child.kill();
-            bail!("only {n} of {} miners were placed within 120 s", o.miners);
+            bail!("only {n} of {} miners were placed ({shares} shares) within 180 s", o.miners);
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
     // Let a job or two reach every miner and the allocator settle.
     tokio::time::sleep(Duration::from_secs(3)).await;
     let after = rss_bytes()?;
+    let tracked = p.status().await.map_or(0, |s| s.workers.len());
     let _ = child.kill();
     let _ = child.wait();
     let per = after.saturating_sub(before) as f64 / o.miners as f64;
     let total_mb = after as f64 / 1e6;
     Ok(Row {
-        metric: format!("resident memory, {} miners on one agent", o.miners),
+        metric: match o.workers_max {
+            None => format!("resident memory, {} miners on one agent", o.miners),
+            Some(max) => format!("resident memory, {} workers, per-worker statistics for {max} ({tracked} tracked)", o.miners),
+        },
         measured: format!(
             "{total_mb:.1} MB total ({:.1} MB before miners); {:.1} KB per miner",
             before as f64 / 1e6,
@@ -274,6 +296,40 @@ async fn memory(o: &BenchOptions) -> Result<Row> {
         target: "≤ 200 MB".into(),
         baseline: "xmrig-proxy: about 10 KB per connection".into(),
         ok: total_mb <= 200.0,
+    })
+}
+
+/// 2b. Memory with per-worker statistics on and off: the memory figure with `o.miners` workers
+/// finding shares, once with statistics for all of them and once with none, each in a fresh
+/// child process (so neither inherits the other's heap).
+fn workers(o: &BenchOptions) -> Result<Row> {
+    let mut mb = Vec::new();
+    for max in [o.miners, 0] {
+        progress(&format!("workers: {} workers, per-worker statistics for {max} (a child process)", o.miners));
+        let out = Command::new(std::env::current_exe()?)
+            .args(["bench-proxy", "--only", "memory", "--json", "--miners", &o.miners.to_string()])
+            .args(["--workers-max", &max.to_string()])
+            .stdin(Stdio::null())
+            .stderr(Stdio::inherit())
+            .output()
+            .context("running the memory figure in a child process")?;
+        let rows: Vec<Row> = serde_json::from_slice(&out.stdout)
+            .with_context(|| format!("the child's output: {}", String::from_utf8_lossy(&out.stdout)))?;
+        let row = rows.into_iter().next().context("the child measured nothing")?;
+        let total: f64 = row.measured.split(' ').next().and_then(|v| v.parse().ok()).context("the child's figure")?;
+        mb.push((total, row.metric));
+    }
+    let (on, off) = (mb[0].0, mb[1].0);
+    Ok(Row {
+        metric: format!("resident memory, {} workers: per-worker statistics on vs off", o.miners),
+        measured: format!(
+            "{on:.1} MB on vs {off:.1} MB off: {:+.1} MB, {:+.2} KB per worker",
+            on - off,
+            (on - off) * 1e3 / o.miners as f64
+        ),
+        target: "≤ 200 MB with statistics on".into(),
+        baseline: "per-worker statistics off (workers_max 0)".into(),
+        ok: on <= 200.0,
     })
 }
 

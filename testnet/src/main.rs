@@ -78,7 +78,7 @@ enum Cmd {
     /// The data plane's targets on loopback, each beside its baseline: added submit latency,
     /// memory for 10 000 miners, failover over 20 kills, commit → first job, split accuracy.
     #[command(
-        after_help = "Examples:\n  hashmesh-testnet bench-proxy                       # about 4 minutes\n  hashmesh-testnet bench-proxy --split-secs 300      # the issue's 5-minute split windows\n  hashmesh-testnet bench-proxy --only latency --latency-secs 30\n  hashmesh-testnet bench-proxy --json"
+        after_help = "Examples:\n  hashmesh-testnet bench-proxy                       # about 4 minutes\n  hashmesh-testnet bench-proxy --split-secs 300      # the issue's 5-minute split windows\n  hashmesh-testnet bench-proxy --only latency --latency-secs 30\n  hashmesh-testnet bench-proxy --only workers        # 10 000 workers, per-worker statistics on vs off\n  hashmesh-testnet bench-proxy --json"
     )]
     BenchProxy {
         /// Miners for the memory figure.
@@ -93,9 +93,14 @@ enum Cmd {
         /// Seconds of each latency window.
         #[arg(long, default_value_t = 10)]
         latency_secs: u64,
-        /// Run only these measurements: latency, memory, failover, commit, split (repeatable).
+        /// Run only these measurements: latency, memory, workers, failover, commit, split
+        /// (repeatable).
         #[arg(long)]
         only: Vec<String>,
+        /// For `--only memory`: every miner a worker finding shares, with per-worker statistics
+        /// for at most this many (0: off). `--only workers` runs it both ways.
+        #[arg(long)]
+        workers_max: Option<usize>,
         /// Print JSON.
         #[arg(long)]
         json: bool,
@@ -258,13 +263,14 @@ fn run(cli: Cli) -> Result<i32> {
                 }
             })
         }
-        Cmd::BenchProxy { miners, kills, split_secs, latency_secs, only, json } => {
+        Cmd::BenchProxy { miners, kills, split_secs, latency_secs, only, workers_max, json } => {
             let rows = hashmesh_testnet::bench_proxy::run(&hashmesh_testnet::bench_proxy::BenchOptions {
                 miners,
                 kills,
                 split_secs,
                 latency_secs,
                 only,
+                workers_max,
             })?;
             if json {
                 print_json(&serde_json::to_value(&rows)?);
