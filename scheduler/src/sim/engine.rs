@@ -385,7 +385,7 @@ pub fn run(spec: &RunSpec, mut s: Strategy, progress: &mut dyn FnMut(u64)) -> Ru
             let k = jobs.partition_point(|j| *j <= t - rtt / 2.0);
             let stale = k < jobs.len() && jobs[k] <= processed;
             let b = latency_bucket(latency);
-            stats.latency.record(latency);
+            stats.latency.record_ms(latency);
             stats.bucket_shares[b] += 1;
             if stale {
                 stats.stale += 1;

@@ -117,9 +117,9 @@ fn routing_columns(extra: &[&str]) -> Vec<String> {
 fn routing_row(r: &RunStats) -> Vec<String> {
     vec![
         r.strategy.clone(),
-        num(r.latency.mean(), 1),
-        num(r.latency.quantile(0.5), 1),
-        num(r.latency.quantile(0.99), 1),
+        num(r.latency.mean_ms(), 1),
+        num(r.latency.quantile_ms(0.5), 1),
+        num(r.latency.quantile_ms(0.99), 1),
         num(r.error_pct(), 2),
         num(r.stale_pct(), 2),
     ]
@@ -139,11 +139,11 @@ fn rr_load(o: &Options, progress: &mut dyn FnMut(&Progress)) -> Report {
         .map(|(l, h)| {
             vec![
                 l.strategy.clone(),
-                num(l.latency.mean(), 1),
-                num(l.latency.quantile(0.99), 1),
+                num(l.latency.mean_ms(), 1),
+                num(l.latency.quantile_ms(0.99), 1),
                 num(l.error_pct(), 2),
-                num(h.latency.mean(), 1),
-                num(h.latency.quantile(0.99), 1),
+                num(h.latency.mean_ms(), 1),
+                num(h.latency.quantile_ms(0.99), 1),
                 num(h.error_pct(), 2),
                 if l.strategy == "round_robin" { "1k: 45 ms, 0.3%; 10k: 320 ms, 6.8%".into() } else { String::new() },
             ]
@@ -173,7 +173,7 @@ fn rr_load(o: &Options, progress: &mut dyn FnMut(&Progress)) -> Report {
             rows,
         }],
         charts: vec![
-            bars("mean_latency_10k", "Mean submit latency at 10k QPS", "ms", &high, |r| r.latency.mean()),
+            bars("mean_latency_10k", "Mean submit latency at 10k QPS", "ms", &high, |r| r.latency.mean_ms()),
             bars("errors_10k", "Errors at 10k QPS", "% of submits", &high, RunStats::error_pct),
         ],
         shares_simulated: shares,
@@ -257,7 +257,7 @@ fn latency_loss(o: &Options, progress: &mut dyn FnMut(&Progress)) -> Report {
         }],
         charts: vec![
             bars("stale", "Hashrate lost to stale work", "% of submitted work", &runs, RunStats::stale_pct),
-            bars("p99", "p99 submit latency", "ms", &runs, |r| r.latency.quantile(0.99)),
+            bars("p99", "p99 submit latency", "ms", &runs, |r| r.latency.quantile_ms(0.99)),
         ],
         verdicts: vec![Verdict {
             target: "latency-loss: hashmesh stale loss at least 60% lower than round robin".into(),
@@ -313,7 +313,7 @@ fn scale_out(o: &Options, progress: &mut dyn FnMut(&Progress)) -> Report {
                 num(r.deviation_pct(0, &caps_before), 1),
                 num(r.deviation_pct(1, &caps_after), 1),
                 num(after_latency(r), 1),
-                num(r.latency.quantile(0.99), 1),
+                num(r.latency.quantile_ms(0.99), 1),
                 num(r.error_pct(), 2),
                 match r.strategy.as_str() {
                     "round_robin" => "plain: 65%, 150 ms (before: 72%, 120 ms)".into(),
@@ -493,7 +493,7 @@ fn mixed(o: &Options, progress: &mut dyn FnMut(&Progress)) -> Report {
         .collect();
     let hm = find(&runs, "hashmesh_planner");
     let p2c = find(&runs, "p2c_peak_ewma");
-    let p99 = |r: &RunStats| r.latency.quantile(0.99);
+    let p99 = |r: &RunStats| r.latency.quantile_ms(0.99);
     let beaten: Vec<&RunStats> =
         runs.iter().filter(|r| is_article(&r.strategy)).filter(|r| !(p99(hm) < p99(r) && lost(hm) < lost(r))).collect();
     Report {

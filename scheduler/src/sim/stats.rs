@@ -1,80 +1,8 @@
-//! Counters the simulator keeps: a log-linear latency histogram and per-run results.
+//! Counters the simulator keeps: the shared latency histogram and per-run results.
 
-/// Latency histogram: 0.1 ms buckets below 100 ms, then 1 % wide buckets up to ~16 minutes.
-/// Percentiles are exact to the bucket, and the same input always gives the same buckets.
-#[derive(Debug, Clone)]
-pub struct Histogram {
-    counts: Vec<u64>,
-    total: u64,
-    sum_ms: f64,
-}
-
-const LINEAR: usize = 1000; // 0.1 ms × 1000 = 100 ms
-const LOG_BUCKETS: usize = 930; // 100 ms × 1.01^930 ≈ 10^6 ms
-
-impl Default for Histogram {
-    fn default() -> Self {
-        Self { counts: vec![0; LINEAR + LOG_BUCKETS + 1], total: 0, sum_ms: 0.0 }
-    }
-}
-
-fn bucket(ms: f64) -> usize {
-    if ms < 100.0 {
-        (ms.max(0.0) * 10.0) as usize
-    } else {
-        (LINEAR + ((ms / 100.0).ln() / 1.01f64.ln()) as usize).min(LINEAR + LOG_BUCKETS)
-    }
-}
-
-fn lower_edge(b: usize) -> f64 {
-    if b < LINEAR {
-        b as f64 / 10.0
-    } else {
-        100.0 * 1.01f64.powi((b - LINEAR) as i32)
-    }
-}
-
-impl Histogram {
-    /// Record one latency, ms.
-    pub fn record(&mut self, ms: f64) {
-        self.counts[bucket(ms)] += 1;
-        self.total += 1;
-        self.sum_ms += ms;
-    }
-
-    /// Samples recorded.
-    #[must_use]
-    pub fn count(&self) -> u64 {
-        self.total
-    }
-
-    /// Mean, ms (0 when empty).
-    #[must_use]
-    pub fn mean(&self) -> f64 {
-        if self.total == 0 {
-            0.0
-        } else {
-            self.sum_ms / self.total as f64
-        }
-    }
-
-    /// The `q`-quantile (0..=1), ms: the lower edge of the bucket holding it (0 when empty).
-    #[must_use]
-    pub fn quantile(&self, q: f64) -> f64 {
-        if self.total == 0 {
-            return 0.0;
-        }
-        let rank = ((q.clamp(0.0, 1.0) * self.total as f64).ceil() as u64).max(1);
-        let mut seen = 0;
-        for (b, c) in self.counts.iter().enumerate() {
-            seen += c;
-            if seen >= rank {
-                return lower_edge(b);
-            }
-        }
-        lower_edge(self.counts.len() - 1)
-    }
-}
+/// Submit latency: the same HDR histogram the agents and nodes keep
+/// (`hashmesh_telemetry::LatencyHistogram`), so sim and live percentiles mean the same thing.
+pub use hashmesh_telemetry::LatencyHistogram as Histogram;
 
 /// Submit-latency buckets of the article's latency-loss table.
 pub const LATENCY_BUCKETS: [(&str, f64); 3] = [("<100ms", 100.0), ("100-300ms", 300.0), (">300ms", f64::INFINITY)];
@@ -206,13 +134,13 @@ mod tests {
     fn quantiles_and_deviation() {
         let mut h = Histogram::default();
         for i in 1..=1000 {
-            h.record(f64::from(i) / 10.0);
+            h.record_ms(f64::from(i) / 10.0);
         }
-        assert!((h.mean() - 50.05).abs() < 1e-9);
-        assert!((h.quantile(0.5) - 50.0).abs() < 0.11);
-        assert!((h.quantile(0.99) - 99.0).abs() < 0.11);
-        h.record(1234.0);
-        assert!((h.quantile(1.0) - 1234.0).abs() / 1234.0 < 0.011);
+        assert!((h.mean_ms() - 50.05).abs() < 1e-9);
+        assert!((h.quantile_ms(0.5) - 50.0).abs() < 0.5, "within the histogram's 1 %");
+        assert!((h.quantile_ms(0.99) - 99.0).abs() < 1.0);
+        h.record_ms(1234.0);
+        assert!((h.quantile_ms(1.0) - 1234.0).abs() / 1234.0 < 0.011);
         assert_eq!(deviation_pct(&[10.0, 20.0], &[1.0, 2.0]), 0.0);
         // 15/15 vs fair 10/20: |5|/10 and |5|/20 → mean 37.5 %.
         assert!((deviation_pct(&[15.0, 15.0], &[1.0, 2.0]) - 37.5).abs() < 1e-9);

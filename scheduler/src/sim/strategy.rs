@@ -158,7 +158,7 @@ impl PlannerDriver {
             .iter()
             .map(|q| {
                 let mut e = Ewma::new(0.5);
-                e.update(*q);
+                e.update(q * UNITS_PER_QPS);
                 e
             })
             .collect();
@@ -181,10 +181,12 @@ impl PlannerDriver {
 
     /// One epoch: update group rates from the last `elapsed_ms`, plan, queue the moves.
     pub(crate) fn epoch(&mut self, now_ms: u64, elapsed_ms: u64, views: &[EndpointView], joined: &[bool]) {
-        let secs = (elapsed_ms.max(1)) as f64 / 1000.0;
         for (g, n) in self.group_window.iter_mut().enumerate() {
-            self.group_rate[g].update(*n as f64 / secs);
-            self.groups[g].hashrate_hs = (self.group_rate[g].value() * UNITS_PER_QPS) as u64;
+            // The live estimator: accepted hashes over the window (each modelled share stands
+            // for UNITS_PER_QPS hashes), smoothed across epochs.
+            let hs = hashmesh_telemetry::hashrate_hs(u128::from(*n) * UNITS_PER_QPS as u128, elapsed_ms.max(1));
+            self.group_rate[g].update(hs as f64);
+            self.groups[g].hashrate_hs = self.group_rate[g].value() as u64;
             *n = 0;
         }
         let eps = Self::plan_endpoints(views, joined);
