@@ -14,8 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::core::keys;
 use crate::core::model::{
-    Assignment, DirectiveRecord, EndpointRecord, GroupRecord, PoolRecord, ReceiptRecord, TelemetryRecord,
-    TelemetryView,
+    Assignment, DirectiveRecord, EndpointRecord, GroupRecord, PoolRecord, ReceiptRecord, TelemetryRecord, TelemetryView,
 };
 use crate::core::state::{Counts, GenesisMeta};
 use crate::store::{Store, StoreError};

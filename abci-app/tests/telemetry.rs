@@ -147,7 +147,10 @@ fn measured(p50: u32, error_bp: u16) -> Measurement {
 fn batch(epoch: u64, entries: &[(&str, Measurement)]) -> Body {
     Body::ReportTelemetryBatch {
         epoch,
-        entries: entries.iter().map(|(e, m)| TelemetryEntry { endpoint: e.parse().unwrap(), measurement: *m }).collect(),
+        entries: entries
+            .iter()
+            .map(|(e, m)| TelemetryEntry { endpoint: e.parse().unwrap(), measurement: *m })
+            .collect(),
     }
 }
 
@@ -174,7 +177,10 @@ fn a_batch_reports_every_endpoint_in_one_transaction_and_is_refused_whole() {
     assert_eq!(chain.block(vec![tx]).txs[0].code, RejectCode::NotObserver.code());
     // Unknown endpoint, repeated epoch: refused.
     assert_eq!(code(&mut chain, 'a', batch(4, &[("pool-a/ep-9", measured(1, 0))])), RejectCode::UnknownEndpoint.code());
-    assert_eq!(code(&mut chain, 'a', batch(1, &[("pool-a/ep-1", measured(1, 0))])), RejectCode::TelemetryEpochNotIncreasing.code());
+    assert_eq!(
+        code(&mut chain, 'a', batch(1, &[("pool-a/ep-1", measured(1, 0))])),
+        RejectCode::TelemetryEpochNotIncreasing.code()
+    );
     // Unsorted or empty entries do not decode.
     let unsorted = chain.sign('a', batch(5, &[("pool-a/ep-2", measured(1, 0)), ("pool-a/ep-1", measured(1, 0))]));
     assert_eq!(chain.block(vec![unsorted]).txs[0].code, RejectCode::Malformed.code());
@@ -211,7 +217,10 @@ fn a_lying_owner_is_flagged_by_its_observers_and_falls_below_the_floor() {
     let floor = chain.state.params().health_floor_bp;
     assert!(judged.health_bp.unwrap() < floor, "{judged:?} vs floor {floor}");
     // So no route may target it now.
-    assert_eq!(code(&mut chain, 'a', route("pool-a/g-2", &[("pool-b/ep-1", 10_000)])), RejectCode::HealthBelowFloor.code());
+    assert_eq!(
+        code(&mut chain, 'a', route("pool-a/g-2", &[("pool-b/ep-1", 10_000)])),
+        RejectCode::HealthBelowFloor.code()
+    );
 
     // An owner whose claim matches its observers is not flagged.
     let honest = Measurement { cpu_bp: Some(2000), memory_bp: Some(2000), ..measured(380, 0) };

@@ -298,7 +298,7 @@ fn the_measured_hashrate_is_within_5_percent_of_the_fleets_over_5_minutes() {
         h.miner(&format!("pool-a/g-1.rig-{i}"), false);
     }
     h.run(1_000, 0); // everyone subscribed, authorized and holding a job
-    // The agent cuts a window every 2 s (the driver's REPORT_MS); its node merges them every 10 s.
+                     // The agent cuts a window every 2 s (the driver's REPORT_MS); its node merges them every 10 s.
     let agent = hashmesh_protocol::AgentId([1; 32]);
     let mut book = EpochBook::default();
     let mut last_cut = h.now;

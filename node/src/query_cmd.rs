@@ -95,25 +95,67 @@ pub fn render(target: &Target, v: &Value) -> Option<String> {
                 })
                 .collect::<Vec<_>>(),
         )),
-        Target::Telemetry => Some(table(
-            &["ENDPOINT", "HEALTH BP", "FRESH", "EPOCH", "HEIGHT", "CPU BP", "P50 MS", "P99 MS", "MINERS"],
-            &arr.iter()
-                .map(|t| {
-                    let r = &t["report"];
-                    vec![
-                        s(&t["endpoint"]),
-                        s(&t["health_bp"]),
-                        s(&t["fresh"]),
-                        s(&r["epoch"]),
-                        s(&t["height"]),
-                        s(&r["cpu_bp"]),
-                        s(&r["latency_ms_p50"]),
-                        s(&r["latency_ms_p99"]),
-                        s(&r["miners"]),
-                    ]
-                })
-                .collect::<Vec<_>>(),
-        )),
+        Target::Telemetry => {
+            // One row per view: the owner's, then each observer's; the floor health and the
+            // flag are the endpoint's. Unknown values (nobody could measure them) show as "-".
+            let k = |x: &Value| if x.is_null() { "-".to_owned() } else { s(x) };
+            let mut rows = Vec::new();
+            for t in arr {
+                let views = t["owner"].is_object().then(|| ("owner".to_owned(), &t["owner"])).into_iter().chain(
+                    t["observers"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .map(|o| (format!("observer {}", short(&s(&o["pool"]), 8)), o)),
+                );
+                for (i, (who, v)) in views.enumerate() {
+                    let m = &v["measurement"];
+                    rows.push(vec![
+                        if i == 0 { s(&t["endpoint"]) } else { String::new() },
+                        if i == 0 { k(&t["health_bp"]) } else { String::new() },
+                        if i == 0 {
+                            if t["flagged"] == true {
+                                "FLAGGED".into()
+                            } else {
+                                "-".into()
+                            }
+                        } else {
+                            String::new()
+                        },
+                        who,
+                        k(&v["health_bp"]),
+                        s(&v["fresh"]),
+                        s(&v["epoch"]),
+                        s(&m["hashrate_hs"]),
+                        format!("{}/{}/{}", s(&m["shares_accepted"]), s(&m["shares_rejected"]), s(&m["shares_stale"])),
+                        k(&m["latency_ms"]["p50"]),
+                        k(&m["latency_ms"]["p99"]),
+                        k(&m["error_bp"]),
+                        k(&m["cpu_bp"]),
+                        s(&m["miners"]),
+                    ]);
+                }
+            }
+            Some(table(
+                &[
+                    "ENDPOINT",
+                    "FLOOR HEALTH",
+                    "FLAG",
+                    "VIEW",
+                    "HEALTH",
+                    "FRESH",
+                    "EPOCH",
+                    "HASHRATE H/S",
+                    "ACC/REJ/STALE",
+                    "P50 MS",
+                    "P99 MS",
+                    "ERR BP",
+                    "CPU BP",
+                    "MINERS",
+                ],
+                &rows,
+            ))
+        }
         _ => None,
     }
 }

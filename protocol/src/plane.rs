@@ -6,9 +6,9 @@ use bincode::{Decode, Encode};
 use serde::{Deserialize, Serialize};
 
 use crate::body::{RouteTarget, TelemetryReport};
-use crate::telemetry::EndpointWindow;
 use crate::codec::{self, DecodeError};
 use crate::ids::{AgentId, DirectiveId, EndpointId, GroupId, PoolId};
+use crate::telemetry::EndpointWindow;
 
 /// Largest encoded plane message, bytes.
 pub const PLANE_MSG_BYTES_MAX: usize = 64 * 1024;

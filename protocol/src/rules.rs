@@ -36,7 +36,12 @@ fn latency_term(latency_ms: u32) -> u32 {
 /// every term known it equals [`health_bp`]; an agent's view (no cpu, no memory) is judged by
 /// latency and error rate, 50/50.
 #[must_use]
-pub fn known_health_bp(cpu_bp: Option<u32>, memory_bp: Option<u32>, latency_ms: Option<u32>, error_bp: Option<u32>) -> Option<u32> {
+pub fn known_health_bp(
+    cpu_bp: Option<u32>,
+    memory_bp: Option<u32>,
+    latency_ms: Option<u32>,
+    error_bp: Option<u32>,
+) -> Option<u32> {
     let inv = |x: u32| 10_000 - x.min(10_000);
     let terms = [cpu_bp.map(inv), memory_bp.map(inv), latency_ms.map(latency_term), error_bp.map(inv)];
     let (mut sum, mut weight) = (0u32, 0u32);
@@ -76,7 +81,8 @@ pub const DIVERGENCE_ERROR_SLACK_BP: u32 = 1000;
 pub fn diverges(owner: &Measurement, observer: &Measurement) -> bool {
     let latency = match (owner.latency_ms, observer.latency_ms) {
         (Some(o), Some(b)) => {
-            u64::from(b.p50) > u64::from(o.p50) * u64::from(DIVERGENCE_LATENCY_FACTOR) + u64::from(DIVERGENCE_LATENCY_SLACK_MS)
+            u64::from(b.p50)
+                > u64::from(o.p50) * u64::from(DIVERGENCE_LATENCY_FACTOR) + u64::from(DIVERGENCE_LATENCY_SLACK_MS)
         }
         _ => false,
     };

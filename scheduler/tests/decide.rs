@@ -93,7 +93,9 @@ fn batch_endpoints(d: &Decision) -> Vec<Vec<String>> {
     d.bodies
         .iter()
         .filter_map(|b| match b {
-            Body::ReportTelemetryBatch { entries, .. } => Some(entries.iter().map(|e| e.endpoint.to_string()).collect()),
+            Body::ReportTelemetryBatch { entries, .. } => {
+                Some(entries.iter().map(|e| e.endpoint.to_string()).collect())
+            }
             _ => None,
         })
         .collect()

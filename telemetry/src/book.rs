@@ -109,7 +109,8 @@ impl EpochBook {
                 continue;
             }
             let mut latency = LatencyHistogram::default();
-            let (mut accepted, mut rejected, mut stale, mut hs, mut miners, mut queue) = (0u64, 0u64, 0u64, 0u64, 0u32, 0u32);
+            let (mut accepted, mut rejected, mut stale, mut hs, mut miners, mut queue) =
+                (0u64, 0u64, 0u64, 0u64, 0u32, 0u32);
             let mut down = false;
             for s in agents.values_mut() {
                 accepted = accepted.saturating_add(s.accepted);

@@ -105,7 +105,12 @@ async fn proxy(endpoints: &[&Endpoint], names: &[&str], fail_back_ms: u64) -> Re
     proxy_with(endpoints, names, fail_back_ms, hashmesh_agent::proxy::core::WORKERS_MAX_DEFAULT).await
 }
 
-async fn proxy_with(endpoints: &[&Endpoint], names: &[&str], fail_back_ms: u64, workers_max: usize) -> Result<ProxyHandle> {
+async fn proxy_with(
+    endpoints: &[&Endpoint],
+    names: &[&str],
+    fail_back_ms: u64,
+    workers_max: usize,
+) -> Result<ProxyHandle> {
     let cfg = StratumConfig {
         listen: any(),
         group_listeners: BTreeMap::new(),
@@ -246,8 +251,8 @@ async fn latency(o: &BenchOptions) -> Result<Vec<Row>> {
     Ok(out)
 }
 
-/// 2. Resident memory of this process (the proxy) with `o.miners` miners connected (with
-/// `o.workers_max`: each a worker finding shares, so per-worker statistics fill up).
+/// Figure 2: resident memory of this process (the proxy) with `o.miners` miners connected
+/// (with `o.workers_max`: each a worker finding shares, so per-worker statistics fill up).
 async fn memory(o: &BenchOptions) -> Result<Row> {
     // Per-worker runs: 64 hashes a share, so each 50 H/s miner finds about one a second.
     let diff = if o.workers_max.is_some() { 1.0 / 67_108_864.0 } else { 1.0 / 1_048_576.0 };
@@ -286,7 +291,9 @@ async fn memory(o: &BenchOptions) -> Result<Row> {
     Ok(Row {
         metric: match o.workers_max {
             None => format!("resident memory, {} miners on one agent", o.miners),
-            Some(max) => format!("resident memory, {} workers, per-worker statistics for {max} ({tracked} tracked)", o.miners),
+            Some(max) => {
+                format!("resident memory, {} workers, per-worker statistics for {max} ({tracked} tracked)", o.miners)
+            }
         },
         measured: format!(
             "{total_mb:.1} MB total ({:.1} MB before miners); {:.1} KB per miner",
@@ -299,7 +306,7 @@ async fn memory(o: &BenchOptions) -> Result<Row> {
     })
 }
 
-/// 2b. Memory with per-worker statistics on and off: the memory figure with `o.miners` workers
+/// Figure 2b: memory with per-worker statistics on and off: the memory figure with `o.miners` workers
 /// finding shares, once with statistics for all of them and once with none, each in a fresh
 /// child process (so neither inherits the other's heap).
 fn workers(o: &BenchOptions) -> Result<Row> {

@@ -120,7 +120,13 @@ pub fn run(spec: &TelemetryBenchSpec) -> Result<Vec<TelemetryRow>> {
                         .map(|(p, body)| {
                             let nonce = nonces[p].fetch_add(1, Ordering::Relaxed);
                             let key = &keys[p];
-                            key.sign(UnsignedTx { chain_id: cluster.chain_id.clone(), signer: key.pool_id(), nonce, body }).1
+                            key.sign(UnsignedTx {
+                                chain_id: cluster.chain_id.clone(),
+                                signer: key.pool_id(),
+                                nonce,
+                                body,
+                            })
+                            .1
                         })
                         .collect();
                     let m = send_epoch(&rpcs, load, spec.concurrency)?;
@@ -142,7 +148,10 @@ pub fn run(spec: &TelemetryBenchSpec) -> Result<Vec<TelemetryRow>> {
                     commit_ms: commit_ms.get(commit_ms.len() / 2).copied().unwrap_or(0.0),
                     refused,
                 };
-                eprintln!("bench-telemetry: {pools} pools, {}: {:.0} tx and {:.0} bytes an epoch, committed in {:.0} ms", row.form, row.tx_per_epoch, row.bytes_per_epoch, row.commit_ms);
+                eprintln!(
+                    "bench-telemetry: {pools} pools, {}: {:.0} tx and {:.0} bytes an epoch, committed in {:.0} ms",
+                    row.form, row.tx_per_epoch, row.bytes_per_epoch, row.commit_ms
+                );
                 rows.push(row);
             }
         }

@@ -62,7 +62,9 @@ fn describe(body: &Body) -> String {
             report.epoch, report.cpu_bp, report.latency_ms_p50
         ),
         Body::Receipt { receipts } => format!("{} receipt(s)", receipts.len()),
-        Body::ReportTelemetryBatch { epoch, entries } => format!("telemetry epoch {epoch}: {} endpoint(s)", entries.len()),
+        Body::ReportTelemetryBatch { epoch, entries } => {
+            format!("telemetry epoch {epoch}: {} endpoint(s)", entries.len())
+        }
     }
 }
 
@@ -102,8 +104,11 @@ fn usable_endpoints(rpc: &Rpc) -> Result<BTreeSet<String>> {
     let floor = serde_json::from_value::<Status>(rpc.abci_query("/status", b"")?)?.params.health_floor_bp;
     let endpoints: Vec<Endpoint> = serde_json::from_value(rpc.abci_query("/endpoints", b"")?)?;
     let telemetry: Vec<Telemetry> = serde_json::from_value(rpc.abci_query("/telemetry", b"")?)?;
-    let unhealthy: BTreeSet<String> =
-        telemetry.into_iter().filter(|t| t.fresh && t.health_bp.is_some_and(|h| h < floor)).map(|t| t.endpoint).collect();
+    let unhealthy: BTreeSet<String> = telemetry
+        .into_iter()
+        .filter(|t| t.fresh && t.health_bp.is_some_and(|h| h < floor))
+        .map(|t| t.endpoint)
+        .collect();
     Ok(endpoints.into_iter().filter(|e| !e.drained && !unhealthy.contains(&e.id)).map(|e| e.id).collect())
 }
 

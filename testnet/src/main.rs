@@ -328,16 +328,17 @@ fn run(cli: Cli) -> Result<i32> {
             if !(epoch_secs.is_finite() && epoch_secs > 0.0) {
                 bail!("--epoch-secs must be a positive number of seconds");
             }
-            let rows = hashmesh_testnet::bench_telemetry::run(&hashmesh_testnet::bench_telemetry::TelemetryBenchSpec {
-                cometbft,
-                hashmesh: std::env::current_exe()?,
-                pools,
-                endpoints,
-                epochs,
-                epoch_secs,
-                concurrency,
-                work_dir,
-            })?;
+            let rows =
+                hashmesh_testnet::bench_telemetry::run(&hashmesh_testnet::bench_telemetry::TelemetryBenchSpec {
+                    cometbft,
+                    hashmesh: std::env::current_exe()?,
+                    pools,
+                    endpoints,
+                    epochs,
+                    epoch_secs,
+                    concurrency,
+                    work_dir,
+                })?;
             if json {
                 print_json(&serde_json::to_value(&rows)?);
             } else {

@@ -129,7 +129,8 @@ fn miners_follow_committed_routes_on_the_cluster() {
         rpc.abci_query("/telemetry", b"").ok()?.as_array()?.iter().find(|t| t["endpoint"] == id).cloned()
     };
     wait("owner and observer views of pool-b/ep-2 on chain", 60, || {
-        telemetry("pool-b/ep-2").is_some_and(|t| t["owner"].is_object() && !t["observers"].as_array().unwrap().is_empty())
+        telemetry("pool-b/ep-2")
+            .is_some_and(|t| t["owner"].is_object() && !t["observers"].as_array().unwrap().is_empty())
     });
     let t = telemetry("pool-b/ep-2").unwrap();
     for view in std::iter::once(&t["owner"]).chain(t["observers"].as_array().unwrap()) {

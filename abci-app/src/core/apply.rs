@@ -9,8 +9,8 @@ use std::collections::BTreeSet;
 use hashmesh_protocol::limits::{NONCES_RETAINED_PER_POOL, PENDING_DIRECTIVES_MAX, TX_BYTES_MAX};
 use hashmesh_protocol::signing::{self, VerifyError};
 use hashmesh_protocol::{
-    codec, Body, DirectiveId, EndpointId, GroupId, PoolId, PoolKey, Receipt, RejectCode, RouteTarget, SignedTx,
-    Measurement, TelemetryEntry, BASIS_POINTS_TOTAL,
+    codec, Body, DirectiveId, EndpointId, GroupId, Measurement, PoolId, PoolKey, Receipt, RejectCode, RouteTarget,
+    SignedTx, TelemetryEntry, BASIS_POINTS_TOTAL,
 };
 
 use super::events::Event;

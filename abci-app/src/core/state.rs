@@ -349,7 +349,10 @@ impl State {
     /// An endpoint's views committed within `telemetry_stale_blocks`: the owner's report, if
     /// fresh, and the fresh observers' measurements.
     #[must_use]
-    pub fn fresh_views(&self, endpoint: &EndpointId) -> (Option<&hashmesh_protocol::Measurement>, Vec<&hashmesh_protocol::Measurement>) {
+    pub fn fresh_views(
+        &self,
+        endpoint: &EndpointId,
+    ) -> (Option<&hashmesh_protocol::Measurement>, Vec<&hashmesh_protocol::Measurement>) {
         let Some(t) = self.telemetry.get(endpoint) else { return (None, Vec::new()) };
         let fresh = |v: &&super::model::TelemetryView| v.height + self.params.telemetry_stale_blocks >= self.height;
         (

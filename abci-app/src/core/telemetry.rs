@@ -69,7 +69,12 @@ impl State {
     /// range, a known endpoint, the signer's own or one its active routes target, and an
     /// epoch above the signer's last for that endpoint. The first failure refuses the whole
     /// report.
-    pub(crate) fn check_telemetry(&self, signer: PoolId, epoch: u64, entries: &[TelemetryEntry]) -> Result<(), Rejection> {
+    pub(crate) fn check_telemetry(
+        &self,
+        signer: PoolId,
+        epoch: u64,
+        entries: &[TelemetryEntry],
+    ) -> Result<(), Rejection> {
         for (i, e) in entries.iter().enumerate() {
             let at = |why: String| if entries.len() > 1 { format!("entry {i} ({}): {why}", e.endpoint) } else { why };
             if let Some(why) = e.measurement.out_of_range() {

@@ -11,7 +11,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use hashmesh_plane::core::agent::AppliedRoute;
 use hashmesh_plane::host::clock::now_ms;
-use hashmesh_protocol::{EndpointId, GroupId, EndpointWindow};
+use hashmesh_protocol::{EndpointId, EndpointWindow, GroupId};
 use hashmesh_stratum::codec::LineCodec;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};

@@ -126,7 +126,11 @@ impl Meter {
     /// statistics off; the bound is at most `STRATUM_WORKERS_TRACKED_MAX`).
     #[must_use]
     pub fn new(workers_max: usize) -> Self {
-        Self { endpoints: BTreeMap::new(), workers: BTreeMap::new(), workers_max: workers_max.min(STRATUM_WORKERS_TRACKED_MAX) }
+        Self {
+            endpoints: BTreeMap::new(),
+            workers: BTreeMap::new(),
+            workers_max: workers_max.min(STRATUM_WORKERS_TRACKED_MAX),
+        }
     }
 
     /// Count one share of `difficulty` by `worker` at `endpoint` (if it reached one).
@@ -153,8 +157,10 @@ impl Meter {
             if self.workers.len() >= self.workers_max {
                 return; // counted per endpoint only
             }
-            self.workers
-                .insert(worker.to_owned(), WorkerMeter { total: Counts::default(), hashrate: HashrateWindow::new(now_ms) });
+            self.workers.insert(
+                worker.to_owned(),
+                WorkerMeter { total: Counts::default(), hashrate: HashrateWindow::new(now_ms) },
+            );
         }
         let w = self.workers.get_mut(worker).expect("present");
         w.total.bump(outcome, difficulty, now_ms);

@@ -123,7 +123,11 @@ pub fn render(status: &ProxyStatus, per_worker: bool) -> String {
         }
         r.register("worker_shares", "Shares answered, by worker and result", w_shares);
         r.register("worker_accepted_difficulty", "Sum of the difficulty of accepted shares, by worker", w_difficulty);
-        r.register("worker_hashrate", format!("Hashrate from accepted difficulty over the last {window} s, H/s"), w_hashrate);
+        r.register(
+            "worker_hashrate",
+            format!("Hashrate from accepted difficulty over the last {window} s, H/s"),
+            w_hashrate,
+        );
         r.register("worker_last_share_timestamp", "When the worker's last share was answered, Unix seconds", w_last);
     }
     let mut text = String::new();

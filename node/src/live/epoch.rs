@@ -39,7 +39,11 @@ impl LiveMetrics {
     /// Register every metric under `hashmesh_scheduler_`.
     pub fn register(&self, r: &mut Registry) {
         r.register("hashmesh_scheduler_epochs", "Scheduling epochs run", self.epochs.clone());
-        r.register("hashmesh_scheduler_reports", "Endpoints reported in telemetry batches (owner and observer entries)", self.reports.clone());
+        r.register(
+            "hashmesh_scheduler_reports",
+            "Endpoints reported in telemetry batches (owner and observer entries)",
+            self.reports.clone(),
+        );
         r.register("hashmesh_scheduler_moves", "Route changes proposed", self.moves.clone());
         r.register("hashmesh_scheduler_votes", "Votes cast on pending directives", self.votes.clone());
         r.register("hashmesh_scheduler_errors", "Epochs that failed", self.errors.clone());

@@ -254,7 +254,8 @@ pub fn measurement_messages(at_ms: u64, windows: Vec<EndpointWindow>) -> Vec<Pla
     for w in windows {
         let size = codec::encode(&w).len();
         let repeat = batch.iter().any(|b| b.endpoint == w.endpoint);
-        if !batch.is_empty() && (repeat || batch.len() == MEASUREMENT_WINDOWS_MAX || bytes + size > PLANE_MSG_BYTES_MAX) {
+        if !batch.is_empty() && (repeat || batch.len() == MEASUREMENT_WINDOWS_MAX || bytes + size > PLANE_MSG_BYTES_MAX)
+        {
             out.push(PlaneMsg::Measurements { at_ms, windows: std::mem::take(&mut batch) });
             bytes = MEASUREMENTS_ENVELOPE_BYTES;
         }

@@ -25,7 +25,8 @@ impl Proxy {
             .map(|(e, u)| UpstreamNow {
                 endpoint: e.clone(),
                 down: u.link != Link::Ready,
-                miners: u32::try_from(self.miners.values().filter(|m| m.at.as_ref() == Some(e)).count()).unwrap_or(u32::MAX),
+                miners: u32::try_from(self.miners.values().filter(|m| m.at.as_ref() == Some(e)).count())
+                    .unwrap_or(u32::MAX),
                 in_flight: u32::try_from(u.in_flight.len()).unwrap_or(u32::MAX),
             })
             .collect();

@@ -18,18 +18,18 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use hashmesh_protocol::limits::{
-    GROUPS_PER_AGENT_MAX, INSTRUCTIONS_OUTSTANDING_PER_AGENT_MAX, RECEIPTS_PENDING_MAX,
-    WRITE_BATCH_INSTRUCTIONS_MAX,
+    GROUPS_PER_AGENT_MAX, INSTRUCTIONS_OUTSTANDING_PER_AGENT_MAX, RECEIPTS_PENDING_MAX, WRITE_BATCH_INSTRUCTIONS_MAX,
 };
-use hashmesh_protocol::plane::{Instruction, PlaneMsg, WorkerCredential, HEARTBEAT_REPORTS_MAX, MEASUREMENT_WINDOWS_MAX};
+use hashmesh_protocol::plane::{
+    Instruction, PlaneMsg, WorkerCredential, HEARTBEAT_REPORTS_MAX, MEASUREMENT_WINDOWS_MAX,
+};
 use hashmesh_protocol::{AgentId, DirectiveId, EndpointId, GroupId, Measurement, Receipt};
 use hashmesh_scheduler::phi::PhiAccrual;
 use hashmesh_telemetry::EpochBook;
 
 mod types;
 pub use types::{
-    kind, AgentView, CommitInput, CommittedRoute, Counters, PeerFault, Persist, PersistBatch, Restored,
-    Transmit,
+    kind, AgentView, CommitInput, CommittedRoute, Counters, PeerFault, Persist, PersistBatch, Restored, Transmit,
 };
 
 struct Slot {

@@ -3,7 +3,9 @@
 
 use std::collections::BTreeMap;
 
-use hashmesh_protocol::plane::{Instruction, PlaneMsg, WorkerCredential, HEARTBEAT_REPORTS_MAX, MEASUREMENT_WINDOWS_MAX};
+use hashmesh_protocol::plane::{
+    Instruction, PlaneMsg, WorkerCredential, HEARTBEAT_REPORTS_MAX, MEASUREMENT_WINDOWS_MAX,
+};
 use hashmesh_protocol::{AgentId, DirectiveId, EndpointId, GroupId, Receipt, RouteTarget};
 
 /// A committed route as the plane delivers it.
