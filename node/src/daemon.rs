@@ -182,9 +182,10 @@ fn start_scheduler(
         (Source::Agents, None) => anyhow::bail!("scheduler.source = \"agents\" needs the plane: set [plane] listen"),
     };
     let app = app.clone();
+    let scheduler = Scheduler::new(app, signer, settings.clone(), source, metrics)?;
     std::thread::Builder::new().name("scheduler".into()).spawn(move || {
-        info!(epoch_ms = settings.epoch_ms, source = ?settings.source, "scheduling loop started");
-        Scheduler::new(app, signer, settings, source, metrics).run();
+        info!(epoch_ms = settings.epoch_ms, source = ?settings.source, hosts = settings.host_metrics.len(), "scheduling loop started");
+        scheduler.run();
     })?;
     Ok(())
 }

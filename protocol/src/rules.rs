@@ -34,7 +34,8 @@ fn latency_term(latency_ms: u32) -> u32 {
 
 /// [`health_bp`] over the known terms only, re-weighted (`None` when nothing is known). With
 /// every term known it equals [`health_bp`]; an agent's view (no cpu, no memory) is judged by
-/// latency and error rate, 50/50.
+/// latency and error rate, 50/50. One gate on top: an endpoint that failed every share (error
+/// rate 10 000 bp — down, or refusing everything) is unusable, health 0, however idle its host.
 #[must_use]
 pub fn known_health_bp(
     cpu_bp: Option<u32>,
@@ -42,6 +43,9 @@ pub fn known_health_bp(
     latency_ms: Option<u32>,
     error_bp: Option<u32>,
 ) -> Option<u32> {
+    if error_bp.is_some_and(|e| e >= 10_000) {
+        return Some(0);
+    }
     let inv = |x: u32| 10_000 - x.min(10_000);
     let terms = [cpu_bp.map(inv), memory_bp.map(inv), latency_ms.map(latency_term), error_bp.map(inv)];
     let (mut sum, mut weight) = (0u32, 0u32);
@@ -175,6 +179,12 @@ mod tests {
         assert_eq!(known_health_bp(Some(5000), Some(2000), Some(50), Some(1000)), Some(7200));
         assert_eq!(known_health_bp(None, None, None, None), None);
         assert_eq!(known_health_bp(None, None, None, Some(10_000)), Some(0), "down and silent: 0, not 8000");
+        assert_eq!(
+            known_health_bp(Some(0), Some(0), None, Some(10_000)),
+            Some(0),
+            "an idle host does not revive a dead endpoint"
+        );
+        assert_eq!(known_health_bp(Some(0), Some(0), Some(0), Some(9_999)), Some(8000));
         assert_eq!(known_health_bp(None, None, Some(0), Some(0)), Some(10_000));
         assert_eq!(measurement_health_bp(&seen(100, 0)), Some(7500));
     }

@@ -1,6 +1,6 @@
 //! A testnet pool endpoint: a real Stratum V1 server (jobs on a synthetic chain, SHA-256d share
 //! validation at a low difficulty, per-worker books) with an HTTP side — `GET /status` (JSON),
-//! `GET /metrics` (Prometheus), `POST /chaos` (added latency, error rate, refuse work, down) —
+//! `GET /metrics` (Prometheus, with the host's CPU and memory in node_exporter's names), `POST /chaos` (added latency, error rate, refuse work, down) —
 //! which `testnet/chaos` drives. The protocol logic is `hashmesh_stratum::endpoint`; this file
 //! only moves bytes and timers.
 
@@ -243,9 +243,47 @@ async fn conn(mut stream: TcpStream, s: Arc<Shared>) {
     s.connections.fetch_sub(1, Ordering::Relaxed);
 }
 
+/// The host's CPU and memory counters in node_exporter's names (`node_cpu_seconds_total` by cpu
+/// and mode, `node_memory_{MemTotal,MemAvailable}_bytes`), read from `/proc`: what a pool's node
+/// scrapes for its endpoints' CPU and memory (`[scheduler.host_metrics]`). Nothing on a host
+/// without `/proc`.
+fn host_metrics(r: &mut Registry) {
+    type F = Gauge<f64, std::sync::atomic::AtomicU64>;
+    if let Ok(stat) = std::fs::read_to_string("/proc/stat") {
+        let cpu: Family<Vec<(String, String)>, Counter<f64, std::sync::atomic::AtomicU64>> = Family::default();
+        const MODES: [&str; 8] = ["user", "nice", "system", "idle", "iowait", "irq", "softirq", "steal"];
+        for line in stat.lines().filter(|l| l.starts_with("cpu") && !l.starts_with("cpu ")) {
+            let mut f = line.split_whitespace();
+            let name = f.next().unwrap_or_default().trim_start_matches("cpu").to_owned();
+            // USER_HZ ticks (100 a second on Linux) → seconds.
+            for (mode, ticks) in MODES.iter().zip(f) {
+                let secs = ticks.parse::<f64>().unwrap_or(0.0) / 100.0;
+                cpu.get_or_create(&vec![("cpu".into(), name.clone()), ("mode".into(), (*mode).into())]).inc_by(secs);
+            }
+        }
+        r.register("node_cpu_seconds", "Seconds the CPUs spent in each mode (from /proc/stat)", cpu);
+    }
+    if let Ok(info) = std::fs::read_to_string("/proc/meminfo") {
+        let kb = |key: &str| {
+            info.lines()
+                .find_map(|l| l.strip_prefix(key))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        };
+        if let (Some(total), Some(avail)) = (kb("MemTotal:"), kb("MemAvailable:")) {
+            let (t, a) = (F::default(), F::default());
+            t.set(total * 1024.0);
+            a.set(avail * 1024.0);
+            r.register("node_memory_MemTotal_bytes", "Memory installed (from /proc/meminfo)", t);
+            r.register("node_memory_MemAvailable_bytes", "Memory available (from /proc/meminfo)", a);
+        }
+    }
+}
+
 fn metrics_text(s: &Shared) -> String {
     let st = status(s);
-    let mut r = Registry::with_prefix("hashmesh_endpoint");
+    let mut root = Registry::default();
+    host_metrics(&mut root);
+    let r = root.sub_registry_with_prefix("hashmesh_endpoint");
     let shares: Family<Vec<(String, String)>, Counter> = Family::default();
     let difficulty: Family<Vec<(String, String)>, Counter<f64>> = Family::default();
     for (w, b) in &st.workers {
@@ -263,7 +301,7 @@ fn metrics_text(s: &Shared) -> String {
     rate.set(st.hashrate_hs);
     r.register("hashrate_hs", "Accepted hashrate over the last 10 s", rate);
     let mut text = String::new();
-    encode(&mut text, &r).expect("encoding to a String");
+    encode(&mut text, &root).expect("encoding to a String");
     text
 }
 

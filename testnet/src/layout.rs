@@ -181,12 +181,6 @@ pub fn generate(spec: &ClusterSpec) -> Result<Cluster> {
         cfg.metrics_listen = Some(local(metrics));
         // QUIC is UDP: the plane shares the ABCI port number without clashing.
         cfg.plane.listen = Some(local(abci));
-        if let Some(sched) = &spec.scheduler {
-            cfg.scheduler =
-                hashmesh_node::live::SchedulerSettings { enabled: true, seed: i as u64 + 1, ..sched.clone() };
-        }
-        let hm_home = node_dir.join("hashmesh");
-        let (_, key) = Home::init(&hm_home, cfg)?;
         let endpoints: Vec<String> = (1..=ENDPOINTS_PER_POOL).map(|e| format!("{name}/ep-{e}")).collect();
         let groups: Vec<String> = (1..=ENDPOINTS_PER_POOL).map(|g| format!("{name}/g-{g}")).collect();
         let stratum: Vec<EndpointInfo> = if spec.stratum.is_some() {
@@ -202,6 +196,19 @@ pub fn generate(spec: &ClusterSpec) -> Result<Cluster> {
         } else {
             Vec::new()
         };
+        if let Some(sched) = &spec.scheduler {
+            // The endpoints' servers export their host's CPU and memory (node_exporter names):
+            // the owner's node reads them for its own reports.
+            let host_metrics = stratum.iter().map(|e| (e.id.clone(), format!("http://{}/metrics", e.http))).collect();
+            cfg.scheduler = hashmesh_node::live::SchedulerSettings {
+                enabled: true,
+                seed: i as u64 + 1,
+                host_metrics,
+                ..sched.clone()
+            };
+        }
+        let hm_home = node_dir.join("hashmesh");
+        let (_, key) = Home::init(&hm_home, cfg)?;
         let mut agents = Vec::new();
         for a in 1..=spec.agents_per_node {
             let home = node_dir.join(format!("agent-{a}"));

@@ -2,11 +2,11 @@
 //! endpoints (real Stratum servers) and runs its miner fleet against its agents; `testnet/chaos`
 //! and `testnet/status` talk to the endpoints over their HTTP side.
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
-use anyhow::{bail, Context, Result};
+use std::net::SocketAddr;
+
+use anyhow::{Context, Result};
 
 use crate::cluster::Cluster;
 use crate::endpoint::{Endpoint, EndpointSettings, EndpointStatus};
@@ -60,22 +60,8 @@ pub fn serve(cluster: &Cluster, i: usize) -> Result<()> {
 }
 
 fn http(addr: &str, method: &str, path: &str, body: &str) -> Result<String> {
-    let addr: SocketAddr = addr.parse()?;
-    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2))
-        .with_context(|| format!("the endpoint's HTTP side at {addr} does not answer; is `testnet/up` running?"))?;
-    s.set_read_timeout(Some(Duration::from_secs(5)))?;
-    write!(
-        s,
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    )?;
-    let mut out = String::new();
-    s.read_to_string(&mut out)?;
-    let (head, rest) = out.split_once("\r\n\r\n").unwrap_or((&out, ""));
-    if !head.starts_with("HTTP/1.1 200") {
-        bail!("{method} {path} at {addr}: {}", head.lines().next().unwrap_or_default());
-    }
-    Ok(rest.to_owned())
+    hashmesh_plane::host::http::request(addr, method, path, body, Duration::from_secs(5))
+        .with_context(|| format!("the endpoint's HTTP side at {addr}; is `testnet/up` running?"))
 }
 
 /// Put `chaos` on the endpoint whose HTTP side is `addr`.

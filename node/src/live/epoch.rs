@@ -107,21 +107,25 @@ pub struct Scheduler {
     signer: Arc<Signer>,
     settings: SchedulerSettings,
     source: Box<dyn TelemetrySource>,
+    hosts: super::host::HostMetrics,
     memory: DecideMemory,
     metrics: LiveMetrics,
 }
 
 impl Scheduler {
     /// A scheduler for the pool of `signer`, reading committed state from `app`.
-    #[must_use]
+    ///
+    /// # Errors
+    /// If `[scheduler.host_metrics]` is malformed.
     pub fn new(
         app: AppHandle,
         signer: Arc<Signer>,
         settings: SchedulerSettings,
         source: Box<dyn TelemetrySource>,
         metrics: LiveMetrics,
-    ) -> Self {
-        Self { app, signer, settings, source, memory: DecideMemory::default(), metrics }
+    ) -> Result<Self> {
+        let hosts = super::host::HostMetrics::new(&settings.host_metrics)?;
+        Ok(Self { app, signer, settings, source, hosts, memory: DecideMemory::default(), metrics })
     }
 
     /// Run one epoch; returns the length of the next one, ms.
@@ -135,7 +139,11 @@ impl Scheduler {
         let view = epoch_view(&state);
         let own: Vec<(hashmesh_protocol::EndpointId, u128, u64)> =
             view.endpoints.iter().filter(|e| e.owner == me).map(|e| (e.id.clone(), e.load_hs, e.capacity_hs)).collect();
-        let measured: BTreeMap<_, _> = self.source.measure(&own, now);
+        let mut measured: BTreeMap<_, _> = self.source.measure(&own, now);
+        if !self.hosts.is_empty() {
+            let owned: std::collections::BTreeSet<_> = own.iter().map(|(e, _, _)| e.clone()).collect();
+            self.hosts.fill(&mut measured, &|e| owned.contains(e));
+        }
         let cfg = DecideConfig {
             dwell_ms_min: self.settings.dwell_ms_min,
             gain_bp_min: self.settings.gain_bp_min,

@@ -5,6 +5,7 @@
 //! chain as a signed transaction, so the committed history explains every move.
 
 pub mod epoch;
+pub mod host;
 pub mod source;
 
 use serde::{Deserialize, Serialize};
@@ -48,6 +49,10 @@ pub struct SchedulerSettings {
     pub source: Source,
     /// Seed of the synthetic source.
     pub seed: u64,
+    /// The pool's endpoints' host exporters (`"pool-a/ep-1" = "http://10.0.0.5:9100/metrics"`,
+    /// node_exporter or compatible): the owner's CPU and memory of each endpoint, which its
+    /// agents cannot see. Endpoints not listed report them as unknown.
+    pub host_metrics: std::collections::BTreeMap<String, String>,
 }
 
 impl Default for SchedulerSettings {
@@ -62,6 +67,7 @@ impl Default for SchedulerSettings {
             health_floor: 0.3,
             source: Source::Agents,
             seed: 1,
+            host_metrics: std::collections::BTreeMap::new(),
         }
     }
 }

@@ -1,6 +1,8 @@
 //! The one small HTTP/1.1 server the processes share (hyper): the node's and the agent's
 //! `/metrics`, the testnet endpoints' `/status` and `/chaos`. A handler gets the method, path
-//! and body (at most [`HTTP_BODY_BYTES_MAX`]) and returns a complete response.
+//! and body (at most [`HTTP_BODY_BYTES_MAX`]) and returns a complete response. And the one
+//! small blocking client ([`request`]): the node scraping its endpoints' host metrics, the
+//! testnet scripts talking to endpoints.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -70,4 +72,54 @@ where
             }
         });
     }
+}
+
+/// Largest response body [`request`] reads, bytes.
+pub const HTTP_RESPONSE_BYTES_MAX: u64 = 4 * 1024 * 1024;
+
+/// `http://HOST:PORT/PATH` split into the address and the path (`/` when absent).
+///
+/// # Errors
+/// If it is not a plain `http://` URL.
+pub fn split_url(url: &str) -> anyhow::Result<(String, String)> {
+    let rest = url
+        .strip_prefix("http://")
+        .ok_or_else(|| anyhow::anyhow!("{url:?} is not an http:// URL (e.g. http://10.0.0.5:9100/metrics)"))?;
+    let (addr, path) = rest.split_once('/').map_or((rest, "/".to_owned()), |(a, p)| (a, format!("/{p}")));
+    if addr.is_empty() || !addr.contains(':') {
+        anyhow::bail!("{url:?} has no HOST:PORT");
+    }
+    Ok((addr.to_owned(), path))
+}
+
+/// One blocking HTTP/1.1 request to `addr` (`HOST:PORT`) with a connect and read `timeout`; the
+/// body of a 200 answer (at most [`HTTP_RESPONSE_BYTES_MAX`]).
+///
+/// # Errors
+/// If the server does not answer in time, or answers anything but 200.
+pub fn request(addr: &str, method: &str, path: &str, body: &str, timeout: Duration) -> anyhow::Result<String> {
+    use std::io::{Read, Write};
+    use std::net::ToSocketAddrs;
+    let to = addr
+        .to_socket_addrs()
+        .map_err(|e| anyhow::anyhow!("{addr}: {e}"))?
+        .next()
+        .ok_or_else(|| anyhow::anyhow!("{addr} resolves to no address"))?;
+    let mut s = std::net::TcpStream::connect_timeout(&to, timeout)
+        .map_err(|e| anyhow::anyhow!("{addr} does not answer: {e}"))?;
+    s.set_read_timeout(Some(timeout))?;
+    s.set_write_timeout(Some(timeout))?;
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )?;
+    let mut raw = Vec::new();
+    s.take(HTTP_RESPONSE_BYTES_MAX + 64 * 1024).read_to_end(&mut raw)?;
+    let out = String::from_utf8_lossy(&raw);
+    let (head, rest) = out.split_once("\r\n\r\n").unwrap_or((&out, ""));
+    if !head.starts_with("HTTP/1.1 200") {
+        anyhow::bail!("{method} {path} at {addr}: {}", head.lines().next().unwrap_or("no answer"));
+    }
+    Ok(rest.to_owned())
 }
