@@ -205,3 +205,41 @@ fn a_restart_resumes_from_what_was_persisted() {
     q.handle_connect(A).unwrap();
     assert_eq!(transmit(&mut q, A), vec![1]);
 }
+
+fn window(agent_end: u64, accepted: u64) -> hashmesh_protocol::EndpointWindow {
+    hashmesh_protocol::EndpointWindow {
+        endpoint: "pool-a/ep-1".parse().unwrap(),
+        start_ms: agent_end - 2000,
+        end_ms: agent_end,
+        accepted,
+        rejected: 0,
+        stale: 0,
+        accepted_hashes: u128::from(accepted) * 4096,
+        latency: hashmesh_protocol::LatencyBuckets { sum_us: 1000, buckets: vec![(1000, 1)] },
+        down: false,
+        miners: 1,
+        in_flight: 0,
+    }
+}
+
+#[test]
+fn measurement_windows_are_counted_once_per_epoch_and_bad_ones_change_nothing() {
+    let mut p = plane(&[1]);
+    let s = p.handle_connect(A).unwrap();
+    let msg = |windows| PlaneMsg::Measurements { at_ms: 0, windows };
+    p.handle_message(A, s, msg(vec![window(2000, 3)]), 10).unwrap();
+    // The same window again (a resend) is not counted twice.
+    p.handle_message(A, s, msg(vec![window(2000, 3)]), 10).unwrap();
+    let sb = p.handle_connect(B).unwrap();
+    p.handle_message(B, sb, msg(vec![window(2000, 4)]), 10).unwrap();
+    assert_eq!((p.counters().windows_recorded, p.counters().windows_dropped), (2, 1));
+    // Malformed or too many: the session is at fault and nothing of the message counts.
+    let mut bad = window(4000, 100);
+    bad.start_ms = bad.end_ms;
+    assert!(matches!(p.handle_message(A, s, msg(vec![window(4000, 100), bad]), 10), Err(PeerFault::BadWindow(_))));
+    let many = (0..=hashmesh_protocol::plane::MEASUREMENT_WINDOWS_MAX as u64).map(|i| window(10_000 + i, 1)).collect();
+    assert!(matches!(p.handle_message(A, s, msg(many), 10), Err(PeerFault::TooManyWindows(_))));
+    let m = p.take_measurements();
+    assert_eq!(m[&"pool-a/ep-1".parse().unwrap()].shares_accepted, 7, "two agents' windows, summed once");
+    assert!(p.take_measurements().is_empty(), "an epoch with no windows measures nothing");
+}

@@ -22,6 +22,10 @@ pub struct PlaneMetrics {
     pub resyncs: Counter,
     /// Receipts seen committed.
     pub receipts_committed: Counter,
+    /// Agents' measurement windows counted into the epoch's telemetry.
+    pub windows_counted: Counter,
+    /// Agents' measurement windows not counted (repeated, or over the bound of endpoints).
+    pub windows_dropped: Counter,
     /// Connections closed for a protocol error or a failed identity check.
     pub refused: Counter,
     /// Commit-to-acknowledgement latency, seconds (ms resolution: the state machine's clock).
@@ -39,6 +43,8 @@ impl Default for PlaneMetrics {
             acks: Counter::default(),
             resyncs: Counter::default(),
             receipts_committed: Counter::default(),
+            windows_counted: Counter::default(),
+            windows_dropped: Counter::default(),
             refused: Counter::default(),
             // 1 ms … 16 s.
             ack_latency_seconds: Histogram::new(exponential_buckets(0.001, 2.0, 15)),
@@ -62,6 +68,16 @@ impl PlaneMetrics {
         );
         r.register("hashmesh_plane_acks", "Instructions acknowledged by agents", self.acks.clone());
         r.register("hashmesh_plane_resyncs", "Agent queues compacted to the latest routes", self.resyncs.clone());
+        r.register(
+            "hashmesh_plane_measurement_windows",
+            "Agents' measurement windows counted into the epoch's telemetry",
+            self.windows_counted.clone(),
+        );
+        r.register(
+            "hashmesh_plane_measurement_windows_dropped",
+            "Agents' measurement windows not counted (repeated, or over the bound of endpoints)",
+            self.windows_dropped.clone(),
+        );
         r.register(
             "hashmesh_plane_receipts_committed",
             "Receipts seen committed on chain",

@@ -448,6 +448,8 @@ impl Actor {
         m.instructions_sent.inc_by(c.instructions_sent - was.instructions_sent);
         m.acks.inc_by(c.acks - was.acks);
         m.resyncs.inc_by(c.resyncs - was.resyncs);
+        m.windows_counted.inc_by(c.windows_recorded - was.windows_recorded);
+        m.windows_dropped.inc_by(c.windows_dropped - was.windows_dropped);
         m.receipts_committed.inc_by(c.receipts_committed - was.receipts_committed);
         self.counted = c;
         let lat = self.core.take_latencies_ms();

@@ -346,7 +346,7 @@ impl NodePlane {
                 for w in &windows {
                     match self.book.record(agent, w) {
                         Ok(()) => self.counters.windows_recorded += 1,
-                        Err(_) => self.counters.reports_dropped += 1,
+                        Err(_) => self.counters.windows_dropped += 1,
                     }
                 }
                 Ok(())

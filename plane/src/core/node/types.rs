@@ -164,7 +164,7 @@ pub struct Counters {
     /// Receipts seen committed.
     pub receipts_committed: u64,
     /// Agent measurement windows not counted (repeated, or over the bound of endpoints).
-    pub reports_dropped: u64,
+    pub windows_dropped: u64,
     /// Agent measurement windows counted.
     pub windows_recorded: u64,
 }
