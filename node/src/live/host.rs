@@ -13,6 +13,9 @@ use hashmesh_protocol::{EndpointId, Measurement};
 use hashmesh_telemetry::{host_usage_bp, HostSample};
 use tracing::warn;
 
+/// A host's (CPU, memory) utilisation, bp, each unknown when unmeasured.
+type Usage = (Option<u16>, Option<u16>);
+
 /// How long a scrape may take.
 const SCRAPE_TIMEOUT: Duration = Duration::from_secs(1);
 
@@ -48,7 +51,8 @@ impl HostMetrics {
     /// Fill in CPU and memory of the measured endpoints `own` says are the pool's, scraping
     /// each host once.
     pub fn fill(&mut self, measured: &mut BTreeMap<EndpointId, Measurement>, own: &dyn Fn(&EndpointId) -> bool) {
-        let mut now: BTreeMap<String, Option<(Option<u16>, Option<u16>)>> = BTreeMap::new();
+        // Each host once per epoch: its (cpu, memory), or `None` when it did not answer.
+        let mut now: BTreeMap<String, Option<Usage>> = BTreeMap::new();
         for (e, m) in measured.iter_mut().filter(|(e, _)| own(e)) {
             let Some(url) = self.urls.get(e) else { continue };
             let usage = now.entry(url.clone()).or_insert_with(|| match scrape(url) {
