@@ -201,6 +201,7 @@ async fn committed_routes_move_real_shares_and_failover_is_local() {
     assert!(text.contains("hashmesh_agent_endpoint_hashrate{endpoint=\"pool-a/ep-2\"}"), "{text}");
     assert!(text.contains("hashmesh_agent_worker_shares_total{worker=\""), "{text}");
     assert!(text.contains("hashmesh_agent_worker_hashrate{worker=\""), "{text}");
+    assert!(text.contains("hashmesh_agent_worker_miners{worker=\""), "{text}");
     assert!(!text.contains(secret));
 
     // Bad input: none of it reaches an endpoint, each gets an answer or a close, others go on.

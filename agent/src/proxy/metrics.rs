@@ -112,11 +112,13 @@ pub fn render(status: &ProxyStatus, per_worker: bool) -> String {
         let w_difficulty: Family<Labels, Counter<f64>> = Family::default();
         let w_hashrate: Family<Labels, Gauge> = Family::default();
         let w_last: Family<Labels, Gauge> = Family::default();
+        let w_miners: Family<Labels, Gauge> = Family::default();
         for (name, w) in &status.workers {
             let l = vec![("worker".to_owned(), name.clone())];
             shares(&w_shares, &l, &w.totals);
             w_difficulty.get_or_create(&l).inc_by(w.totals.accepted_difficulty);
             w_hashrate.get_or_create(&l).set(gauge(w.hashrate_hs));
+            w_miners.get_or_create(&l).set(gauge(w.miners as u64));
             if let Some(t) = w.totals.last_share_ms {
                 w_last.get_or_create(&l).set(gauge(t / 1000));
             }
@@ -129,6 +131,7 @@ pub fn render(status: &ProxyStatus, per_worker: bool) -> String {
             w_hashrate,
         );
         r.register("worker_last_share_timestamp", "When the worker's last share was answered, Unix seconds", w_last);
+        r.register("worker_miners", "Connections working under the worker name now", w_miners);
     }
     let mut text = String::new();
     encode(&mut text, &r).expect("encoding to a String");

@@ -81,12 +81,20 @@ impl Proxy {
             groups,
             failovers: self.failovers.iter().cloned().collect(),
             hashrate_window_secs: crate::proxy::meter::HASHRATE_WINDOW_SECS,
-            workers: self
-                .meter
-                .workers()
-                .iter()
-                .map(|(w, m)| (w.clone(), WorkerStatus { totals: m.total, hashrate_hs: m.hashrate.hs(now_ms) }))
-                .collect(),
+            workers: {
+                let mut connected: BTreeMap<&str, usize> = BTreeMap::new();
+                for m in self.miners.values() {
+                    *connected.entry(m.worker.as_str()).or_default() += 1;
+                }
+                self.meter
+                    .workers()
+                    .iter()
+                    .map(|(w, m)| {
+                        let miners = connected.get(w.as_str()).copied().unwrap_or(0);
+                        (w.clone(), WorkerStatus { totals: m.total, hashrate_hs: m.hashrate.hs(now_ms), miners })
+                    })
+                    .collect()
+            },
         }
     }
 }
@@ -161,6 +169,8 @@ pub struct WorkerStatus {
     pub totals: Counts,
     /// Hashrate from accepted difficulty over the last `hashrate_window_secs`, H/s.
     pub hashrate_hs: u64,
+    /// Connections working under this worker name now.
+    pub miners: usize,
 }
 
 /// One group in [`ProxyStatus`].
