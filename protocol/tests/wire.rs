@@ -130,8 +130,37 @@ fn arb_id() -> impl Strategy<Value = String> {
     "[a-z0-9][a-z0-9./_-]{0,40}"
 }
 
+fn arb_measurement() -> impl Strategy<Value = hashmesh_protocol::Measurement> {
+    (any::<[u64; 4]>(), any::<Option<(u32, u32)>>(), any::<[Option<u16>; 3]>(), any::<(u32, u32)>()).prop_map(
+        |(n, lat, bp, (queue_len, miners))| hashmesh_protocol::Measurement {
+            hashrate_hs: n[0],
+            shares_accepted: n[1],
+            shares_rejected: n[2],
+            shares_stale: n[3],
+            latency_ms: lat.map(|(a, b)| hashmesh_protocol::LatencyPercentiles { p50: a.min(b), p99: a.max(b) }),
+            error_bp: bp[0],
+            cpu_bp: bp[1],
+            memory_bp: bp[2],
+            queue_len,
+            miners,
+        },
+    )
+}
+
 fn arb_body() -> impl Strategy<Value = Body> {
     prop_oneof![
+        (any::<u64>(), proptest::collection::btree_map(arb_id(), arb_measurement(), 1..8)).prop_map(|(epoch, m)| {
+            Body::ReportTelemetryBatch {
+                epoch,
+                entries: m
+                    .into_iter()
+                    .map(|(e, measurement)| hashmesh_protocol::TelemetryEntry {
+                        endpoint: e.parse().unwrap(),
+                        measurement,
+                    })
+                    .collect(),
+            }
+        }),
         (arb_id(), proptest::collection::vec((arb_id(), any::<u16>()), 1..16)).prop_map(|(g, t)| Body::Route {
             group: g.parse().unwrap(),
             targets: t.into_iter().map(|(e, w)| RouteTarget { endpoint: e.parse().unwrap(), weight_bp: w }).collect(),
@@ -183,6 +212,26 @@ fn arb_plane() -> impl Strategy<Value = PlaneMsg> {
             applied_at_ms: t
         }),
         any::<u64>().prop_map(|at_ms| PlaneMsg::Heartbeat { at_ms, reports: Vec::new() }),
+        (any::<u64>(), proptest::collection::vec((arb_id(), any::<(u64, u64, u64, u64)>(), any::<bool>()), 0..4))
+            .prop_map(|(at_ms, w)| PlaneMsg::Measurements {
+                at_ms,
+                windows: w
+                    .into_iter()
+                    .map(|(e, (start, accepted, sum_us, v), down)| hashmesh_protocol::EndpointWindow {
+                        endpoint: e.parse().unwrap(),
+                        start_ms: start,
+                        end_ms: start.saturating_add(2000),
+                        accepted,
+                        rejected: 0,
+                        stale: accepted / 3,
+                        accepted_hashes: u128::from(accepted) << 20,
+                        latency: hashmesh_protocol::LatencyBuckets { sum_us, buckets: vec![(v % 1_000_000 + 1, 3)] },
+                        down,
+                        miners: 2,
+                        in_flight: 1,
+                    })
+                    .collect(),
+            }),
     ]
 }
 

@@ -267,7 +267,8 @@ enum QueryCmd {
     Groups,
     /// Current routes of each miner group.
     Assignments,
-    /// Latest telemetry per endpoint, with its health and freshness.
+    /// Telemetry per endpoint: the owner's and observers' latest views, the floor rule's health, and
+    /// whether the owner's claims are flagged against its observers' measurements.
     Telemetry,
     /// Directives waiting for votes.
     Pending,
