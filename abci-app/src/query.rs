@@ -4,6 +4,8 @@
 //! |---|---|---|
 //! | `/status` | — | chain id, height, app hash, counts |
 //! | `/pools`, `/endpoints`, `/groups`, `/assignments`, `/pending` | — | lists |
+//! | `/offers` | — | standing offers, each with `open` |
+//! | `/loans` | — | other pools' committed routes on each endpoint (group, endpoint, borrower, lender, share) |
 //! | `/telemetry` | — | latest report per endpoint, its health and freshness |
 //! | `/directive` | directive id (hex text) | one directive, with its receipts |
 //! | `/history` | [`HistoryFilter`] JSON | a page of directives (with receipts) and a cursor |
@@ -14,7 +16,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::core::keys;
 use crate::core::model::{
-    Assignment, DirectiveRecord, EndpointRecord, GroupRecord, PoolRecord, ReceiptRecord, TelemetryRecord, TelemetryView,
+    Assignment, DirectiveRecord, EndpointRecord, GroupRecord, OfferRecord, PoolRecord, ReceiptRecord, TelemetryRecord,
+    TelemetryView,
 };
 use crate::core::state::{Counts, GenesisMeta};
 use crate::store::{Store, StoreError};
@@ -223,6 +226,40 @@ pub fn handle(store: &Store, path: &str, data: &[u8]) -> Result<Vec<u8>, QueryFa
                 .collect();
             Ok(json(&views))
         }
+        "/offers" => {
+            let height = store.last_committed()?.map_or(0, |(h, _)| h);
+            let views: Vec<serde_json::Value> = store
+                .records::<OfferRecord>(keys::OFFER)?
+                .into_iter()
+                .map(|o| {
+                    let open = o.expires_height > height;
+                    let mut v = serde_json::to_value(&o).unwrap_or_default();
+                    v["open"] = serde_json::json!(open);
+                    v
+                })
+                .collect();
+            Ok(json(&views))
+        }
+        "/loans" => {
+            let owners: std::collections::BTreeMap<_, _> =
+                store.records::<EndpointRecord>(keys::ENDPOINT)?.into_iter().map(|e| (e.id, e.owner)).collect();
+            let groups: std::collections::BTreeMap<_, _> =
+                store.records::<GroupRecord>(keys::GROUP)?.into_iter().map(|g| (g.id.clone(), g)).collect();
+            let mut loans = Vec::new();
+            for a in store.records::<Assignment>(keys::ASSIGNMENT)? {
+                let Some(g) = groups.get(&a.group) else { continue };
+                for t in &a.targets {
+                    let Some(lender) = owners.get(&t.endpoint).filter(|o| **o != g.owner) else { continue };
+                    loans.push(serde_json::json!({
+                        "group": a.group, "endpoint": t.endpoint, "borrower": g.owner, "lender": lender,
+                        "weight_bp": t.weight_bp,
+                        "hashrate_hs": hashmesh_protocol::rules::share_hs(g.hashrate_hs, t.weight_bp).to_string(),
+                        "directive": a.directive, "since_height": a.since_height,
+                    }));
+                }
+            }
+            Ok(json(&loans))
+        }
         "/endpoints" => Ok(json(&store.records::<EndpointRecord>(keys::ENDPOINT)?)),
         "/groups" => Ok(json(&store.records::<GroupRecord>(keys::GROUP)?)),
         "/assignments" => Ok(json(&store.records::<Assignment>(keys::ASSIGNMENT)?)),
@@ -251,7 +288,7 @@ pub fn handle(store: &Store, path: &str, data: &[u8]) -> Result<Vec<u8>, QueryFa
         }
         other => fail(
             code::UNKNOWN_PATH,
-            format!("unknown query path {other:?}; try /status, /pools, /endpoints, /groups, /assignments, /pending, /telemetry, /directive, /history"),
+            format!("unknown query path {other:?}; try /status, /pools, /endpoints, /groups, /assignments, /pending, /telemetry, /offers, /loans, /directive, /history"),
         ),
     }
 }

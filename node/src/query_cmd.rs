@@ -21,6 +21,10 @@ pub enum Target {
     Pending,
     /// `/telemetry`
     Telemetry,
+    /// `/offers`.
+    Offers,
+    /// `/loans`.
+    Loans,
     /// `/directive` by id
     Directive(String),
     /// `/history` with a JSON filter
@@ -39,6 +43,8 @@ pub fn run(rpc: &Rpc, target: &Target) -> Result<Value> {
         Target::Assignments => rpc.abci_query("/assignments", b""),
         Target::Pending => rpc.abci_query("/pending", b""),
         Target::Telemetry => rpc.abci_query("/telemetry", b""),
+        Target::Offers => rpc.abci_query("/offers", b""),
+        Target::Loans => rpc.abci_query("/loans", b""),
         Target::Directive(id) => rpc.abci_query("/directive", id.as_bytes()),
         Target::History(f) => rpc.abci_query("/history", f.to_string().as_bytes()),
     }
@@ -92,6 +98,39 @@ pub fn render(target: &Target, v: &Value) -> Option<String> {
                         })
                         .unwrap_or_default();
                     vec![s(&a["group"]), s(&a["since_height"]), routes, short(&s(&a["directive"]), 16)]
+                })
+                .collect::<Vec<_>>(),
+        )),
+        Target::Offers => Some(table(
+            &["ENDPOINT", "LENDER", "MAX H/S", "FEE BP", "EXPIRES", "OPEN", "SINCE"],
+            &arr.iter()
+                .map(|o| {
+                    vec![
+                        s(&o["endpoint"]),
+                        short(&s(&o["owner"]), 12),
+                        s(&o["max_hs"]),
+                        s(&o["fee_bp"]),
+                        s(&o["expires_height"]),
+                        s(&o["open"]),
+                        s(&o["height"]),
+                    ]
+                })
+                .collect::<Vec<_>>(),
+        )),
+        Target::Loans => Some(table(
+            &["GROUP", "ENDPOINT", "BORROWER", "LENDER", "WEIGHT BP", "HASHRATE H/S", "SINCE", "DIRECTIVE"],
+            &arr.iter()
+                .map(|l| {
+                    vec![
+                        s(&l["group"]),
+                        s(&l["endpoint"]),
+                        short(&s(&l["borrower"]), 12),
+                        short(&s(&l["lender"]), 12),
+                        s(&l["weight_bp"]),
+                        s(&l["hashrate_hs"]),
+                        s(&l["since_height"]),
+                        short(&s(&l["directive"]), 16),
+                    ]
                 })
                 .collect::<Vec<_>>(),
         )),

@@ -71,6 +71,25 @@ pub enum Body {
         /// entries, strictly increasing by endpoint.
         entries: Vec<TelemetryEntry>,
     },
+    /// A standing offer of spare capacity on one of the signer's endpoints: other pools' routes
+    /// that stay within the open offers' remaining capacity are active at once, without votes.
+    /// Replaces the endpoint's previous offer.
+    Offer {
+        /// The signer's endpoint.
+        endpoint: EndpointId,
+        /// Most hashrate other pools' routes may place there under the offer, H/s (> 0).
+        max_hs: u64,
+        /// Fee, basis points of the lent work (0..=10 000).
+        fee_bp: u16,
+        /// Last height at which the offer is open (above the current height, at most
+        /// `OFFER_TERM_BLOCKS_MAX` ahead).
+        expires_height: u64,
+    },
+    /// Withdraw the signer's open offer on an endpoint (routes already in place stay).
+    Withdraw {
+        /// The signer's endpoint.
+        endpoint: EndpointId,
+    },
 }
 
 /// Most entries one `Receipt` transaction may carry.
@@ -149,6 +168,8 @@ impl Body {
             Body::ReportTelemetry { .. } => "report_telemetry",
             Body::Receipt { .. } => "receipt",
             Body::ReportTelemetryBatch { .. } => "report_telemetry_batch",
+            Body::Offer { .. } => "offer",
+            Body::Withdraw { .. } => "withdraw",
         }
     }
 

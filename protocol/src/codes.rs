@@ -68,11 +68,16 @@ pub enum RejectCode {
     /// A telemetry entry for another pool's endpoint that none of the signer's active routes
     /// targets.
     NotObserver = 29,
+    /// An `Offer` with no capacity, a fee over 10 000 bp, or an expiry not ahead of the chain or
+    /// too far ahead.
+    OfferInvalid = 30,
+    /// `Withdraw` of an endpoint with no open offer.
+    NoOffer = 31,
 }
 
 impl RejectCode {
     /// Every code, in numeric order (for docs and tests).
-    pub const ALL: [RejectCode; 29] = [
+    pub const ALL: [RejectCode; 31] = [
         Self::Malformed,
         Self::TxTooLarge,
         Self::WrongChainId,
@@ -102,6 +107,8 @@ impl RejectCode {
         Self::ReceiptDuplicate,
         Self::ReceiptsFull,
         Self::NotObserver,
+        Self::OfferInvalid,
+        Self::NoOffer,
     ];
 
     /// The numeric code CometBFT reports.
@@ -143,6 +150,8 @@ impl RejectCode {
             Self::ReceiptDuplicate => "receipt_duplicate",
             Self::ReceiptsFull => "receipts_full",
             Self::NotObserver => "not_observer",
+            Self::OfferInvalid => "offer_invalid",
+            Self::NoOffer => "no_offer",
         }
     }
 

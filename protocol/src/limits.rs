@@ -22,6 +22,8 @@ pub const ENDPOINTS_PER_POOL_MAX: usize = 256;
 pub const GROUPS_PER_POOL_MAX: usize = 1024;
 /// Longest vote window a genesis may set, in blocks.
 pub const VOTE_WINDOW_BLOCKS_MAX: u64 = 100_000;
+/// Longest term of an offer, in blocks (about 11 days at 1 s blocks).
+pub const OFFER_TERM_BLOCKS_MAX: u64 = 1_000_000;
 /// Most directives one history query returns.
 pub const HISTORY_PAGE_MAX: u32 = 1000;
 

@@ -65,6 +65,10 @@ fn describe(body: &Body) -> String {
         Body::ReportTelemetryBatch { epoch, entries } => {
             format!("telemetry epoch {epoch}: {} endpoint(s)", entries.len())
         }
+        Body::Offer { endpoint, max_hs, fee_bp, expires_height } => {
+            format!("offer {endpoint} up to {max_hs} H/s at {fee_bp} bp until height {expires_height}")
+        }
+        Body::Withdraw { endpoint } => format!("withdraw the offer on {endpoint}"),
     }
 }
 

@@ -96,6 +96,8 @@ enum Plan {
     Restore(EndpointId),
     Vote { target: DirectiveId, approve: bool },
     Telemetry { epoch: u64, entries: Vec<(EndpointId, Measurement)> },
+    Offer(super::model::OfferRecord),
+    Withdraw(EndpointId),
     Receipts(Vec<Receipt>),
 }
 
@@ -247,6 +249,13 @@ impl State {
                 self.check_telemetry(tx.signer, report.epoch, std::slice::from_ref(&entry))?;
                 Ok(Plan::Telemetry { epoch: report.epoch, entries: vec![(entry.endpoint, entry.measurement)] })
             }
+            Body::Offer { endpoint, max_hs, fee_bp, expires_height } => {
+                Ok(Plan::Offer(self.check_offer(tx.signer, endpoint, *max_hs, *fee_bp, *expires_height)?))
+            }
+            Body::Withdraw { endpoint } => {
+                self.check_withdraw(tx.signer, endpoint)?;
+                Ok(Plan::Withdraw(endpoint.clone()))
+            }
             Body::ReportTelemetryBatch { epoch, entries } => {
                 self.check_telemetry(tx.signer, *epoch, entries)?;
                 Ok(Plan::Telemetry {
@@ -311,7 +320,8 @@ impl State {
             }
         }
         self.check_targets_fit(g, targets)?;
-        if voters.is_empty() {
+        // Own endpoints only, or every other pool's endpoint within its open offer: no votes.
+        if voters.is_empty() || self.within_offers(group, signer, g.hashrate_hs, targets) {
             return Ok(Plan::RouteActive { group: group.clone(), targets: targets.to_vec() });
         }
         if self.pending.len() >= PENDING_DIRECTIVES_MAX {
@@ -397,6 +407,32 @@ impl State {
             Plan::Restore(ep) => {
                 self.set_drained(&ep, false, writes);
                 format!("endpoint {ep} restored")
+            }
+            Plan::Offer(o) => {
+                let log = format!(
+                    "offer on {}: up to {} H/s at {} bp until height {}",
+                    o.endpoint, o.max_hs, o.fee_bp, o.expires_height
+                );
+                events.push(
+                    Event::new("offer")
+                        .with("endpoint", o.endpoint.as_str())
+                        .with("pool", o.owner.to_hex())
+                        .with("max_hs", o.max_hs.to_string())
+                        .with("fee_bp", o.fee_bp.to_string())
+                        .with("expires_height", o.expires_height.to_string()),
+                );
+                self.set_offer(o, writes);
+                log
+            }
+            Plan::Withdraw(ep) => {
+                self.drop_offer(&ep, writes);
+                events.push(
+                    Event::new("offer")
+                        .with("endpoint", ep.as_str())
+                        .with("pool", tx.signer.to_hex())
+                        .with("withdrawn", "true"),
+                );
+                format!("offer on {ep} withdrawn")
             }
             Plan::Telemetry { .. } | Plan::Receipts(_) => unreachable!("handled above"),
             Plan::Vote { target, approve } => {

@@ -24,6 +24,8 @@ pub const ASSIGNMENT: &[u8] = b"a:";
 pub const DIRECTIVE: &[u8] = b"d:";
 /// Prefix of [`pending`] keys.
 pub const PENDING: &[u8] = b"q:";
+/// Prefix of [`offer`] keys.
+pub const OFFER: &[u8] = b"o:";
 /// Prefix of [`telemetry`] keys.
 pub const TELEMETRY: &[u8] = b"t:";
 /// Prefix of [`history`] keys.
@@ -63,6 +65,11 @@ pub fn group(id: &GroupId) -> Vec<u8> {
 #[must_use]
 pub fn assignment(id: &GroupId) -> Vec<u8> {
     join(ASSIGNMENT, &[id.as_str().as_bytes()])
+}
+/// An endpoint's standing offer.
+#[must_use]
+pub fn offer(id: &EndpointId) -> Vec<u8> {
+    join(OFFER, &[id.as_str().as_bytes()])
 }
 /// The latest telemetry of an endpoint.
 #[must_use]

@@ -9,6 +9,7 @@ pub mod genesis;
 pub mod hash;
 pub mod keys;
 pub mod model;
+pub mod offers;
 pub mod receipts;
 pub mod state;
 pub mod telemetry;
@@ -18,8 +19,8 @@ pub use apply::{BlockInput, BlockOutcome, CheckMode, TxOutcome};
 pub use events::{Attr, Event};
 pub use genesis::{GenesisAppState, GenesisError};
 pub use model::{
-    Assignment, DirectiveRecord, DirectiveStatus, EndpointRecord, GroupRecord, Params, PoolRecord, ReceiptRecord,
-    TelemetryRecord, TelemetryView,
+    Assignment, DirectiveRecord, DirectiveStatus, EndpointRecord, GroupRecord, OfferRecord, Params, PoolRecord,
+    ReceiptRecord, TelemetryRecord, TelemetryView,
 };
 pub use state::{LoadError, State};
 pub use writes::{KvRead, WriteSet};

@@ -49,6 +49,23 @@ impl Default for Params {
     }
 }
 
+/// An endpoint owner's standing offer of spare capacity to other pools.
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode, Serialize, Deserialize)]
+pub struct OfferRecord {
+    /// The endpoint.
+    pub endpoint: EndpointId,
+    /// Its owner (the lender).
+    pub owner: PoolId,
+    /// Most hashrate other pools' routes may place there under the offer, H/s.
+    pub max_hs: u64,
+    /// Fee, basis points of the lent work.
+    pub fee_bp: u16,
+    /// Last height at which the offer is open.
+    pub expires_height: u64,
+    /// Height at which it was made.
+    pub height: u64,
+}
+
 /// One pool's latest committed measurements of an endpoint.
 #[derive(Debug, Clone, PartialEq, Eq, Encode, Decode, Serialize, Deserialize)]
 pub struct TelemetryView {

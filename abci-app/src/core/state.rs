@@ -13,7 +13,8 @@ use super::genesis::GenesisAppState;
 use super::hash;
 use super::keys;
 use super::model::{
-    Assignment, DirectiveRecord, DirectiveStatus, EndpointRecord, GroupRecord, Params, PoolRecord, TelemetryRecord,
+    Assignment, DirectiveRecord, DirectiveStatus, EndpointRecord, GroupRecord, OfferRecord, Params, PoolRecord,
+    TelemetryRecord,
 };
 use super::writes::{KvRead, WriteSet};
 
@@ -95,6 +96,8 @@ pub struct State {
     pub(crate) counts: Counts,
     /// Latest committed telemetry per endpoint.
     pub(crate) telemetry: BTreeMap<EndpointId, TelemetryRecord>,
+    /// Standing offers, at most one per endpoint (expired ones stay until replaced or withdrawn).
+    pub(crate) offers: BTreeMap<EndpointId, OfferRecord>,
     /// Derived from `assignments` (never stored): hashrate routed to each endpoint, H/s.
     pub(crate) endpoint_load_hs: BTreeMap<EndpointId, u128>,
 }
@@ -122,6 +125,7 @@ impl State {
             pending: BTreeMap::new(),
             counts: Counts::default(),
             telemetry: BTreeMap::new(),
+            offers: BTreeMap::new(),
             endpoint_load_hs: BTreeMap::new(),
         };
         let mut w = WriteSet::default();
@@ -183,6 +187,7 @@ impl State {
             pending: BTreeMap::new(),
             counts,
             telemetry: BTreeMap::new(),
+            offers: BTreeMap::new(),
             endpoint_load_hs: BTreeMap::new(),
         };
         for (k, v) in kv.scan_prefix(keys::POOL) {
@@ -214,6 +219,10 @@ impl State {
         for (k, v) in kv.scan_prefix(keys::TELEMETRY) {
             let r: TelemetryRecord = decode(&k, &v)?;
             st.telemetry.insert(r.endpoint.clone(), r);
+        }
+        for (k, v) in kv.scan_prefix(keys::OFFER) {
+            let r: OfferRecord = decode(&k, &v)?;
+            st.offers.insert(r.endpoint.clone(), r);
         }
         for (k, _) in kv.scan_prefix(keys::PENDING) {
             let id = DirectiveId(
@@ -282,6 +291,9 @@ impl State {
         }
         for t in self.telemetry.values() {
             assert!(self.endpoints.contains_key(&t.endpoint), "telemetry for unknown endpoint");
+        }
+        for o in self.offers.values() {
+            assert_eq!(self.endpoints.get(&o.endpoint).map(|e| e.owner), Some(o.owner), "offer by a non-owner");
         }
         assert!(self.pending.len() <= hashmesh_protocol::limits::PENDING_DIRECTIVES_MAX);
     }

@@ -221,6 +221,34 @@ enum TxCmd {
         #[arg(long)]
         endpoint: String,
     },
+    /// Offer spare capacity of one of your endpoints to other pools: their routes within the
+    /// offer are active at once, without your vote. Replaces the endpoint's previous offer.
+    #[command(
+        after_help = "Example:\n  hashmesh tx offer --home H --endpoint pool-b/ep-1 --max-hs 150000000000000 --fee-bp 100 --expires-in 3600"
+    )]
+    Offer {
+        /// The endpoint (yours).
+        #[arg(long)]
+        endpoint: String,
+        /// Most hashrate other pools may place there under the offer, H/s.
+        #[arg(long)]
+        max_hs: u64,
+        /// Fee, basis points of the lent work.
+        #[arg(long, default_value_t = 0)]
+        fee_bp: u16,
+        /// Open for this many blocks from the current height.
+        #[arg(long, conflicts_with = "expires_height", required_unless_present = "expires_height")]
+        expires_in: Option<u64>,
+        /// Open until this height.
+        #[arg(long)]
+        expires_height: Option<u64>,
+    },
+    /// Withdraw your open offer on an endpoint (routes already in place stay).
+    Withdraw {
+        /// The endpoint.
+        #[arg(long)]
+        endpoint: String,
+    },
     /// Vote on a pending directive that targets your endpoints.
     Vote {
         /// Directive id (hex).
@@ -270,6 +298,10 @@ enum QueryCmd {
     /// Telemetry per endpoint: the owner's and observers' latest views, the floor rule's health, and
     /// whether the owner's claims are flagged against its observers' measurements.
     Telemetry,
+    /// Standing offers of spare capacity (open or expired).
+    Offers,
+    /// Loans: other pools' committed routes on each endpoint.
+    Loans,
     /// Directives waiting for votes.
     Pending,
     /// One directive by id.
@@ -471,6 +503,25 @@ fn run_tx(args: TxArgs) -> Result<i32> {
         TxCmd::Restore { endpoint } => {
             Body::Restore { endpoint: endpoint.parse().with_context(|| format!("--endpoint {endpoint:?}"))? }
         }
+        TxCmd::Offer { endpoint, max_hs, fee_bp, expires_in, expires_height } => {
+            let expires_height = match (expires_height, expires_in) {
+                (Some(h), _) => *h,
+                (None, Some(n)) => {
+                    let height = Rpc::new(&opts.rpc).status().context("reading the current height for --expires-in")?.1;
+                    height + n
+                }
+                (None, None) => bail!("give --expires-in BLOCKS or --expires-height HEIGHT"),
+            };
+            Body::Offer {
+                endpoint: endpoint.parse().with_context(|| format!("--endpoint {endpoint:?}"))?,
+                max_hs: *max_hs,
+                fee_bp: *fee_bp,
+                expires_height,
+            }
+        }
+        TxCmd::Withdraw { endpoint } => {
+            Body::Withdraw { endpoint: endpoint.parse().with_context(|| format!("--endpoint {endpoint:?}"))? }
+        }
         TxCmd::Vote { directive, approve, reject: _ } => Body::Vote {
             directive: directive.parse().with_context(|| format!("--directive {directive:?}"))?,
             approve: *approve,
@@ -492,6 +543,8 @@ fn run_query(q: QueryArgs) -> Result<i32> {
         QueryCmd::Assignments => Target::Assignments,
         QueryCmd::Pending => Target::Pending,
         QueryCmd::Telemetry => Target::Telemetry,
+        QueryCmd::Offers => Target::Offers,
+        QueryCmd::Loans => Target::Loans,
         QueryCmd::Directive { id } => Target::Directive(id),
         QueryCmd::History(h) => Target::History(json!({
             "pool": h.filter.pool, "group": h.filter.group,
