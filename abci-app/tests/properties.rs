@@ -14,6 +14,8 @@ enum Op {
     Drain { who: usize, ep: usize },
     Restore { who: usize, ep: usize },
     Vote { who: usize, target: usize, approve: bool },
+    Offer { who: usize, ep: usize, max_gh: u64, expires_in: u64 },
+    Withdraw { who: usize, ep: usize },
     Garbage(Vec<u8>),
 }
 
@@ -26,6 +28,9 @@ fn op() -> impl Strategy<Value = Op> {
         1 => (0..3usize, 1..=2usize).prop_map(|(who, ep)| Op::Drain { who, ep }),
         1 => (0..3usize, 1..=2usize).prop_map(|(who, ep)| Op::Restore { who, ep }),
         3 => (0..3usize, 0..8usize, any::<bool>()).prop_map(|(who, target, approve)| Op::Vote { who, target, approve }),
+        2 => (0..3usize, 1..=2usize, 0..300u64, 0..20u64)
+            .prop_map(|(who, ep, max_gh, expires_in)| Op::Offer { who, ep, max_gh, expires_in }),
+        1 => (0..3usize, 1..=2usize).prop_map(|(who, ep)| Op::Withdraw { who, ep }),
         1 => proptest::collection::vec(any::<u8>(), 0..64).prop_map(Op::Garbage),
     ]
 }
@@ -63,6 +68,24 @@ fn to_txs(ops: &[Op]) -> Vec<Vec<u8>> {
                 let directive = routes.get(*target % routes.len().max(1)).copied().unwrap_or(DirectiveId([0; 32]));
                 sign_with(POOLS[*who], nonce, CHAIN, Body::Vote { directive, approve: *approve })
             }
+            Op::Offer { who, ep, max_gh, expires_in } => sign_with(
+                POOLS[*who],
+                nonce,
+                CHAIN,
+                Body::Offer {
+                    endpoint: format!("pool-{}/ep-{ep}", POOLS[*who]).parse().unwrap(),
+                    max_hs: max_gh * 1_000_000_000,
+                    fee_bp: 100,
+                    // Heights are small here: some offers are already expired, some open.
+                    expires_height: *expires_in,
+                },
+            ),
+            Op::Withdraw { who, ep } => sign_with(
+                POOLS[*who],
+                nonce,
+                CHAIN,
+                Body::Withdraw { endpoint: format!("pool-{}/ep-{ep}", POOLS[*who]).parse().unwrap() },
+            ),
             Op::Garbage(b) => b.clone(),
         };
         out.push(tx);
