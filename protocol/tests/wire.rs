@@ -166,6 +166,13 @@ fn arb_body() -> impl Strategy<Value = Body> {
             targets: t.into_iter().map(|(e, w)| RouteTarget { endpoint: e.parse().unwrap(), weight_bp: w }).collect(),
         }),
         arb_id().prop_map(|e| Body::Drain { endpoint: e.parse().unwrap() }),
+        (arb_id(), any::<(u64, u16, u64)>()).prop_map(|(e, (max_hs, fee_bp, expires_height))| Body::Offer {
+            endpoint: e.parse().unwrap(),
+            max_hs,
+            fee_bp,
+            expires_height
+        }),
+        arb_id().prop_map(|e| Body::Withdraw { endpoint: e.parse().unwrap() }),
         arb_id().prop_map(|e| Body::Restore { endpoint: e.parse().unwrap() }),
         (any::<[u8; 32]>(), any::<bool>()).prop_map(|(d, approve)| Body::Vote { directive: DirectiveId(d), approve }),
         proptest::collection::vec((any::<[u8; 32]>(), any::<[u8; 32]>(), any::<u64>()), 1..8).prop_map(|r| {
