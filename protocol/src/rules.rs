@@ -107,6 +107,8 @@ pub struct FloorHealth {
     pub owner_health_bp: Option<u32>,
     /// An observer measured the endpoint clearly worse than the owner claims.
     pub flagged: bool,
+    /// The median submit latency the rule judged: the worst of owner and observers, ms.
+    pub latency_ms_p50: Option<u32>,
 }
 
 /// Health for the floor from the owner's report and its observers' (fresh views only):
@@ -118,21 +120,26 @@ pub struct FloorHealth {
 #[must_use]
 pub fn floor_health(owner: Option<&Measurement>, observers: &[&Measurement]) -> FloorHealth {
     let owner_health_bp = owner.and_then(measurement_health_bp);
-    if observers.is_empty() {
-        return FloorHealth { health_bp: owner_health_bp, owner_health_bp, flagged: false };
-    }
-    let flagged = owner.is_some_and(|o| observers.iter().any(|b| diverges(o, b)));
     let worst = |f: &dyn Fn(&Measurement) -> Option<u32>| {
         owner.into_iter().chain(observers.iter().copied()).filter_map(f).max()
     };
     let latency = worst(&|m| m.latency_ms.map(|l| l.p50));
+    if observers.is_empty() {
+        return FloorHealth { health_bp: owner_health_bp, owner_health_bp, flagged: false, latency_ms_p50: latency };
+    }
+    let flagged = owner.is_some_and(|o| observers.iter().any(|b| diverges(o, b)));
     let error = worst(&|m| m.error_bp.map(u32::from));
     let (cpu, memory) = if flagged {
         (Some(10_000), Some(10_000))
     } else {
         (owner.and_then(|o| o.cpu_bp).map(u32::from), owner.and_then(|o| o.memory_bp).map(u32::from))
     };
-    FloorHealth { health_bp: known_health_bp(cpu, memory, latency, error), owner_health_bp, flagged }
+    FloorHealth {
+        health_bp: known_health_bp(cpu, memory, latency, error),
+        owner_health_bp,
+        flagged,
+        latency_ms_p50: latency,
+    }
 }
 
 /// The hashrate a route target of weight `weight_bp` carries for a group of `hashrate_hs`, H/s.
@@ -196,6 +203,7 @@ mod tests {
         assert!(f.flagged);
         assert_eq!(f.owner_health_bp, Some(9900));
         assert_eq!(f.health_bp, Some(2000), "worst cpu/memory, the observed latency");
+        assert_eq!(f.latency_ms_p50, Some(400));
         // An honest owner: observers a little slower (their own network path) are not a dispute.
         let owner = Measurement { cpu_bp: Some(2000), memory_bp: Some(2000), ..seen(40, 100) };
         let f = floor_health(Some(&owner), &[&seen(90, 100)]);

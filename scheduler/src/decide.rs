@@ -156,12 +156,7 @@ pub fn decide(
             let observers: Vec<&Measurement> = e.observers.iter().collect();
             let judged = floor_health(Some(m), &observers);
             health_bp[i] = judged.health_bp;
-            latency_ms[i] = m
-                .latency_ms
-                .map(|l| l.p50)
-                .into_iter()
-                .chain(observers.iter().filter_map(|o| o.latency_ms.map(|l| l.p50)))
-                .max();
+            latency_ms[i] = judged.latency_ms_p50;
             if let Some(c) = m.cpu_bp {
                 cpu_bp_sum += u64::from(c);
                 cpu_known += 1;

@@ -138,7 +138,9 @@ fn status(s: &Shared) -> EndpointStatus {
     let workers = s.books.lock().expect("books lock").clone();
     let samples = s.samples.lock().expect("samples lock");
     let hashrate_hs = match (samples.front(), samples.back()) {
-        (Some(a), Some(b)) if b.0 > a.0 => (b.1 - a.1) * 4_294_967_296.0 / ((b.0 - a.0) as f64 / 1000.0),
+        (Some(a), Some(b)) if b.0 > a.0 => {
+            (b.1 - a.1) * hashmesh_telemetry::HASHES_PER_DIFFICULTY / ((b.0 - a.0) as f64 / 1000.0)
+        }
         _ => 0.0,
     };
     EndpointStatus {

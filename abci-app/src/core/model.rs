@@ -94,10 +94,22 @@ impl TelemetryRecord {
     /// `height` ([`hashmesh_protocol::rules::floor_health`]).
     #[must_use]
     pub fn judged(&self, height: u64, stale_blocks: u64) -> hashmesh_protocol::rules::FloorHealth {
-        let fresh = |v: &&TelemetryView| v.height + stale_blocks >= height;
-        let owner = self.owner.as_ref().filter(fresh).map(|v| &v.measurement);
-        let observers: Vec<_> = self.observers.values().filter(fresh).map(|v| &v.measurement).collect();
+        let (owner, observers) = self.fresh(height, stale_blocks);
         hashmesh_protocol::rules::floor_health(owner, &observers)
+    }
+
+    /// The views committed within `stale_blocks` of `height`: the owner's, and the observers'.
+    #[must_use]
+    pub fn fresh(
+        &self,
+        height: u64,
+        stale_blocks: u64,
+    ) -> (Option<&hashmesh_protocol::Measurement>, Vec<&hashmesh_protocol::Measurement>) {
+        let fresh = |v: &&TelemetryView| v.height + stale_blocks >= height;
+        (
+            self.owner.as_ref().filter(fresh).map(|v| &v.measurement),
+            self.observers.values().filter(fresh).map(|v| &v.measurement).collect(),
+        )
     }
 }
 

@@ -358,19 +358,10 @@ impl State {
     pub fn assignment(&self, group: &GroupId) -> Option<&Assignment> {
         self.assignments.get(group)
     }
-    /// An endpoint's views committed within `telemetry_stale_blocks`: the owner's report, if
-    /// fresh, and the fresh observers' measurements.
+    /// An endpoint's latest telemetry (owner and observer views), fresh or not.
     #[must_use]
-    pub fn fresh_views(
-        &self,
-        endpoint: &EndpointId,
-    ) -> (Option<&hashmesh_protocol::Measurement>, Vec<&hashmesh_protocol::Measurement>) {
-        let Some(t) = self.telemetry.get(endpoint) else { return (None, Vec::new()) };
-        let fresh = |v: &&super::model::TelemetryView| v.height + self.params.telemetry_stale_blocks >= self.height;
-        (
-            t.owner.as_ref().filter(fresh).map(|v| &v.measurement),
-            t.observers.values().filter(fresh).map(|v| &v.measurement).collect(),
-        )
+    pub fn telemetry(&self, endpoint: &EndpointId) -> Option<&TelemetryRecord> {
+        self.telemetry.get(endpoint)
     }
     /// Hashrate the committed assignments route to `endpoint`, H/s.
     #[must_use]

@@ -61,18 +61,20 @@ pub fn epoch_view(state: &State) -> EpochView {
         endpoints: state
             .endpoints()
             .map(|e| {
-                let (owner, observers) = state.fresh_views(&e.id);
-                let latency_ms_p50 =
-                    owner.iter().chain(observers.iter()).filter_map(|m| m.latency_ms.map(|l| l.p50)).max();
+                let judged = state.fresh_health(&e.id);
+                let observers = state
+                    .telemetry(&e.id)
+                    .map(|t| t.fresh(state.height(), params.telemetry_stale_blocks).1.into_iter().copied().collect())
+                    .unwrap_or_default();
                 ViewEndpoint {
                     id: e.id.clone(),
                     owner: e.owner,
                     capacity_hs: e.capacity_hs,
                     drained: e.drained,
                     load_hs: state.endpoint_load_hs(&e.id),
-                    health_bp: state.fresh_health_bp(&e.id),
-                    latency_ms_p50,
-                    observers: observers.into_iter().copied().collect(),
+                    health_bp: judged.health_bp,
+                    latency_ms_p50: judged.latency_ms_p50,
+                    observers,
                 }
             })
             .collect(),
