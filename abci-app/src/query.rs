@@ -5,7 +5,8 @@
 //! | `/status` | — | chain id, height, app hash, counts |
 //! | `/pools`, `/endpoints`, `/groups`, `/assignments`, `/pending` | — | lists |
 //! | `/offers` | — | standing offers, each with `open` |
-//! | `/loans` | — | other pools' committed routes on each endpoint (group, endpoint, borrower, lender, share) |
+//! | `/loans` | — | every loan (open and recently closed) with both sides' readings, what is settled and disputed, and for open ones the routed share |
+//! | `/ledger` | — | settled lending per (lender, borrower): work, fees, reward weight |
 //! | `/telemetry` | — | latest report per endpoint, its health and freshness |
 //! | `/directive` | directive id (hex text) | one directive, with its receipts |
 //! | `/history` | [`HistoryFilter`] JSON | a page of directives (with receipts) and a cursor |
@@ -16,8 +17,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::core::keys;
 use crate::core::model::{
-    Assignment, DirectiveRecord, EndpointRecord, GroupRecord, OfferRecord, PoolRecord, ReceiptRecord, TelemetryRecord,
-    TelemetryView,
+    Assignment, DirectiveRecord, EndpointRecord, GroupRecord, LoanRecord, OfferRecord, PairLedger, PoolRecord,
+    ReceiptRecord, TelemetryRecord, TelemetryView,
 };
 use crate::core::state::{Counts, GenesisMeta};
 use crate::store::{Store, StoreError};
@@ -241,25 +242,32 @@ pub fn handle(store: &Store, path: &str, data: &[u8]) -> Result<Vec<u8>, QueryFa
             Ok(json(&views))
         }
         "/loans" => {
-            let owners: std::collections::BTreeMap<_, _> =
-                store.records::<EndpointRecord>(keys::ENDPOINT)?.into_iter().map(|e| (e.id, e.owner)).collect();
             let groups: std::collections::BTreeMap<_, _> =
                 store.records::<GroupRecord>(keys::GROUP)?.into_iter().map(|g| (g.id.clone(), g)).collect();
-            let mut loans = Vec::new();
-            for a in store.records::<Assignment>(keys::ASSIGNMENT)? {
-                let Some(g) = groups.get(&a.group) else { continue };
-                for t in &a.targets {
-                    let Some(lender) = owners.get(&t.endpoint).filter(|o| **o != g.owner) else { continue };
-                    loans.push(serde_json::json!({
-                        "group": a.group, "endpoint": t.endpoint, "borrower": g.owner, "lender": lender,
-                        "weight_bp": t.weight_bp,
-                        "hashrate_hs": hashmesh_protocol::rules::share_hs(g.hashrate_hs, t.weight_bp).to_string(),
-                        "directive": a.directive, "since_height": a.since_height,
-                    }));
-                }
-            }
+            let routes: std::collections::BTreeMap<_, _> =
+                store.records::<Assignment>(keys::ASSIGNMENT)?.into_iter().map(|a| (a.group.clone(), a)).collect();
+            let loans: Vec<serde_json::Value> = store
+                .records::<LoanRecord>(keys::LOAN)?
+                .into_iter()
+                .map(|l| {
+                    let mut v = serde_json::to_value(&l).unwrap_or_default();
+                    v["open"] = serde_json::json!(l.open());
+                    let routed = routes.get(&l.group).and_then(|a| {
+                        let t = a.targets.iter().find(|t| t.endpoint == l.endpoint)?;
+                        Some((a, t.weight_bp))
+                    });
+                    if let (Some((a, weight_bp)), Some(g)) = (routed, groups.get(&l.group)) {
+                        v["weight_bp"] = serde_json::json!(weight_bp);
+                        v["hashrate_hs"] =
+                            serde_json::json!(hashmesh_protocol::rules::share_hs(g.hashrate_hs, weight_bp).to_string());
+                        v["directive"] = serde_json::json!(a.directive);
+                    }
+                    v
+                })
+                .collect();
             Ok(json(&loans))
         }
+        "/ledger" => Ok(json(&store.records::<PairLedger>(keys::LEDGER)?)),
         "/endpoints" => Ok(json(&store.records::<EndpointRecord>(keys::ENDPOINT)?)),
         "/groups" => Ok(json(&store.records::<GroupRecord>(keys::GROUP)?)),
         "/assignments" => Ok(json(&store.records::<Assignment>(keys::ASSIGNMENT)?)),
@@ -288,7 +296,7 @@ pub fn handle(store: &Store, path: &str, data: &[u8]) -> Result<Vec<u8>, QueryFa
         }
         other => fail(
             code::UNKNOWN_PATH,
-            format!("unknown query path {other:?}; try /status, /pools, /endpoints, /groups, /assignments, /pending, /telemetry, /offers, /loans, /directive, /history"),
+            format!("unknown query path {other:?}; try /status, /pools, /endpoints, /groups, /assignments, /pending, /telemetry, /offers, /loans, /ledger, /directive, /history"),
         ),
     }
 }

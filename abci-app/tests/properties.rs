@@ -10,12 +10,44 @@ use proptest::prelude::*;
 
 #[derive(Debug, Clone)]
 enum Op {
-    Route { who: usize, group: usize, targets: Vec<(usize, usize, u16)> },
-    Drain { who: usize, ep: usize },
-    Restore { who: usize, ep: usize },
-    Vote { who: usize, target: usize, approve: bool },
-    Offer { who: usize, ep: usize, max_gh: u64, expires_in: u64 },
-    Withdraw { who: usize, ep: usize },
+    Route {
+        who: usize,
+        group: usize,
+        targets: Vec<(usize, usize, u16)>,
+    },
+    Drain {
+        who: usize,
+        ep: usize,
+    },
+    Restore {
+        who: usize,
+        ep: usize,
+    },
+    Vote {
+        who: usize,
+        target: usize,
+        approve: bool,
+    },
+    Offer {
+        who: usize,
+        ep: usize,
+        max_gh: u64,
+        expires_in: u64,
+    },
+    Withdraw {
+        who: usize,
+        ep: usize,
+    },
+    LoanWork {
+        who: usize,
+        borrower: usize,
+        group: usize,
+        lender: usize,
+        ep: usize,
+        opened: u64,
+        at_ms: u64,
+        hashes: u128,
+    },
     Garbage(Vec<u8>),
 }
 
@@ -31,6 +63,11 @@ fn op() -> impl Strategy<Value = Op> {
         2 => (0..3usize, 1..=2usize, 0..300u64, 0..20u64)
             .prop_map(|(who, ep, max_gh, expires_in)| Op::Offer { who, ep, max_gh, expires_in }),
         1 => (0..3usize, 1..=2usize).prop_map(|(who, ep)| Op::Withdraw { who, ep }),
+        3 => (0..3usize, 0..3usize, 1..=2usize, 0..3usize, 1..=2usize, 0..12u64, 0..20u64, 0..2000u128).prop_map(
+            |(who, borrower, group, lender, ep, opened, at_s, hashes)| Op::LoanWork {
+                who, borrower, group, lender, ep, opened, at_ms: at_s * 1000, hashes
+            }
+        ),
         1 => proptest::collection::vec(any::<u8>(), 0..64).prop_map(Op::Garbage),
     ]
 }
@@ -85,6 +122,22 @@ fn to_txs(ops: &[Op]) -> Vec<Vec<u8>> {
                 nonce,
                 CHAIN,
                 Body::Withdraw { endpoint: format!("pool-{}/ep-{ep}", POOLS[*who]).parse().unwrap() },
+            ),
+            // Heights and times are small: some reports name a loan that is open, some not;
+            // some totals agree, some dispute, some go backwards.
+            Op::LoanWork { who, borrower, group, lender, ep, opened, at_ms, hashes } => sign_with(
+                POOLS[*who],
+                nonce,
+                CHAIN,
+                Body::ReportLoanWork {
+                    entries: vec![hashmesh_protocol::LoanWork {
+                        group: format!("pool-{}/g-{group}", POOLS[*borrower]).parse().unwrap(),
+                        endpoint: format!("pool-{}/ep-{ep}", POOLS[*lender]).parse().unwrap(),
+                        opened_height: *opened,
+                        at_ms: *at_ms,
+                        accepted_hashes: *hashes,
+                    }],
+                },
             ),
             Op::Garbage(b) => b.clone(),
         };

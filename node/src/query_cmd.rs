@@ -23,8 +23,10 @@ pub enum Target {
     Telemetry,
     /// `/offers`.
     Offers,
-    /// `/loans`.
-    Loans,
+    /// `/loans`, optionally only those of a pool (id hex or prefix).
+    Loans(Option<String>),
+    /// `/ledger`, optionally only pairs with a pool.
+    Ledger(Option<String>),
     /// `/directive` by id
     Directive(String),
     /// `/history` with a JSON filter
@@ -44,7 +46,8 @@ pub fn run(rpc: &Rpc, target: &Target) -> Result<Value> {
         Target::Pending => rpc.abci_query("/pending", b""),
         Target::Telemetry => rpc.abci_query("/telemetry", b""),
         Target::Offers => rpc.abci_query("/offers", b""),
-        Target::Loans => rpc.abci_query("/loans", b""),
+        Target::Loans(pool) => Ok(only_pool(rpc.abci_query("/loans", b"")?, pool.as_deref(), ["borrower", "lender"])),
+        Target::Ledger(pool) => Ok(only_pool(rpc.abci_query("/ledger", b"")?, pool.as_deref(), ["borrower", "lender"])),
         Target::Directive(id) => rpc.abci_query("/directive", id.as_bytes()),
         Target::History(f) => rpc.abci_query("/history", f.to_string().as_bytes()),
     }
@@ -117,8 +120,19 @@ pub fn render(target: &Target, v: &Value) -> Option<String> {
                 })
                 .collect::<Vec<_>>(),
         )),
-        Target::Loans => Some(table(
-            &["GROUP", "ENDPOINT", "BORROWER", "LENDER", "WEIGHT BP", "HASHRATE H/S", "SINCE", "DIRECTIVE"],
+        Target::Loans(_) => Some(table(
+            &[
+                "GROUP",
+                "ENDPOINT",
+                "BORROWER",
+                "LENDER",
+                "OPENED",
+                "CLOSED",
+                "HASHRATE H/S",
+                "FEE BP",
+                "SETTLED HASHES",
+                "DISPUTES",
+            ],
             &arr.iter()
                 .map(|l| {
                     vec![
@@ -126,10 +140,38 @@ pub fn render(target: &Target, v: &Value) -> Option<String> {
                         s(&l["endpoint"]),
                         short(&s(&l["borrower"]), 12),
                         short(&s(&l["lender"]), 12),
-                        s(&l["weight_bp"]),
-                        s(&l["hashrate_hs"]),
-                        s(&l["since_height"]),
-                        short(&s(&l["directive"]), 16),
+                        s(&l["opened_height"]),
+                        if l["closed_height"].is_null() { "open".to_owned() } else { s(&l["closed_height"]) },
+                        if l["hashrate_hs"].is_null() { "-".to_owned() } else { s(&l["hashrate_hs"]) },
+                        s(&l["fee_bp"]),
+                        s(&l["settled_hashes"]),
+                        s(&l["disputes"]),
+                    ]
+                })
+                .collect::<Vec<_>>(),
+        )),
+        Target::Ledger(_) => Some(table(
+            &[
+                "LENDER",
+                "BORROWER",
+                "SETTLED HASHES",
+                "FEES HASHES",
+                "SETTLEMENTS",
+                "DISPUTES",
+                "REWARD WEIGHT",
+                "AS OF HOUR",
+            ],
+            &arr.iter()
+                .map(|l| {
+                    vec![
+                        short(&s(&l["lender"]), 12),
+                        short(&s(&l["borrower"]), 12),
+                        s(&l["settled_hashes"]),
+                        s(&l["fee_hashes"]),
+                        s(&l["settlements"]),
+                        s(&l["disputes"]),
+                        s(&l["reward_weight"]),
+                        s(&l["as_of_hour"]),
                     ]
                 })
                 .collect::<Vec<_>>(),
@@ -213,4 +255,16 @@ pub fn status(rpc: &Rpc) -> Result<Value> {
         "latest_app_hash": app_hash,
         "app": app,
     }))
+}
+
+/// Keep the rows whose `fields` name `pool` (an id or a prefix of one); all rows without it.
+fn only_pool(v: Value, pool: Option<&str>, fields: [&str; 2]) -> Value {
+    let (Some(pool), Value::Array(rows)) = (pool, &v) else { return v };
+    let pool = pool.to_ascii_lowercase();
+    Value::Array(
+        rows.iter()
+            .filter(|r| fields.iter().any(|f| r[*f].as_str().is_some_and(|id| id.starts_with(&pool))))
+            .cloned()
+            .collect(),
+    )
 }

@@ -90,6 +90,31 @@ pub enum Body {
         /// The signer's endpoint.
         endpoint: EndpointId,
     },
+    /// The signer's running totals of the work done under loans it is party to: as borrower,
+    /// what its agents had accepted at the lender's endpoint; as lender, what its endpoint
+    /// accepted under the loan's credentials. The chain compares the two sides (`settle`) and
+    /// settles the smaller within the tolerance. Applied whole or refused whole.
+    ReportLoanWork {
+        /// 1..=[`LOAN_WORK_ENTRIES_MAX`](crate::limits::LOAN_WORK_ENTRIES_MAX) entries,
+        /// strictly increasing by `(group, endpoint)`.
+        entries: Vec<LoanWork>,
+    },
+}
+
+/// One side's running total for one loan.
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode, Serialize, Deserialize)]
+pub struct LoanWork {
+    /// The borrowing group.
+    pub group: GroupId,
+    /// The lending endpoint.
+    pub endpoint: EndpointId,
+    /// The height the loan opened at (names the loan: a later loan of the same pair is another).
+    pub opened_height: u64,
+    /// When the total was read, ms since the Unix epoch (the reporter's clock); strictly
+    /// increasing per loan and side.
+    pub at_ms: u64,
+    /// Accepted work since the loan opened, hashes (difficulty × 2³²); never decreasing.
+    pub accepted_hashes: u128,
 }
 
 /// Most entries one `Receipt` transaction may carry.
@@ -170,6 +195,7 @@ impl Body {
             Body::ReportTelemetryBatch { .. } => "report_telemetry_batch",
             Body::Offer { .. } => "offer",
             Body::Withdraw { .. } => "withdraw",
+            Body::ReportLoanWork { .. } => "report_loan_work",
         }
     }
 

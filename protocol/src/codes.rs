@@ -73,11 +73,19 @@ pub enum RejectCode {
     OfferInvalid = 30,
     /// `Withdraw` of an endpoint with no open offer.
     NoOffer = 31,
+    /// Loan work for a (group, endpoint, opened height) that is not a loan, or whose report
+    /// window closed.
+    LoanUnknown = 32,
+    /// Loan work from a pool that is neither the loan's borrower nor its lender.
+    NotLoanParty = 33,
+    /// Loan work that is empty, too long, out of order, not newer than the side's last report,
+    /// decreasing, or timed too far ahead of the block.
+    LoanWorkInvalid = 34,
 }
 
 impl RejectCode {
     /// Every code, in numeric order (for docs and tests).
-    pub const ALL: [RejectCode; 31] = [
+    pub const ALL: [RejectCode; 34] = [
         Self::Malformed,
         Self::TxTooLarge,
         Self::WrongChainId,
@@ -109,6 +117,9 @@ impl RejectCode {
         Self::NotObserver,
         Self::OfferInvalid,
         Self::NoOffer,
+        Self::LoanUnknown,
+        Self::NotLoanParty,
+        Self::LoanWorkInvalid,
     ];
 
     /// The numeric code CometBFT reports.
@@ -152,6 +163,9 @@ impl RejectCode {
             Self::NotObserver => "not_observer",
             Self::OfferInvalid => "offer_invalid",
             Self::NoOffer => "no_offer",
+            Self::LoanUnknown => "loan_unknown",
+            Self::NotLoanParty => "not_loan_party",
+            Self::LoanWorkInvalid => "loan_work_invalid",
         }
     }
 

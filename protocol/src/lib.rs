@@ -7,7 +7,8 @@
 //! - signing over domain-separated bytes and strict verification ([`signing`]),
 //! - the named limits ([`limits`]) and the stable rejection codes ([`RejectCode`]),
 //! - the integer rules the chain enforces and the planner plans with ([`rules`]),
-//! - measured telemetry on chain and on the plane ([`telemetry`]).
+//! - measured telemetry on chain and on the plane ([`telemetry`]),
+//! - the integer settlement of loans and the decayed reward weights ([`settle`]).
 #![deny(clippy::float_arithmetic)]
 
 pub mod body;
@@ -17,11 +18,12 @@ pub mod ids;
 pub mod limits;
 pub mod plane;
 pub mod rules;
+pub mod settle;
 pub mod signing;
 pub mod telemetry;
 pub mod tx;
 
-pub use body::{Body, Receipt, RouteTarget, TelemetryReport, BASIS_POINTS_TOTAL, RECEIPTS_PER_TX_MAX};
+pub use body::{Body, LoanWork, Receipt, RouteTarget, TelemetryReport, BASIS_POINTS_TOTAL, RECEIPTS_PER_TX_MAX};
 pub use codec::DecodeError;
 pub use codes::RejectCode;
 pub use ids::{AgentId, DirectiveId, EndpointId, GroupId, IdError, PoolId};

@@ -24,6 +24,15 @@ pub const GROUPS_PER_POOL_MAX: usize = 1024;
 pub const VOTE_WINDOW_BLOCKS_MAX: u64 = 100_000;
 /// Longest term of an offer, in blocks (about 11 days at 1 s blocks).
 pub const OFFER_TERM_BLOCKS_MAX: u64 = 1_000_000;
+/// Most entries one `ReportLoanWork` may carry.
+pub const LOAN_WORK_ENTRIES_MAX: usize = 48;
+/// A loan's parties may still report this many blocks after it closed (its last totals).
+pub const LOAN_REPORT_GRACE_BLOCKS: u64 = 200;
+/// A loan report may be timed at most this far after the block's time, ms (clock skew).
+pub const LOAN_REPORT_AHEAD_MS_MAX: u64 = 60_000;
+/// Most hours of settled work a pool pair's ledger keeps for reward weights (the source
+/// article's 24 h window).
+pub const REWARD_WINDOW_HOURS: u64 = 24;
 /// Most directives one history query returns.
 pub const HISTORY_PAGE_MAX: u32 = 1000;
 

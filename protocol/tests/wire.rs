@@ -3,7 +3,7 @@
 use hashmesh_protocol::plane::{Instruction, PlaneMsg, WorkerCredential};
 use hashmesh_protocol::signing::{self, PoolKey, DOMAIN_TAG};
 use hashmesh_protocol::{
-    AgentId, Body, DecodeError, DirectiveId, Receipt, RouteTarget, SignedTx, SigningKey, UnsignedTx,
+    AgentId, Body, DecodeError, DirectiveId, LoanWork, Receipt, RouteTarget, SignedTx, SigningKey, UnsignedTx,
 };
 use proptest::prelude::*;
 
@@ -173,6 +173,20 @@ fn arb_body() -> impl Strategy<Value = Body> {
             expires_height
         }),
         arb_id().prop_map(|e| Body::Withdraw { endpoint: e.parse().unwrap() }),
+        proptest::collection::vec((arb_id(), arb_id(), any::<(u64, u64, u128)>()), 1..8).prop_map(|w| {
+            Body::ReportLoanWork {
+                entries: w
+                    .into_iter()
+                    .map(|(g, e, (opened_height, at_ms, accepted_hashes))| LoanWork {
+                        group: g.parse().unwrap(),
+                        endpoint: e.parse().unwrap(),
+                        opened_height,
+                        at_ms,
+                        accepted_hashes,
+                    })
+                    .collect(),
+            }
+        }),
         arb_id().prop_map(|e| Body::Restore { endpoint: e.parse().unwrap() }),
         (any::<[u8; 32]>(), any::<bool>()).prop_map(|(d, approve)| Body::Vote { directive: DirectiveId(d), approve }),
         proptest::collection::vec((any::<[u8; 32]>(), any::<[u8; 32]>(), any::<u64>()), 1..8).prop_map(|r| {

@@ -69,6 +69,7 @@ fn describe(body: &Body) -> String {
             format!("offer {endpoint} up to {max_hs} H/s at {fee_bp} bp until height {expires_height}")
         }
         Body::Withdraw { endpoint } => format!("withdraw the offer on {endpoint}"),
+        Body::ReportLoanWork { entries } => format!("loan work: {} loan(s)", entries.len()),
     }
 }
 

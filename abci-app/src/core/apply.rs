@@ -99,6 +99,7 @@ enum Plan {
     Offer(super::model::OfferRecord),
     Withdraw(EndpointId),
     Receipts(Vec<Receipt>),
+    LoanWork(Vec<hashmesh_protocol::LoanWork>),
 }
 
 impl State {
@@ -266,6 +267,10 @@ impl State {
             Body::Receipt { receipts } => {
                 Ok(Plan::Receipts(self.check_receipts(tx.signer, receipts, writes, committed)?))
             }
+            Body::ReportLoanWork { entries } => {
+                self.check_loan_work(tx.signer, entries)?;
+                Ok(Plan::LoanWork(entries.clone()))
+            }
             Body::Vote { directive, approve } => {
                 let Some(target) = self.pending.get(directive) else {
                     let known = writes.read_through(committed, &keys::directive(directive)).is_some();
@@ -364,6 +369,11 @@ impl State {
             let (log, events) = Self::record_receipts(tx.signer, &receipts, block.height, writes);
             return Ok((None, log, events));
         }
+        if let Plan::LoanWork(entries) = plan {
+            // Loan reports are state beside the loan, like telemetry.
+            let (log, events) = self.record_loan_work(tx.signer, &entries, block.height, block.time_ms, writes);
+            return Ok((None, log, events));
+        }
 
         let id = DirectiveId::of_tx_bytes(bytes);
         let mut record = DirectiveRecord {
@@ -385,7 +395,7 @@ impl State {
         let log = match plan {
             Plan::RouteActive { group, targets } => {
                 record.status = DirectiveStatus::Active;
-                self.set_assignment(group, targets, id, block.height, writes);
+                events.extend(self.set_assignment(group, targets, id, block.height, writes));
                 "route active".to_owned()
             }
             Plan::RoutePending { voters } => {
@@ -434,7 +444,7 @@ impl State {
                 );
                 format!("offer on {ep} withdrawn")
             }
-            Plan::Telemetry { .. } | Plan::Receipts(_) => unreachable!("handled above"),
+            Plan::Telemetry { .. } | Plan::Receipts(_) | Plan::LoanWork(_) => unreachable!("handled above"),
             Plan::Vote { target, approve } => {
                 events.push(
                     Event::new("vote")
@@ -442,8 +452,9 @@ impl State {
                         .with("pool", tx.signer.to_hex())
                         .with("approve", approve.to_string()),
                 );
-                let decided = self.count_vote(target, tx.signer, approve, block.height, writes);
+                let (decided, loans) = self.count_vote(target, tx.signer, approve, block.height, writes);
                 events.push(directive_event(&decided));
+                events.extend(loans);
                 format!("vote recorded; directive {target} is {}", decided.status.name())
             }
         };
@@ -463,6 +474,7 @@ impl State {
         }
     }
 
+    /// Set a group's route; returns the `loan` events of the loans it opened and closed.
     fn set_assignment(
         &mut self,
         group: GroupId,
@@ -470,13 +482,16 @@ impl State {
         id: DirectiveId,
         height: u64,
         writes: &mut WriteSet,
-    ) {
+    ) -> Vec<Event> {
+        let old = self.assignments.get(&group).map(|a| a.targets.clone()).unwrap_or_default();
+        let events = self.update_loans(&group, &old, &targets, height, writes);
         let a = Assignment { group: group.clone(), targets, directive: id, since_height: height };
         writes.put(keys::assignment(&group), codec::encode(&a));
         self.add_load(&a, true);
         if let Some(old) = self.assignments.insert(group, a) {
             self.add_load(&old, false);
         }
+        events
     }
 
     fn set_drained(&mut self, id: &EndpointId, drained: bool, writes: &mut WriteSet) {
@@ -485,7 +500,8 @@ impl State {
         writes.put(keys::endpoint(id), codec::encode(&*ep));
     }
 
-    /// Count a vote; returns the target's record after the vote.
+    /// Count a vote; returns the target's record after the vote and the `loan` events of an
+    /// activation.
     fn count_vote(
         &mut self,
         target: DirectiveId,
@@ -493,17 +509,18 @@ impl State {
         approve: bool,
         height: u64,
         writes: &mut WriteSet,
-    ) -> DirectiveRecord {
+    ) -> (DirectiveRecord, Vec<Event>) {
         let mut rec = self.pending.remove(&target).expect("planned vote targets a pending directive");
         if approve {
             rec.approvals.push(voter);
             rec.approvals.sort_unstable();
         }
+        let mut events = Vec::new();
         let new_status = if !approve {
             rec.reason = format!("rejected by pool {voter}");
             Some(DirectiveStatus::Rejected)
         } else if rec.approvals.len() == rec.voters_required.len() {
-            Some(self.activate(&mut rec, height, writes))
+            Some(self.activate(&mut rec, height, writes, &mut events))
         } else {
             None
         };
@@ -514,11 +531,17 @@ impl State {
                 self.pending.insert(target, rec.clone());
             }
         }
-        rec
+        (rec, events)
     }
 
     /// Every targeted pool approved: re-check the targets and set the assignment.
-    fn activate(&mut self, rec: &mut DirectiveRecord, height: u64, writes: &mut WriteSet) -> DirectiveStatus {
+    fn activate(
+        &mut self,
+        rec: &mut DirectiveRecord,
+        height: u64,
+        writes: &mut WriteSet,
+        events: &mut Vec<Event>,
+    ) -> DirectiveStatus {
         let tx = SignedTx::decode(&rec.tx).expect("stored directive bytes decode");
         let Body::Route { group, targets } = tx.body else { unreachable!("only routes are pending") };
         if let Some(t) = targets.iter().find(|t| self.endpoints.get(&t.endpoint).is_none_or(|e| e.drained)) {
@@ -531,7 +554,7 @@ impl State {
             rec.reason = format!("no longer fits at approval: {}", r.log);
             return DirectiveStatus::Rejected;
         }
-        self.set_assignment(group, targets, rec.id, height, writes);
+        events.extend(self.set_assignment(group, targets, rec.id, height, writes));
         DirectiveStatus::Active
     }
 

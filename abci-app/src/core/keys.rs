@@ -26,6 +26,10 @@ pub const DIRECTIVE: &[u8] = b"d:";
 pub const PENDING: &[u8] = b"q:";
 /// Prefix of [`offer`] keys.
 pub const OFFER: &[u8] = b"o:";
+/// Prefix of [`loan`] keys.
+pub const LOAN: &[u8] = b"l:";
+/// Prefix of [`ledger`] keys.
+pub const LEDGER: &[u8] = b"w:";
 /// Prefix of [`telemetry`] keys.
 pub const TELEMETRY: &[u8] = b"t:";
 /// Prefix of [`history`] keys.
@@ -70,6 +74,16 @@ pub fn assignment(id: &GroupId) -> Vec<u8> {
 #[must_use]
 pub fn offer(id: &EndpointId) -> Vec<u8> {
     join(OFFER, &[id.as_str().as_bytes()])
+}
+/// A loan of `endpoint` to `group` (the group id, a 0 byte, the endpoint id: ids hold no 0).
+#[must_use]
+pub fn loan(group: &GroupId, endpoint: &EndpointId) -> Vec<u8> {
+    join(LOAN, &[group.as_str().as_bytes(), &[0], endpoint.as_str().as_bytes()])
+}
+/// The ledger of lending from `lender` to `borrower`.
+#[must_use]
+pub fn ledger(lender: &PoolId, borrower: &PoolId) -> Vec<u8> {
+    join(LEDGER, &[lender.as_bytes(), borrower.as_bytes()])
 }
 /// The latest telemetry of an endpoint.
 #[must_use]

@@ -8,6 +8,7 @@ pub mod events;
 pub mod genesis;
 pub mod hash;
 pub mod keys;
+pub mod loans;
 pub mod model;
 pub mod offers;
 pub mod receipts;
@@ -19,8 +20,8 @@ pub use apply::{BlockInput, BlockOutcome, CheckMode, TxOutcome};
 pub use events::{Attr, Event};
 pub use genesis::{GenesisAppState, GenesisError};
 pub use model::{
-    Assignment, DirectiveRecord, DirectiveStatus, EndpointRecord, GroupRecord, OfferRecord, Params, PoolRecord,
-    ReceiptRecord, TelemetryRecord, TelemetryView,
+    Assignment, DirectiveRecord, DirectiveStatus, Dispute, EndpointRecord, GroupRecord, LoanRecord, OfferRecord,
+    PairLedger, Params, PoolRecord, ReceiptRecord, TelemetryRecord, TelemetryView,
 };
 pub use state::{LoadError, State};
 pub use writes::{KvRead, WriteSet};

@@ -66,6 +66,96 @@ pub struct OfferRecord {
     pub height: u64,
 }
 
+/// A loan: a (borrowing group, lending endpoint) pair while a committed route uses it, and
+/// what has been settled of it. A closed loan stays (its parties may report their last totals
+/// for `LOAN_REPORT_GRACE_BLOCKS`) until the same pair opens a new loan.
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode, Serialize, Deserialize)]
+pub struct LoanRecord {
+    /// The borrowing group.
+    pub group: GroupId,
+    /// The lending endpoint.
+    pub endpoint: EndpointId,
+    /// The group's owner.
+    pub borrower: PoolId,
+    /// The endpoint's owner.
+    pub lender: PoolId,
+    /// Height of the route that opened it (names the loan in reports).
+    pub opened_height: u64,
+    /// Height of the route that closed it, if closed.
+    pub closed_height: Option<u64>,
+    /// Fee, bp of the settled work: the open offer's when the loan opened (0 when the route
+    /// was voted in outside an offer).
+    pub fee_bp: u16,
+    /// The borrower's last two readings of its running total.
+    pub borrower_readings: hashmesh_protocol::settle::Readings,
+    /// The lender's last two readings.
+    pub lender_readings: hashmesh_protocol::settle::Readings,
+    /// The last moment the two sides were compared at, ms (each moment is judged once).
+    pub judged_at_ms: u64,
+    /// Work settled so far (the agreed total), hashes.
+    #[serde(with = "hashmesh_protocol::settle::hashes_json")]
+    pub settled_hashes: u128,
+    /// Fees on it, hashes.
+    #[serde(with = "hashmesh_protocol::settle::hashes_json")]
+    pub fee_hashes: u128,
+    /// Comparisons that settled work.
+    pub settlements: u64,
+    /// Comparisons beyond the tolerance.
+    pub disputes: u64,
+    /// The last dispute, if any.
+    pub last_dispute: Option<Dispute>,
+}
+
+impl LoanRecord {
+    /// Whether a route still uses it.
+    #[must_use]
+    pub fn open(&self) -> bool {
+        self.closed_height.is_none()
+    }
+}
+
+/// Two totals for the same moment that differ beyond the tolerance.
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode, Serialize, Deserialize)]
+pub struct Dispute {
+    /// Height of the report that found it.
+    pub height: u64,
+    /// The moment compared, ms.
+    pub at_ms: u64,
+    /// The borrower's total then, hashes.
+    #[serde(with = "hashmesh_protocol::settle::hashes_json")]
+    pub borrower_hashes: u128,
+    /// The lender's total then, hashes.
+    #[serde(with = "hashmesh_protocol::settle::hashes_json")]
+    pub lender_hashes: u128,
+}
+
+/// Settled lending between one lender and one borrower, over all their loans.
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode, Serialize, Deserialize)]
+pub struct PairLedger {
+    /// The lending pool.
+    pub lender: PoolId,
+    /// The borrowing pool.
+    pub borrower: PoolId,
+    /// Work settled, hashes.
+    #[serde(with = "hashmesh_protocol::settle::hashes_json")]
+    pub settled_hashes: u128,
+    /// Fees the borrower owes on it, hashes.
+    #[serde(with = "hashmesh_protocol::settle::hashes_json")]
+    pub fee_hashes: u128,
+    /// Settlements.
+    pub settlements: u64,
+    /// Disputes.
+    pub disputes: u64,
+    /// Settled work per ledger hour of block time, ascending, within `REWARD_WINDOW_HOURS`.
+    pub hours: Vec<hashmesh_protocol::settle::HourWork>,
+    /// The ledger hour of the last settlement.
+    pub as_of_hour: u64,
+    /// Reward weight at `as_of_hour`: Σ work × 0.95^age over `hours`
+    /// ([`hashmesh_protocol::settle::reward_weight`]).
+    #[serde(with = "hashmesh_protocol::settle::hashes_json")]
+    pub reward_weight: u128,
+}
+
 /// One pool's latest committed measurements of an endpoint.
 #[derive(Debug, Clone, PartialEq, Eq, Encode, Decode, Serialize, Deserialize)]
 pub struct TelemetryView {

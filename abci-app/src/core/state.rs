@@ -13,8 +13,8 @@ use super::genesis::GenesisAppState;
 use super::hash;
 use super::keys;
 use super::model::{
-    Assignment, DirectiveRecord, DirectiveStatus, EndpointRecord, GroupRecord, OfferRecord, Params, PoolRecord,
-    TelemetryRecord,
+    Assignment, DirectiveRecord, DirectiveStatus, EndpointRecord, GroupRecord, LoanRecord, OfferRecord, PairLedger,
+    Params, PoolRecord, TelemetryRecord,
 };
 use super::writes::{KvRead, WriteSet};
 
@@ -98,6 +98,11 @@ pub struct State {
     pub(crate) telemetry: BTreeMap<EndpointId, TelemetryRecord>,
     /// Standing offers, at most one per endpoint (expired ones stay until replaced or withdrawn).
     pub(crate) offers: BTreeMap<EndpointId, OfferRecord>,
+    /// Loans by (borrowing group, lending endpoint), open and recently closed (at most one per
+    /// pair: bounded by groups × endpoints).
+    pub(crate) loans: BTreeMap<(GroupId, EndpointId), LoanRecord>,
+    /// Settled lending per (lender, borrower).
+    pub(crate) ledgers: BTreeMap<(PoolId, PoolId), PairLedger>,
     /// Derived from `assignments` (never stored): hashrate routed to each endpoint, H/s.
     pub(crate) endpoint_load_hs: BTreeMap<EndpointId, u128>,
 }
@@ -126,6 +131,8 @@ impl State {
             counts: Counts::default(),
             telemetry: BTreeMap::new(),
             offers: BTreeMap::new(),
+            loans: BTreeMap::new(),
+            ledgers: BTreeMap::new(),
             endpoint_load_hs: BTreeMap::new(),
         };
         let mut w = WriteSet::default();
@@ -188,6 +195,8 @@ impl State {
             counts,
             telemetry: BTreeMap::new(),
             offers: BTreeMap::new(),
+            loans: BTreeMap::new(),
+            ledgers: BTreeMap::new(),
             endpoint_load_hs: BTreeMap::new(),
         };
         for (k, v) in kv.scan_prefix(keys::POOL) {
@@ -223,6 +232,14 @@ impl State {
         for (k, v) in kv.scan_prefix(keys::OFFER) {
             let r: OfferRecord = decode(&k, &v)?;
             st.offers.insert(r.endpoint.clone(), r);
+        }
+        for (k, v) in kv.scan_prefix(keys::LOAN) {
+            let r: LoanRecord = decode(&k, &v)?;
+            st.loans.insert((r.group.clone(), r.endpoint.clone()), r);
+        }
+        for (k, v) in kv.scan_prefix(keys::LEDGER) {
+            let r: PairLedger = decode(&k, &v)?;
+            st.ledgers.insert((r.lender, r.borrower), r);
         }
         for (k, _) in kv.scan_prefix(keys::PENDING) {
             let id = DirectiveId(
@@ -294,6 +311,25 @@ impl State {
         }
         for o in self.offers.values() {
             assert_eq!(self.endpoints.get(&o.endpoint).map(|e| e.owner), Some(o.owner), "offer by a non-owner");
+        }
+        for ((group, endpoint), loan) in &self.loans {
+            let (g, e) = (&self.groups[group], &self.endpoints[endpoint]);
+            assert!(g.owner == loan.borrower && e.owner == loan.lender && loan.borrower != loan.lender, "loan parties");
+            let routed = self.assignments.get(group).is_some_and(|a| a.targets.iter().any(|t| t.endpoint == *endpoint));
+            assert_eq!(loan.open(), routed, "loan of {endpoint} to {group} open iff routed");
+            assert!(loan.fee_hashes <= loan.settled_hashes, "fees within the settled work");
+        }
+        for a in self.assignments.values() {
+            let owner = self.groups[&a.group].owner;
+            for t in a.targets.iter().filter(|t| self.endpoints[&t.endpoint].owner != owner) {
+                assert!(
+                    self.loans.contains_key(&(a.group.clone(), t.endpoint.clone())),
+                    "cross-pool route without a loan"
+                );
+            }
+        }
+        for l in self.ledgers.values() {
+            assert!(l.hours.len() as u64 <= hashmesh_protocol::limits::REWARD_WINDOW_HOURS, "ledger window");
         }
         assert!(self.pending.len() <= hashmesh_protocol::limits::PENDING_DIRECTIVES_MAX);
     }

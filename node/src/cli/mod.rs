@@ -300,8 +300,19 @@ enum QueryCmd {
     Telemetry,
     /// Standing offers of spare capacity (open or expired).
     Offers,
-    /// Loans: other pools' committed routes on each endpoint.
-    Loans,
+    /// Loans: each (borrowing group, lending endpoint) pair a committed route uses or used, with
+    /// both sides' latest totals, what is settled and what is disputed.
+    Loans {
+        /// Only loans this pool borrows or lends (pool id hex, or a prefix of it).
+        #[arg(long)]
+        pool: Option<String>,
+    },
+    /// Settled lending per pair of pools: work, fees owed, reward weight (decayed 5 % an hour).
+    Ledger {
+        /// Only pairs this pool is part of (pool id hex, or a prefix of it).
+        #[arg(long)]
+        pool: Option<String>,
+    },
     /// Directives waiting for votes.
     Pending,
     /// One directive by id.
@@ -544,7 +555,8 @@ fn run_query(q: QueryArgs) -> Result<i32> {
         QueryCmd::Pending => Target::Pending,
         QueryCmd::Telemetry => Target::Telemetry,
         QueryCmd::Offers => Target::Offers,
-        QueryCmd::Loans => Target::Loans,
+        QueryCmd::Loans { pool } => Target::Loans(pool),
+        QueryCmd::Ledger { pool } => Target::Ledger(pool),
         QueryCmd::Directive { id } => Target::Directive(id),
         QueryCmd::History(h) => Target::History(json!({
             "pool": h.filter.pool, "group": h.filter.group,
