@@ -210,4 +210,7 @@ impl ChainView for CommittedView {
     fn drained(&self, e: &EndpointId) -> bool {
         self.0.committed_state().and_then(|s| s.endpoint(e).map(|r| r.drained)).unwrap_or(false)
     }
+    fn loan_opened(&self, g: &GroupId, e: &EndpointId) -> Option<u64> {
+        self.0.committed_state()?.loan(g, e).filter(|l| l.open()).map(|l| l.opened_height)
+    }
 }

@@ -59,6 +59,9 @@ impl ChainView for Chain {
     fn drained(&self, e: &EndpointId) -> bool {
         DRAINED.lock().unwrap().iter().any(|d| d == e.as_str())
     }
+    fn loan_opened(&self, g: &GroupId, e: &EndpointId) -> Option<u64> {
+        (g.as_str() == "pool-a/g-1" && e.as_str() == "pool-b/ep-1").then_some(9)
+    }
 }
 
 fn cross() -> Assignment {
@@ -140,7 +143,7 @@ async fn credentials_and_measurements_cross_the_plane_and_liars_are_cut_off() {
     wait_until("credentials at a's agent", || creds().len() == 1).await;
     let c = creds()[0].clone();
     assert_eq!(c.endpoint.as_str(), "pool-b/ep-1");
-    assert!(c.user.ends_with(".pool-a/g-1") && c.password.len() == 32, "{c:?}");
+    assert!(c.user.ends_with(".pool-a/g-1.9") && c.password.len() == 32, "{c:?}");
     let st = agent::load_state(&agent_home).unwrap();
     assert_eq!(st.applied_count, 1, "credentials update the route in effect, they are not a new route");
     wait_until("b's queue drained", || b.plane.credentials_queued() == 0).await;

@@ -15,7 +15,7 @@ use hashmesh_protocol::rules::{floor_health, load_limit_hs, share_hs};
 use hashmesh_protocol::telemetry::TELEMETRY_ENTRIES_PER_TX_MAX;
 use hashmesh_protocol::{Body, DirectiveId, EndpointId, GroupId, Measurement, PoolId, RouteTarget, TelemetryEntry};
 
-use crate::planner::{plan, PlanEndpoint, PlanGroup, PlannerConfig};
+use crate::planner::{plan, PlanEndpoint, PlanGroup, PlanOffer, PlannerConfig};
 
 /// An endpoint in committed state.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -82,6 +82,23 @@ pub struct EpochView {
     pub groups: Vec<ViewGroup>,
     /// Every directive waiting for votes.
     pub pending: Vec<ViewPending>,
+    /// Every open offer.
+    pub offers: Vec<ViewOffer>,
+    /// Every loan, open or closed.
+    pub loans: Vec<crate::loans::ViewLoan>,
+}
+
+/// An open offer in committed state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ViewOffer {
+    /// The offered endpoint.
+    pub endpoint: EndpointId,
+    /// Most hashrate other pools may place there under it, H/s.
+    pub max_hs: u64,
+    /// Fee, bp of the lent work.
+    pub fee_bp: u16,
+    /// Hashrate other pools' committed routes place there now, H/s.
+    pub lent_hs: u128,
 }
 
 /// What the loop remembers between epochs.
@@ -90,6 +107,9 @@ pub struct DecideMemory {
     /// Per group: the directive of its route when first seen, and when (ms). Bounded by the
     /// pool's groups (entries of groups no longer ours are dropped each epoch).
     seen: BTreeMap<GroupId, (DirectiveId, u64)>,
+    /// Own endpoints seen unusable (`None`) or recovered since (`Some(ms)`) less than a dwell
+    /// ago. Bounded by the pool's endpoints.
+    recovering: BTreeMap<EndpointId, Option<u64>>,
 }
 
 /// Settings of the decision (from `[scheduler]`).
@@ -183,6 +203,31 @@ pub fn decide(
             }
         }
     }
+    // Offers on other pools' endpoints, with what other pools than us borrow there.
+    let offers: BTreeMap<&EndpointId, &ViewOffer> = view.offers.iter().map(|o| (&o.endpoint, o)).collect();
+    let mut mine_on: BTreeMap<&EndpointId, u128> = BTreeMap::new();
+    for g in view.groups.iter().filter(|g| g.owner == *me) {
+        for t in g.route.iter().flat_map(|(_, r)| r) {
+            *mine_on.entry(&t.endpoint).or_insert(0) += share_hs(g.hashrate_hs, t.weight_bp);
+        }
+    }
+    // Own endpoints that were unusable come back only after a dwell of health.
+    for (i, e) in view.endpoints.iter().enumerate().filter(|(_, e)| e.owner == *me) {
+        let unusable = e.drained || health_bp[i].is_some_and(|h| h < floor_bp);
+        match memory.recovering.get(&e.id).copied() {
+            _ if unusable => {
+                memory.recovering.insert(e.id.clone(), None);
+            }
+            Some(None) => {
+                memory.recovering.insert(e.id.clone(), Some(now_ms));
+            }
+            Some(Some(since)) if now_ms.saturating_sub(since) >= cfg.dwell_ms_min => {
+                memory.recovering.remove(&e.id);
+            }
+            _ => {}
+        }
+    }
+    memory.recovering.retain(|id, _| view.endpoints.iter().any(|e| e.id == *id && e.owner == *me));
     let plan_eps: Vec<PlanEndpoint> = view
         .endpoints
         .iter()
@@ -198,6 +243,12 @@ pub fn decide(
             ramp: 1.0,
             latency_ms: f64::from(latency_ms[i].unwrap_or(0)),
             base_load_hs: base_load[i] as f64,
+            offer: offers.get(&e.id).filter(|_| e.owner != *me).map(|o| PlanOffer {
+                max_hs: o.max_hs as f64,
+                fee_bp: u32::from(o.fee_bp),
+                lent_hs: o.lent_hs.saturating_sub(mine_on.get(&e.id).copied().unwrap_or(0)) as f64,
+            }),
+            settling: memory.recovering.contains_key(&e.id),
         })
         .collect();
 
@@ -227,6 +278,7 @@ pub fn decide(
         max_moves_per_epoch: cfg.moves_per_epoch_max,
         health_floor: f64::from(floor_bp) / 10_000.0,
         allow_cross_pool: false,
+        borrow: true,
         ..PlannerConfig::default()
     };
     for m in plan(&plan_groups, &plan_eps, &planner, now_ms) {

@@ -19,6 +19,7 @@ pub mod balancer;
 pub mod decide;
 pub mod forecast;
 pub mod health;
+pub mod loans;
 pub mod outlier;
 pub mod phi;
 pub mod planner;

@@ -8,6 +8,13 @@
 //! and, beyond a latency budget, by `(budget / latency)²`.
 //! Because a group's target ignores its own current placement, the same input always gives the
 //! same target: a group that already sits on its target has zero gain, so routing does not flap.
+//!
+//! **Borrowing.** When the owner's usable headroom cannot carry a group (its endpoints dead,
+//! drained, unhealthy or full), the deficit goes to other pools' endpoints with open offers
+//! ([`PlanOffer`]), cheapest fee first, then healthiest, each within its offer's remaining
+//! capacity (less a margin for basis-point rounding), so the route is active without votes.
+//! Once the owner's endpoints can carry the group again and the dwell has passed, the group
+//! comes home whatever the gain.
 
 use crate::weights::to_basis_points;
 
@@ -36,7 +43,27 @@ pub struct PlanEndpoint {
     /// Load already on the endpoint from groups the planner is not placing (other pools'
     /// groups), H/s.
     pub base_load_hs: f64,
+    /// Its owner's open offer, if any (another pool's endpoint the groups may borrow).
+    pub offer: Option<PlanOffer>,
+    /// Recovered less than a dwell ago: routes on it stay, but no route is moved onto it yet.
+    pub settling: bool,
 }
+
+/// An open offer on an endpoint, as the planner sees it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PlanOffer {
+    /// Most hashrate other pools may place there, H/s.
+    pub max_hs: f64,
+    /// Fee, bp of the lent work.
+    pub fee_bp: u32,
+    /// Hashrate other pools than the planner's already borrow there, H/s (the planner's own
+    /// groups' shares come on top).
+    pub lent_hs: f64,
+}
+
+/// Share of an offer's remaining capacity the planner leaves unused, so that rounding weights
+/// to basis points cannot take a route outside the offer.
+const OFFER_MARGIN: f64 = 0.01;
 
 /// A miner group and its current route.
 #[derive(Debug, Clone, PartialEq)]
@@ -66,8 +93,10 @@ pub struct PlannerConfig {
     pub health_floor: f64,
     /// Target utilisation ceiling (default 0.8: headroom under the chain's 0.9 refusal line).
     pub max_utilization: f64,
-    /// Whether groups may be routed onto other pools' endpoints.
+    /// Whether groups may be routed onto other pools' endpoints (as if they were the owner's).
     pub allow_cross_pool: bool,
+    /// Whether groups the owner's endpoints cannot carry may borrow offered endpoints.
+    pub borrow: bool,
     /// Submit latency beyond which an endpoint's share shrinks with the square of the excess
     /// ratio, ms (stale work grows with latency; the article's first bucket is < 100 ms).
     /// 0 turns latency steering off.
@@ -83,6 +112,7 @@ impl Default for PlannerConfig {
             health_floor: 0.3,
             max_utilization: 0.8,
             allow_cross_pool: false,
+            borrow: false,
             latency_budget_ms: 100.0,
         }
     }
@@ -119,12 +149,19 @@ fn penalty(e: &PlanEndpoint, other_load_hs: f64, share_hs: f64, cfg: &PlannerCon
     1.0 / ((e.health * latency_factor(e, cfg)).max(0.01) * (1.0 - util).max(0.05))
 }
 
-fn route_cost(route: &[(usize, u16)], hashrate: f64, eps: &[PlanEndpoint], other: &[f64], cfg: &PlannerConfig) -> f64 {
+/// Cost of a group's route: each share's penalty, weighted by its share; on other pools'
+/// offered endpoints the fee counts on top (`1 + fee`).
+fn route_cost(route: &[(usize, u16)], g: &PlanGroup, eps: &[PlanEndpoint], other: &[f64], cfg: &PlannerConfig) -> f64 {
+    let hashrate = g.hashrate_hs as f64;
     route
         .iter()
         .map(|&(e, w)| {
             let share = hashrate * f64::from(w) / 10_000.0;
-            f64::from(w) / 10_000.0 * penalty(&eps[e], other[e], share, cfg)
+            let fee = match &eps[e].offer {
+                Some(o) if eps[e].owner != g.owner => f64::from(o.fee_bp) / 10_000.0,
+                _ => 0.0,
+            };
+            f64::from(w) / 10_000.0 * penalty(&eps[e], other[e], share, cfg) * (1.0 + fee)
         })
         .sum()
 }
@@ -141,16 +178,32 @@ fn serviceable(e: &PlanEndpoint, cfg: &PlannerConfig) -> bool {
     !e.drained && !e.ejected && e.health >= cfg.health_floor
 }
 
+/// Room left on endpoint `i` under the utilisation ceiling, H/s.
+fn room(e: &PlanEndpoint, other: f64, cfg: &PlannerConfig) -> f64 {
+    (e.capacity_hs as f64 * cfg.max_utilization * e.ramp.clamp(0.0, 1.0) - other).max(0.0)
+}
+
 /// The target route of group `gi` given the load of every other group.
 fn target(g: &PlanGroup, eps: &[PlanEndpoint], other: &[f64], cfg: &PlannerConfig) -> Option<Vec<(usize, u16)>> {
+    let hr = g.hashrate_hs as f64;
+    if cfg.borrow {
+        let own_room: f64 = eps
+            .iter()
+            .enumerate()
+            .filter(|(_, e)| e.owner == g.owner && usable(e, g, cfg) && !e.settling)
+            .map(|(i, e)| room(e, other[i], cfg))
+            .sum();
+        if own_room < hr {
+            if let Some(route) = borrowed(g, eps, other, cfg, hr - own_room) {
+                return Some(route);
+            }
+        }
+    }
     let mut cands: Vec<(usize, f64)> = eps
         .iter()
         .enumerate()
-        .filter(|(_, e)| usable(e, g, cfg))
-        .map(|(i, e)| {
-            let room = (e.capacity_hs as f64 * cfg.max_utilization * e.ramp.clamp(0.0, 1.0) - other[i]).max(0.0);
-            (i, room * e.health * latency_factor(e, cfg))
-        })
+        .filter(|(_, e)| usable(e, g, cfg) && !e.settling)
+        .map(|(i, e)| (i, room(e, other[i], cfg) * e.health * latency_factor(e, cfg)))
         .collect();
     if cands.is_empty() {
         return None;
@@ -165,6 +218,61 @@ fn target(g: &PlanGroup, eps: &[PlanEndpoint], other: &[f64], cfg: &PlannerConfi
     cands.truncate(ROUTE_TARGETS_MAX);
     let bp = to_basis_points(&cands.iter().map(|c| c.1).collect::<Vec<_>>());
     let mut route: Vec<(usize, u16)> = cands.iter().zip(bp).filter(|(_, w)| *w > 0).map(|(c, w)| (c.0, w)).collect();
+    route.sort_unstable();
+    Some(route)
+}
+
+/// A route that fills the owner's endpoints to their room and borrows `deficit` H/s from
+/// offered endpoints of other pools (cheapest fee, then healthiest, then by index), or `None`
+/// when the offers cannot cover it.
+fn borrowed(
+    g: &PlanGroup,
+    eps: &[PlanEndpoint],
+    other: &[f64],
+    cfg: &PlannerConfig,
+    deficit: f64,
+) -> Option<Vec<(usize, u16)>> {
+    let mut shares: Vec<(usize, f64)> = eps
+        .iter()
+        .enumerate()
+        .filter(|(_, e)| e.owner == g.owner && usable(e, g, cfg) && !e.settling)
+        .map(|(i, e)| (i, room(e, other[i], cfg)))
+        .filter(|(_, r)| *r > 0.0)
+        .collect();
+    let mut offered: Vec<(usize, &PlanOffer)> = eps
+        .iter()
+        .enumerate()
+        .filter(|(_, e)| e.owner != g.owner && serviceable(e, cfg) && !e.settling)
+        .filter_map(|(i, e)| Some((i, e.offer.as_ref()?)))
+        .collect();
+    offered.sort_by(|a, b| {
+        a.1.fee_bp.cmp(&b.1.fee_bp).then(eps[b.0].health.total_cmp(&eps[a.0].health)).then(a.0.cmp(&b.0))
+    });
+    let mut left = deficit;
+    for (i, o) in offered.into_iter().take(ROUTE_TARGETS_MAX.saturating_sub(shares.len())) {
+        if left <= 0.0 {
+            break;
+        }
+        // The planner's other groups already there count against the offer too.
+        let mine_here = (other[i] - eps[i].base_load_hs).max(0.0);
+        let offer_room = (o.max_hs - o.lent_hs - mine_here).max(0.0) * (1.0 - OFFER_MARGIN);
+        let take = offer_room.min(room(&eps[i], other[i], cfg)).min(left);
+        if take > 0.0 {
+            shares.push((i, take));
+            left -= take;
+        }
+    }
+    if left > 0.0 || shares.is_empty() {
+        return None;
+    }
+    // Floor the borrowed shares' basis points (so they stay inside the offers) and give the
+    // remainder to the owner's endpoints, or to the first borrowed one when there is none.
+    let total: f64 = shares.iter().map(|s| s.1).sum();
+    let mut route: Vec<(usize, u16)> =
+        shares.iter().map(|&(i, s)| (i, ((s / total) * 10_000.0).floor() as u16)).filter(|(_, w)| *w > 0).collect();
+    let sum: u32 = route.iter().map(|r| u32::from(r.1)).sum();
+    let slot = route.iter().position(|(i, _)| eps[*i].owner == g.owner).unwrap_or(0);
+    route.get_mut(slot)?.1 += (10_000 - sum) as u16;
     route.sort_unstable();
     Some(route)
 }
@@ -188,7 +296,7 @@ pub fn plan(groups: &[PlanGroup], eps: &[PlanEndpoint], cfg: &PlannerConfig, now
         .map(|(i, g)| {
             let mut other = load.clone();
             add(&mut other, g, &g.route, -1.0);
-            (i, route_cost(&g.route, g.hashrate_hs as f64, eps, &other, cfg))
+            (i, route_cost(&g.route, g, eps, &other, cfg))
         })
         .collect();
     order.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
@@ -210,15 +318,17 @@ pub fn plan(groups: &[PlanGroup], eps: &[PlanEndpoint], cfg: &PlannerConfig, now
         if new_route == g.route {
             continue;
         }
-        let hr = g.hashrate_hs as f64;
-        let old_cost = route_cost(&g.route, hr, eps, &other, cfg);
-        let new_cost = route_cost(&new_route, hr, eps, &other, cfg);
-        let gain_bp = if broken || old_cost <= 0.0 {
+        let old_cost = route_cost(&g.route, g, eps, &other, cfg);
+        let new_cost = route_cost(&new_route, g, eps, &other, cfg);
+        // A borrowing group whose own endpoints carry it again comes home whatever the gain.
+        let abroad = |r: &[(usize, u16)]| r.iter().any(|&(e, _)| eps[e].owner != g.owner);
+        let home = cfg.borrow && abroad(&g.route) && !abroad(&new_route);
+        let gain_bp = if broken || home || old_cost <= 0.0 {
             10_000
         } else {
             (((old_cost - new_cost) / old_cost) * 10_000.0).clamp(0.0, 10_000.0) as u32
         };
-        if broken || gain_bp >= cfg.min_gain_bp {
+        if broken || home || gain_bp >= cfg.min_gain_bp {
             add(&mut load, g, &g.route, -1.0);
             add(&mut load, g, &new_route, 1.0);
             moves.push(Move { group: gi, route: new_route, gain_bp });
@@ -242,6 +352,8 @@ mod tests {
             ramp: 1.0,
             latency_ms: 20.0,
             base_load_hs: 0.0,
+            offer: None,
+            settling: false,
         }
     }
 

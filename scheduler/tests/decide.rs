@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use hashmesh_protocol::{Body, DirectiveId, EndpointId, Measurement, PoolId, RouteTarget, TelemetryReport};
 use hashmesh_scheduler::decide::{
-    decide, DecideConfig, DecideMemory, Decision, EpochView, ViewEndpoint, ViewGroup, ViewPending,
+    decide, DecideConfig, DecideMemory, Decision, EpochView, ViewEndpoint, ViewGroup, ViewOffer, ViewPending,
 };
 
 const ME: PoolId = PoolId([1; 32]);
@@ -49,6 +49,8 @@ fn view() -> EpochView {
             route: Some((DirectiveId([9; 32]), route(&[("pool-a/ep-1", 5000), ("pool-a/ep-2", 5000)]))),
         }],
         pending: Vec::new(),
+        offers: Vec::new(),
+        loans: Vec::new(),
     }
 }
 
@@ -208,4 +210,53 @@ fn a_borrowed_endpoint_is_reported_as_observer_and_observers_judge_our_own() {
     assert_eq!(batch_endpoints(&d), vec![vec!["pool-a/ep-2".to_owned(), "pool-b/ep-1".to_owned()]]);
     // ep-2 is flagged by its observer: below the floor, so no route of ours goes there.
     assert!(routes(&d).iter().flatten().all(|(e, _)| e != "pool-a/ep-2"), "{:?}", d.bodies);
+}
+
+/// Both own endpoints dead: the group borrows the offered endpoint at once, within the offer
+/// (cheapest fee first), without waiting for the dwell; when its endpoints are healthy again,
+/// it comes home only after they have stayed healthy for a dwell.
+#[test]
+fn a_pool_that_cannot_carry_a_group_borrows_offered_capacity_and_comes_home_after_a_dwell() {
+    let mut v = view();
+    v.endpoints.push(ep("pool-c/ep-1", PoolId([3; 32]), 0, Some(9000)));
+    v.offers = vec![
+        ViewOffer { endpoint: "pool-b/ep-1".parse().unwrap(), max_hs: 60 * TH, fee_bp: 100, lent_hs: 0 },
+        ViewOffer { endpoint: "pool-c/ep-1".parse().unwrap(), max_hs: 60 * TH, fee_bp: 300, lent_hs: 0 },
+    ];
+    let dead = measured(&[("pool-a/ep-1", report(1000, 10, 10_000)), ("pool-a/ep-2", report(1000, 10, 10_000))]);
+    let mut memory = DecideMemory::default();
+    let d = decide(&ME, &v, &dead, &mut memory, &CFG, 1_000_000);
+    assert_eq!(routes(&d), vec![vec![("pool-b/ep-1".to_owned(), 10_000)]], "the cheaper offer, whole");
+    // Committed (in one block: inside the offer); the endpoints stay dead a while.
+    v.groups[0].route = Some((DirectiveId([10; 32]), route(&[("pool-b/ep-1", 10_000)])));
+    v.endpoints[2].load_hs = 40 * u128::from(TH);
+    v.offers[0].lent_hs = 40 * u128::from(TH);
+    assert_eq!(decide(&ME, &v, &dead, &mut memory, &CFG, 1_010_000).moves, 0);
+    // Healthy again at 1 020 000: not home before a dwell of health (and of the route).
+    let ok = measured(&[("pool-a/ep-1", report(1000, 10, 0)), ("pool-a/ep-2", report(1000, 10, 0))]);
+    for t in [1_020_000, 1_040_000] {
+        assert_eq!(decide(&ME, &v, &ok, &mut memory, &CFG, t).moves, 0, "at {t}");
+    }
+    let home = decide(&ME, &v, &ok, &mut memory, &CFG, 1_020_000 + CFG.dwell_ms_min);
+    assert_eq!(routes(&home), vec![vec![("pool-a/ep-1".to_owned(), 5000), ("pool-a/ep-2".to_owned(), 5000)]]);
+}
+
+/// An offer smaller than the deficit: the rest spreads over the other offers; nothing offered
+/// at all: the group stays where it is (no route the chain would refuse).
+#[test]
+fn borrowing_stays_inside_the_offers() {
+    let mut v = view();
+    v.endpoints.push(ep("pool-c/ep-1", PoolId([3; 32]), 0, Some(9000)));
+    v.offers = vec![
+        ViewOffer { endpoint: "pool-b/ep-1".parse().unwrap(), max_hs: 10 * TH, fee_bp: 0, lent_hs: 0 },
+        ViewOffer { endpoint: "pool-c/ep-1".parse().unwrap(), max_hs: 60 * TH, fee_bp: 0, lent_hs: 0 },
+    ];
+    let dead = measured(&[("pool-a/ep-1", report(1000, 10, 10_000)), ("pool-a/ep-2", report(1000, 10, 10_000))]);
+    let d = decide(&ME, &v, &dead, &mut DecideMemory::default(), &CFG, 1_000_000);
+    let r = &routes(&d)[0];
+    assert_eq!(r.len(), 2, "{r:?}");
+    let b = r.iter().find(|(e, _)| e == "pool-b/ep-1").unwrap().1;
+    assert!(u64::from(b) * 40 * TH / 10_000 <= 10 * TH, "{b} bp of 40 TH/s fits in 10 TH/s");
+    v.offers.clear();
+    assert_eq!(decide(&ME, &v, &dead, &mut DecideMemory::default(), &CFG, 1_000_000).moves, 0);
 }

@@ -9,7 +9,7 @@ use hashmesh_scheduler::balancer::{
 };
 use hashmesh_scheduler::health::{health, HealthWeights};
 use hashmesh_scheduler::phi::{Backoff, PhiAccrual};
-use hashmesh_scheduler::planner::{plan, PlanEndpoint, PlanGroup, PlannerConfig};
+use hashmesh_scheduler::planner::{plan, PlanEndpoint, PlanGroup, PlanOffer, PlannerConfig};
 use hashmesh_scheduler::ramp::Ramp;
 use hashmesh_scheduler::rng::Rng;
 use hashmesh_scheduler::telemetry::Telemetry;
@@ -45,8 +45,11 @@ fn view() -> impl Strategy<Value = EndpointView> {
 }
 
 fn endpoint() -> impl Strategy<Value = PlanEndpoint> {
-    (0usize..2, 1u64..1000, 0.0..1.0f64, any::<bool>(), any::<bool>(), 0.0..1.0f64, 0.0..500.0f64).prop_map(
-        |(owner, cap, health, drained, ejected, ramp, latency_ms)| PlanEndpoint {
+    (
+        (0usize..2, 1u64..1000, 0.0..1.0f64, any::<bool>(), any::<bool>(), 0.0..1.0f64, 0.0..500.0f64),
+        proptest::option::of((0u64..600, 0u32..2000, 0u64..200)),
+    )
+        .prop_map(|((owner, cap, health, drained, ejected, ramp, latency_ms), offer)| PlanEndpoint {
             base_load_hs: 0.0,
             id: String::new(),
             owner: format!("pool-{owner}"),
@@ -56,8 +59,13 @@ fn endpoint() -> impl Strategy<Value = PlanEndpoint> {
             ejected: ejected && cap % 5 == 0,
             ramp,
             latency_ms,
-        },
-    )
+            offer: offer.map(|(max, fee_bp, lent)| PlanOffer {
+                max_hs: (max * 1_000_000) as f64,
+                fee_bp,
+                lent_hs: (lent * 1_000_000) as f64,
+            }),
+            settling: false,
+        })
 }
 
 fn groups(n_eps: usize) -> impl Strategy<Value = Vec<PlanGroup>> {
@@ -190,6 +198,48 @@ proptest! {
         }
     }
 
+    /// Borrowing: a borrowed share is only on another pool's serviceable endpoint with an open
+    /// offer, within that offer's remaining capacity (counting the planner's other groups
+    /// there), and only when the owner's own room could not carry the group.
+    #[test]
+    fn borrowed_shares_stay_inside_the_offers(
+        eps in proptest::collection::vec(endpoint(), 1..20),
+        gs in groups(64)
+    ) {
+        let cfg = PlannerConfig { borrow: true, min_gain_bp: 0, ..PlannerConfig::default() };
+        let mut gs = gs;
+        for g in &mut gs {
+            g.route[0].0 %= eps.len();
+            g.changed_at_ms = None;
+        }
+        let moves = plan(&gs, &eps, &cfg, 1_000_000);
+        // Apply the moves to see each offer's final use by the planner's pool(s).
+        let mut routes: Vec<Vec<(usize, u16)>> = gs.iter().map(|g| g.route.clone()).collect();
+        for m in &moves {
+            check_route(&m.route, &eps, &cfg)?;
+            routes[m.group] = m.route.clone();
+        }
+        for m in &moves {
+            let g = &gs[m.group];
+            for &(e, _) in m.route.iter().filter(|(e, _)| eps[*e].owner != g.owner) {
+                let o = eps[e].offer.expect("borrowed only where offered");
+                let used: f64 = gs
+                    .iter()
+                    .zip(&routes)
+                    .filter(|(h, _)| h.owner == g.owner)
+                    .flat_map(|(h, r)| r.iter().filter(|(x, _)| *x == e).map(move |(_, w)| h.hashrate_hs as f64 * f64::from(*w) / 10_000.0))
+                    .sum();
+                // Groups that did not move may already sit there beyond the offer (random
+                // starting routes); the planner cannot be held to those.
+                let unmoved_there = gs.iter().enumerate().any(|(i, h)| {
+                    h.owner == g.owner && !moves.iter().any(|n| n.group == i) && h.route.iter().any(|(x, _)| *x == e)
+                });
+                prop_assert!(unmoved_there || o.lent_hs + used <= o.max_hs * 1.0001,
+                    "endpoint {e}: lent {} + ours {used} over the offer {}", o.lent_hs, o.max_hs);
+            }
+        }
+    }
+
     #[test]
     fn planner_does_not_flap_under_constant_input(eps in proptest::collection::vec(endpoint(), 2..12), gs in groups(64)) {
         let cfg = PlannerConfig { allow_cross_pool: true, ..PlannerConfig::default() };
@@ -310,6 +360,8 @@ fn ep(id: &str, owner: &str, health: f64) -> PlanEndpoint {
         ejected: false,
         ramp: 1.0,
         latency_ms: 40.0,
+        offer: None,
+        settling: false,
     }
 }
 

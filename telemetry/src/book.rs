@@ -55,6 +55,20 @@ struct Sum {
     windows: u32,
 }
 
+/// What one agent had accepted at one endpoint in an epoch: the borrower's side of a loan's
+/// running total is the sum of these (`EpochBook::take_with_work`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AgentWork {
+    /// The agent.
+    pub agent: AgentId,
+    /// The endpoint.
+    pub endpoint: EndpointId,
+    /// Accepted hashes in the epoch's windows.
+    pub hashes: u128,
+    /// End of the agent's latest window there (agent clock, ms): the work is complete up to it.
+    pub through_ms: u64,
+}
+
 /// Windows received since the last [`EpochBook::take`], per endpoint and agent.
 #[derive(Debug, Clone, Default)]
 pub struct EpochBook {
@@ -102,7 +116,13 @@ impl EpochBook {
     /// The epoch's measurement of every endpoint some agent sent a window for, and start the
     /// next epoch. CPU and memory are unknown: agents cannot see them.
     pub fn take(&mut self) -> BTreeMap<EndpointId, Measurement> {
+        self.take_with_work().0
+    }
+
+    /// [`EpochBook::take`], and each agent's accepted work per endpoint in the epoch.
+    pub fn take_with_work(&mut self) -> (BTreeMap<EndpointId, Measurement>, Vec<AgentWork>) {
         let mut out = BTreeMap::new();
+        let mut work = Vec::new();
         for (e, agents) in &mut self.endpoints {
             agents.retain(|_, s| s.windows > 0);
             if agents.is_empty() {
@@ -112,7 +132,13 @@ impl EpochBook {
             let (mut accepted, mut rejected, mut stale, mut hs, mut miners, mut queue) =
                 (0u64, 0u64, 0u64, 0u64, 0u32, 0u32);
             let mut down = false;
-            for s in agents.values_mut() {
+            for (agent, s) in agents.iter_mut() {
+                work.push(AgentWork {
+                    agent: *agent,
+                    endpoint: e.clone(),
+                    hashes: s.hashes,
+                    through_ms: s.last_end_ms,
+                });
                 accepted = accepted.saturating_add(s.accepted);
                 rejected = rejected.saturating_add(s.rejected);
                 stale = stale.saturating_add(s.stale);
@@ -150,7 +176,7 @@ impl EpochBook {
             );
         }
         self.endpoints.retain(|_, a| !a.is_empty());
-        out
+        (out, work)
     }
 }
 
@@ -211,5 +237,24 @@ mod tests {
         let mut w = window(2000, 4000, 0, &[]);
         w.end_ms = 1000;
         assert!(matches!(b.record(agent(1), &w), Err(BookError::Malformed(_))));
+    }
+
+    #[test]
+    fn work_is_reported_per_agent_and_endpoint_with_its_last_window() {
+        let mut b = EpochBook::default();
+        b.record(agent(1), &window(0, 2000, 10, &[10])).unwrap();
+        b.record(agent(1), &window(2000, 4000, 5, &[10])).unwrap();
+        b.record(agent(2), &window(0, 2000, 0, &[])).unwrap();
+        let (_, mut work) = b.take_with_work();
+        work.sort_by_key(|w| w.agent);
+        let e: EndpointId = "pool-a/ep-1".parse().unwrap();
+        assert_eq!(
+            work,
+            vec![
+                AgentWork { agent: agent(1), endpoint: e.clone(), hashes: 15 * hashes_of(1.0), through_ms: 4000 },
+                AgentWork { agent: agent(2), endpoint: e, hashes: 0, through_ms: 2000 },
+            ]
+        );
+        assert!(b.take_with_work().1.is_empty(), "taken once");
     }
 }

@@ -18,7 +18,7 @@ pub mod hashrate;
 pub mod histogram;
 pub mod host;
 
-pub use book::{BookError, EpochBook};
+pub use book::{AgentWork, BookError, EpochBook};
 pub use hashrate::{hashes_of, hashrate_hs, HashrateWindow, HASHES_PER_DIFFICULTY, HASHRATE_WINDOW_MS};
 pub use histogram::LatencyHistogram;
 pub use host::{host_usage_bp, HostSample};

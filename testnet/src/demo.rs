@@ -156,6 +156,7 @@ fn route_step(cluster: &Cluster, node: usize, group: &str, targets: &[(&str, u16
 /// If a step is refused or a node does not answer.
 pub fn run(cluster: &Cluster) -> Result<()> {
     println!("demo: submitting signed directives");
+    offer_step(cluster)?;
     let a = &cluster.nodes[0];
     route_step(cluster, 0, &a.groups[0], &[(&a.endpoints[0], 6000), (&a.endpoints[1], 4000)])?;
     if cluster.nodes.len() < 2 {
@@ -176,6 +177,26 @@ pub fn run(cluster: &Cluster) -> Result<()> {
         vote_step(cluster, &cross)?;
     }
     drain_step(cluster)
+}
+
+/// Every pool but the first offers spare capacity on its first endpoint (250 TH/s, 100 bp more
+/// fee per pool, open for `OFFER_TERM_BLOCKS_MAX` blocks): the pool that loses its endpoints
+/// borrows there without a vote.
+fn offer_step(cluster: &Cluster) -> Result<()> {
+    for (i, n) in cluster.nodes.iter().enumerate().skip(1) {
+        let (_, height, _) = Rpc::new(&n.rpc).status()?;
+        send(
+            cluster,
+            i,
+            Body::Offer {
+                endpoint: n.endpoints[0].parse()?,
+                max_hs: 250_000_000_000_000,
+                fee_bp: 100 * u16::try_from(i).unwrap_or(1),
+                expires_height: height + hashmesh_protocol::limits::OFFER_TERM_BLOCKS_MAX,
+            },
+        )?;
+    }
+    Ok(())
 }
 
 /// On a fresh cluster whose pools run their scheduling loop, wait (at most 20 s) until pool-a's

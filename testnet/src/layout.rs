@@ -199,10 +199,13 @@ pub fn generate(spec: &ClusterSpec) -> Result<Cluster> {
         if let Some(sched) = &spec.scheduler {
             // The endpoints' servers export their host's CPU and memory (node_exporter names):
             // the owner's node reads them for its own reports.
-            let host_metrics = stratum.iter().map(|e| (e.id.clone(), format!("http://{}/metrics", e.http))).collect();
+            // The same page counts accepted difficulty per worker: the lender's side of loans.
+            let host_metrics: std::collections::BTreeMap<String, String> =
+                stratum.iter().map(|e| (e.id.clone(), format!("http://{}/metrics", e.http))).collect();
             cfg.scheduler = hashmesh_node::live::SchedulerSettings {
                 enabled: true,
                 seed: i as u64 + 1,
+                share_metrics: host_metrics.clone(),
                 host_metrics,
                 ..sched.clone()
             };

@@ -4,6 +4,10 @@
 //! pool-b's node handed over (which appear in no log, status, chain state or event); killing an
 //! endpoint moves its work within 2 s, and a route change without it commits. The telemetry on
 //! chain is the agents' measurements, with owner and observer views of the lent endpoint.
+//! Killing pool-a's second endpoint makes pool-a borrow offered capacity on its own (active in
+//! one block, no vote); both sides' reports settle the loan; restored, the hashrate comes home,
+//! the loan closes, its settled work is within 1 % of what the lender's endpoint counted, and
+//! the loan's credentials are gone from pool-a's agents.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -76,13 +80,14 @@ fn miners_follow_committed_routes_on_the_cluster() {
     });
 
     // The demo's cross-pool route: pool-a/g-2's miners count at pool-b/ep-2 under the worker
-    // name pool-b's node issued (`<pool-a id>.pool-a/g-2`), not under pool-a's own login.
+    // name pool-b's node issued for the loan (`<pool-a id>.pool-a/g-2.<opened height>`), not
+    // under pool-a's own login.
     let lent = || {
         endpoint(&status(&dir), "pool-b/ep-2")["workers"]
             .as_array()
             .unwrap()
             .iter()
-            .any(|w| w.as_str().is_some_and(|w| w.ends_with(".pool-a/g-2")))
+            .any(|w| w.as_str().is_some_and(|w| w.contains(".pool-a/g-2.")))
     };
     let deadline = Instant::now() + Duration::from_secs(60);
     while !lent() {
@@ -211,5 +216,117 @@ fn miners_follow_committed_routes_on_the_cluster() {
                 .filter(|x| x["group"].as_str().is_some_and(|g| g.starts_with("pool-a/")))
                 .all(|x| x["targets"].as_array().unwrap().iter().all(|t| t["endpoint"] != "pool-a/ep-1"))
         })
+    });
+
+    lending(&dir, &rpc, &cluster);
+}
+
+/// Accepted difficulty per worker at an endpoint, for the workers of pool-a's groups' loans.
+fn loan_workers(http: &str) -> Vec<(String, f64)> {
+    hashmesh_testnet::traffic::status(http)
+        .map(|s| {
+            s.workers
+                .into_iter()
+                .filter(|(w, _)| w.contains(".pool-a/g-"))
+                .map(|(w, b)| (w, b.accepted_difficulty))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// pool-a's loans as the chain holds them.
+fn pool_a_loans(rpc: &Rpc) -> Vec<Value> {
+    rpc.abci_query("/loans", b"")
+        .ok()
+        .and_then(|v| v.as_array().cloned())
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|l| l["group"].as_str().is_some_and(|g| g.starts_with("pool-a/")))
+        .collect()
+}
+
+fn lending(dir: &Path, rpc: &Rpc, cluster: &hashmesh_testnet::Cluster) {
+    let http = |pool: usize, id: &str| cluster.nodes[pool].stratum.iter().find(|e| e.id == id).unwrap().http.clone();
+    let lender = http(1, "pool-b/ep-1");
+    let opened_before: Vec<u64> = pool_a_loans(rpc).iter().filter_map(|l| l["opened_height"].as_u64()).collect();
+    let killed = Instant::now();
+    let (code, out, err) = testnet(dir, &["chaos", "kill", "pool-a/ep-2"]);
+    assert_eq!(code, 0, "{out}{err}");
+    // Both of pool-a's endpoints are dead: its loop borrows the cheapest offer, pool-b/ep-1.
+    wait("pool-a's miners' shares accepted at pool-b/ep-1 under a loan's worker name", 90, || {
+        loan_workers(&lender).iter().any(|(_, d)| *d > 0.0)
+    });
+    eprintln!("borrowing on the cluster: first share accepted at the lender {:?} after both endpoints died (including the chaos command; no agent fallback into offers: the route commits first)", killed.elapsed());
+    let loans = pool_a_loans(rpc);
+    let borrowed: Vec<&Value> = loans.iter().filter(|l| l["endpoint"] == "pool-b/ep-1" && l["open"] == true).collect();
+    assert!(!borrowed.is_empty(), "{loans:?}");
+    for l in &borrowed {
+        assert_eq!(l["fee_bp"], 100, "the offer's fee: {l}");
+        assert!(!opened_before.contains(&l["opened_height"].as_u64().unwrap()), "a new loan: {l}");
+        // Active in the block that committed it: no vote.
+        let d = rpc.abci_query("/directive", l["directive"].as_str().unwrap().as_bytes()).unwrap();
+        assert_eq!(d["status"], "active", "{d}");
+        assert!(d["voters_required"].as_array().unwrap().is_empty(), "{d}");
+        assert_eq!(d["height"], d["decided_height"], "{d}");
+    }
+
+    // Both sides report; the chain settles.
+    wait("a settled epoch of a pool-b/ep-1 loan", 90, || {
+        pool_a_loans(rpc).iter().any(|l| l["endpoint"] == "pool-b/ep-1" && l["settlements"].as_u64().unwrap_or(0) > 0)
+    });
+    let ledger = rpc.abci_query("/ledger", b"").unwrap();
+    assert!(
+        ledger.as_array().unwrap().iter().any(|p| p["settled_hashes"].as_str().is_some_and(|h| h != "0")),
+        "{ledger}"
+    );
+    let password_of = |agent: &str| -> Vec<String> {
+        let state: Value =
+            serde_json::from_slice(&std::fs::read(dir.join(format!("pool-a/{agent}/state.json"))).unwrap()).unwrap();
+        state["routes"]
+            .as_object()
+            .unwrap()
+            .values()
+            .flat_map(|r| r["credentials"].as_array().unwrap().clone())
+            .filter(|c| c["endpoint"] == "pool-b/ep-1")
+            .filter_map(|c| c["password"].as_str().map(str::to_owned))
+            .collect()
+    };
+    let loan_passwords: Vec<String> = ["agent-1", "agent-2"].iter().flat_map(|a| password_of(a)).collect();
+    assert!(!loan_passwords.is_empty(), "pool-a's agents hold the loan's credentials");
+
+    // Restore: after a dwell of health, the hashrate comes home and the loans close.
+    for e in ["pool-a/ep-1", "pool-a/ep-2"] {
+        let (code, out, err) = testnet(dir, &["chaos", "restore", e]);
+        assert_eq!(code, 0, "{out}{err}");
+    }
+    wait("pool-a's loans at pool-b/ep-1 closed (the hashrate home)", 120, || {
+        pool_a_loans(rpc).iter().filter(|l| l["endpoint"] == "pool-b/ep-1").all(|l| l["open"] == false)
+    });
+    // The last totals settle: what the chain settled is within 1 % of what pool-b's endpoint
+    // counted under each loan's worker name.
+    let mut last = String::new();
+    let settled_within = |tolerance: f64, last: &mut String| -> bool {
+        let counted = loan_workers(&lender);
+        pool_a_loans(rpc).iter().filter(|l| l["endpoint"] == "pool-b/ep-1").all(|l| {
+            let suffix = format!(".{}.{}", l["group"].as_str().unwrap(), l["opened_height"]);
+            let at_lender: f64 = counted.iter().filter(|(w, _)| w.ends_with(&suffix)).map(|(_, d)| d).sum();
+            let settled = l["settled_hashes"].as_str().unwrap().parse::<f64>().unwrap() / 4_294_967_296.0;
+            *last = format!(
+                "{}: settled {settled:.3} difficulty, counted at pool-b/ep-1 {at_lender:.3}, disputes {}",
+                l["group"], l["disputes"]
+            );
+            at_lender > 0.0 && (settled - at_lender).abs() <= tolerance * at_lender
+        })
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !settled_within(0.01, &mut last) {
+        assert!(Instant::now() < deadline, "settled work not within 1 % of the lender's count: {last}");
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    eprintln!("settlement on the cluster: {last}");
+    // The loan's credentials are gone from pool-a's agents (a new loan gets new ones).
+    wait("pool-a's agents to forget the closed loan's credentials", 30, || {
+        let now: Vec<String> = ["agent-1", "agent-2"].iter().flat_map(|a| password_of(a)).collect();
+        loan_passwords.iter().all(|p| !now.contains(p))
     });
 }

@@ -11,7 +11,10 @@ use hashmesh_abci::core::State;
 use hashmesh_abci::AppHandle;
 use hashmesh_plane::host::clock::now_ms;
 use hashmesh_protocol::{Body, SignedTx};
-use hashmesh_scheduler::decide::{decide, DecideConfig, DecideMemory, EpochView, ViewEndpoint, ViewGroup, ViewPending};
+use hashmesh_scheduler::decide::{
+    decide, DecideConfig, DecideMemory, EpochView, ViewEndpoint, ViewGroup, ViewOffer, ViewPending,
+};
+use hashmesh_scheduler::loans::{loan_reports, LoanInputs, LoanMemory, ViewLoan};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::registry::Registry;
 use tracing::{info, warn};
@@ -33,6 +36,8 @@ pub struct LiveMetrics {
     pub votes: Counter,
     /// Epochs that failed (no committed state yet, CometBFT unreachable, …).
     pub errors: Counter,
+    /// Loan work reports broadcast.
+    pub loan_reports: Counter,
 }
 
 impl LiveMetrics {
@@ -47,6 +52,7 @@ impl LiveMetrics {
         r.register("hashmesh_scheduler_moves", "Route changes proposed", self.moves.clone());
         r.register("hashmesh_scheduler_votes", "Votes cast on pending directives", self.votes.clone());
         r.register("hashmesh_scheduler_errors", "Epochs that failed", self.errors.clone());
+        r.register("hashmesh_scheduler_loan_reports", "Loan work reports broadcast", self.loan_reports.clone());
     }
 }
 
@@ -100,6 +106,29 @@ pub fn epoch_view(state: &State) -> EpochView {
                 _ => None,
             })
             .collect(),
+        offers: state
+            .offers()
+            .filter(|o| state.offer_open(o))
+            .map(|o| ViewOffer {
+                endpoint: o.endpoint.clone(),
+                max_hs: o.max_hs,
+                fee_bp: o.fee_bp,
+                lent_hs: state.lent_hs(&o.endpoint, None),
+            })
+            .collect(),
+        loans: state
+            .loans()
+            .map(|l| ViewLoan {
+                group: l.group.clone(),
+                endpoint: l.endpoint.clone(),
+                borrower: l.borrower,
+                lender: l.lender,
+                opened_height: l.opened_height,
+                closed_height: l.closed_height,
+                borrower_last: l.borrower_readings.last,
+                lender_last: l.lender_readings.last,
+            })
+            .collect(),
     }
 }
 
@@ -110,7 +139,9 @@ pub struct Scheduler {
     settings: SchedulerSettings,
     source: Box<dyn TelemetrySource>,
     hosts: super::host::HostMetrics,
+    shares: super::shares::ShareMetrics,
     memory: DecideMemory,
+    loans: LoanMemory,
     metrics: LiveMetrics,
 }
 
@@ -118,7 +149,7 @@ impl Scheduler {
     /// A scheduler for the pool of `signer`, reading committed state from `app`.
     ///
     /// # Errors
-    /// If `[scheduler.host_metrics]` is malformed.
+    /// If `[scheduler.host_metrics]` or `[scheduler.share_metrics]` is malformed.
     pub fn new(
         app: AppHandle,
         signer: Arc<Signer>,
@@ -127,7 +158,18 @@ impl Scheduler {
         metrics: LiveMetrics,
     ) -> Result<Self> {
         let hosts = super::host::HostMetrics::new(&settings.host_metrics)?;
-        Ok(Self { app, signer, settings, source, hosts, memory: DecideMemory::default(), metrics })
+        let shares = super::shares::ShareMetrics::new(&settings.share_metrics, &settings.share_metric)?;
+        Ok(Self {
+            app,
+            signer,
+            settings,
+            source,
+            hosts,
+            shares,
+            memory: DecideMemory::default(),
+            loans: LoanMemory::default(),
+            metrics,
+        })
     }
 
     /// Run one epoch; returns the length of the next one, ms.
@@ -153,7 +195,9 @@ impl Scheduler {
             health_floor_bp: (self.settings.health_floor.clamp(0.0, 1.0) * 10_000.0).round() as u32,
         };
         let d = decide(&me, &view, &measured, &mut self.memory, &cfg, now);
-        for body in d.bodies {
+        let loan_bodies = self.loan_reports(&view);
+        self.metrics.loan_reports.inc_by(loan_bodies.len() as u64);
+        for body in d.bodies.into_iter().chain(loan_bodies) {
             match &body {
                 Body::Route { group, targets } => info!(group = %group, route = ?targets, "proposing a route change"),
                 Body::Vote { directive, approve } => {
@@ -172,6 +216,24 @@ impl Scheduler {
         self.metrics.epochs.inc();
         // Feed back: poll slower while busy (the article's adaptive interval).
         Ok(if d.busy { self.settings.epoch_ms_high_load } else { self.settings.epoch_ms })
+    }
+
+    /// This epoch's loan reports: the work the pool's groups did at other pools' endpoints
+    /// (from the agents' windows), and what the pool's endpoints counted for other pools'
+    /// groups (from their share counters).
+    fn loan_reports(&mut self, view: &EpochView) -> Vec<Body> {
+        let me = self.signer.pool_id();
+        let mut inputs = LoanInputs::default();
+        for w in self.source.group_work() {
+            let t = inputs.through_ms.entry(w.group.clone()).or_insert(0);
+            *t = (*t).max(w.through_ms);
+            *inputs.work.entry((w.group, w.endpoint)).or_insert(0) += w.hashes;
+        }
+        let lent: Vec<_> = view.loans.iter().filter(|l| l.lender == me).map(|l| l.endpoint.clone()).collect();
+        if !lent.is_empty() {
+            inputs.scrapes = self.shares.scrape(&lent, &now_ms);
+        }
+        loan_reports(&me, view.height, &view.loans, &inputs, &mut self.loans)
     }
 
     /// Run epochs forever on this thread.

@@ -6,6 +6,7 @@
 
 pub mod epoch;
 pub mod host;
+pub mod shares;
 pub mod source;
 
 use serde::{Deserialize, Serialize};
@@ -53,6 +54,13 @@ pub struct SchedulerSettings {
     /// node_exporter or compatible): the owner's CPU and memory of each endpoint, which its
     /// agents cannot see. Endpoints not listed report them as unknown.
     pub host_metrics: std::collections::BTreeMap<String, String>,
+    /// The pool's endpoints' per-worker share counters (`"pool-a/ep-1" =
+    /// "http://10.0.0.5:9101/metrics"`): a Prometheus counter of accepted share difficulty with
+    /// a `worker` label, named by `share_metric`. What the lender reports for its loans; an
+    /// endpoint not listed lends without settling (its loans stay unsettled).
+    pub share_metrics: std::collections::BTreeMap<String, String>,
+    /// The counter `share_metrics` serve (difficulty, by `worker`).
+    pub share_metric: String,
 }
 
 impl Default for SchedulerSettings {
@@ -68,6 +76,8 @@ impl Default for SchedulerSettings {
             source: Source::Agents,
             seed: 1,
             host_metrics: std::collections::BTreeMap::new(),
+            share_metrics: std::collections::BTreeMap::new(),
+            share_metric: shares::SHARE_METRIC.to_owned(),
         }
     }
 }

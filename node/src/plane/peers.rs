@@ -6,7 +6,9 @@
 //! agents' state — never on chain.
 //!
 //! Lender-side keys in the plane database: `c:` borrower ‖ directive ‖ endpoint → (group,
-//! credential) still to deliver; `s:` endpoint → this pool's worker password for it.
+//! credential) still to deliver; `s:` endpoint ‖ 0 ‖ group ‖ 0 ‖ opened height → the loan's
+//! worker password. Each loan (a new opening height) gets a new worker name
+//! (`hashmesh_scheduler::loans::loan_worker`) and password: credentials rotate when a loan ends.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -23,6 +25,8 @@ use hashmesh_protocol::plane::{PlaneMsg, WorkerCredential, PLANE_MSG_BYTES_MAX};
 use hashmesh_protocol::{codec, DirectiveId, EndpointId, GroupId, PoolId};
 use tracing::{info, warn};
 
+use hashmesh_scheduler::loans::loan_worker;
+
 use super::store::{key, PlaneStore};
 
 /// What the plane may read of committed state.
@@ -37,6 +41,8 @@ pub trait ChainView: Send + Sync {
     fn assignment(&self, g: &GroupId) -> Option<Assignment>;
     /// Whether an endpoint is drained.
     fn drained(&self, e: &EndpointId) -> bool;
+    /// The height the open loan of `e` to `g` opened at (a new loan: new credentials).
+    fn loan_opened(&self, g: &GroupId, e: &EndpointId) -> Option<u64>;
 }
 
 /// Settings of the node-to-node channel.
@@ -65,11 +71,17 @@ pub struct ReceivedCredential {
     pub stored: tokio::sync::oneshot::Sender<()>,
 }
 
-/// Lender side: this pool's worker password for `endpoint` (created on first use).
-fn endpoint_secret(store: &PlaneStore, endpoint: &EndpointId) -> Result<String> {
-    let k = key(b"s:", &[endpoint.as_str().as_bytes()]);
+/// Lender side: the worker password of the loan of `endpoint` to `group` opened at `opened`
+/// (created on first use). Each loan has its own, and creating it forgets the pair's former
+/// loans' passwords: credentials rotate when a loan ends.
+fn loan_secret(store: &PlaneStore, endpoint: &EndpointId, group: &GroupId, opened: u64) -> Result<String> {
+    let pair = key(b"s:", &[endpoint.as_str().as_bytes(), &[0], group.as_str().as_bytes(), &[0]]);
+    let k = key(&pair, &[&opened.to_be_bytes()]);
     if let Some(v) = store.db().get(&k)? {
         return Ok(String::from_utf8_lossy(&v).into_owned());
+    }
+    for old in store.db().scan_prefix(&pair).keys() {
+        store.db().remove(old?)?;
     }
     let secret = hex::encode(&hashmesh_plane::host::keyfile::random_seed()[..16]);
     store.db().insert(k, secret.as_bytes())?;
@@ -88,10 +100,11 @@ pub(crate) fn queue_for(store: &PlaneStore, cfg: &PeerConfig, a: &Assignment) ->
     let mut queued = false;
     for t in &a.targets {
         if cfg.chain.endpoint_owner(&t.endpoint) == Some(cfg.me) {
+            let Some(opened) = cfg.chain.loan_opened(&a.group, &t.endpoint) else { continue };
             let c = WorkerCredential {
                 endpoint: t.endpoint.clone(),
-                user: format!("{}.{}", &owner.to_hex()[..12], a.group),
-                password: endpoint_secret(store, &t.endpoint)?,
+                user: loan_worker(&owner, &a.group, opened),
+                password: loan_secret(store, &t.endpoint, &a.group, opened)?,
             };
             let k = key(b"c:", &[owner.as_bytes(), a.directive.as_bytes(), c.endpoint.as_str().as_bytes()]);
             store.db().insert(k, codec::encode(&(a.group.clone(), c)))?;

@@ -16,7 +16,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use hashmesh_abci::core::Assignment;
 use hashmesh_abci::CommitNotice;
-use hashmesh_plane::core::node::{AgentView, CommitInput, CommittedRoute, Counters, NodePlane};
+use hashmesh_plane::core::node::{AgentView, CommitInput, CommittedRoute, Counters, GroupWork, NodePlane};
 use hashmesh_plane::host::clock::now_ms;
 use hashmesh_plane::transport::endpoint::{remote_key, server};
 use hashmesh_plane::transport::frame::{push_frame, read_frame, FrameReader};
@@ -65,7 +65,7 @@ pub(crate) enum Event {
     /// Once a second: publish status.
     Tick,
     /// The scheduling loop takes this epoch's merged measurements.
-    TakeMeasurements(oneshot::Sender<BTreeMap<EndpointId, Measurement>>),
+    TakeMeasurements(oneshot::Sender<(BTreeMap<EndpointId, Measurement>, Vec<GroupWork>)>),
 }
 
 /// What the actor tells a session.
@@ -132,13 +132,14 @@ impl PlaneHandle {
 
 impl Plane {
     /// This epoch's measurements: every endpoint some agent sent a window for since the last
-    /// call, merged across agents (counts summed, latency histograms merged). Blocks until the
+    /// call, merged across agents (counts summed, latency histograms merged), and each group's
+    /// accepted work per endpoint (the borrower's side of loans). Blocks until the
     /// actor answers; empty if the plane stopped. Call from a thread outside the runtime.
     #[must_use]
-    pub fn take_measurements(&self) -> BTreeMap<EndpointId, Measurement> {
+    pub fn take_measurements(&self) -> (BTreeMap<EndpointId, Measurement>, Vec<GroupWork>) {
         let (tx, rx) = oneshot::channel();
         if self.events.blocking_send(Event::TakeMeasurements(tx)).is_err() {
-            return BTreeMap::new();
+            return (BTreeMap::new(), Vec::new());
         }
         rx.blocking_recv().unwrap_or_default()
     }
@@ -415,7 +416,7 @@ impl Actor {
                 self.core.handle_commit(&input, now);
             }
             Event::TakeMeasurements(reply) => {
-                let _ = reply.send(self.core.take_measurements());
+                let _ = reply.send(self.core.take_measurements_and_work());
             }
             Event::Tick => {
                 self.publish();

@@ -136,6 +136,8 @@ impl PlannerDriver {
                 ejected: !j || !v.up,
                 ramp: v.ramp,
                 latency_ms: v.latency_ms,
+                offer: None,
+                settling: false,
             })
             .collect()
     }

@@ -29,7 +29,8 @@ use hashmesh_telemetry::EpochBook;
 
 mod types;
 pub use types::{
-    kind, AgentView, CommitInput, CommittedRoute, Counters, PeerFault, Persist, PersistBatch, Restored, Transmit,
+    kind, AgentView, CommitInput, CommittedRoute, Counters, GroupWork, PeerFault, Persist, PersistBatch, Restored,
+    Transmit,
 };
 
 struct Slot {
@@ -443,7 +444,39 @@ impl NodePlane {
     /// This epoch's measurement of every endpoint some agent sent a window for (counts
     /// summed, latency histograms merged), and start the next epoch.
     pub fn take_measurements(&mut self) -> BTreeMap<EndpointId, Measurement> {
-        self.book.take()
+        self.take_measurements_and_work().0
+    }
+
+    /// [`NodePlane::take_measurements`], and the work each group's agents had accepted per
+    /// endpoint. An agent's work at an endpoint goes to those of its groups whose committed
+    /// route targets the endpoint, split by route weight; when none does any more (the route
+    /// moved and the agent is finishing there), to all its groups equally.
+    pub fn take_measurements_and_work(&mut self) -> (BTreeMap<EndpointId, Measurement>, Vec<GroupWork>) {
+        let (measured, work) = self.book.take_with_work();
+        let mut by_group: BTreeMap<(GroupId, EndpointId), (u128, u64)> = BTreeMap::new();
+        for w in work {
+            let Some(slot) = self.agents.get(&w.agent) else { continue };
+            let weights: Vec<(&GroupId, u128)> = slot
+                .groups
+                .iter()
+                .filter_map(|g| {
+                    let t = self.routes.get(g)?.targets.iter().find(|t| t.endpoint == w.endpoint)?;
+                    Some((g, u128::from(t.weight_bp)))
+                })
+                .collect();
+            let weights = if weights.is_empty() { slot.groups.iter().map(|g| (g, 1)).collect() } else { weights };
+            let total: u128 = weights.iter().map(|(_, x)| x).sum();
+            for (g, x) in weights {
+                let e = by_group.entry((g.clone(), w.endpoint.clone())).or_insert((0, u64::MAX));
+                e.0 = e.0.saturating_add(w.hashes / total * x + w.hashes % total * x / total);
+                e.1 = e.1.min(w.through_ms);
+            }
+        }
+        let work = by_group
+            .into_iter()
+            .map(|((group, endpoint), (hashes, through_ms))| GroupWork { group, endpoint, hashes, through_ms })
+            .collect();
+        (measured, work)
     }
 
     /// Every registered agent as the status shows it.

@@ -21,6 +21,21 @@ pub struct CommittedRoute {
     pub targets: Vec<RouteTarget>,
 }
 
+/// What a miner group's agents had accepted at one endpoint in an epoch (the borrower's side
+/// of a loan's running total).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupWork {
+    /// The group.
+    pub group: GroupId,
+    /// The endpoint.
+    pub endpoint: EndpointId,
+    /// Accepted hashes attributed to the group.
+    pub hashes: u128,
+    /// The work is complete up to this moment (the earliest of the contributing agents'
+    /// latest windows), agent clock, ms.
+    pub through_ms: u64,
+}
+
 /// What one commit changed, for the plane.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct CommitInput {
