@@ -24,7 +24,13 @@ fn report(chain: &mut Chain, who: char, entries: Vec<LoanWork>) -> (u32, String,
     let tx = chain.sign(who, Body::ReportLoanWork { entries });
     let out = chain.block(vec![tx]);
     let t = &out.txs[0];
-    let statuses = t.events.iter().filter(|e| e.kind == "loan").filter_map(|e| e.attr("status")).map(str::to_owned);
+    let statuses = t
+        .events
+        .iter()
+        .filter(|e| e.kind == "loan")
+        .filter_map(|e| e.attr("status"))
+        .filter(|s| *s != "reported")
+        .map(str::to_owned);
     (t.code, t.log.clone(), statuses.collect())
 }
 
@@ -132,7 +138,7 @@ fn agreement_settles_the_smaller_total_and_a_dispute_settles_nothing() {
     assert_eq!((code, st), (0, vec!["settled".to_owned()]), "{log}");
     let loan = chain.state.loan(&g.parse().unwrap(), &e.parse().unwrap()).unwrap().clone();
     assert_eq!(
-        (loan.settled_hashes, loan.fee_hashes, loan.settlements),
+        (loan.book.settled_hashes, loan.fee_hashes, loan.settlements),
         (1_960, 39, 1),
         "min of 2000 and 1960; 2 % fee floored"
     );
@@ -140,7 +146,7 @@ fn agreement_settles_the_smaller_total_and_a_dispute_settles_nothing() {
     let (_, _, st) = report(&mut chain, 'b', vec![work(g, e, h, 3_000, 3_600)]);
     assert_eq!(st, vec!["disputed".to_owned()]);
     let loan = chain.state.loan(&g.parse().unwrap(), &e.parse().unwrap()).unwrap().clone();
-    assert_eq!((loan.settled_hashes, loan.disputes), (1_960, 1));
+    assert_eq!((loan.book.settled_hashes, loan.disputes), (1_960, 1));
     let d = loan.last_dispute.unwrap();
     assert_eq!((d.at_ms, d.borrower_hashes, d.lender_hashes), (3_000, 3_000, 3_600));
     // Both agree later: everything agreed up to then settles (settled work only grows).
@@ -148,7 +154,7 @@ fn agreement_settles_the_smaller_total_and_a_dispute_settles_nothing() {
     let (_, _, st) = report(&mut chain, 'b', vec![work(g, e, h, 5_000, 5_100)]);
     assert_eq!(st, vec!["settled".to_owned()]);
     let loan = chain.state.loan(&g.parse().unwrap(), &e.parse().unwrap()).unwrap().clone();
-    assert_eq!((loan.settled_hashes, loan.settlements, loan.disputes), (5_000, 2, 1));
+    assert_eq!((loan.book.settled_hashes, loan.settlements, loan.disputes), (5_000, 2, 1));
     let ledger = chain.state.ledgers().next().unwrap();
     assert_eq!((ledger.settled_hashes, ledger.fee_hashes, ledger.settlements, ledger.disputes), (5_000, 39 + 60, 2, 1));
     assert_eq!(ledger.reward_weight, 5_000, "settled within the hour: no decay yet");

@@ -63,6 +63,21 @@ pub struct BlockSummary {
     pub txs: Vec<Vec<u8>>,
 }
 
+/// Events as (type, [(key, value)]).
+fn events_of(events: &[tendermint::abci::Event]) -> Vec<(String, Vec<(String, String)>)> {
+    events
+        .iter()
+        .map(|e| {
+            let attrs = e
+                .attributes
+                .iter()
+                .map(|a| (a.key_str().unwrap_or_default().to_owned(), a.value_str().unwrap_or_default().to_owned()))
+                .collect();
+            (e.kind.clone(), attrs)
+        })
+        .collect()
+}
+
 impl Rpc {
     /// A client for `url` (e.g. `http://127.0.0.1:26657`). A malformed URL fails on first use,
     /// with a message that names it.
@@ -143,26 +158,40 @@ impl Rpc {
             Err(e) if e.to_string().contains("not found") => return Ok(None),
             Err(e) => return Err(self.unreachable(e)),
         };
-        let events = r
-            .tx_result
-            .events
-            .iter()
-            .map(|e| {
-                let attrs = e
-                    .attributes
-                    .iter()
-                    .map(|a| (a.key_str().unwrap_or_default().to_owned(), a.value_str().unwrap_or_default().to_owned()))
-                    .collect();
-                (e.kind.clone(), attrs)
-            })
-            .collect();
         Ok(Some(CommittedTx {
             height: r.height.value(),
             code: r.tx_result.code.value(),
+            events: events_of(&r.tx_result.events),
             log: r.tx_result.log,
-            events,
             tx: r.tx,
         }))
+    }
+
+    /// `/tx_search`: one page (1-based, at most 100 per page) of the committed transactions
+    /// whose events match `query` (CometBFT's query language, e.g. `loan.status EXISTS`), in
+    /// height order; and the total number of matches.
+    ///
+    /// # Errors
+    /// If the query does not parse or the node cannot be reached.
+    pub fn tx_search(&self, query: &str, page: u32, per_page: u8) -> Result<(Vec<CommittedTx>, u32)> {
+        let c = self.client()?;
+        let q: tendermint_rpc::query::Query =
+            query.parse().map_err(|e| anyhow!("{query:?} is not a CometBFT event query: {e}"))?;
+        let r = self
+            .block_on(c.tx_search(q, false, page, per_page, tendermint_rpc::Order::Ascending))?
+            .map_err(|e| self.unreachable(e))?;
+        let txs = r
+            .txs
+            .into_iter()
+            .map(|t| CommittedTx {
+                height: t.height.value(),
+                code: t.tx_result.code.value(),
+                events: events_of(&t.tx_result.events),
+                log: t.tx_result.log,
+                tx: t.tx,
+            })
+            .collect();
+        Ok((txs, r.total_count))
     }
 
     /// Poll `/tx` until the transaction is committed or `timeout` passes.

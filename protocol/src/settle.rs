@@ -118,6 +118,76 @@ pub fn paired(borrower: &Readings, lender: &Readings) -> Option<(u64, u128, u128
     Some((t, borrower.total_at(t)?, lender.total_at(t)?))
 }
 
+/// One loan's settlement state: both sides' last readings, the last moment judged, and the
+/// work settled so far. Applied to every report, in block order, by the chain — and replayed
+/// from the signed reports by an auditor.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Encode, Decode, Serialize, Deserialize)]
+pub struct LoanBook {
+    /// The borrower's last two readings of its running total.
+    pub borrower_readings: Readings,
+    /// The lender's last two readings.
+    pub lender_readings: Readings,
+    /// The last moment the two sides were compared at, ms (each moment is judged once).
+    pub judged_at_ms: u64,
+    /// Work settled so far (the agreed total), hashes.
+    #[serde(with = "hashes_json")]
+    pub settled_hashes: u128,
+}
+
+/// What one report did to a loan.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Nothing new to judge, or agreement on no more than was settled.
+    Nothing,
+    /// This much more work is settled, hashes.
+    Settled(u128),
+    /// The totals at `at_ms` differ beyond the tolerance.
+    Disputed {
+        /// The moment compared.
+        at_ms: u64,
+        /// The borrower's total then.
+        borrower: u128,
+        /// The lender's total then.
+        lender: u128,
+    },
+}
+
+impl LoanBook {
+    /// Record a reading of the borrower's (`borrower` true) or the lender's, and judge the
+    /// newest moment both sides can be compared at, if not judged before.
+    pub fn record(&mut self, borrower: bool, reading: Reading) -> Outcome {
+        if borrower {
+            self.borrower_readings.push(reading);
+        } else {
+            self.lender_readings.push(reading);
+        }
+        let Some((t, b, l)) = paired(&self.borrower_readings, &self.lender_readings) else { return Outcome::Nothing };
+        if t <= self.judged_at_ms {
+            return Outcome::Nothing;
+        }
+        self.judged_at_ms = t;
+        match judge(b, l) {
+            Verdict::Agreed(total) if total > self.settled_hashes => {
+                let work = total - self.settled_hashes;
+                self.settled_hashes = total;
+                Outcome::Settled(work)
+            }
+            Verdict::Agreed(_) => Outcome::Nothing,
+            Verdict::Disputed => Outcome::Disputed { at_ms: t, borrower: b, lender: l },
+        }
+    }
+
+    /// The side's last reading.
+    #[must_use]
+    pub fn last(&self, borrower: bool) -> Option<Reading> {
+        if borrower {
+            self.borrower_readings.last
+        } else {
+            self.lender_readings.last
+        }
+    }
+}
+
 /// How two totals compare.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Verdict {

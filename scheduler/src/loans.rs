@@ -49,15 +49,59 @@ pub struct LenderScrape {
     pub workers: BTreeMap<String, u128>,
 }
 
+/// What one agent had accepted at one endpoint since the last epoch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AgentWork {
+    /// The groups the agent serves.
+    pub groups: Vec<GroupId>,
+    /// The endpoint.
+    pub endpoint: EndpointId,
+    /// Accepted hashes.
+    pub hashes: u128,
+    /// Complete up to this moment (the agent's latest window), ms.
+    pub through_ms: u64,
+}
+
 /// This epoch's inputs.
 #[derive(Debug, Clone, Default)]
 pub struct LoanInputs {
-    /// Accepted work per (group, endpoint) since the last epoch (the plane's group work).
-    pub work: BTreeMap<(GroupId, EndpointId), u128>,
-    /// Per group: its work is complete up to this moment, ms.
-    pub through_ms: BTreeMap<GroupId, u64>,
+    /// The pool's agents' accepted work per endpoint since the last epoch.
+    pub work: Vec<AgentWork>,
     /// Scrapes of the pool's own endpoints.
     pub scrapes: BTreeMap<EndpointId, LenderScrape>,
+}
+
+/// Attribute agents' work to loans: an agent's work at an endpoint belongs to the loan there
+/// of one of the groups it serves — an open one first, else one closed within the report
+/// window — split equally when several groups of the agent borrow the same endpoint (the
+/// planner avoids that: one loan per borrower and endpoint). Work with no loan is left out.
+/// Returns per loan the work, and per group the moment its work is complete up to.
+fn attribute(
+    me: &PoolId,
+    loans: &[&ViewLoan],
+    work: &[AgentWork],
+) -> (BTreeMap<LoanKey, u128>, BTreeMap<GroupId, u64>) {
+    let mut per_loan: BTreeMap<LoanKey, u128> = BTreeMap::new();
+    let mut through: BTreeMap<GroupId, u64> = BTreeMap::new();
+    for w in work {
+        for g in &w.groups {
+            let t = through.entry(g.clone()).or_insert(0);
+            *t = (*t).max(w.through_ms);
+        }
+        let here: Vec<&&ViewLoan> = loans
+            .iter()
+            .filter(|l| l.borrower == *me && l.endpoint == w.endpoint && w.groups.contains(&l.group))
+            .collect();
+        let open: Vec<&&ViewLoan> = here.iter().copied().filter(|l| l.closed_height.is_none()).collect();
+        let takers = if open.is_empty() { here } else { open };
+        let n = takers.len() as u128;
+        for (i, l) in takers.iter().enumerate() {
+            // Equal shares; the first takes the remainder.
+            let share = w.hashes / n + if i == 0 { w.hashes % n } else { 0 };
+            *per_loan.entry((l.group.clone(), l.endpoint.clone(), l.opened_height)).or_insert(0) += share;
+        }
+    }
+    (per_loan, through)
 }
 
 type LoanKey = (GroupId, EndpointId, u64);
@@ -84,17 +128,17 @@ pub fn loan_reports(
 ) -> Vec<Body> {
     // Reports must land before the grace ends: stop a few blocks early.
     let reportable = |l: &&ViewLoan| l.closed_height.is_none_or(|c| height + 2 < c + LOAN_REPORT_GRACE_BLOCKS);
+    let live: Vec<&ViewLoan> = loans.iter().filter(reportable).collect();
+    let (work, through) = attribute(me, &live, &inputs.work);
     let mut entries = Vec::new();
-    for l in loans.iter().filter(reportable) {
+    for l in live {
         let key = (l.group.clone(), l.endpoint.clone(), l.opened_height);
         if l.borrower == *me {
             let (total, reported) =
                 memory.borrowed.entry(key.clone()).or_insert_with(|| (l.borrower_last.map_or(0, |r| r.hashes), None));
-            *total =
-                total.saturating_add(inputs.work.get(&(l.group.clone(), l.endpoint.clone())).copied().unwrap_or(0));
-            let last_at =
-                reported.or(l.borrower_last).map_or(0, |r| r.at_ms).max(l.borrower_last.map_or(0, |r| r.at_ms));
-            if let Some(&at_ms) = inputs.through_ms.get(&l.group).filter(|t| **t > last_at) {
+            *total = total.saturating_add(work.get(&key).copied().unwrap_or(0));
+            let last_at = reported.map_or(0, |r| r.at_ms).max(l.borrower_last.map_or(0, |r| r.at_ms));
+            if let Some(&at_ms) = through.get(&l.group).filter(|t| **t > last_at) {
                 let r = Reading { at_ms, hashes: *total };
                 *reported = Some(r);
                 entries.push(entry(l, r));
@@ -112,7 +156,7 @@ pub fn loan_reports(
             }
             *last_raw = raw;
             let floor = reported.map_or(committed, |r| r.hashes.max(committed));
-            let last_at = reported.or(l.lender_last).map_or(0, |r| r.at_ms).max(l.lender_last.map_or(0, |r| r.at_ms));
+            let last_at = reported.map_or(0, |r| r.at_ms).max(l.lender_last.map_or(0, |r| r.at_ms));
             if scrape.at_ms > last_at {
                 let r = Reading { at_ms: scrape.at_ms, hashes: offset.saturating_add(raw).max(floor) };
                 *reported = Some(r);
@@ -172,25 +216,39 @@ mod tests {
     #[test]
     fn the_borrower_sums_its_groups_work_up_to_the_latest_window() {
         let l = loan();
-        let key = (l.group.clone(), l.endpoint.clone());
+        let other: GroupId = "pool-a/g-2".parse().unwrap();
+        let at = |endpoint: &str, hashes, through_ms| AgentWork {
+            groups: vec![l.group.clone(), other.clone()],
+            endpoint: endpoint.parse().unwrap(),
+            hashes,
+            through_ms,
+        };
         let mut m = LoanMemory::default();
         let mut inputs = LoanInputs::default();
         assert!(
             loan_reports(&pool(1), 10, std::slice::from_ref(&l), &inputs, &mut m).is_empty(),
             "no window, no report"
         );
-        inputs.work.insert(key.clone(), 100);
-        inputs.through_ms.insert(l.group.clone(), 2_000);
+        // The agent serves both groups; only g-1 borrows pool-b/ep-1: its work there is g-1's.
+        inputs.work = vec![at("pool-b/ep-1", 100, 2_000), at("pool-a/ep-2", 999, 2_000)];
         assert_eq!(totals(&loan_reports(&pool(1), 10, std::slice::from_ref(&l), &inputs, &mut m)), vec![(2_000, 100)]);
-        inputs.work.insert(key, 50);
-        inputs.through_ms.insert(l.group.clone(), 4_000);
+        // Complete up to the agent's latest window at any endpoint (none at the lender now).
+        inputs.work = vec![at("pool-b/ep-1", 50, 3_000), at("pool-a/ep-2", 1, 4_000)];
         assert_eq!(totals(&loan_reports(&pool(1), 11, std::slice::from_ref(&l), &inputs, &mut m)), vec![(4_000, 150)]);
         // A third pool reports nothing; a restarted borrower resumes from the chain's reading.
         assert!(loan_reports(&pool(3), 11, std::slice::from_ref(&l), &inputs, &mut LoanMemory::default()).is_empty());
         let resumed = ViewLoan { borrower_last: Some(Reading { at_ms: 4_000, hashes: 150 }), ..l.clone() };
-        inputs.through_ms.insert(l.group.clone(), 6_000);
+        inputs.work = vec![at("pool-b/ep-1", 50, 6_000)];
         let got = loan_reports(&pool(1), 12, &[resumed], &inputs, &mut LoanMemory::default());
         assert_eq!(totals(&got), vec![(6_000, 200)]);
+        // A closed loan still takes the tail of its work; an open one of the pair comes first.
+        let closed = ViewLoan { closed_height: Some(11), ..l.clone() };
+        let g2 = ViewLoan { group: other.clone(), opened_height: 12, ..l.clone() };
+        inputs.work = vec![at("pool-b/ep-1", 30, 8_000)];
+        let got = loan_reports(&pool(1), 13, &[closed.clone(), g2], &inputs, &mut LoanMemory::default());
+        assert_eq!(totals(&got), vec![(8_000, 0), (8_000, 30)], "the open loan (g-2) takes it");
+        let got = loan_reports(&pool(1), 13, &[closed], &inputs, &mut LoanMemory::default());
+        assert_eq!(totals(&got), vec![(8_000, 30)], "only the closed one: its tail");
     }
 
     #[test]
@@ -217,14 +275,17 @@ mod tests {
     #[test]
     fn closed_loans_report_until_shortly_before_the_grace_ends_and_then_are_forgotten() {
         let l = ViewLoan { closed_height: Some(100), ..loan() };
-        let mut inputs = LoanInputs::default();
-        inputs.through_ms.insert(l.group.clone(), 1_000);
+        let work = |through_ms| AgentWork {
+            groups: vec![l.group.clone()],
+            endpoint: "pool-a/ep-1".parse().unwrap(),
+            hashes: 0,
+            through_ms,
+        };
+        let mut inputs = LoanInputs { work: vec![work(1_000)], ..LoanInputs::default() };
         let mut m = LoanMemory::default();
-        assert_eq!(
-            loan_reports(&pool(1), 100 + LOAN_REPORT_GRACE_BLOCKS - 3, std::slice::from_ref(&l), &inputs, &mut m).len(),
-            1
-        );
-        inputs.through_ms.insert(l.group.clone(), 2_000);
+        let h = 100 + LOAN_REPORT_GRACE_BLOCKS;
+        assert_eq!(loan_reports(&pool(1), h - 3, std::slice::from_ref(&l), &inputs, &mut m).len(), 1);
+        inputs.work = vec![work(2_000)];
         assert!(loan_reports(&pool(1), 100 + LOAN_REPORT_GRACE_BLOCKS - 2, std::slice::from_ref(&l), &inputs, &mut m)
             .is_empty());
         let _ = loan_reports(&pool(1), 500, &[], &inputs, &mut m);

@@ -12,7 +12,10 @@
 //! **Borrowing.** When the owner's usable headroom cannot carry a group (its endpoints dead,
 //! drained, unhealthy or full), the deficit goes to other pools' endpoints with open offers
 //! ([`PlanOffer`]), cheapest fee first, then healthiest, each within its offer's remaining
-//! capacity (less a margin for basis-point rounding), so the route is active without votes.
+//! capacity (less a margin for basis-point rounding), so the route is active without votes;
+//! an endpoint another of the pool's groups already borrows is not borrowed again (one loan per
+//! borrowing pool and endpoint: agents log in once per endpoint, so the lender could not tell
+//! two loans' work apart).
 //! Once the owner's endpoints can carry the group again and the dwell has passed, the group
 //! comes home whatever the gain.
 
@@ -253,9 +256,13 @@ fn borrowed(
         if left <= 0.0 {
             break;
         }
-        // The planner's other groups already there count against the offer too.
-        let mine_here = (other[i] - eps[i].base_load_hs).max(0.0);
-        let offer_room = (o.max_hs - o.lent_hs - mine_here).max(0.0) * (1.0 - OFFER_MARGIN);
+        // One loan per borrowing pool and endpoint: an endpoint another of the pool's groups
+        // already borrows is left to it (agents log in once per endpoint, so the lender could
+        // not tell two loans' work apart).
+        if other[i] - eps[i].base_load_hs > 0.5 {
+            continue;
+        }
+        let offer_room = (o.max_hs - o.lent_hs).max(0.0) * (1.0 - OFFER_MARGIN);
         let take = offer_room.min(room(&eps[i], other[i], cfg)).min(left);
         if take > 0.0 {
             shares.push((i, take));

@@ -8,7 +8,7 @@
 use std::collections::BTreeSet;
 
 use hashmesh_protocol::limits::{LOAN_REPORT_GRACE_BLOCKS, LOAN_WORK_ENTRIES_MAX};
-use hashmesh_protocol::settle::{self, Reading, Verdict};
+use hashmesh_protocol::settle::{self, Outcome, Reading};
 use hashmesh_protocol::{codec, EndpointId, GroupId, LoanWork, PoolId, RejectCode, RouteTarget};
 
 use super::apply::{reject, Rejection};
@@ -63,10 +63,7 @@ impl State {
                 opened_height: height,
                 closed_height: None,
                 fee_bp: self.open_offer(e).map_or(0, |o| o.fee_bp),
-                borrower_readings: settle::Readings::default(),
-                lender_readings: settle::Readings::default(),
-                judged_at_ms: 0,
-                settled_hashes: 0,
+                book: settle::LoanBook::default(),
                 fee_hashes: 0,
                 settlements: 0,
                 disputes: 0,
@@ -108,9 +105,8 @@ impl State {
                     ),
                 );
             }
-            let readings = match side_of(loan, signer) {
-                Some(Side::Borrower) => &loan.borrower_readings,
-                Some(Side::Lender) => &loan.lender_readings,
+            let last = match side_of(loan, signer) {
+                Some(side) => loan.book.last(side == Side::Borrower),
                 None => {
                     return reject(
                         RejectCode::NotLoanParty,
@@ -118,7 +114,7 @@ impl State {
                     )
                 }
             };
-            if let Some(last) = readings.last {
+            if let Some(last) = last {
                 if w.at_ms <= last.at_ms || w.accepted_hashes < last.hashes {
                     return reject(
                         RejectCode::LoanWorkInvalid,
@@ -148,45 +144,43 @@ impl State {
             let key = (w.group.clone(), w.endpoint.clone());
             let loan = self.loans.get_mut(&key).expect("checked loan exists");
             let reading = Reading { at_ms: w.at_ms, hashes: w.accepted_hashes };
-            match side_of(loan, signer).expect("checked party") {
-                Side::Borrower => loan.borrower_readings.push(reading),
-                Side::Lender => loan.lender_readings.push(reading),
-            }
-            let mut work = 0u128;
-            if let Some((t, b, l)) = settle::paired(&loan.borrower_readings, &loan.lender_readings) {
-                if t > loan.judged_at_ms {
-                    loan.judged_at_ms = t;
-                    match settle::judge(b, l) {
-                        Verdict::Agreed(total) if total > loan.settled_hashes => {
-                            work = total - loan.settled_hashes;
-                            loan.settled_hashes = total;
-                            loan.fee_hashes += settle::fee_hashes(work, loan.fee_bp);
-                            loan.settlements += 1;
-                            settled += 1;
-                            events.push(
-                                loan_event(loan, "settled")
-                                    .with("work_hashes", work.to_string())
-                                    .with("settled_hashes", loan.settled_hashes.to_string()),
-                            );
-                        }
-                        Verdict::Agreed(_) => {}
-                        Verdict::Disputed => {
-                            loan.disputes += 1;
-                            loan.last_dispute =
-                                Some(Dispute { height, at_ms: t, borrower_hashes: b, lender_hashes: l });
-                            disputed += 1;
-                            events.push(
-                                loan_event(loan, "disputed")
-                                    .with("borrower_hashes", b.to_string())
-                                    .with("lender_hashes", l.to_string()),
-                            );
-                        }
-                    }
+            let side = side_of(loan, signer).expect("checked party");
+            events.push(
+                loan_event(loan, "reported")
+                    .with("side", if side == Side::Borrower { "borrower" } else { "lender" })
+                    .with("at_ms", w.at_ms.to_string())
+                    .with("accepted_hashes", w.accepted_hashes.to_string()),
+            );
+            let (mut work, mut dispute) = (0u128, false);
+            match loan.book.record(side == Side::Borrower, reading) {
+                Outcome::Nothing => {}
+                Outcome::Settled(more) => {
+                    work = more;
+                    loan.fee_hashes += settle::fee_hashes(work, loan.fee_bp);
+                    loan.settlements += 1;
+                    settled += 1;
+                    events.push(
+                        loan_event(loan, "settled")
+                            .with("work_hashes", work.to_string())
+                            .with("settled_hashes", loan.book.settled_hashes.to_string()),
+                    );
+                }
+                Outcome::Disputed { at_ms, borrower, lender } => {
+                    dispute = true;
+                    loan.disputes += 1;
+                    loan.last_dispute =
+                        Some(Dispute { height, at_ms, borrower_hashes: borrower, lender_hashes: lender });
+                    disputed += 1;
+                    events.push(
+                        loan_event(loan, "disputed")
+                            .with("at_ms", at_ms.to_string())
+                            .with("borrower_hashes", borrower.to_string())
+                            .with("lender_hashes", lender.to_string()),
+                    );
                 }
             }
             let loan = loan.clone();
             writes.put(keys::loan(&loan.group, &loan.endpoint), codec::encode(&loan));
-            let dispute = loan.last_dispute.as_ref().is_some_and(|d| d.height == height);
             if work > 0 || dispute {
                 self.post_to_ledger(&loan, work, dispute, time_ms, writes);
             }
@@ -249,7 +243,7 @@ fn side_of(loan: &LoanRecord, pool: PoolId) -> Option<Side> {
     }
 }
 
-/// A `loan` event (`loan.status` is opened, closed, settled or disputed).
+/// A `loan` event (`loan.status` is opened, closed, reported, settled or disputed).
 fn loan_event(loan: &LoanRecord, status: &str) -> Event {
     Event::new("loan")
         .with("status", status)

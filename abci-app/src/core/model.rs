@@ -86,15 +86,9 @@ pub struct LoanRecord {
     /// Fee, bp of the settled work: the open offer's when the loan opened (0 when the route
     /// was voted in outside an offer).
     pub fee_bp: u16,
-    /// The borrower's last two readings of its running total.
-    pub borrower_readings: hashmesh_protocol::settle::Readings,
-    /// The lender's last two readings.
-    pub lender_readings: hashmesh_protocol::settle::Readings,
-    /// The last moment the two sides were compared at, ms (each moment is judged once).
-    pub judged_at_ms: u64,
-    /// Work settled so far (the agreed total), hashes.
-    #[serde(with = "hashmesh_protocol::settle::hashes_json")]
-    pub settled_hashes: u128,
+    /// Both sides' readings and the work settled so far.
+    #[serde(flatten)]
+    pub book: hashmesh_protocol::settle::LoanBook,
     /// Fees on it, hashes.
     #[serde(with = "hashmesh_protocol::settle::hashes_json")]
     pub fee_hashes: u128,

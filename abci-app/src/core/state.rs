@@ -317,7 +317,7 @@ impl State {
             assert!(g.owner == loan.borrower && e.owner == loan.lender && loan.borrower != loan.lender, "loan parties");
             let routed = self.assignments.get(group).is_some_and(|a| a.targets.iter().any(|t| t.endpoint == *endpoint));
             assert_eq!(loan.open(), routed, "loan of {endpoint} to {group} open iff routed");
-            assert!(loan.fee_hashes <= loan.settled_hashes, "fees within the settled work");
+            assert!(loan.fee_hashes <= loan.book.settled_hashes, "fees within the settled work");
         }
         for a in self.assignments.values() {
             let owner = self.groups[&a.group].owner;

@@ -193,10 +193,18 @@ impl Meter {
     /// Close the report window of every upstream at `now_ms`: one [`EndpointWindow`] for each
     /// that answered a share in the window or is down (a down endpoint that answered nothing
     /// is a measurement too: a 100 % error rate). An endpoint that was up and answered
-    /// nothing gets no window — nothing was measured there.
+    /// nothing gets no window — nothing was measured there. An endpoint whose session ended
+    /// since (a route moved away) still gets its last window: the work it accepted is counted
+    /// (a loan's last shares are settled like the others).
     pub fn windows(&mut self, now_ms: u64, upstreams: &[UpstreamNow]) -> Vec<EndpointWindow> {
+        let gone: Vec<UpstreamNow> = self
+            .endpoints
+            .iter()
+            .filter(|(e, m)| m.window.answered() > 0 && !upstreams.iter().any(|u| u.endpoint == **e))
+            .map(|(e, _)| UpstreamNow { endpoint: e.clone(), down: false, miners: 0, in_flight: 0 })
+            .collect();
         let mut out = Vec::new();
-        for u in upstreams {
+        for u in upstreams.iter().chain(&gone) {
             let m = self.endpoint(&u.endpoint, now_ms);
             if now_ms <= m.window_start_ms {
                 continue;
@@ -274,5 +282,15 @@ mod tests {
         let mut off = Meter::new(0);
         off.count(Some(&e), "a", Outcome::Accepted, 1.0, 0);
         assert!(off.workers().is_empty());
+    }
+
+    #[test]
+    fn an_endpoint_whose_session_ended_still_reports_its_last_window() {
+        let mut m = Meter::default();
+        let e: EndpointId = "pool-b/ep-1".parse().unwrap();
+        m.count(Some(&e), "w", Outcome::Accepted, 1.0, 1500);
+        let w = m.windows(2000, &[]);
+        assert_eq!((w.len(), w[0].accepted, w[0].down, w[0].miners), (1, 1, false, 0), "{w:?}");
+        assert!(m.windows(4000, &[]).is_empty(), "once");
     }
 }

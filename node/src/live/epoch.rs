@@ -14,7 +14,7 @@ use hashmesh_protocol::{Body, SignedTx};
 use hashmesh_scheduler::decide::{
     decide, DecideConfig, DecideMemory, EpochView, ViewEndpoint, ViewGroup, ViewOffer, ViewPending,
 };
-use hashmesh_scheduler::loans::{loan_reports, LoanInputs, LoanMemory, ViewLoan};
+use hashmesh_scheduler::loans::{loan_reports, AgentWork, LoanInputs, LoanMemory, ViewLoan};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::registry::Registry;
 use tracing::{info, warn};
@@ -116,20 +116,26 @@ pub fn epoch_view(state: &State) -> EpochView {
                 lent_hs: state.lent_hs(&o.endpoint, None),
             })
             .collect(),
-        loans: state
-            .loans()
-            .map(|l| ViewLoan {
-                group: l.group.clone(),
-                endpoint: l.endpoint.clone(),
-                borrower: l.borrower,
-                lender: l.lender,
-                opened_height: l.opened_height,
-                closed_height: l.closed_height,
-                borrower_last: l.borrower_readings.last,
-                lender_last: l.lender_readings.last,
-            })
-            .collect(),
+        loans: loan_views(state),
     }
+}
+
+/// Every loan in committed state, as the loop reports on them.
+#[must_use]
+pub fn loan_views(state: &State) -> Vec<ViewLoan> {
+    state
+        .loans()
+        .map(|l| ViewLoan {
+            group: l.group.clone(),
+            endpoint: l.endpoint.clone(),
+            borrower: l.borrower,
+            lender: l.lender,
+            opened_height: l.opened_height,
+            closed_height: l.closed_height,
+            borrower_last: l.book.borrower_readings.last,
+            lender_last: l.book.lender_readings.last,
+        })
+        .collect()
 }
 
 /// The loop's memory between epochs.
@@ -195,7 +201,12 @@ impl Scheduler {
             health_floor_bp: (self.settings.health_floor.clamp(0.0, 1.0) * 10_000.0).round() as u32,
         };
         let d = decide(&me, &view, &measured, &mut self.memory, &cfg, now);
-        let loan_bodies = self.loan_reports(&view);
+        // Loans as committed now, after the agents' work was taken: work at a loan's endpoint
+        // can only follow the loan's commit, so none of it finds no loan.
+        let loan_bodies = match self.app.committed_state() {
+            Some(now) => self.loan_reports(now.height(), &loan_views(&now)),
+            None => Vec::new(),
+        };
         self.metrics.loan_reports.inc_by(loan_bodies.len() as u64);
         for body in d.bodies.into_iter().chain(loan_bodies) {
             match &body {
@@ -221,19 +232,17 @@ impl Scheduler {
     /// This epoch's loan reports: the work the pool's groups did at other pools' endpoints
     /// (from the agents' windows), and what the pool's endpoints counted for other pools'
     /// groups (from their share counters).
-    fn loan_reports(&mut self, view: &EpochView) -> Vec<Body> {
+    fn loan_reports(&mut self, height: u64, loans: &[ViewLoan]) -> Vec<Body> {
         let me = self.signer.pool_id();
-        let mut inputs = LoanInputs::default();
-        for w in self.source.group_work() {
-            let t = inputs.through_ms.entry(w.group.clone()).or_insert(0);
-            *t = (*t).max(w.through_ms);
-            *inputs.work.entry((w.group, w.endpoint)).or_insert(0) += w.hashes;
-        }
-        let lent: Vec<_> = view.loans.iter().filter(|l| l.lender == me).map(|l| l.endpoint.clone()).collect();
-        if !lent.is_empty() {
-            inputs.scrapes = self.shares.scrape(&lent, &now_ms);
-        }
-        loan_reports(&me, view.height, &view.loans, &inputs, &mut self.loans)
+        let work = self
+            .source
+            .group_work()
+            .into_iter()
+            .map(|w| AgentWork { groups: w.groups, endpoint: w.endpoint, hashes: w.hashes, through_ms: w.through_ms })
+            .collect();
+        let lent: Vec<_> = loans.iter().filter(|l| l.lender == me).map(|l| l.endpoint.clone()).collect();
+        let scrapes = if lent.is_empty() { Default::default() } else { self.shares.scrape(&lent, &now_ms) };
+        loan_reports(&me, height, loans, &LoanInputs { work, scrapes }, &mut self.loans)
     }
 
     /// Run epochs forever on this thread.

@@ -447,34 +447,21 @@ impl NodePlane {
         self.take_measurements_and_work().0
     }
 
-    /// [`NodePlane::take_measurements`], and the work each group's agents had accepted per
-    /// endpoint. An agent's work at an endpoint goes to those of its groups whose committed
-    /// route targets the endpoint, split by route weight; when none does any more (the route
-    /// moved and the agent is finishing there), to all its groups equally.
+    /// [`NodePlane::take_measurements`], and what each agent had accepted per endpoint, with
+    /// the groups it serves.
     pub fn take_measurements_and_work(&mut self) -> (BTreeMap<EndpointId, Measurement>, Vec<GroupWork>) {
         let (measured, work) = self.book.take_with_work();
-        let mut by_group: BTreeMap<(GroupId, EndpointId), (u128, u64)> = BTreeMap::new();
-        for w in work {
-            let Some(slot) = self.agents.get(&w.agent) else { continue };
-            let weights: Vec<(&GroupId, u128)> = slot
-                .groups
-                .iter()
-                .filter_map(|g| {
-                    let t = self.routes.get(g)?.targets.iter().find(|t| t.endpoint == w.endpoint)?;
-                    Some((g, u128::from(t.weight_bp)))
-                })
-                .collect();
-            let weights = if weights.is_empty() { slot.groups.iter().map(|g| (g, 1)).collect() } else { weights };
-            let total: u128 = weights.iter().map(|(_, x)| x).sum();
-            for (g, x) in weights {
-                let e = by_group.entry((g.clone(), w.endpoint.clone())).or_insert((0, u64::MAX));
-                e.0 = e.0.saturating_add(w.hashes / total * x + w.hashes % total * x / total);
-                e.1 = e.1.min(w.through_ms);
-            }
-        }
-        let work = by_group
+        let work = work
             .into_iter()
-            .map(|((group, endpoint), (hashes, through_ms))| GroupWork { group, endpoint, hashes, through_ms })
+            .filter_map(|w| {
+                let slot = self.agents.get(&w.agent)?;
+                Some(GroupWork {
+                    groups: slot.groups.iter().cloned().collect(),
+                    endpoint: w.endpoint,
+                    hashes: w.hashes,
+                    through_ms: w.through_ms,
+                })
+            })
             .collect();
         (measured, work)
     }

@@ -21,18 +21,17 @@ pub struct CommittedRoute {
     pub targets: Vec<RouteTarget>,
 }
 
-/// What a miner group's agents had accepted at one endpoint in an epoch (the borrower's side
-/// of a loan's running total).
+/// What one agent had accepted at one endpoint in an epoch, with the groups it serves (the
+/// borrower's side of loans: the node attributes it to the loan of one of those groups).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GroupWork {
-    /// The group.
-    pub group: GroupId,
+    /// The groups the agent serves.
+    pub groups: Vec<GroupId>,
     /// The endpoint.
     pub endpoint: EndpointId,
-    /// Accepted hashes attributed to the group.
+    /// Accepted hashes there.
     pub hashes: u128,
-    /// The work is complete up to this moment (the earliest of the contributing agents'
-    /// latest windows), agent clock, ms.
+    /// The work is complete up to this moment (the agent's latest window), agent clock, ms.
     pub through_ms: u64,
 }
 
