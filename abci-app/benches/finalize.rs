@@ -4,6 +4,10 @@
 //! shows the block when every signature was already verified by this node's `CheckTx` (the
 //! verified-signature memo hits), which is the common case on a live validator.
 //!
+//! The `with_settlement` rows add, to the same block, both parties' `ReportLoanWork` for
+//! `LOANS` open loans (each loan compared and settled in the block): the settlement's cost per
+//! loan is the difference over `LOANS`.
+//!
 //! Run: `cargo bench -p hashmesh-abci --bench finalize`
 #![allow(missing_docs)]
 
@@ -16,29 +20,35 @@ use hashmesh_protocol::signing::{self, PoolKey};
 use hashmesh_protocol::{Body, RouteTarget, SigningKey, UnsignedTx};
 
 const CHAIN: &str = "bench";
+/// Loans settled in the `with_settlement` rows.
+const LOANS: usize = 64;
 
 fn setup(block_txs: usize) -> (State, Vec<Vec<u8>>, Vec<PoolKey>) {
     let keys: Vec<SigningKey> = (1..=4u8).map(|i| SigningKey::from_seed(&[i; 32])).collect();
-    let pools = keys
-        .iter()
-        .enumerate()
-        .map(|(i, k)| GenesisPool {
-            id: k.pool_id(),
-            name: format!("pool-{i}"),
-            validator_address: String::new(),
-            endpoints: (0..2)
-                .map(|e| GenesisEndpoint {
-                    id: format!("pool-{i}/ep-{e}").parse().unwrap(),
-                    stratum_url: "stratum+tcp://127.0.0.1:3333".into(),
-                    capacity_hs: 1 << 50,
-                    region: String::new(),
-                })
-                .collect(),
-            groups: (0..2)
-                .map(|g| GenesisGroup { id: format!("pool-{i}/g-{g}").parse().unwrap(), hashrate_hs: 1 << 40 })
-                .collect(),
-        })
-        .collect();
+    let pools =
+        keys.iter()
+            .enumerate()
+            .map(|(i, k)| GenesisPool {
+                id: k.pool_id(),
+                name: format!("pool-{i}"),
+                validator_address: String::new(),
+                endpoints: (0..2)
+                    .map(|e| GenesisEndpoint {
+                        id: format!("pool-{i}/ep-{e}").parse().unwrap(),
+                        stratum_url: "stratum+tcp://127.0.0.1:3333".into(),
+                        capacity_hs: 1 << 50,
+                        region: String::new(),
+                    })
+                    .collect(),
+                groups: (0..2)
+                    .map(|g| GenesisGroup { id: format!("pool-{i}/g-{g}").parse().unwrap(), hashrate_hs: 1 << 40 })
+                    .chain((0..if i == 0 { LOANS } else { 0 }).map(|l| GenesisGroup {
+                        id: format!("pool-0/l-{l:03}").parse().unwrap(),
+                        hashrate_hs: 1 << 30,
+                    }))
+                    .collect(),
+            })
+            .collect();
     let (state, _) = State::genesis(CHAIN, &GenesisAppState { params: Params::default(), pools });
     let txs = (0..block_txs)
         .map(|n| {
@@ -62,6 +72,68 @@ fn setup(block_txs: usize) -> (State, Vec<Vec<u8>>, Vec<PoolKey>) {
         .collect();
     let pks = keys.iter().map(|k| PoolKey::from_pool_id(&k.pool_id()).unwrap()).collect();
     (state, txs, pks)
+}
+
+fn sign(k: &SigningKey, nonce: u64, body: Body) -> Vec<u8> {
+    k.sign(UnsignedTx { chain_id: CHAIN.into(), signer: k.pool_id(), nonce, body }).1
+}
+
+/// `state` with `LOANS` open loans — pool-0's `l-*` groups on pools 1–3's endpoints, inside
+/// their offers — each with one reading from both sides; and the reports of the next block
+/// (both sides, every loan).
+fn with_loans(state: &State) -> (State, Vec<Vec<u8>>) {
+    let keys: Vec<SigningKey> = (1..=4u8).map(|i| SigningKey::from_seed(&[i; 32])).collect();
+    let mut s = state.clone();
+    let mut nonce = 1_000_000u64;
+    let mut next = |k: &SigningKey, body| {
+        nonce += 1;
+        sign(k, nonce, body)
+    };
+    let lender_ep = |l: usize| format!("pool-{}/ep-{}", 1 + l % 3, (l / 3) % 2);
+    let mut setup = Vec::new();
+    for (p, k) in keys.iter().enumerate().skip(1) {
+        for e in 0..2 {
+            let endpoint = format!("pool-{p}/ep-{e}").parse().unwrap();
+            setup.push(next(k, Body::Offer { endpoint, max_hs: 1 << 50, fee_bp: 100, expires_height: 1000 }));
+        }
+    }
+    for l in 0..LOANS {
+        let targets = vec![RouteTarget { endpoint: lender_ep(l).parse().unwrap(), weight_bp: 10_000 }];
+        setup.push(next(&keys[0], Body::Route { group: format!("pool-0/l-{l:03}").parse().unwrap(), targets }));
+    }
+    let apply = |s: &mut State, txs: &[Vec<u8>]| {
+        let h = s.height() + 1;
+        let out = s.apply_block(
+            &BlockInput { height: h, time_ms: h * 1000, proposer: vec![0; 20], txs, preverified: &[] },
+            &BTreeMap::new(),
+        );
+        assert!(out.txs.iter().all(|t| t.code == 0), "{:?}", out.txs.iter().find(|t| t.code != 0));
+    };
+    apply(&mut s, &setup);
+    let reports = |at_ms: u64, hashes: u128, next: &mut dyn FnMut(&SigningKey, Body) -> Vec<u8>| {
+        let work = |l: usize| hashmesh_protocol::LoanWork {
+            group: format!("pool-0/l-{l:03}").parse().unwrap(),
+            endpoint: lender_ep(l).parse().unwrap(),
+            opened_height: 1,
+            at_ms,
+            accepted_hashes: hashes,
+        };
+        let mut txs = Vec::new();
+        let borrower: Vec<_> = (0..LOANS).map(work).collect();
+        for chunk in borrower.chunks(hashmesh_protocol::limits::LOAN_WORK_ENTRIES_MAX) {
+            txs.push(next(&keys[0], Body::ReportLoanWork { entries: chunk.to_vec() }));
+        }
+        for (p, k) in keys.iter().enumerate().skip(1) {
+            let mut entries: Vec<_> = (0..LOANS).filter(|l| 1 + l % 3 == p).map(work).collect();
+            entries.sort_by(|a, b| (&a.group, &a.endpoint).cmp(&(&b.group, &b.endpoint)));
+            txs.push(next(k, Body::ReportLoanWork { entries }));
+        }
+        txs
+    };
+    let first = reports(1_000, 1 << 40, &mut next);
+    apply(&mut s, &first);
+    let second = reports(2_000, 2 << 40, &mut next);
+    (s, second)
 }
 
 fn bench(c: &mut Criterion) {
@@ -91,6 +163,41 @@ fn bench(c: &mut Criterion) {
                 |mut s| {
                     let input =
                         BlockInput { height: 1, time_ms: 0, proposer: vec![0; 20], txs, preverified: &all_verified };
+                    let out = s.apply_block(&input, &committed);
+                    assert!(out.txs.iter().all(|t| t.code == 0));
+                    out
+                },
+                BatchSize::LargeInput,
+            );
+        });
+        // The same block with both parties' reports for every loan: each loan settles in it.
+        let (loaned, reports) = with_loans(&state);
+        let mut mixed = txs.clone();
+        mixed.extend(reports);
+        let h = loaned.height() + 1;
+        g.bench_with_input(BenchmarkId::new("hashmesh_apply_block_with_settlement", block_txs), &mixed, |b, txs| {
+            b.iter_batched(
+                || loaned.clone(),
+                |mut s| {
+                    let input =
+                        BlockInput { height: h, time_ms: h * 1000, proposer: vec![0; 20], txs, preverified: &[] };
+                    let out = s.apply_block(&input, &committed);
+                    assert!(out.txs.iter().all(|t| t.code == 0));
+                    assert_eq!(
+                        out.txs.iter().flat_map(|t| &t.events).filter(|e| e.attr("status") == Some("settled")).count(),
+                        LOANS
+                    );
+                    out
+                },
+                BatchSize::LargeInput,
+            );
+        });
+        g.bench_with_input(BenchmarkId::new("hashmesh_apply_block_loaned_state", block_txs), &txs, |b, txs| {
+            b.iter_batched(
+                || loaned.clone(),
+                |mut s| {
+                    let input =
+                        BlockInput { height: h, time_ms: h * 1000, proposer: vec![0; 20], txs, preverified: &[] };
                     let out = s.apply_block(&input, &committed);
                     assert!(out.txs.iter().all(|t| t.code == 0));
                     out

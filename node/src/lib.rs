@@ -5,6 +5,7 @@
 //! imports.
 
 pub mod audit;
+pub mod audit_loans;
 pub mod daemon;
 pub mod home;
 pub mod live;

@@ -312,8 +312,12 @@ fn lending(dir: &Path, rpc: &Rpc, cluster: &hashmesh_testnet::Cluster) {
             let at_lender: f64 = counted.iter().filter(|(w, _)| w.ends_with(&suffix)).map(|(_, d)| d).sum();
             let settled = l["settled_hashes"].as_str().unwrap().parse::<f64>().unwrap() / 4_294_967_296.0;
             *last = format!(
-                "{}: settled {settled:.3} difficulty, counted at pool-b/ep-1 {at_lender:.3}, disputes {}",
-                l["group"], l["disputes"]
+                "{}: settled {:.0} hashes, counted at pool-b/ep-1 {:.0} ({:+.2} %), disputes {}",
+                l["group"],
+                settled * 4_294_967_296.0,
+                at_lender * 4_294_967_296.0,
+                if at_lender > 0.0 { (settled - at_lender) / at_lender * 100.0 } else { 0.0 },
+                l["disputes"]
             );
             at_lender > 0.0 && (settled - at_lender).abs() <= tolerance * at_lender
         })
@@ -324,6 +328,11 @@ fn lending(dir: &Path, rpc: &Rpc, cluster: &hashmesh_testnet::Cluster) {
         std::thread::sleep(Duration::from_millis(500));
     }
     eprintln!("settlement on the cluster: {last}");
+    // An auditor re-derives every loan from the signed reports and finds the node's claims.
+    let audit = hashmesh_node::audit_loans::run(rpc, &Default::default(), false).unwrap();
+    assert_eq!(audit.failures, 0, "{}", hashmesh_node::audit_loans::render(&audit));
+    assert!(audit.loans.iter().any(|l| l.endpoint == "pool-b/ep-1" && l.epochs.iter().any(|e| e.outcome == "settled")));
+    eprintln!("{}", hashmesh_node::audit_loans::render(&audit));
     // The loan's credentials are gone from pool-a's agents (a new loan gets new ones).
     wait("pool-a's agents to forget the closed loan's credentials", 30, || {
         let now: Vec<String> = ["agent-1", "agent-2"].iter().flat_map(|a| password_of(a)).collect();
