@@ -192,6 +192,25 @@ fn bench(c: &mut Criterion) {
                 BatchSize::LargeInput,
             );
         });
+        if block_txs == 250 {
+            // Only the reports: both parties of every loan, each loan settled (per-loan cost).
+            let only: Vec<Vec<u8>> = mixed[txs.len()..].to_vec();
+            g.throughput(Throughput::Elements(LOANS as u64));
+            g.bench_with_input(BenchmarkId::new("settlement_only_loans", LOANS), &only, |b, txs| {
+                b.iter_batched(
+                    || loaned.clone(),
+                    |mut s| {
+                        let input =
+                            BlockInput { height: h, time_ms: h * 1000, proposer: vec![0; 20], txs, preverified: &[] };
+                        let out = s.apply_block(&input, &committed);
+                        assert!(out.txs.iter().all(|t| t.code == 0));
+                        out
+                    },
+                    BatchSize::LargeInput,
+                );
+            });
+            g.throughput(Throughput::Elements(block_txs as u64));
+        }
         g.bench_with_input(BenchmarkId::new("hashmesh_apply_block_loaned_state", block_txs), &txs, |b, txs| {
             b.iter_batched(
                 || loaned.clone(),

@@ -179,6 +179,26 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// Lending on a real cluster: kill both of pool-a's endpoints and time the first share its
+    /// miners get accepted at a lender (beside the local failover of one endpoint), restore,
+    /// repeat; p50 and p99 over the runs.
+    #[command(
+        after_help = "Examples:\n  hashmesh-testnet bench-lending --cometbft ~/.cache/hashmesh/tools/bin/cometbft            # 10 runs, about 10 minutes\n  hashmesh-testnet bench-lending --cometbft ~/.cache/hashmesh/tools/bin/cometbft --runs 3 --json"
+    )]
+    BenchLending {
+        /// The cometbft binary.
+        #[arg(long, env = "HASHMESH_COMETBFT")]
+        cometbft: PathBuf,
+        /// Kill-both / restore cycles.
+        #[arg(long, default_value_t = 10)]
+        runs: usize,
+        /// Working directory for the cluster (wiped first and at the end).
+        #[arg(long, default_value = "target/bench-lending")]
+        work_dir: PathBuf,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Chain load of telemetry at several pool counts: one transaction per endpoint (before)
     /// against one batch per pool (after), committed on one loopback cluster.
     #[command(
@@ -321,6 +341,18 @@ fn run(cli: Cli) -> Result<i32> {
                 print_json(&serde_json::to_value(&report)?);
             } else {
                 print!("{}", bench::render(&report));
+            }
+            Ok(0)
+        }
+        Cmd::BenchLending { cometbft, runs, work_dir, json } => {
+            if runs == 0 {
+                bail!("--runs must be at least 1");
+            }
+            let rows = hashmesh_testnet::bench_lending::run(&cometbft, &work_dir, runs)?;
+            if json {
+                print_json(&serde_json::to_value(&rows)?);
+            } else {
+                print!("{}", hashmesh_testnet::bench_lending::render(&rows));
             }
             Ok(0)
         }

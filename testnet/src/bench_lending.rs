@@ -1,0 +1,169 @@
+//! `hashmesh-testnet bench-lending`: how long a pool that loses every endpoint waits before its
+//! miners' shares are accepted at a lender, on a real 4-validator cluster with Stratum traffic.
+//! Each run kills `pool-a/ep-1` (the baseline beside it: the agents' local failover onto
+//! `pool-a/ep-2`, no consensus involved), then `pool-a/ep-2` — now nothing of pool-a's can carry
+//! its groups, and the time runs until a lender's endpoint accepts the first share under a new
+//! loan's worker name (the loop's epoch, the borrow route's block, the lender's credentials,
+//! the agents' login) — then restores both and waits for the loans to close before the next run.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use hashmesh_node::rpc::Rpc;
+use serde::Serialize;
+
+use crate::cluster::Cluster;
+use crate::commands::{self, Traffic};
+use crate::traffic;
+
+/// One run.
+#[derive(Debug, Clone, Serialize)]
+pub struct LendingRun {
+    /// Run number, from 1.
+    pub run: usize,
+    /// Kill of pool-a/ep-1 → its miners off it and pool-a/ep-2 accepting more, ms.
+    pub local_failover_ms: u64,
+    /// Kill of pool-a/ep-2 (both dead) → first share accepted at a lender under a new loan, ms.
+    pub borrow_ms: u64,
+    /// The lender's endpoint.
+    pub lender: String,
+    /// Restore → every loan of the run closed (the hashrate home), ms.
+    pub home_ms: u64,
+}
+
+/// Accepted shares per worker of pool-a's loans at every other pool's endpoint.
+fn loan_shares(c: &Cluster) -> Vec<(String, String, u64)> {
+    c.nodes
+        .iter()
+        .skip(1)
+        .flat_map(|n| n.stratum.iter())
+        .filter_map(|e| Some((e.id.clone(), traffic::status(&e.http).ok()?)))
+        .flat_map(|(id, s)| {
+            s.workers
+                .into_iter()
+                .filter(|(w, _)| w.contains(".pool-a/g-"))
+                .map(move |(w, b)| (id.clone(), w, b.accepted))
+        })
+        .collect()
+}
+
+fn wait(what: &str, limit: Duration, mut f: impl FnMut() -> Result<bool>) -> Result<Duration> {
+    let t = Instant::now();
+    while !f()? {
+        if t.elapsed() > limit {
+            bail!("timed out after {limit:?} waiting for {what}");
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    }
+    Ok(t.elapsed())
+}
+
+fn open_loans(rpc: &Rpc) -> Result<usize> {
+    Ok(rpc
+        .abci_query("/loans", b"")?
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|l| l["open"] == true && l["group"].as_str().is_some_and(|g| g.starts_with("pool-a/")))
+        .count())
+}
+
+/// Stops the cluster however the bench ends.
+struct Down(PathBuf);
+
+impl Drop for Down {
+    fn drop(&mut self) {
+        let _ = commands::down(&self.0, true);
+    }
+}
+
+/// Run `runs` kill-both / restore cycles on a fresh cluster in `work_dir`.
+///
+/// # Errors
+/// If the cluster does not start or a step times out.
+pub fn run(cometbft: &Path, work_dir: &Path, runs: usize) -> Result<Vec<LendingRun>> {
+    if work_dir.join("cluster.json").exists() {
+        commands::down(work_dir, true)?;
+    }
+    let _down = Down(work_dir.to_owned());
+    let code = commands::up(work_dir, 4, cometbft, 0, true, &Traffic::default())?;
+    if code != 0 {
+        bail!("the cluster's audit failed at start");
+    }
+    let c = Cluster::load(work_dir)?.context("no cluster after up")?;
+    let rpc = Rpc::new(&c.nodes[0].rpc);
+    let ep2 = c.nodes[0].stratum.iter().find(|e| e.id == "pool-a/ep-2").context("pool-a/ep-2")?.http.clone();
+    let accepted =
+        |http: &str| -> Result<u64> { Ok(traffic::status(http)?.workers.values().map(|w| w.accepted).sum()) };
+    let mut out = Vec::new();
+    for run in 1..=runs {
+        eprintln!("bench-lending: run {run} of {runs}");
+        wait("pool-a's loans closed and its endpoints carrying work", Duration::from_secs(120), || {
+            Ok(open_loans(&rpc)? == 0)
+        })?;
+        let before = accepted(&ep2)?;
+        commands::chaos(work_dir, "kill", "pool-a/ep-1")?;
+        let local = wait("pool-a/ep-2 accepting more", Duration::from_secs(30), || Ok(accepted(&ep2)? > before))?;
+        let seen: Vec<(String, String, u64)> = loan_shares(&c);
+        let t = Instant::now();
+        commands::chaos(work_dir, "kill", "pool-a/ep-2")?;
+        let mut lender = String::new();
+        wait("a share accepted at a lender under a new loan", Duration::from_secs(120), || {
+            let now = loan_shares(&c);
+            let hit =
+                now.iter().find(|(e, w, n)| *n > seen.iter().find(|(e2, w2, _)| e2 == e && w2 == w).map_or(0, |s| s.2));
+            if let Some((e, _, _)) = hit {
+                lender.clone_from(e);
+            }
+            Ok(hit.is_some())
+        })?;
+        let borrow = t.elapsed();
+        commands::chaos(work_dir, "restore", "pool-a/ep-1")?;
+        commands::chaos(work_dir, "restore", "pool-a/ep-2")?;
+        let home = wait("the loans closed", Duration::from_secs(180), || Ok(open_loans(&rpc)? == 0))?;
+        out.push(LendingRun {
+            run,
+            local_failover_ms: local.as_millis() as u64,
+            borrow_ms: borrow.as_millis() as u64,
+            lender,
+            home_ms: home.as_millis() as u64,
+        });
+        // Both endpoints healthy and used again before the next run.
+        std::thread::sleep(Duration::from_secs(10));
+    }
+    Ok(out)
+}
+
+fn quantile(mut v: Vec<u64>, q: f64) -> u64 {
+    v.sort_unstable();
+    v.get(((v.len() as f64 - 1.0) * q).round() as usize).copied().unwrap_or(0)
+}
+
+/// The runs and their p50/p99, with the local failover as the baseline.
+#[must_use]
+pub fn render(runs: &[LendingRun]) -> String {
+    let mut s = String::from(
+        "run  local failover (baseline)  both dead → first share at a lender  lender        home after restore\n",
+    );
+    for r in runs {
+        s.push_str(&format!(
+            "{:<4} {:>10} ms               {:>10} ms                         {:<13} {:>8} ms\n",
+            r.run, r.local_failover_ms, r.borrow_ms, r.lender, r.home_ms
+        ));
+    }
+    let col = |f: fn(&LendingRun) -> u64| runs.iter().map(f).collect::<Vec<_>>();
+    for (name, q) in [("p50", 0.5), ("p99", 0.99)] {
+        let (l, b, h) = (
+            quantile(col(|r| r.local_failover_ms), q),
+            quantile(col(|r| r.borrow_ms), q),
+            quantile(col(|r| r.home_ms), q),
+        );
+        s.push_str(&format!(
+            "{name:<4} {l:>10} ms               {b:>10} ms   ({:.0}× the baseline)  {:<13} {h:>8} ms\n",
+            b as f64 / l.max(1) as f64,
+            ""
+        ));
+    }
+    s
+}
