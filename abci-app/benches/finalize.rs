@@ -174,8 +174,10 @@ fn bench(c: &mut Criterion) {
         let (loaned, reports) = with_loans(&state);
         let mut mixed = txs.clone();
         mixed.extend(reports);
+        let only: Vec<Vec<u8>> = mixed[txs.len()..].to_vec();
         let h = loaned.height() + 1;
-        g.bench_with_input(BenchmarkId::new("hashmesh_apply_block_with_settlement", block_txs), &mixed, |b, txs| {
+        // Apply `txs` to a clone of the loaned state; `settled` loans must settle.
+        let on_loaned = |b: &mut criterion::Bencher<'_>, txs: &Vec<Vec<u8>>, settled: usize| {
             b.iter_batched(
                 || loaned.clone(),
                 |mut s| {
@@ -183,46 +185,24 @@ fn bench(c: &mut Criterion) {
                         BlockInput { height: h, time_ms: h * 1000, proposer: vec![0; 20], txs, preverified: &[] };
                     let out = s.apply_block(&input, &committed);
                     assert!(out.txs.iter().all(|t| t.code == 0));
-                    assert_eq!(
-                        out.txs.iter().flat_map(|t| &t.events).filter(|e| e.attr("status") == Some("settled")).count(),
-                        LOANS
-                    );
+                    let n = out.txs.iter().flat_map(|t| &t.events).filter(|e| e.attr("status") == Some("settled"));
+                    assert_eq!(n.count(), settled);
                     out
                 },
                 BatchSize::LargeInput,
             );
+        };
+        g.bench_with_input(BenchmarkId::new("hashmesh_apply_block_with_settlement", block_txs), &mixed, |b, t| {
+            on_loaned(b, t, LOANS);
         });
         if block_txs == 250 {
             // Only the reports: both parties of every loan, each loan settled (per-loan cost).
-            let only: Vec<Vec<u8>> = mixed[txs.len()..].to_vec();
             g.throughput(Throughput::Elements(LOANS as u64));
-            g.bench_with_input(BenchmarkId::new("settlement_only_loans", LOANS), &only, |b, txs| {
-                b.iter_batched(
-                    || loaned.clone(),
-                    |mut s| {
-                        let input =
-                            BlockInput { height: h, time_ms: h * 1000, proposer: vec![0; 20], txs, preverified: &[] };
-                        let out = s.apply_block(&input, &committed);
-                        assert!(out.txs.iter().all(|t| t.code == 0));
-                        out
-                    },
-                    BatchSize::LargeInput,
-                );
-            });
+            g.bench_with_input(BenchmarkId::new("settlement_only_loans", LOANS), &only, |b, t| on_loaned(b, t, LOANS));
             g.throughput(Throughput::Elements(block_txs as u64));
         }
-        g.bench_with_input(BenchmarkId::new("hashmesh_apply_block_loaned_state", block_txs), &txs, |b, txs| {
-            b.iter_batched(
-                || loaned.clone(),
-                |mut s| {
-                    let input =
-                        BlockInput { height: h, time_ms: h * 1000, proposer: vec![0; 20], txs, preverified: &[] };
-                    let out = s.apply_block(&input, &committed);
-                    assert!(out.txs.iter().all(|t| t.code == 0));
-                    out
-                },
-                BatchSize::LargeInput,
-            );
+        g.bench_with_input(BenchmarkId::new("hashmesh_apply_block_loaned_state", block_txs), &txs, |b, t| {
+            on_loaned(b, t, 0);
         });
         g.bench_with_input(BenchmarkId::new("baseline_verify_strict_each", block_txs), &txs, |b, txs| {
             b.iter(|| {

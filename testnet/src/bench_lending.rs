@@ -48,6 +48,23 @@ fn loan_shares(c: &Cluster) -> Vec<(String, String, u64)> {
         .collect()
 }
 
+/// Miners pool-a's agents have at `endpoint` (their `/metrics`).
+fn miners_at(c: &Cluster, endpoint: &str) -> u64 {
+    let series = format!("hashmesh_agent_endpoint_miners{{endpoint=\"{endpoint}\"}}");
+    c.nodes[0]
+        .agents
+        .iter()
+        .filter_map(|a| a.metrics.as_deref())
+        .filter_map(|m| hashmesh_plane::host::http::request(m, "GET", "/metrics", "", Duration::from_secs(2)).ok())
+        .map(|text| {
+            text.lines()
+                .find(|l| l.starts_with(&series))
+                .and_then(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+                .unwrap_or(0)
+        })
+        .sum()
+}
+
 fn wait(what: &str, limit: Duration, mut f: impl FnMut() -> Result<bool>) -> Result<Duration> {
     let t = Instant::now();
     while !f()? {
@@ -69,12 +86,16 @@ fn open_loans(rpc: &Rpc) -> Result<usize> {
         .count())
 }
 
-/// Stops the cluster however the bench ends.
-struct Down(PathBuf);
+/// Stops the cluster however the bench ends; wipes it only after a successful run (a failed
+/// one keeps its logs).
+struct Down(PathBuf, bool);
 
 impl Drop for Down {
     fn drop(&mut self) {
-        let _ = commands::down(&self.0, true);
+        let _ = commands::down(&self.0, self.1);
+        if !self.1 {
+            eprintln!("bench-lending: the cluster's logs stay in {}", self.0.display());
+        }
     }
 }
 
@@ -86,7 +107,7 @@ pub fn run(cometbft: &Path, work_dir: &Path, runs: usize) -> Result<Vec<LendingR
     if work_dir.join("cluster.json").exists() {
         commands::down(work_dir, true)?;
     }
-    let _down = Down(work_dir.to_owned());
+    let mut down = Down(work_dir.to_owned(), false);
     let code = commands::up(work_dir, 4, cometbft, 0, true, &Traffic::default())?;
     if code != 0 {
         bail!("the cluster's audit failed at start");
@@ -99,12 +120,16 @@ pub fn run(cometbft: &Path, work_dir: &Path, runs: usize) -> Result<Vec<LendingR
     let mut out = Vec::new();
     for run in 1..=runs {
         eprintln!("bench-lending: run {run} of {runs}");
+        // A poll that fails (the node busy, a kept-alive connection closed) counts as "not yet".
         wait("pool-a's loans closed and its endpoints carrying work", Duration::from_secs(120), || {
-            Ok(open_loans(&rpc)? == 0)
+            Ok(open_loans(&rpc).is_ok_and(|n| n == 0))
         })?;
         let before = accepted(&ep2)?;
         commands::chaos(work_dir, "kill", "pool-a/ep-1")?;
-        let local = wait("pool-a/ep-2 accepting more", Duration::from_secs(30), || Ok(accepted(&ep2)? > before))?;
+        let local =
+            wait("pool-a/ep-1's miners off it and pool-a/ep-2 accepting more", Duration::from_secs(30), || {
+                Ok(miners_at(&c, "pool-a/ep-1") == 0 && accepted(&ep2)? > before)
+            })?;
         let seen: Vec<(String, String, u64)> = loan_shares(&c);
         let t = Instant::now();
         commands::chaos(work_dir, "kill", "pool-a/ep-2")?;
@@ -121,17 +146,23 @@ pub fn run(cometbft: &Path, work_dir: &Path, runs: usize) -> Result<Vec<LendingR
         let borrow = t.elapsed();
         commands::chaos(work_dir, "restore", "pool-a/ep-1")?;
         commands::chaos(work_dir, "restore", "pool-a/ep-2")?;
-        let home = wait("the loans closed", Duration::from_secs(180), || Ok(open_loans(&rpc)? == 0))?;
-        out.push(LendingRun {
+        let home = wait("the loans closed", Duration::from_secs(180), || Ok(open_loans(&rpc).is_ok_and(|n| n == 0)))?;
+        let r = LendingRun {
             run,
             local_failover_ms: local.as_millis() as u64,
             borrow_ms: borrow.as_millis() as u64,
             lender,
             home_ms: home.as_millis() as u64,
-        });
+        };
+        eprintln!(
+            "bench-lending: run {run}: local failover {} ms, both dead → first share at {} {} ms, home {} ms",
+            r.local_failover_ms, r.lender, r.borrow_ms, r.home_ms
+        );
+        out.push(r);
         // Both endpoints healthy and used again before the next run.
         std::thread::sleep(Duration::from_secs(10));
     }
+    down.1 = true;
     Ok(out)
 }
 

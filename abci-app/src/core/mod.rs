@@ -14,6 +14,7 @@ pub mod offers;
 pub mod receipts;
 pub mod state;
 pub mod telemetry;
+pub mod votes;
 pub mod writes;
 
 pub use apply::{BlockInput, BlockOutcome, CheckMode, TxOutcome};

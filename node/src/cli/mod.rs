@@ -1,6 +1,7 @@
 //! Command-line interface: argument parsing and dispatch to the library modules.
 
 mod agents;
+mod audit_cmd;
 mod bench_cmd;
 mod report;
 mod sim;
@@ -10,7 +11,6 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
-use hashmesh_node::audit::{self, AuditFilter};
 use hashmesh_node::daemon;
 use hashmesh_node::home::{Config, Home};
 use hashmesh_node::output::print_json;
@@ -21,6 +21,7 @@ use hashmesh_protocol::Body;
 use serde_json::json;
 
 use agents::AgentsCmd;
+use audit_cmd::AuditCmd;
 use bench_cmd::BenchCmd;
 use hashmesh_agent::cli::AgentCmd;
 use report::ReportArgs;
@@ -150,7 +151,7 @@ enum KeysCmd {
 }
 
 #[derive(Args, Clone)]
-struct Conn {
+pub(super) struct Conn {
     /// CometBFT RPC URL (default: the home's config, else http://127.0.0.1:26657).
     #[arg(long, global = true, env = "HASHMESH_RPC")]
     rpc: Option<String>,
@@ -160,7 +161,7 @@ struct Conn {
 }
 
 impl Conn {
-    fn url(&self) -> Result<String> {
+    pub(super) fn url(&self) -> Result<String> {
         if let Some(r) = &self.rpc {
             return Ok(r.clone());
         }
@@ -326,19 +327,19 @@ enum QueryCmd {
 
 /// Which directives: shared by `query history` and `audit directives`.
 #[derive(Args, Clone)]
-struct DirectiveFilter {
+pub(super) struct DirectiveFilter {
     /// Only this signer (pool id hex).
     #[arg(long)]
-    pool: Option<String>,
+    pub(super) pool: Option<String>,
     /// Only this miner group.
     #[arg(long)]
-    group: Option<String>,
+    pub(super) group: Option<String>,
     /// From this height (inclusive).
     #[arg(long)]
-    from_height: Option<u64>,
+    pub(super) from_height: Option<u64>,
     /// To this height (inclusive).
     #[arg(long)]
-    to_height: Option<u64>,
+    pub(super) to_height: Option<u64>,
 }
 
 #[derive(Args, Clone)]
@@ -351,45 +352,6 @@ struct HistoryArgs {
     /// Cursor from a previous page's `next`.
     #[arg(long)]
     after: Option<String>,
-}
-
-#[derive(Subcommand)]
-enum AuditCmd {
-    /// List committed directives and verify every signature locally (exit 1 if any fails).
-    #[command(
-        after_help = "Examples:\n  hashmesh audit directives --rpc http://127.0.0.1:26667\n  hashmesh audit directives --group pool-a/g-1 --from-height 10 --json --check-blocks"
-    )]
-    Directives {
-        #[command(flatten)]
-        conn: Conn,
-        #[command(flatten)]
-        filter: DirectiveFilter,
-        /// Also confirm each directive's block through CometBFT /tx (slower).
-        #[arg(long)]
-        check_blocks: bool,
-        /// Print JSON.
-        #[arg(long)]
-        json: bool,
-    },
-    /// Every loan re-derived from the signed reports: signatures checked locally, each settled
-    /// and disputed epoch replayed with the chain's rule and compared with the node's events
-    /// and state (exit 1 if any check fails).
-    #[command(
-        after_help = "Examples:\n  hashmesh audit loans --rpc http://127.0.0.1:26667\n  hashmesh audit loans --pool d4730f72 --json"
-    )]
-    Loans {
-        #[command(flatten)]
-        conn: Conn,
-        /// Only loans this pool borrows or lends (pool id hex, or a prefix of it).
-        #[arg(long)]
-        pool: Option<String>,
-        /// Only transactions from this height (checked, but the settlement is not replayed).
-        #[arg(long)]
-        from_height: Option<u64>,
-        /// Print JSON.
-        #[arg(long)]
-        json: bool,
-    },
 }
 
 pub fn main() -> Result<i32> {
@@ -481,35 +443,7 @@ pub fn main() -> Result<i32> {
             }
             Ok(0)
         }
-        Cmd::Audit { cmd: AuditCmd::Directives { conn, filter, check_blocks, json } } => {
-            let DirectiveFilter { pool, group, from_height, to_height } = filter;
-            if let Some(p) = &pool {
-                audit::parse_pool(p)?;
-            }
-            let report = audit::run(
-                &Rpc::new(&conn.url()?),
-                &AuditFilter { pool, group, from_height, to_height, check_blocks },
-            )?;
-            if json {
-                print_json(&serde_json::to_value(&report)?);
-            } else {
-                print!("{}", audit::render(&report));
-            }
-            Ok(i32::from(report.failures > 0))
-        }
-        Cmd::Audit { cmd: AuditCmd::Loans { conn, pool, from_height, json } } => {
-            if let Some(p) = &pool {
-                hashmesh_node::audit_loans::check_pool(p)?;
-            }
-            let filter = hashmesh_node::audit_loans::LoanAuditFilter { pool, from_height };
-            let report = hashmesh_node::audit_loans::run(&Rpc::new(&conn.url()?), &filter, !json)?;
-            if json {
-                print_json(&serde_json::to_value(&report)?);
-            } else {
-                print!("{}", hashmesh_node::audit_loans::render(&report));
-            }
-            Ok(i32::from(report.failures > 0))
-        }
+        Cmd::Audit { cmd } => audit_cmd::run(cmd),
         Cmd::Bench { cmd } => bench_cmd::run(cmd),
     }
 }

@@ -57,6 +57,9 @@ pub struct PeerConfig {
     pub identity: TlsIdentity,
 }
 
+/// How long a borrower waits for its own commit of a route a lender sent credentials for.
+const COMMIT_WAIT: Duration = Duration::from_millis(1_500);
+
 /// A credential a lender still has to deliver: the route, the borrower's group, the credential.
 pub type CredentialToSend = (DirectiveId, GroupId, WorkerCredential);
 
@@ -229,6 +232,14 @@ pub(crate) async fn serve_peer(
             bail!("credentials for endpoint {}, which is not the sender's", credential.endpoint);
         }
         let endpoint = credential.endpoint.clone();
+        // The lender usually commits the route a moment before this node does: wait for it
+        // briefly rather than make the lender come back (it retries every 2 s).
+        let deadline = tokio::time::Instant::now() + COMMIT_WAIT;
+        while cfg.chain.assignment(&group).is_none_or(|a| a.directive != directive)
+            && tokio::time::Instant::now() < deadline
+        {
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
         match cfg.chain.assignment(&group) {
             Some(a) if a.directive == directive => {
                 if !a.targets.iter().any(|t| t.endpoint == credential.endpoint) {
