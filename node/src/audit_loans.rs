@@ -23,7 +23,7 @@ use crate::rpc::{CommittedTx, Rpc};
 /// Which loans to audit.
 #[derive(Debug, Clone, Default)]
 pub struct LoanAuditFilter {
-    /// Only loans this pool borrows or lends (pool id hex or a prefix of it).
+    /// Only loans this pool borrows or lends (its name, or its id or a prefix of it).
     pub pool: Option<String>,
     /// Only transactions from this height (a partial range is checked but not replayed).
     pub from_height: Option<u64>,
@@ -131,13 +131,26 @@ fn loan_events(t: &CommittedTx) -> Vec<(Key, BTreeMap<String, String>)> {
 /// If the node cannot be reached or answers nonsense.
 pub fn run(rpc: &Rpc, f: &LoanAuditFilter, progress: bool) -> Result<LoanAuditReport> {
     let (chain_id, height, _) = rpc.status()?;
-    let pools: Vec<String> = rpc
-        .abci_query("/pools", b"")?
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|p| p["id"].as_str().map(str::to_owned))
-        .collect();
+    let pool_list = rpc.abci_query("/pools", b"")?;
+    let pools: Vec<String> =
+        pool_list.as_array().into_iter().flatten().filter_map(|p| p["id"].as_str().map(str::to_owned)).collect();
+    // `--pool` by name or by id (prefix).
+    let only = match &f.pool {
+        Some(p) if !p.bytes().all(|b| b.is_ascii_hexdigit()) => Some(
+            pool_list
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find(|x| x["name"] == p.as_str())
+                .and_then(|x| x["id"].as_str().map(str::to_owned))
+                .ok_or_else(|| {
+                    anyhow::anyhow!(
+                        "--pool {p:?} is neither a pool name nor a pool id; `hashmesh query pools` lists them"
+                    )
+                })?,
+        ),
+        other => other.as_ref().map(|p| p.to_ascii_lowercase()),
+    };
     let node_loans = rpc.abci_query("/loans", b"")?;
     let mut query = "loan.status EXISTS".to_owned();
     if let Some(h) = f.from_height {
@@ -292,9 +305,8 @@ pub fn run(rpc: &Rpc, f: &LoanAuditFilter, progress: bool) -> Result<LoanAuditRe
             }
             r.loan.settled_hashes = Some(replayed);
         }
-        if let Some(p) = &f.pool {
-            let p = p.to_ascii_lowercase();
-            if !r.loan.borrower.starts_with(&p) && !r.loan.lender.starts_with(&p) {
+        if let Some(p) = &only {
+            if !r.loan.borrower.starts_with(p.as_str()) && !r.loan.lender.starts_with(p.as_str()) {
                 continue;
             }
         }
@@ -383,13 +395,16 @@ pub fn render(r: &LoanAuditReport) -> String {
     s
 }
 
-/// Refuse a `--pool` that cannot be a pool id prefix.
+/// Refuse a `--pool` that can be neither a pool name nor a pool id prefix.
 ///
 /// # Errors
-/// If it is not hex.
+/// If it is empty, too long, or has characters ids and names never have.
 pub fn check_pool(p: &str) -> Result<()> {
-    if p.is_empty() || !p.bytes().all(|b| b.is_ascii_hexdigit()) || p.len() > 64 {
-        bail!("--pool {p:?} is not a pool id (or a prefix of one): hex, like the ids `hashmesh query pools` prints");
+    let ok = !p.is_empty()
+        && p.len() <= 64
+        && p.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'.' | b'_' | b'-'));
+    if !ok {
+        bail!("--pool {p:?} is not a pool name or id: use a name like pool-a or an id (prefix) from `hashmesh query pools`");
     }
     Ok(())
 }

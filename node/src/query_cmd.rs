@@ -46,8 +46,14 @@ pub fn run(rpc: &Rpc, target: &Target) -> Result<Value> {
         Target::Pending => rpc.abci_query("/pending", b""),
         Target::Telemetry => rpc.abci_query("/telemetry", b""),
         Target::Offers => rpc.abci_query("/offers", b""),
-        Target::Loans(pool) => Ok(only_pool(rpc.abci_query("/loans", b"")?, pool.as_deref(), ["borrower", "lender"])),
-        Target::Ledger(pool) => Ok(only_pool(rpc.abci_query("/ledger", b"")?, pool.as_deref(), ["borrower", "lender"])),
+        Target::Loans(pool) => {
+            let pool = pool_id(rpc, pool.as_deref())?;
+            Ok(only_pool(rpc.abci_query("/loans", b"")?, pool.as_deref(), ["borrower", "lender"]))
+        }
+        Target::Ledger(pool) => {
+            let pool = pool_id(rpc, pool.as_deref())?;
+            Ok(only_pool(rpc.abci_query("/ledger", b"")?, pool.as_deref(), ["borrower", "lender"]))
+        }
         Target::Directive(id) => rpc.abci_query("/directive", id.as_bytes()),
         Target::History(f) => rpc.abci_query("/history", f.to_string().as_bytes()),
     }
@@ -255,6 +261,20 @@ pub fn status(rpc: &Rpc) -> Result<Value> {
         "latest_app_hash": app_hash,
         "app": app,
     }))
+}
+
+/// A `--pool` given as a name (`pool-a`) or as a pool id (or a prefix of one), as an id prefix.
+fn pool_id(rpc: &Rpc, pool: Option<&str>) -> Result<Option<String>> {
+    let Some(p) = pool else { return Ok(None) };
+    if !p.is_empty() && p.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Ok(Some(p.to_ascii_lowercase()));
+    }
+    let pools = rpc.abci_query("/pools", b"")?;
+    let found = pools.as_array().into_iter().flatten().find(|x| x["name"] == p).and_then(|x| x["id"].as_str());
+    match found {
+        Some(id) => Ok(Some(id.to_owned())),
+        None => anyhow::bail!("--pool {p:?} is neither a pool name nor a pool id; `hashmesh query pools` lists them"),
+    }
 }
 
 /// Keep the rows whose `fields` name `pool` (an id or a prefix of one); all rows without it.

@@ -333,6 +333,13 @@ fn lending(dir: &Path, rpc: &Rpc, cluster: &hashmesh_testnet::Cluster) {
     assert_eq!(audit.failures, 0, "{}", hashmesh_node::audit_loans::render(&audit));
     assert!(audit.loans.iter().any(|l| l.endpoint == "pool-b/ep-1" && l.epochs.iter().any(|e| e.outcome == "settled")));
     eprintln!("{}", hashmesh_node::audit_loans::render(&audit));
+    // By pool name: pool-c lent to pool-a (the second-cheapest offer) or nothing; pool-a is in all.
+    let only = |p: &str| hashmesh_node::audit_loans::LoanAuditFilter { pool: Some(p.into()), from_height: None };
+    let a = hashmesh_node::audit_loans::run(rpc, &only("pool-a"), false).unwrap();
+    assert_eq!(a.loans.len(), audit.loans.len());
+    let d = hashmesh_node::audit_loans::run(rpc, &only("pool-d"), false).unwrap();
+    assert!(d.loans.iter().all(|l| l.endpoint.starts_with("pool-d/")), "{}", hashmesh_node::audit_loans::render(&d));
+    assert!(hashmesh_node::audit_loans::run(rpc, &only("pool-zz"), false).is_err(), "an unknown pool name");
     // The loan's credentials are gone from pool-a's agents (a new loan gets new ones).
     wait("pool-a's agents to forget the closed loan's credentials", 30, || {
         let now: Vec<String> = ["agent-1", "agent-2"].iter().flat_map(|a| password_of(a)).collect();

@@ -32,12 +32,12 @@ pub(super) enum AuditCmd {
     /// and disputed epoch replayed with the chain's rule and compared with the node's events
     /// and state (exit 1 if any check fails).
     #[command(
-        after_help = "Examples:\n  hashmesh audit loans --rpc http://127.0.0.1:26667\n  hashmesh audit loans --pool d4730f72 --json"
+        after_help = "Examples:\n  hashmesh audit loans --rpc http://127.0.0.1:26667\n  hashmesh audit loans --pool pool-a --json"
     )]
     Loans {
         #[command(flatten)]
         conn: Conn,
-        /// Only loans this pool borrows or lends (pool id hex, or a prefix of it).
+        /// Only loans this pool borrows or lends (its name, or its id or a prefix of it).
         #[arg(long)]
         pool: Option<String>,
         /// Only transactions from this height (checked, but the settlement is not replayed).

@@ -304,13 +304,13 @@ enum QueryCmd {
     /// Loans: each (borrowing group, lending endpoint) pair a committed route uses or used, with
     /// both sides' latest totals, what is settled and what is disputed.
     Loans {
-        /// Only loans this pool borrows or lends (pool id hex, or a prefix of it).
+        /// Only loans this pool borrows or lends (its name, or its id or a prefix of it).
         #[arg(long)]
         pool: Option<String>,
     },
     /// Settled lending per pair of pools: work, fees owed, reward weight (decayed 5 % an hour).
     Ledger {
-        /// Only pairs this pool is part of (pool id hex, or a prefix of it).
+        /// Only pairs this pool is part of (its name, or its id or a prefix of it).
         #[arg(long)]
         pool: Option<String>,
     },
