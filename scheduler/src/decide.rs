@@ -84,8 +84,6 @@ pub struct EpochView {
     pub pending: Vec<ViewPending>,
     /// Every open offer.
     pub offers: Vec<ViewOffer>,
-    /// Every loan, open or closed.
-    pub loans: Vec<crate::loans::ViewLoan>,
 }
 
 /// An open offer in committed state.

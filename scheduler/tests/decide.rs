@@ -50,7 +50,6 @@ fn view() -> EpochView {
         }],
         pending: Vec::new(),
         offers: Vec::new(),
-        loans: Vec::new(),
     }
 }
 

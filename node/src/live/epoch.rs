@@ -116,7 +116,6 @@ pub fn epoch_view(state: &State) -> EpochView {
                 lent_hs: state.lent_hs(&o.endpoint, None),
             })
             .collect(),
-        loans: loan_views(state),
     }
 }
 
