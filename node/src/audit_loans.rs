@@ -11,7 +11,7 @@
 
 use std::collections::BTreeMap;
 
-use anyhow::{bail, Result};
+use anyhow::Result;
 use hashmesh_protocol::settle::{LoanBook, Outcome, Reading};
 use hashmesh_protocol::signing::{self, PoolKey};
 use hashmesh_protocol::{Body, SignedTx};
@@ -134,23 +134,7 @@ pub fn run(rpc: &Rpc, f: &LoanAuditFilter, progress: bool) -> Result<LoanAuditRe
     let pool_list = rpc.abci_query("/pools", b"")?;
     let pools: Vec<String> =
         pool_list.as_array().into_iter().flatten().filter_map(|p| p["id"].as_str().map(str::to_owned)).collect();
-    // `--pool` by name or by id (prefix).
-    let only = match &f.pool {
-        Some(p) if !p.bytes().all(|b| b.is_ascii_hexdigit()) => Some(
-            pool_list
-                .as_array()
-                .into_iter()
-                .flatten()
-                .find(|x| x["name"] == p.as_str())
-                .and_then(|x| x["id"].as_str().map(str::to_owned))
-                .ok_or_else(|| {
-                    anyhow::anyhow!(
-                        "--pool {p:?} is neither a pool name nor a pool id; `hashmesh query pools` lists them"
-                    )
-                })?,
-        ),
-        other => other.as_ref().map(|p| p.to_ascii_lowercase()),
-    };
+    let only = crate::query_cmd::pool_id(rpc, f.pool.as_deref())?;
     let node_loans = rpc.abci_query("/loans", b"")?;
     let mut query = "loan.status EXISTS".to_owned();
     if let Some(h) = f.from_height {
@@ -393,18 +377,4 @@ pub fn render(r: &LoanAuditReport) -> String {
         }
     ));
     s
-}
-
-/// Refuse a `--pool` that can be neither a pool name nor a pool id prefix.
-///
-/// # Errors
-/// If it is empty, too long, or has characters ids and names never have.
-pub fn check_pool(p: &str) -> Result<()> {
-    let ok = !p.is_empty()
-        && p.len() <= 64
-        && p.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'.' | b'_' | b'-'));
-    if !ok {
-        bail!("--pool {p:?} is not a pool name or id: use a name like pool-a or an id (prefix) from `hashmesh query pools`");
-    }
-    Ok(())
 }

@@ -264,7 +264,10 @@ pub fn status(rpc: &Rpc) -> Result<Value> {
 }
 
 /// A `--pool` given as a name (`pool-a`) or as a pool id (or a prefix of one), as an id prefix.
-fn pool_id(rpc: &Rpc, pool: Option<&str>) -> Result<Option<String>> {
+///
+/// # Errors
+/// If a name is not a registered pool's, or the node cannot be reached.
+pub fn pool_id(rpc: &Rpc, pool: Option<&str>) -> Result<Option<String>> {
     let Some(p) = pool else { return Ok(None) };
     if !p.is_empty() && p.bytes().all(|b| b.is_ascii_hexdigit()) {
         return Ok(Some(p.to_ascii_lowercase()));
