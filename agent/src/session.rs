@@ -57,6 +57,7 @@ pub async fn run(opts: AgentOptions) -> Result<()> {
     if let Some(p) = &opts.proxy {
         // Route by what was committed and applied before this start, until the node says more.
         p.routes(plane.state().routes.clone()).await;
+        p.fallback(plane.state().fallback.clone()).await;
     }
     let backoff = Backoff { base_ms: 200, cap_ms: 10_000 };
     let mut rng = Rng::new(u64::from_le_bytes(me.0[..8].try_into().expect("8 bytes")) ^ now_ms());
@@ -120,7 +121,15 @@ async fn session(
                     PlaneMsg::Instruction(i) => Some((i.seq, i.directive, i.group.clone())),
                     _ => None,
                 };
+                let fallback = matches!(msg, PlaneMsg::Fallback { .. });
                 plane.handle_message(msg, now_ms()).map_err(|e| PlaneError::Peer(e.into()))?;
+                if fallback {
+                    let list = plane.state().fallback.clone();
+                    info!(endpoints = list.len(), "fallback list from the node");
+                    if let Some(p) = &opts.proxy {
+                        p.fallback(list).await;
+                    }
+                }
                 if let Some((seq, directive, group)) = what {
                     info!(seq, directive = %directive, group = %group, "instruction applied");
                     if let Some(p) = &opts.proxy {

@@ -27,6 +27,8 @@ enum Behaviour {
     Silent,
     /// Answers everything with garbage.
     Garbage,
+    /// The process is gone: its sessions end and connections are refused.
+    Dead,
 }
 
 struct Harness {
@@ -87,6 +89,9 @@ impl Harness {
             while let Some(o) = self.proxy.poll_output() {
                 moved = true;
                 match o {
+                    Output::Connect(conn, ep) if self.behaviour.get(&ep) == Some(&Behaviour::Dead) => {
+                        self.proxy.handle_upstream_closed(conn, "connection refused", self.now);
+                    }
                     Output::Connect(conn, ep) => {
                         let chain = self.chains.entry(ep.clone()).or_insert_with(|| JobChain::new(ep.as_str()));
                         let job = chain.next(1_700_000_000, true);
@@ -107,7 +112,7 @@ impl Harness {
                                 let books = self.books.entry(ep.clone()).or_default();
                                 c.handle_line(&line, &Chaos::default(), books);
                             }
-                            Behaviour::Silent => {}
+                            Behaviour::Silent | Behaviour::Dead => {}
                             Behaviour::Garbage => self.proxy.handle_upstream_line(conn, "]]garbage[[", self.now),
                         }
                     }
@@ -160,6 +165,22 @@ impl Harness {
             self.proxy.handle_timeout(self.now);
             self.pump();
         }
+    }
+
+    /// `ep`'s process dies: its sessions end (the agent reads EOF) and it refuses new ones.
+    fn kill(&mut self, ep: &str) {
+        self.behaviour.insert(e(ep), Behaviour::Dead);
+        let conns: Vec<ConnId> = self.conns.iter().filter(|(_, (x, _))| *x == e(ep)).map(|(c, _)| *c).collect();
+        for c in conns {
+            self.conns.remove(&c);
+            self.proxy.handle_upstream_closed(c, "connection reset", self.now);
+        }
+        self.pump();
+    }
+
+    /// Accepted shares at `ep` under `worker`.
+    fn accepted_as(&self, ep: &str, worker: &str) -> u64 {
+        self.books.get(&e(ep)).and_then(|b| b.get(worker)).map_or(0, |w| w.accepted)
     }
 
     fn accepted(&self, ep: &str) -> u64 {
@@ -283,6 +304,85 @@ fn another_pools_endpoint_gets_work_only_with_its_owners_credentials() {
     let books = &h.books[&e("pool-b/ep-1")];
     assert!(books.get("lent.pool-a/g-1").is_some_and(|b| b.accepted > 0), "{books:?}");
     assert!(!serde_json::to_string(&h.proxy.status(h.now)).unwrap().contains("s3cret"));
+}
+
+fn standby(ep: &str) -> WorkerCredential {
+    WorkerCredential { endpoint: e(ep), user: "a1b2c3d4e5f6.standby".into(), password: format!("standby-{ep}") }
+}
+
+#[test]
+fn with_every_own_endpoint_dead_miners_fall_back_to_an_offered_endpoint_within_2_s() {
+    let mut h = Harness::new(cfg());
+    h.proxy.handle_routes(&route(&[("pool-a/ep-1", 10_000)], Vec::new()), h.now);
+    h.proxy.handle_fallback(&[standby("pool-b/ep-1"), standby("pool-c/ep-1")], h.now);
+    h.pump();
+    let miners: Vec<MinerId> = (0..4).map(|i| h.miner(&format!("pool-a/g-1.rig{i}"), true)).collect();
+    h.run(2_000, 30_000);
+    assert!(h.accepted("pool-a/ep-1") > 0);
+    assert!(!h.books.contains_key(&e("pool-b/ep-1")), "no session at a fallback while the pool's own work");
+    let _ = h.proxy.windows(h.now);
+
+    // Both of the pool's endpoints die; the borrow has not committed yet.
+    let died = h.now;
+    h.kill("pool-a/ep-1");
+    h.kill("pool-a/ep-2");
+    let mut first = None;
+    for _ in 0..30 {
+        h.run(100, 30_000);
+        if first.is_none() && h.accepted_as("pool-b/ep-1", "a1b2c3d4e5f6.standby") > 0 {
+            first = Some(h.now);
+        }
+    }
+    let first = first.expect("no share accepted at the fallback");
+    assert!(first - died <= 2_000, "first share at the lender {} ms after both endpoints died", first - died);
+    assert_eq!(h.accepted("pool-c/ep-1"), 0, "the cheapest live offer only");
+    let status = h.proxy.status(h.now);
+    let at_b = status.endpoints.iter().find(|x| x.endpoint.as_str() == "pool-b/ep-1").unwrap();
+    assert!(at_b.standby_login && at_b.miners == 4, "{at_b:?}");
+    // Measured like any work, and marked as no loan's.
+    let w = h.proxy.windows(h.now).into_iter().find(|w| w.endpoint.as_str() == "pool-b/ep-1").unwrap();
+    assert!(w.accepted_hashes > 0 && w.standby_hashes == w.accepted_hashes, "{w:?}");
+
+    // The lender dies too: the next offer.
+    h.kill("pool-b/ep-1");
+    h.run(2_000, 30_000);
+    assert!(h.accepted_as("pool-c/ep-1", "a1b2c3d4e5f6.standby") > 0);
+    h.behaviour.remove(&e("pool-b/ep-1"));
+
+    // The borrow commits with the loan's credentials: the session logs in again with them and
+    // its work is the loan's.
+    let loan = WorkerCredential {
+        endpoint: e("pool-c/ep-1"),
+        user: "a1b2c3d4e5f6.pool-a/g-1.40".into(),
+        password: "loan".into(),
+    };
+    let mut r = route(&[("pool-c/ep-1", 10_000)], vec![loan]);
+    r.values_mut().for_each(|r| r.directive = DirectiveId([2; 32]));
+    h.proxy.handle_routes(&r, h.now);
+    h.pump();
+    let _ = h.proxy.windows(h.now);
+    let standby_before = h.accepted_as("pool-c/ep-1", "a1b2c3d4e5f6.standby");
+    h.run(2_000, 30_000);
+    assert!(h.accepted_as("pool-c/ep-1", "a1b2c3d4e5f6.pool-a/g-1.40") > 0);
+    assert_eq!(h.accepted_as("pool-c/ep-1", "a1b2c3d4e5f6.standby"), standby_before);
+    let w = h.proxy.windows(h.now).into_iter().find(|w| w.endpoint.as_str() == "pool-c/ep-1").unwrap();
+    assert!(w.accepted_hashes > 0 && w.standby_hashes == 0, "{w:?}");
+
+    // Home again: the loan's credentials end with the route; ep-1 takes the work after its
+    // dwell and no session stays at the lenders.
+    h.behaviour.clear();
+    let mut home = route(&[("pool-a/ep-1", 10_000)], Vec::new());
+    home.values_mut().for_each(|r| r.directive = DirectiveId([3; 32]));
+    h.proxy.handle_routes(&home, h.now);
+    // (ep-1 is retried with backoff, then must stay up for the fail-back dwell.)
+    h.run(15_000, 30_000);
+    let status = h.proxy.status(h.now);
+    assert_eq!(h.miners_at("pool-a/ep-1"), 4, "{:?}", status.endpoints);
+    assert!(status.endpoints.iter().all(|x| x.endpoint.as_str().starts_with("pool-a/")), "{:?}", status.endpoints);
+    for id in miners {
+        let c = h.miners[&id].counts();
+        assert_eq!((c.unexpected, c.rejected), (0, 0), "{c:?}");
+    }
 }
 
 #[test]

@@ -17,7 +17,7 @@ use crate::signer::Signer;
 use tracing::{error, info, warn};
 
 use crate::home::Home;
-use crate::plane::peers::{ChainView, PeerConfig};
+use crate::plane::peers::{ChainView, OpenOffer, PeerConfig};
 use crate::plane::service::{self, PlaneHandle, PlaneOptions};
 use crate::plane::store::PlaneStore;
 use crate::plane::{receipts, registry};
@@ -212,5 +212,12 @@ impl ChainView for CommittedView {
     }
     fn loan_opened(&self, g: &GroupId, e: &EndpointId) -> Option<u64> {
         self.0.committed_state()?.loan(g, e).filter(|l| l.open()).map(|l| l.opened_height)
+    }
+    fn offers(&self) -> Vec<OpenOffer> {
+        let Some(s) = self.0.committed_state() else { return Vec::new() };
+        s.offers()
+            .filter(|o| s.offer_open(o) && !s.endpoint(&o.endpoint).is_some_and(|e| e.drained))
+            .map(|o| OpenOffer { endpoint: o.endpoint.clone(), owner: o.owner, fee_bp: o.fee_bp })
+            .collect()
     }
 }

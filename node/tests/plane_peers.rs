@@ -15,7 +15,7 @@ use hashmesh_abci::CommitNotice;
 use hashmesh_agent::home as agent;
 use hashmesh_agent::session::{run as run_agent, AgentOptions};
 use hashmesh_node::live::source::{AgentSource, TelemetrySource};
-use hashmesh_node::plane::peers::{ChainView, PeerConfig};
+use hashmesh_node::plane::peers::{standby_worker, ChainView, OpenOffer, PeerConfig};
 use hashmesh_node::plane::registry;
 use hashmesh_node::plane::service::{start, PlaneOptions};
 use hashmesh_node::plane::store::PlaneStore as Outbox;
@@ -61,6 +61,11 @@ impl ChainView for Chain {
     }
     fn loan_opened(&self, g: &GroupId, e: &EndpointId) -> Option<u64> {
         (g.as_str() == "pool-a/g-1" && e.as_str() == "pool-b/ep-1").then_some(9)
+    }
+    fn offers(&self) -> Vec<OpenOffer> {
+        let offer =
+            |e: &str, owner: u8, fee_bp: u16| OpenOffer { endpoint: e.parse().unwrap(), owner: pool(owner), fee_bp };
+        vec![offer("pool-a/ep-2", 1, 50), offer("pool-b/ep-2", 2, 200), offer("pool-b/ep-3", 2, 100)]
     }
 }
 
@@ -147,6 +152,14 @@ async fn credentials_and_measurements_cross_the_plane_and_liars_are_cut_off() {
     let st = agent::load_state(&agent_home).unwrap();
     assert_eq!(st.applied_count, 1, "credentials update the route in effect, they are not a new route");
     wait_until("b's queue drained", || b.plane.credentials_queued() == 0).await;
+    // Ahead of any loan, b's open offers reach a's agent as its fallback, cheapest first, with
+    // standby credentials for a (a's own offer is not a fallback).
+    wait_until("the fallback list at a's agent", || agent::load_state(&agent_home).unwrap().fallback.len() == 2).await;
+    let fallback = agent::load_state(&agent_home).unwrap().fallback;
+    let order: Vec<&str> = fallback.iter().map(|c| c.endpoint.as_str()).collect();
+    assert_eq!(order, ["pool-b/ep-3", "pool-b/ep-2"]);
+    assert!(fallback.iter().all(|c| c.user == standby_worker(&pool(1)) && c.password.len() == 32), "{fallback:?}");
+    assert_ne!(fallback[0].password, fallback[1].password, "a password per offered endpoint");
 
     // Lies on the peer channel: each closes that connection, with b's real key.
     let trust = Trust::default();
@@ -177,6 +190,9 @@ async fn credentials_and_measurements_cross_the_plane_and_liars_are_cut_off() {
             },
         ],
         vec![PlaneMsg::PeerHello { pool: pool(2) }, PlaneMsg::Heartbeat { at_ms: 1, reports: vec![] }],
+        // Standby credentials for another pool's endpoint, and for one with no open offer.
+        vec![PlaneMsg::PeerHello { pool: pool(2) }, PlaneMsg::Standby { credential: cred("pool-a/ep-2") }],
+        vec![PlaneMsg::PeerHello { pool: pool(2) }, PlaneMsg::Standby { credential: cred("pool-b/ep-1") }],
     ];
     for msgs in &lies {
         let conn = connect(a.local_addr, &b_id, &trust, ALPN).await.unwrap();
@@ -199,6 +215,7 @@ async fn credentials_and_measurements_cross_the_plane_and_liars_are_cut_off() {
     }
     // The credentials stayed as they were.
     assert_eq!(creds(), vec![c]);
+    assert_eq!(agent::load_state(&agent_home).unwrap().fallback, fallback);
 
     // Draining a/ep-1 re-sends the route with it marked: the agent spreads its share over the
     // rest; restoring it undoes that. Neither is a new route in effect.
@@ -252,6 +269,7 @@ async fn credentials_and_measurements_cross_the_plane_and_liars_are_cut_off() {
             down: false,
             miners: 3,
             in_flight: 0,
+            standby_hashes: 0,
         }
     };
     let conn = connect(a.local_addr, &as_agent, &trust, ALPN).await.unwrap();

@@ -219,6 +219,7 @@ fn window(agent_end: u64, accepted: u64) -> hashmesh_protocol::EndpointWindow {
         down: false,
         miners: 1,
         in_flight: 0,
+        standby_hashes: 0,
     }
 }
 

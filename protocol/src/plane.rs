@@ -14,6 +14,9 @@ use crate::telemetry::EndpointWindow;
 pub const PLANE_MSG_BYTES_MAX: usize = 64 * 1024;
 /// Most endpoint reports in one heartbeat.
 pub const HEARTBEAT_REPORTS_MAX: usize = 64;
+/// Most offered endpoints in one `Fallback` list (the cheapest ones; an agent tries them in
+/// order).
+pub const FALLBACK_ENDPOINTS_MAX: usize = 16;
 /// Most endpoint windows in one `Measurements` message (an agent with more sends more
 /// messages; each also stays within [`PLANE_MSG_BYTES_MAX`]).
 pub const MEASUREMENT_WINDOWS_MAX: usize = 64;
@@ -112,6 +115,26 @@ pub enum PlaneMsg {
         at_ms: u64,
         /// Up to [`MEASUREMENT_WINDOWS_MAX`] windows, at most one per endpoint.
         windows: Vec<EndpointWindow>,
+    },
+    /// Lending node → another pool's node: the *standby credential* for one of the lender's
+    /// offered endpoints. The other pool's agents log in with it only when every endpoint of a
+    /// group's route and every own standby is down, before a loan commits; work under it is
+    /// not settled (there is no loan yet), and the loan's own credentials replace it.
+    Standby {
+        /// The credential (the offered endpoint, worker `<pool id 12 hex>.standby`).
+        credential: WorkerCredential,
+    },
+    /// Receiving node → lending node: the standby credential is stored.
+    StandbyAck {
+        /// The endpoint.
+        endpoint: EndpointId,
+    },
+    /// Node → agent: the other pools' offered endpoints its miners may fall back to, cheapest
+    /// first, each with its standby credential; replaces the previous list (sent at every
+    /// session start and whenever it changes). At most [`FALLBACK_ENDPOINTS_MAX`].
+    Fallback {
+        /// The endpoints in order of preference.
+        credentials: Vec<WorkerCredential>,
     },
 }
 

@@ -159,6 +159,9 @@ pub struct EndpointWindow {
     pub miners: u32,
     /// Shares waiting for a verdict at the end of the window.
     pub in_flight: u32,
+    /// The part of `accepted_hashes` done under a lender's standby credential (an agent's
+    /// fallback before a loan commits): measured, but no loan's work.
+    pub standby_hashes: u128,
 }
 
 impl EndpointWindow {
@@ -169,6 +172,8 @@ impl EndpointWindow {
             Some("a window must end after it starts")
         } else if self.miners > TELEMETRY_COUNT_MAX || self.in_flight > TELEMETRY_COUNT_MAX {
             Some("miners and in-flight shares are at most 10000000")
+        } else if self.standby_hashes > self.accepted_hashes {
+            Some("standby work is part of the accepted work")
         } else {
             self.latency.malformed()
         }

@@ -250,9 +250,20 @@ fn arb_plane() -> impl Strategy<Value = PlaneMsg> {
                         down,
                         miners: 2,
                         in_flight: 1,
+                        standby_hashes: u128::from(accepted / 2) << 20,
                     })
                     .collect(),
             }),
+        (arb_id(), "[a-z0-9.]{1,20}").prop_map(|(e, w)| PlaneMsg::Standby {
+            credential: WorkerCredential { endpoint: e.parse().unwrap(), user: format!("{w}.standby"), password: w }
+        }),
+        arb_id().prop_map(|e| PlaneMsg::StandbyAck { endpoint: e.parse().unwrap() }),
+        proptest::collection::vec((arb_id(), "[a-z0-9]{1,8}"), 0..4).prop_map(|v| PlaneMsg::Fallback {
+            credentials: v
+                .into_iter()
+                .map(|(e, w)| WorkerCredential { endpoint: e.parse().unwrap(), user: w.clone(), password: w })
+                .collect()
+        }),
     ]
 }
 

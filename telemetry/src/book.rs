@@ -43,6 +43,8 @@ struct Sum {
     rejected: u64,
     stale: u64,
     hashes: u128,
+    /// The part of `hashes` done under a standby credential.
+    standby: u128,
     covered_ms: u64,
     latency: LatencyHistogram,
     /// The latest window's state.
@@ -63,7 +65,8 @@ pub struct AgentWork {
     pub agent: AgentId,
     /// The endpoint.
     pub endpoint: EndpointId,
-    /// Accepted hashes in the epoch's windows.
+    /// Accepted hashes in the epoch's windows, leaving out work under a standby credential
+    /// (an agent's fallback before a loan commits is no loan's work).
     pub hashes: u128,
     /// End of the agent's latest window there (agent clock, ms): the work is complete up to it.
     pub through_ms: u64,
@@ -96,6 +99,7 @@ impl EpochBook {
         s.rejected = s.rejected.saturating_add(w.rejected);
         s.stale = s.stale.saturating_add(w.stale);
         s.hashes = s.hashes.saturating_add(w.accepted_hashes);
+        s.standby = s.standby.saturating_add(w.standby_hashes);
         // Windows of one agent do not overlap; a gap (the agent was disconnected) is not covered.
         s.covered_ms += w.end_ms - w.start_ms.max(s.last_end_ms);
         s.latency.merge(&latency);
@@ -136,7 +140,7 @@ impl EpochBook {
                 work.push(AgentWork {
                     agent: *agent,
                     endpoint: e.clone(),
-                    hashes: s.hashes,
+                    hashes: s.hashes.saturating_sub(s.standby),
                     through_ms: s.last_end_ms,
                 });
                 accepted = accepted.saturating_add(s.accepted);
@@ -206,6 +210,7 @@ mod tests {
             down: false,
             miners: 2,
             in_flight: 0,
+            standby_hashes: 0,
         }
     }
 
@@ -256,5 +261,19 @@ mod tests {
             ]
         );
         assert!(b.take_with_work().1.is_empty(), "taken once");
+    }
+
+    #[test]
+    fn standby_work_is_measured_but_left_out_of_the_work() {
+        let mut b = EpochBook::default();
+        let mut w = window(0, 2000, 10, &[10]);
+        w.standby_hashes = 4 * hashes_of(1.0);
+        b.record(agent(1), &w).unwrap();
+        let (m, work) = b.take_with_work();
+        assert_eq!(m.into_values().next().unwrap().hashrate_hs, hashrate_hs(10 * hashes_of(1.0), 2000));
+        assert_eq!(work[0].hashes, 6 * hashes_of(1.0));
+        let mut bad = window(2000, 4000, 1, &[10]);
+        bad.standby_hashes = 2 * hashes_of(1.0);
+        assert!(matches!(b.record(agent(1), &bad), Err(BookError::Malformed(_))));
     }
 }

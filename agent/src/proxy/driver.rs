@@ -11,6 +11,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use hashmesh_plane::core::agent::AppliedRoute;
 use hashmesh_plane::host::clock::now_ms;
+use hashmesh_protocol::plane::WorkerCredential;
 use hashmesh_protocol::{EndpointId, EndpointWindow, GroupId};
 use hashmesh_stratum::codec::LineCodec;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -74,6 +75,7 @@ enum Ev {
     UpLine(ConnId, String),
     UpClosed(ConnId, String),
     Routes(BTreeMap<GroupId, AppliedRoute>),
+    Fallback(Vec<WorkerCredential>),
     Status(oneshot::Sender<ProxyStatus>),
 }
 
@@ -109,6 +111,11 @@ impl ProxyHandle {
     /// The committed routing table changed.
     pub async fn routes(&self, routes: BTreeMap<GroupId, AppliedRoute>) {
         let _ = self.events.send(Ev::Routes(routes)).await;
+    }
+
+    /// The offered endpoints to fall back to changed.
+    pub async fn fallback(&self, list: Vec<WorkerCredential>) {
+        let _ = self.events.send(Ev::Fallback(list)).await;
     }
 
     /// The measurement windows closed since the last call, oldest first (for the node).
@@ -419,6 +426,7 @@ impl Actor {
                 self.proxy.handle_upstream_closed(c, &why, now);
             }
             Ev::Routes(r) => self.proxy.handle_routes(&r, now),
+            Ev::Fallback(list) => self.proxy.handle_fallback(&list, now),
             Ev::Status(reply) => {
                 let _ = reply.send(self.proxy.status(now));
             }

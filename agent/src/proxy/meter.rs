@@ -55,6 +55,8 @@ pub struct EndpointMeter {
     /// The current report window: its counts, accepted hashes, latency, start.
     window: Counts,
     window_hashes: u128,
+    /// The part of `window_hashes` done under a lender's standby credential.
+    window_standby: u128,
     window_latency: LatencyHistogram,
     window_start_ms: u64,
 }
@@ -67,6 +69,7 @@ impl EndpointMeter {
             hashrate: HashrateWindow::new(now_ms),
             window: Counts::default(),
             window_hashes: 0,
+            window_standby: 0,
             window_latency: LatencyHistogram::default(),
             window_start_ms: now_ms,
         }
@@ -167,6 +170,12 @@ impl Meter {
         w.hashrate.record(now_ms, hashes);
     }
 
+    /// An accepted share of `difficulty` (already counted) was done at `endpoint` under a
+    /// lender's standby credential: measured like any other, but no loan's work.
+    pub fn standby(&mut self, endpoint: &EndpointId, difficulty: f64, now_ms: u64) {
+        self.endpoint(endpoint, now_ms).window_standby += hashes_of(difficulty);
+    }
+
     /// Record a submit's response time at `endpoint`.
     pub fn latency(&mut self, endpoint: &EndpointId, ms: u64, now_ms: u64) {
         let m = self.endpoint(endpoint, now_ms);
@@ -222,10 +231,12 @@ impl Meter {
                     down: u.down,
                     miners: u.miners,
                     in_flight: u.in_flight,
+                    standby_hashes: m.window_standby.min(m.window_hashes),
                 });
             }
             m.window = Counts::default();
             m.window_hashes = 0;
+            m.window_standby = 0;
             m.window_latency.reset();
             m.window_start_ms = now_ms;
         }

@@ -19,12 +19,12 @@ use hashmesh_abci::CommitNotice;
 use hashmesh_plane::core::node::{AgentView, CommitInput, CommittedRoute, Counters, GroupWork, NodePlane};
 use hashmesh_plane::host::clock::now_ms;
 use hashmesh_plane::transport::endpoint::{remote_key, server};
-use hashmesh_plane::transport::frame::{push_frame, read_frame, FrameReader};
+use hashmesh_plane::transport::frame::{push_frame, read_frame, write_frame, FrameReader};
 use hashmesh_plane::transport::identity::TlsIdentity;
 use hashmesh_plane::transport::tls::{Role, Trust};
 use hashmesh_plane::PlaneError;
 use hashmesh_protocol::limits::COMMIT_NOTICES_QUEUED_MAX;
-use hashmesh_protocol::plane::{Instruction, PlaneMsg, PLANE_MSG_BYTES_MAX};
+use hashmesh_protocol::plane::{Instruction, PlaneMsg, WorkerCredential, PLANE_MSG_BYTES_MAX};
 use hashmesh_protocol::{AgentId, EndpointId, Measurement, PoolId, Receipt};
 use tokio::sync::{mpsc, oneshot};
 use tracing::{error, info, warn};
@@ -72,6 +72,8 @@ pub(crate) enum Event {
 pub(crate) enum SessionCmd {
     /// Write these instructions.
     Write(Vec<Instruction>),
+    /// Write the fallback list.
+    Fallback(Vec<WorkerCredential>),
     /// Close: the agent broke the protocol.
     Close(String),
 }
@@ -256,6 +258,7 @@ pub fn start(
         for a in assignments {
             peers::queue_for(&store, cfg, a)?;
         }
+        peers::queue_standby(&store, cfg)?;
     }
     let (events_tx, mut events) = mpsc::channel::<Event>(EVENTS_QUEUED_MAX);
     let (commits_tx, mut commits) = mpsc::channel::<CommitNotice>(COMMIT_NOTICES_QUEUED_MAX);
@@ -289,7 +292,9 @@ pub fn start(
                     sessions: BTreeMap::new(),
                     plane: p,
                     status_dir: opts.status_dir,
+                    fallback: Vec::new(),
                 };
+                actor.refresh_fallback();
                 actor.drain();
                 actor.publish();
                 let mut tick = tokio::time::interval(TICK);
@@ -355,9 +360,27 @@ struct Actor {
     sessions: BTreeMap<(AgentId, u64), mpsc::Sender<SessionCmd>>,
     plane: Arc<Plane>,
     status_dir: Option<PathBuf>,
+    /// The agents' fallback list as last sent.
+    fallback: Vec<WorkerCredential>,
 }
 
 impl Actor {
+    /// Recompute the agents' fallback list (kept standby credentials of open offers) and send it
+    /// to every session when it changed.
+    fn refresh_fallback(&mut self) {
+        let Some(cfg) = &self.plane.peers else { return };
+        let list = peers::fallback_list(&self.store, &cfg.me, &cfg.chain.offers())
+            .unwrap_or_else(|e| fatal("reading standby credentials", &e));
+        if list != self.fallback {
+            info!(endpoints = list.len(), "agents' fallback list changed");
+            self.fallback = list;
+            for tx in self.sessions.values() {
+                // A full session is busy writing; it gets the list again at its next start.
+                let _ = tx.try_send(SessionCmd::Fallback(self.fallback.clone()));
+            }
+        }
+    }
+
     fn handle(&mut self, ev: Event) {
         let now = now_ms();
         match ev {
@@ -375,14 +398,18 @@ impl Actor {
                         any |= peers::queue_for(&self.plane.store, cfg, a)
                             .unwrap_or_else(|e| fatal("queueing credentials", &e));
                     }
+                    any |= peers::queue_standby(&self.plane.store, cfg)
+                        .unwrap_or_else(|e| fatal("queueing standby credentials", &e));
                     if any {
                         self.plane.peer_notify.notify_one();
                     }
                 }
+                self.refresh_fallback();
             }
             Event::Connected { agent, to_session, reply } => {
                 let session = self.core.handle_connect(agent).ok();
                 if let Some(s) = session {
+                    let _ = to_session.try_send(SessionCmd::Fallback(self.fallback.clone()));
                     self.sessions.insert((agent, s), to_session);
                     info!(agent = %agent, "agent connected");
                 }
@@ -404,8 +431,17 @@ impl Actor {
                 self.publish();
             }
             Event::Credential(c) => {
-                self.core.handle_credential(c.directive, c.credential, now);
-                self.drain();
+                match c.directive {
+                    Some(d) => {
+                        self.core.handle_credential(d, c.credential, now);
+                        self.drain();
+                    }
+                    None => {
+                        peers::keep_standby(&self.store, &c.credential)
+                            .unwrap_or_else(|e| fatal("keeping standby credentials", &e));
+                        self.refresh_fallback();
+                    }
+                }
                 let _ = c.stored.send(());
             }
             Event::ReceiptsOnChain(rs) => {
@@ -552,6 +588,10 @@ async fn serve(p: Arc<Plane>, conn: quinn::Connection) -> Result<(), PlaneError>
                         }
                         send.write_all(&buf).await.context("writing to the agent").map_err(PlaneError::Peer)?;
                         p.send(Event::Sent { agent, session }).await;
+                    }
+                    Some(SessionCmd::Fallback(credentials)) => {
+                        let frame = PlaneMsg::Fallback { credentials }.encode();
+                        write_frame(&mut send, &frame).await.context("writing to the agent").map_err(PlaneError::Peer)?;
                     }
                     Some(SessionCmd::Close(why)) => return Err(PlaneError::Peer(anyhow::anyhow!(why))),
                     None => return Ok(()),

@@ -9,7 +9,9 @@
 
 use std::collections::{BTreeMap, VecDeque};
 
-use hashmesh_protocol::plane::{Instruction, PlaneMsg, WorkerCredential, MEASUREMENT_WINDOWS_MAX, PLANE_MSG_BYTES_MAX};
+use hashmesh_protocol::plane::{
+    Instruction, PlaneMsg, WorkerCredential, FALLBACK_ENDPOINTS_MAX, MEASUREMENT_WINDOWS_MAX, PLANE_MSG_BYTES_MAX,
+};
 use hashmesh_protocol::{codec, AgentId, DirectiveId, EndpointId, EndpointWindow, GroupId, RouteTarget};
 use serde::{Deserialize, Serialize};
 
@@ -63,6 +65,10 @@ pub struct AgentState {
     pub applied_count: u64,
     /// Current route per group.
     pub routes: BTreeMap<GroupId, AppliedRoute>,
+    /// Other pools' offered endpoints to fall back to, cheapest first, with their standby
+    /// credentials (the node's latest `Fallback` list).
+    #[serde(default)]
+    pub fallback: Vec<WorkerCredential>,
 }
 
 impl AgentState {
@@ -104,9 +110,12 @@ impl AgentState {
 /// Why the agent ends a session: the node broke the protocol.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum NodeFault {
-    /// Something other than an instruction.
-    #[error("the node may only send instructions, got {0}")]
+    /// Something other than an instruction or a fallback list.
+    #[error("the node may only send instructions and fallback lists, got {0}")]
     Unexpected(&'static str),
+    /// A fallback list over the bound.
+    #[error("a fallback list of {0} endpoints (at most {max})", max = FALLBACK_ENDPOINTS_MAX)]
+    TooManyFallbacks(usize),
     /// Sequence numbers went backwards within a session.
     #[error("instruction {seq} after {after}: out of order")]
     OutOfOrder {
@@ -180,7 +189,20 @@ impl AgentPlane {
     /// # Errors
     /// A [`NodeFault`]: the driver ends the session; nothing was applied.
     pub fn handle_message(&mut self, msg: PlaneMsg, now_ms: u64) -> Result<(), NodeFault> {
-        let PlaneMsg::Instruction(i) = msg else { return Err(NodeFault::Unexpected(crate::core::node::kind(&msg))) };
+        let i = match msg {
+            PlaneMsg::Instruction(i) => i,
+            PlaneMsg::Fallback { credentials } => {
+                if credentials.len() > FALLBACK_ENDPOINTS_MAX {
+                    return Err(NodeFault::TooManyFallbacks(credentials.len()));
+                }
+                if credentials != self.state.fallback {
+                    self.state.fallback = credentials;
+                    self.dirty = true;
+                }
+                return Ok(());
+            }
+            other => return Err(NodeFault::Unexpected(crate::core::node::kind(&other))),
+        };
         if i.seq <= self.last_seq_in_session {
             return Err(NodeFault::OutOfOrder { seq: i.seq, after: self.last_seq_in_session });
         }
@@ -266,4 +288,42 @@ pub fn measurement_messages(at_ms: u64, windows: Vec<EndpointWindow>) -> Vec<Pla
         out.push(PlaneMsg::Measurements { at_ms, windows: batch });
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cred(ep: &str) -> WorkerCredential {
+        WorkerCredential { endpoint: ep.parse().unwrap(), user: "a.standby".into(), password: "p".into() }
+    }
+
+    #[test]
+    fn a_fallback_list_replaces_the_last_is_persisted_and_is_not_acknowledged() {
+        let mut p = AgentPlane::new(AgentId([1; 32]), AgentState::default(), 1000);
+        p.handle_connected(0);
+        let _hello: Vec<PlaneMsg> = std::iter::from_fn(|| p.poll_transmit()).collect();
+        p.handle_message(PlaneMsg::Fallback { credentials: vec![cred("pool-b/ep-1"), cred("pool-c/ep-1")] }, 5)
+            .unwrap();
+        let saved = p.poll_persist().expect("changed");
+        assert_eq!(saved.fallback.len(), 2);
+        p.handle_persisted();
+        assert!(std::iter::from_fn(|| p.poll_transmit()).all(|m| !matches!(m, PlaneMsg::Ack { .. })));
+        // The same list again changes nothing; a new one replaces it.
+        p.handle_message(PlaneMsg::Fallback { credentials: vec![cred("pool-b/ep-1"), cred("pool-c/ep-1")] }, 6)
+            .unwrap();
+        assert!(p.poll_persist().is_none());
+        p.handle_message(PlaneMsg::Fallback { credentials: vec![cred("pool-c/ep-1")] }, 7).unwrap();
+        assert_eq!(p.poll_persist().unwrap().fallback, vec![cred("pool-c/ep-1")]);
+        // Over the bound: refused, nothing changes.
+        let many = (0..=FALLBACK_ENDPOINTS_MAX).map(|i| cred(&format!("pool-b/ep-{i}"))).collect();
+        assert_eq!(
+            p.handle_message(PlaneMsg::Fallback { credentials: many }, 8),
+            Err(NodeFault::TooManyFallbacks(FALLBACK_ENDPOINTS_MAX + 1))
+        );
+        assert_eq!(p.state().fallback, vec![cred("pool-c/ep-1")]);
+        // A state file from before the fallback list still loads.
+        let old: AgentState = serde_json::from_str(r#"{"applied_seq":3,"applied_count":1,"routes":{}}"#).unwrap();
+        assert!(old.fallback.is_empty());
+    }
 }

@@ -16,6 +16,7 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use hashmesh_plane::core::agent::AppliedRoute;
 use hashmesh_protocol::limits::STRATUM_MINERS_PER_AGENT_MAX;
+use hashmesh_protocol::plane::WorkerCredential;
 use hashmesh_protocol::{EndpointId, GroupId};
 use hashmesh_scheduler::phi::{Backoff, PhiAccrual};
 use hashmesh_scheduler::rng::Rng;
@@ -156,6 +157,8 @@ struct Upstream {
     last_error: Option<String>,
     /// When its last job arrived, ms.
     last_job_ms: Option<u64>,
+    /// Logged in with the standby credential of a lender's offer (a fallback, no loan yet).
+    standby: bool,
 }
 
 struct InFlight {
@@ -165,6 +168,8 @@ struct InFlight {
     group: Option<GroupId>,
     difficulty: f64,
     sent_ms: u64,
+    /// Sent through a session logged in with a standby credential.
+    standby: bool,
 }
 
 struct Miner {
@@ -236,6 +241,10 @@ pub struct Proxy {
     next_conn: ConnId,
     groups: BTreeMap<GroupId, Group>,
     credentials: BTreeMap<EndpointId, (String, String)>,
+    /// Other pools' offered endpoints to fall back to, cheapest first.
+    fallback: Vec<EndpointId>,
+    /// Their standby credentials.
+    standby_logins: BTreeMap<EndpointId, (String, String)>,
     next_token: u64,
     next_job: u64,
     out: VecDeque<Output>,
@@ -263,6 +272,8 @@ impl Proxy {
             conns: BTreeMap::new(),
             next_conn: 1,
             credentials: BTreeMap::new(),
+            fallback: Vec::new(),
+            standby_logins: BTreeMap::new(),
             next_token: 1,
             next_job: 1,
             out: VecDeque::new(),
@@ -415,7 +426,9 @@ impl Proxy {
             return;
         };
         if up.session.submit(token, &Submit { extranonce2, job_id, ..submit }) {
-            up.in_flight.insert(token, InFlight { miner: id, id: req, worker, group, difficulty, sent_ms: now_ms });
+            let standby = up.standby;
+            up.in_flight
+                .insert(token, InFlight { miner: id, id: req, worker, group, difficulty, sent_ms: now_ms, standby });
             self.flush_upstream(&endpoint);
         } else {
             self.answer_locally(id, req, &worker, Some(&endpoint), "upstream cannot take shares now", now_ms);
@@ -460,6 +473,22 @@ impl Proxy {
                 changed.push(gid.clone());
             }
         }
+        // A loan's credentials end with the last route through its endpoint (the lender
+        // rotated them): a session still logged in with them logs in again — with the offer's
+        // standby credential if the endpoint is a fallback, else it closes when idle.
+        let routed: BTreeSet<EndpointId> = self
+            .groups
+            .values()
+            .filter_map(|g| g.route.as_ref())
+            .flat_map(|r| r.targets.iter().map(|t| t.endpoint.clone()))
+            .collect();
+        let ended: Vec<EndpointId> = self.credentials.keys().filter(|e| !routed.contains(*e)).cloned().collect();
+        for e in ended {
+            self.credentials.remove(&e);
+            if self.upstreams.contains_key(&e) {
+                relogin.push(e);
+            }
+        }
         let relogged = !relogin.is_empty();
         for e in relogin {
             self.relogin(&e, now_ms);
@@ -471,6 +500,32 @@ impl Proxy {
         for g in changed {
             self.rebalance_group(&g, now_ms);
         }
+    }
+
+    /// The node's list of other pools' offered endpoints to fall back to (cheapest first, with
+    /// their standby credentials): used only while a group has no working route target and no
+    /// working own standby. A session logged in with a standby credential that changed logs in
+    /// again.
+    pub fn handle_fallback(&mut self, list: &[WorkerCredential], now_ms: u64) {
+        let logins: BTreeMap<EndpointId, (String, String)> =
+            list.iter().map(|c| (c.endpoint.clone(), (c.user.clone(), c.password.clone()))).collect();
+        let order: Vec<EndpointId> = list.iter().map(|c| c.endpoint.clone()).collect();
+        if order == self.fallback && logins == self.standby_logins {
+            return;
+        }
+        let changed: Vec<EndpointId> = self
+            .upstreams
+            .iter()
+            .filter(|(e, u)| u.standby && logins.get(*e) != self.standby_logins.get(*e))
+            .map(|(e, _)| e.clone())
+            .collect();
+        self.fallback = order;
+        self.standby_logins = logins;
+        for e in changed {
+            self.relogin(&e, now_ms);
+        }
+        self.reconcile(now_ms);
+        self.rebalance_all(now_ms);
     }
 
     /// Time passed: overdue answers and slow hellos fail their upstream; failed upstreams are

@@ -1,5 +1,6 @@
-//! Where a group's work goes: the live targets of its route (else the pool's standby), the
-//! split over them, and moving a miner at a job boundary.
+//! Where a group's work goes: the live targets of its route (else the pool's standby, else an
+//! offered endpoint of another pool), the split over them, and moving a miner at a job
+//! boundary.
 
 use hashmesh_protocol::{EndpointId, GroupId};
 use hashmesh_stratum::message::Notify;
@@ -17,7 +18,9 @@ impl Proxy {
     }
 
     /// Where a group's work goes now: its route's live targets with their weights; else the
-    /// first live standby endpoint; else nowhere.
+    /// first live standby endpoint; else the first live offered endpoint of another pool (the
+    /// fallback, logged in with the offer's standby credential until a loan commits); else
+    /// nowhere.
     pub(super) fn live_targets(&self, g: &Group, now_ms: u64) -> Vec<(EndpointId, f64)> {
         let live: Vec<(EndpointId, f64)> = g
             .route
@@ -33,7 +36,13 @@ impl Proxy {
         if !live.is_empty() {
             return live;
         }
-        self.cfg.standby.iter().find(|s| self.usable(s, now_ms)).map(|s| vec![(s.clone(), 1.0)]).unwrap_or_default()
+        self.cfg
+            .standby
+            .iter()
+            .chain(&self.fallback)
+            .find(|s| self.usable(s, now_ms))
+            .map(|s| vec![(s.clone(), 1.0)])
+            .unwrap_or_default()
     }
 
     pub(super) fn rebalance_all(&mut self, now_ms: u64) {

@@ -50,6 +50,7 @@ impl Proxy {
                     endpoint: e.clone(),
                     link: u.link,
                     usable: self.usable(e, now_ms),
+                    standby_login: u.standby,
                     miners: self.miners.values().filter(|m| m.at.as_ref() == Some(e)).count(),
                     difficulty: u.difficulty,
                     in_flight: u.in_flight.len(),
@@ -108,6 +109,9 @@ pub struct EndpointStatus {
     link: Link,
     /// Whether work goes there now.
     pub usable: bool,
+    /// Logged in with a lender's standby credential: a fallback before any loan (its work is
+    /// measured, and settled by no loan).
+    pub standby_login: bool,
     /// Miners whose work goes there.
     pub miners: usize,
     /// Its share difficulty.

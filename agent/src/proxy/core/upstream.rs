@@ -11,7 +11,9 @@ use hashmesh_stratum::message::{code, Notify};
 use hashmesh_stratum::miner::{MinerSession, JOBS_KEPT_MAX};
 use hashmesh_stratum::pool::{PoolEvent, PoolLogin, PoolSession};
 
-use super::{ConnId, Failover, InFlight, Link, MinerId, Output, Proxy, Upstream, PREFIX_BYTES};
+use hashmesh_plane::core::agent::AppliedRoute;
+
+use super::{ConnId, Failover, Group, InFlight, Link, MinerId, Output, Proxy, Upstream, PREFIX_BYTES};
 use crate::proxy::meter::Outcome;
 
 impl Proxy {
@@ -111,6 +113,9 @@ impl Proxy {
                     Some(_) => Outcome::Rejected,
                 };
                 self.meter.count(Some(e), &f.worker, outcome, f.difficulty, now_ms);
+                if outcome == Outcome::Accepted && f.standby {
+                    self.meter.standby(e, f.difficulty, now_ms);
+                }
                 if outcome == Outcome::Accepted {
                     if let Some(g) = f.group.as_ref().and_then(|g| self.groups.get_mut(g)) {
                         *g.accepted.entry(e.clone()).or_insert(0.0) += f.difficulty;
@@ -219,16 +224,27 @@ impl Proxy {
     }
 
     /// Whether we can log in at `e`: our own endpoints always, another pool's only with the
-    /// credentials its owner handed over (else its owner would not credit our work).
+    /// credentials its owner handed over — a loan's, or the standby credential of its offer
+    /// (else its owner would not take our work).
     pub(super) fn may_log_in(&self, e: &EndpointId) -> bool {
         let pool = e.as_str().split('/').next().unwrap_or_default();
-        self.cfg.own_pools.is_empty() || self.cfg.own_pools.contains(pool) || self.credentials.contains_key(e)
+        self.cfg.own_pools.is_empty()
+            || self.cfg.own_pools.contains(pool)
+            || self.credentials.contains_key(e)
+            || self.standby_logins.contains_key(e)
+    }
+
+    /// Whether a session at `e` logs in with the standby credential of the lender's offer (no
+    /// loan's credentials yet): its accepted work is no loan's.
+    pub(super) fn standby_login(&self, e: &EndpointId) -> bool {
+        !self.credentials.contains_key(e) && self.standby_logins.contains_key(e)
     }
 
     pub(super) fn login_for(&self, e: &EndpointId) -> PoolLogin {
         let (user, password) = self
             .credentials
             .get(e)
+            .or_else(|| self.standby_logins.get(e))
             .or_else(|| self.cfg.logins.get(e))
             .cloned()
             .unwrap_or_else(|| self.cfg.default_login.clone());
@@ -239,6 +255,7 @@ impl Proxy {
         let conn = self.next_conn;
         self.next_conn += 1;
         let session = PoolSession::new(self.login_for(e));
+        let standby = self.standby_login(e);
         let u = self.upstreams.entry(e.clone()).or_insert_with(|| Upstream {
             conn,
             session: PoolSession::new(PoolLogin {
@@ -264,7 +281,9 @@ impl Proxy {
             response: PhiAccrual::new(8.0, 50.0).with_acceptable_pause(100.0).with_first_estimate(300.0),
             last_error: None,
             last_job_ms: None,
+            standby: false,
         });
+        u.standby = standby;
         u.conn = conn;
         u.session = session;
         u.link = Link::Connecting;
@@ -277,8 +296,9 @@ impl Proxy {
         self.out.push_back(Output::Connect(conn, e.clone()));
     }
 
-    /// The endpoints that should have an upstream session: every target of every route, and
-    /// one standby of the pool's own.
+    /// The endpoints that should have an upstream session: every target of every route, one
+    /// standby of the pool's own, and — while some group has none of those working — the
+    /// offered endpoints to fall back to, in order, up to the first that is not down.
     pub(super) fn wanted(&self) -> BTreeSet<EndpointId> {
         let mut w: BTreeSet<EndpointId> = self
             .groups
@@ -290,7 +310,25 @@ impl Proxy {
         if let Some(s) = self.cfg.standby.iter().find(|s| !w.contains(*s)).or_else(|| self.cfg.standby.first()) {
             w.insert(s.clone());
         }
+        if self.groups.values().any(|g| self.stranded(g)) {
+            for e in &self.fallback {
+                w.insert(e.clone());
+                if self.upstreams.get(e).is_none_or(|u| u.link != Link::Down) {
+                    break;
+                }
+            }
+        }
         w
+    }
+
+    /// Whether none of a group's route targets and none of the pool's standby endpoints has a
+    /// working session (a session not yet tried counts as working: it is about to be).
+    pub(super) fn stranded(&self, g: &Group) -> bool {
+        let working = |e: &EndpointId| {
+            self.may_log_in(e) && self.upstreams.get(e).is_none_or(|u| u.link != Link::Down && !u.recovering)
+        };
+        let route = g.route.as_ref().map(AppliedRoute::effective).unwrap_or_default();
+        !route.iter().any(|t| working(&t.endpoint)) && !self.cfg.standby.iter().any(working)
     }
 
     /// Open sessions that should exist, retry failed ones that are due, close unwanted idle ones.

@@ -218,5 +218,8 @@ pub fn kind(m: &PlaneMsg) -> &'static str {
         PlaneMsg::Credentials { .. } => "credentials",
         PlaneMsg::CredentialsAck { .. } => "credentials_ack",
         PlaneMsg::Measurements { .. } => "measurements",
+        PlaneMsg::Standby { .. } => "standby",
+        PlaneMsg::StandbyAck { .. } => "standby_ack",
+        PlaneMsg::Fallback { .. } => "fallback",
     }
 }
