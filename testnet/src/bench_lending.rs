@@ -2,9 +2,11 @@
 //! miners' shares are accepted at a lender, on a real 4-validator cluster with Stratum traffic.
 //! Each run kills `pool-a/ep-1` (the baseline beside it: the agents' local failover onto
 //! `pool-a/ep-2`, no consensus involved), then `pool-a/ep-2` — now nothing of pool-a's can carry
-//! its groups, and the time runs until a lender's endpoint accepts the first share under a new
-//! loan's worker name (the loop's epoch, the borrow route's block, the lender's credentials,
-//! the agents' login) — then restores both and waits for the loans to close before the next run.
+//! its groups, and two times run: until a lender's endpoint accepts the first share under the
+//! offer's standby credential (the agents' fallback, no consensus involved), and until one is
+//! accepted under a new loan's worker name (the loop's epoch, the borrow route's block, the
+//! lender's credentials, the agents' login again) — then restores both and waits for the loans
+//! to close before the next run.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -24,6 +26,9 @@ pub struct LendingRun {
     pub run: usize,
     /// Kill of pool-a/ep-1 → its miners off it and pool-a/ep-2 accepting more, ms.
     pub local_failover_ms: u64,
+    /// Kill of pool-a/ep-2 (both dead) → first share accepted at a lender under its standby
+    /// credential (the agents' fallback), ms.
+    pub fallback_ms: u64,
     /// Kill of pool-a/ep-2 (both dead) → first share accepted at a lender under a new loan, ms.
     pub borrow_ms: u64,
     /// The lender's endpoint.
@@ -32,7 +37,8 @@ pub struct LendingRun {
     pub home_ms: u64,
 }
 
-/// Accepted shares per worker of pool-a's loans at every other pool's endpoint.
+/// Accepted shares per worker of pool-a's loans (and, under `.standby`, of its fallback) at
+/// every other pool's endpoint.
 fn loan_shares(c: &Cluster) -> Vec<(String, String, u64)> {
     c.nodes
         .iter()
@@ -42,7 +48,7 @@ fn loan_shares(c: &Cluster) -> Vec<(String, String, u64)> {
         .flat_map(|(id, s)| {
             s.workers
                 .into_iter()
-                .filter(|(w, _)| w.contains(".pool-a/g-"))
+                .filter(|(w, _)| w.contains(".pool-a/g-") || w.ends_with(".standby"))
                 .map(move |(w, b)| (id.clone(), w, b.accepted))
         })
         .collect()
@@ -133,30 +139,40 @@ pub fn run(cometbft: &Path, work_dir: &Path, runs: usize) -> Result<Vec<LendingR
         let seen: Vec<(String, String, u64)> = loan_shares(&c);
         let t = Instant::now();
         commands::chaos(work_dir, "kill", "pool-a/ep-2")?;
-        let mut lender = String::new();
+        let (mut lender, mut fallback) = (String::new(), None);
         wait("a share accepted at a lender under a new loan", Duration::from_secs(120), || {
             let now = loan_shares(&c);
-            let hit =
-                now.iter().find(|(e, w, n)| *n > seen.iter().find(|(e2, w2, _)| e2 == e && w2 == w).map_or(0, |s| s.2));
+            let grew = |standby: bool| {
+                now.iter().find(|(e, w, n)| {
+                    w.ends_with(".standby") == standby
+                        && *n > seen.iter().find(|(e2, w2, _)| e2 == e && w2 == w).map_or(0, |s| s.2)
+                })
+            };
+            if fallback.is_none() && grew(true).is_some() {
+                fallback = Some(t.elapsed());
+            }
+            let hit = grew(false);
             if let Some((e, _, _)) = hit {
                 lender.clone_from(e);
             }
             Ok(hit.is_some())
         })?;
         let borrow = t.elapsed();
+        let fallback = fallback.context("the loan's first share came before any under a standby credential")?;
         commands::chaos(work_dir, "restore", "pool-a/ep-1")?;
         commands::chaos(work_dir, "restore", "pool-a/ep-2")?;
         let home = wait("the loans closed", Duration::from_secs(180), || Ok(open_loans(&rpc).is_ok_and(|n| n == 0)))?;
         let r = LendingRun {
             run,
             local_failover_ms: local.as_millis() as u64,
+            fallback_ms: fallback.as_millis() as u64,
             borrow_ms: borrow.as_millis() as u64,
             lender,
             home_ms: home.as_millis() as u64,
         };
         eprintln!(
-            "bench-lending: run {run}: local failover {} ms, both dead → first share at {} {} ms, home {} ms",
-            r.local_failover_ms, r.lender, r.borrow_ms, r.home_ms
+            "bench-lending: run {run}: local failover {} ms, both dead → fallback share {} ms, loan share at {} {} ms, home {} ms",
+            r.local_failover_ms, r.fallback_ms, r.lender, r.borrow_ms, r.home_ms
         );
         out.push(r);
         // Both endpoints healthy and used again before the next run.
@@ -175,26 +191,29 @@ fn quantile(mut v: Vec<u64>, q: f64) -> u64 {
 #[must_use]
 pub fn render(runs: &[LendingRun]) -> String {
     let mut s = String::from(
-        "run  local failover (baseline)  both dead → first share at a lender  lender        home after restore\n",
+        "run  local failover (baseline)  both dead → fallback share  both dead → loan share  lender        home after restore\n",
     );
     for r in runs {
         s.push_str(&format!(
-            "{:<4} {:>10} ms               {:>10} ms                         {:<13} {:>8} ms\n",
-            r.run, r.local_failover_ms, r.borrow_ms, r.lender, r.home_ms
+            "{:<4} {:>10} ms               {:>10} ms                  {:>10} ms           {:<13} {:>8} ms\n",
+            r.run, r.local_failover_ms, r.fallback_ms, r.borrow_ms, r.lender, r.home_ms
         ));
     }
     let col = |f: fn(&LendingRun) -> u64| runs.iter().map(f).collect::<Vec<_>>();
     for (name, q) in [("p50", 0.5), ("p99", 0.99)] {
-        let (l, b, h) = (
+        let (l, f, b, h) = (
             quantile(col(|r| r.local_failover_ms), q),
+            quantile(col(|r| r.fallback_ms), q),
             quantile(col(|r| r.borrow_ms), q),
             quantile(col(|r| r.home_ms), q),
         );
         s.push_str(&format!(
-            "{name:<4} {l:>10} ms               {b:>10} ms   ({:.0}× the baseline)  {:<13} {h:>8} ms\n",
+            "{name:<4} {l:>10} ms               {f:>10} ms ({:>4.1}×)          {b:>10} ms ({:>5.0}×)  {:<13} {h:>8} ms\n",
+            f as f64 / l.max(1) as f64,
             b as f64 / l.max(1) as f64,
             ""
         ));
     }
+    s.push_str("(×: the time over the baseline's, measured side by side in the same runs)\n");
     s
 }

@@ -249,14 +249,33 @@ fn lending(dir: &Path, rpc: &Rpc, cluster: &hashmesh_testnet::Cluster) {
     let http = |pool: usize, id: &str| cluster.nodes[pool].stratum.iter().find(|e| e.id == id).unwrap().http.clone();
     let lender = http(1, "pool-b/ep-1");
     let opened_before: Vec<u64> = pool_a_loans(rpc).iter().filter_map(|l| l["opened_height"].as_u64()).collect();
+    let standby_at_lender = || {
+        hashmesh_testnet::traffic::status(&lender)
+            .map(|s| s.workers.iter().filter(|(w, _)| w.ends_with(".standby")).map(|(_, b)| b.accepted).sum::<u64>())
+            .unwrap_or(0)
+    };
+    let standby_before = standby_at_lender();
     let killed = Instant::now();
     let (code, out, err) = testnet(dir, &["chaos", "kill", "pool-a/ep-2"]);
     assert_eq!(code, 0, "{out}{err}");
-    // Both of pool-a's endpoints are dead: its loop borrows the cheapest offer, pool-b/ep-1.
+    // Both of pool-a's endpoints are dead. At once, its agents fall back to the cheapest
+    // offer, pool-b/ep-1, with the offer's standby credential...
+    let deadline = killed + Duration::from_secs(10);
+    while standby_at_lender() == standby_before {
+        assert!(Instant::now() < deadline, "no share of pool-a's accepted at pool-b/ep-1 under its standby credential");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let fell_back = killed.elapsed();
+    eprintln!("fallback on the cluster: first share accepted at the lender {fell_back:?} after both endpoints died (including the chaos command)");
+    assert!(fell_back <= Duration::from_secs(2), "fallback took {fell_back:?}");
+    // ... and its loop borrows that offer: the loan's own credentials replace the standby one.
     wait("pool-a's miners' shares accepted at pool-b/ep-1 under a loan's worker name", 90, || {
         loan_workers(&lender).iter().any(|(_, d)| *d > 0.0)
     });
-    eprintln!("borrowing on the cluster: first share accepted at the lender {:?} after both endpoints died (including the chaos command; no agent fallback into offers: the route commits first)", killed.elapsed());
+    eprintln!(
+        "borrowing on the cluster: first share under the loan's worker name {:?} after both endpoints died",
+        killed.elapsed()
+    );
     let loans = pool_a_loans(rpc);
     let borrowed: Vec<&Value> = loans.iter().filter(|l| l["endpoint"] == "pool-b/ep-1" && l["open"] == true).collect();
     assert!(!borrowed.is_empty(), "{loans:?}");
@@ -312,12 +331,13 @@ fn lending(dir: &Path, rpc: &Rpc, cluster: &hashmesh_testnet::Cluster) {
             let at_lender: f64 = counted.iter().filter(|(w, _)| w.ends_with(&suffix)).map(|(_, d)| d).sum();
             let settled = l["settled_hashes"].as_str().unwrap().parse::<f64>().unwrap() / 4_294_967_296.0;
             *last = format!(
-                "{}: settled {:.0} hashes, counted at pool-b/ep-1 {:.0} ({:+.2} %), disputes {}",
+                "{}: settled {:.0} hashes, counted at pool-b/ep-1 {:.0} ({:+.2} %), disputes {} (last {})",
                 l["group"],
                 settled * 4_294_967_296.0,
                 at_lender * 4_294_967_296.0,
                 if at_lender > 0.0 { (settled - at_lender) / at_lender * 100.0 } else { 0.0 },
-                l["disputes"]
+                l["disputes"],
+                l["last_dispute"]
             );
             at_lender > 0.0 && (settled - at_lender).abs() <= tolerance * at_lender
         })

@@ -474,8 +474,9 @@ impl Proxy {
             }
         }
         // A loan's credentials end with the last route through its endpoint (the lender
-        // rotated them): a session still logged in with them logs in again — with the offer's
-        // standby credential if the endpoint is a fallback, else it closes when idle.
+        // rotated them). A session still logged in with them finishes its shares in flight
+        // (they are the loan's) and closes when idle — unless the endpoint is a fallback in use
+        // now: then it logs in again at once with the offer's standby credential.
         let routed: BTreeSet<EndpointId> = self
             .groups
             .values()
@@ -483,11 +484,12 @@ impl Proxy {
             .flat_map(|r| r.targets.iter().map(|t| t.endpoint.clone()))
             .collect();
         let ended: Vec<EndpointId> = self.credentials.keys().filter(|e| !routed.contains(*e)).cloned().collect();
-        for e in ended {
-            self.credentials.remove(&e);
-            if self.upstreams.contains_key(&e) {
-                relogin.push(e);
-            }
+        for e in &ended {
+            self.credentials.remove(e);
+        }
+        if !ended.is_empty() {
+            let wanted = self.wanted();
+            relogin.extend(ended.into_iter().filter(|e| self.upstreams.contains_key(e) && wanted.contains(e)));
         }
         let relogged = !relogin.is_empty();
         for e in relogin {
