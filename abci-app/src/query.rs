@@ -17,8 +17,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::core::keys;
 use crate::core::model::{
-    Assignment, DirectiveRecord, EndpointRecord, GroupRecord, LoanRecord, OfferRecord, PairLedger, PoolRecord,
-    ReceiptRecord, TelemetryRecord, TelemetryView,
+    Assignment, DirectiveRecord, DirectiveStatus, EndpointRecord, GroupRecord, LoanRecord, OfferRecord, PairLedger,
+    PoolRecord, ReceiptRecord, TelemetryRecord, TelemetryView,
 };
 use crate::core::state::{Counts, GenesisMeta};
 use crate::store::{Store, StoreError};
@@ -114,6 +114,10 @@ pub struct DirectiveView {
     /// Agents that applied it (committed `Receipt`s), by agent key.
     #[serde(default)]
     pub receipts: Vec<ReceiptRecord>,
+    /// For a route that became active and was since replaced by a newer route of its group
+    /// (`status` then reads `superseded`): the route in effect now.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub superseded_by: Option<DirectiveId>,
 }
 
 impl DirectiveView {
@@ -141,6 +145,7 @@ impl DirectiveView {
             reason: r.reason.clone(),
             tx_hex: hex::encode(&r.tx),
             receipts: Vec::new(),
+            superseded_by: None,
         }
     }
 }
@@ -169,8 +174,10 @@ pub struct StatusView {
     pub endpoints: u64,
     /// Miner groups.
     pub groups: u64,
-    /// Directive totals by status.
+    /// Directive totals by status (`active` counts every route that ever became active).
     pub directives: Counts,
+    /// Routes in effect now (one per routed group); the other active routes were superseded.
+    pub routes_in_effect: u64,
     /// The network's parameters (vote window, health floor, utilisation ceiling, staleness).
     pub params: crate::core::Params,
 }
@@ -196,6 +203,7 @@ pub fn handle(store: &Store, path: &str, data: &[u8]) -> Result<Vec<u8>, QueryFa
                 endpoints: store.try_scan_prefix(keys::ENDPOINT)?.len() as u64,
                 groups: store.try_scan_prefix(keys::GROUP)?.len() as u64,
                 directives: counts,
+                routes_in_effect: store.try_scan_prefix(keys::ASSIGNMENT)?.len() as u64,
                 params: meta.params,
             }))
         }
@@ -310,6 +318,14 @@ fn directive(store: &Store, id: &[u8]) -> Result<Option<DirectiveView>, StoreErr
     let Some(rec) = store.record::<DirectiveRecord>(&keys::directive(&id))? else { return Ok(None) };
     let mut view = DirectiveView::from_record(&rec);
     view.receipts = store.records::<ReceiptRecord>(&keys::receipts_of(&id))?;
+    // An active route stays `active` in its record; the view says when a newer route of its
+    // group replaced it.
+    if let (DirectiveStatus::Active, Body::Route { group, .. }) = (rec.status, &view.body) {
+        if let Some(now) = store.record::<Assignment>(&keys::assignment(group))?.filter(|a| a.directive != id) {
+            view.status = "superseded".into();
+            view.superseded_by = Some(now.directive);
+        }
+    }
     Ok(Some(view))
 }
 

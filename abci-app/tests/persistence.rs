@@ -190,3 +190,40 @@ fn queries_answer_json_and_refuse_bad_input() {
     let page: serde_json::Value = serde_json::from_slice(&q("/history", f.to_string().as_bytes()).value).unwrap();
     assert_eq!(page["directives"].as_array().unwrap().len(), 2);
 }
+
+#[test]
+fn a_route_replaced_by_a_newer_one_reads_superseded() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = open(dir.path());
+    let q = |path: &str, data: &[u8]| -> serde_json::Value {
+        let r = app.query(RequestQuery { path: path.into(), data: data.to_vec().into(), ..Default::default() });
+        assert_eq!(r.code, 0, "{}", r.log);
+        serde_json::from_slice(&r.value).unwrap()
+    };
+    init(&app);
+    let blocks = scripted_blocks();
+    for (i, txs) in blocks.iter().enumerate() {
+        run_block(&app, i as i64 + 1, txs, true);
+    }
+    let first = hashmesh_protocol::DirectiveId::of_tx_bytes(&blocks[0][0]);
+    assert_eq!(q("/directive", first.to_hex().as_bytes())["status"], "active");
+    let before = q("/status", b"");
+    let newer = sign_with('a', 100, CHAIN, route("pool-a/g-2", &[("pool-a/ep-2", 10_000)]));
+    let newer_id = hashmesh_protocol::DirectiveId::of_tx_bytes(&newer);
+    run_block(&app, 6, &[newer], true);
+    let old = q("/directive", first.to_hex().as_bytes());
+    assert_eq!(old["status"], "superseded", "{old}");
+    assert_eq!(old["superseded_by"], newer_id.to_hex());
+    let new = q("/directive", newer_id.to_hex().as_bytes());
+    assert_eq!(new["status"], "active");
+    assert!(new.get("superseded_by").is_none(), "{new}");
+    let page = q("/history", serde_json::json!({"group": "pool-a/g-2"}).to_string().as_bytes());
+    let statuses: Vec<&str> =
+        page["directives"].as_array().unwrap().iter().map(|d| d["status"].as_str().unwrap()).collect();
+    assert_eq!(statuses, ["superseded", "active"]);
+    // Status: one more route became active; the routes in effect stay one per routed group.
+    let after = q("/status", b"");
+    assert_eq!(after["directives"]["active"], before["directives"]["active"].as_u64().unwrap() + 1);
+    assert_eq!(after["routes_in_effect"], before["routes_in_effect"]);
+    assert_eq!(after["routes_in_effect"], q("/assignments", b"").as_array().unwrap().len());
+}

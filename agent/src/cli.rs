@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::Subcommand;
+use hashmesh_plane::host::text::table;
 use hashmesh_protocol::PoolId;
 
 use crate::home;
@@ -119,20 +120,26 @@ pub fn run(cmd: AgentCmd) -> Result<i32> {
                 return Ok(0);
             }
             println!("agent {agent}  applied_seq {}", state.applied_seq);
-            println!("{:<24} {:<48} {:<24} {:>8} directive", "group", "routes (in effect)", "drained", "height");
-            for (g, r) in &state.routes {
-                let routes: Vec<String> =
-                    r.effective().iter().map(|t| format!("{}={}", t.endpoint, t.weight_bp)).collect();
-                let drained: Vec<String> = r.drained.iter().map(ToString::to_string).collect();
-                let d = r.directive.to_hex();
-                println!(
-                    "{:<24} {:<48} {:<24} {:>8} {}",
-                    g.as_str(),
-                    routes.join(","),
-                    if drained.is_empty() { "-".into() } else { drained.join(",") },
-                    r.height,
-                    &d[..16]
-                );
+            let rows: Vec<Vec<String>> = state
+                .routes
+                .iter()
+                .map(|(g, r)| {
+                    let routes: Vec<String> =
+                        r.effective().iter().map(|t| format!("{}={}", t.endpoint, t.weight_bp)).collect();
+                    let drained: Vec<String> = r.drained.iter().map(ToString::to_string).collect();
+                    vec![
+                        g.to_string(),
+                        routes.join(","),
+                        if drained.is_empty() { "-".into() } else { drained.join(",") },
+                        r.height.to_string(),
+                        r.directive.to_hex()[..16].to_owned(),
+                    ]
+                })
+                .collect();
+            print!("{}", table(&["GROUP", "ROUTES (IN EFFECT)", "DRAINED", "HEIGHT", "DIRECTIVE"], &rows));
+            if !state.fallback.is_empty() {
+                let offers: Vec<&str> = state.fallback.iter().map(|c| c.endpoint.as_str()).collect();
+                println!("fallback (other pools' offers, cheapest first): {}", offers.join(", "));
             }
             if let Some(p) = proxy {
                 print_proxy(&p);
@@ -158,30 +165,56 @@ fn rate(hs: f64) -> String {
 fn print_proxy(p: &serde_json::Value) {
     println!();
     println!("stratum proxy: {} miners (hashrate over the last {} s)", p["miners"], p["hashrate_window_secs"]);
-    println!(
-        "{:<20} {:<11} {:>7} {:>10} {:>9} {:>7} {:>11} {:>8} {:>8} {:>9}  last error",
-        "endpoint", "link", "miners", "accepted", "rejected", "stale", "hashrate", "p50 ms", "p99 ms", "failures"
+    let rows: Vec<Vec<String>> = p["endpoints"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|e| {
+            let ms = |q: &str| e["submit_latency"][q].as_f64().map_or_else(|| "-".to_owned(), |v| format!("{v:.1}"));
+            vec![
+                e["endpoint"].as_str().unwrap_or("?").to_owned(),
+                format!(
+                    "{}{}{}",
+                    e["link"].as_str().unwrap_or("?"),
+                    if e["usable"] == true { "" } else { "*" },
+                    if e["standby_login"] == true { " (standby)" } else { "" }
+                ),
+                e["miners"].to_string(),
+                e["totals"]["accepted"].to_string(),
+                e["totals"]["rejected"].to_string(),
+                e["totals"]["stale"].to_string(),
+                rate(e["hashrate_hs"].as_f64().unwrap_or(0.0)),
+                ms("p50_ms"),
+                ms("p99_ms"),
+                e["failures"].to_string(),
+                e["last_error"].as_str().unwrap_or("-").to_owned(),
+            ]
+        })
+        .collect();
+    print!(
+        "{}",
+        table(
+            &[
+                "ENDPOINT",
+                "LINK",
+                "MINERS",
+                "ACCEPTED",
+                "REJECTED",
+                "STALE",
+                "HASHRATE",
+                "P50 MS",
+                "P99 MS",
+                "FAILURES",
+                "LAST ERROR"
+            ],
+            &rows
+        )
     );
-    for e in p["endpoints"].as_array().into_iter().flatten() {
-        let ms = |q: &str| e["submit_latency"][q].as_f64().map_or_else(|| "-".to_owned(), |v| format!("{v:.1}"));
-        println!(
-            "{:<20} {:<11} {:>7} {:>10} {:>9} {:>7} {:>11} {:>8} {:>8} {:>9}  {}",
-            e["endpoint"].as_str().unwrap_or("?"),
-            format!("{}{}", e["link"].as_str().unwrap_or("?"), if e["usable"] == true { "" } else { "*" }),
-            e["miners"].to_string(),
-            e["totals"]["accepted"].to_string(),
-            e["totals"]["rejected"].to_string(),
-            e["totals"]["stale"].to_string(),
-            rate(e["hashrate_hs"].as_f64().unwrap_or(0.0)),
-            ms("p50_ms"),
-            ms("p99_ms"),
-            e["failures"].to_string(),
-            e["last_error"].as_str().unwrap_or("-"),
-        );
-    }
     let workers = p["workers"].as_object().map_or(0, serde_json::Map::len);
     if workers > 0 {
         println!("{workers} worker(s) with statistics: `status --json` lists them (totals, hashrate, last share)");
     }
-    println!("(* = no work goes there now: down, or waiting out the fail-back dwell)");
+    println!(
+        "(* = no work goes there now: down, or waiting out the fail-back dwell; standby = logged in with a lender's standby credential, a fallback before any loan)"
+    );
 }

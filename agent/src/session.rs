@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 use hashmesh_plane::core::agent::AgentPlane;
 use hashmesh_plane::host::clock::now_ms;
-use hashmesh_plane::transport::endpoint::connect;
+use hashmesh_plane::transport::endpoint::{closed_cleanly, connect, Connection};
 use hashmesh_plane::transport::frame::{push_frame, FrameReader};
 use hashmesh_plane::transport::identity::{tls_identity, TlsIdentity};
 use hashmesh_plane::transport::tls::{Role, Trust, ALPN};
@@ -67,7 +67,10 @@ pub async fn run(opts: AgentOptions) -> Result<()> {
         let started = Instant::now();
         match session(&opts, &id, &trust, &mut plane).await {
             Ok(()) => info!("node closed the plane connection"),
-            Err(PlaneError::Peer(e)) => warn!(error = %format!("{e:#}"), "plane session ended"),
+            Err(PlaneError::Peer(e)) => match hint(&e, &opts, &me) {
+                Some(what_to_do) => warn!(error = %format!("{e:#}"), "{what_to_do}"),
+                None => warn!(error = %format!("{e:#}"), "plane session ended"),
+            },
             Err(PlaneError::Local(e)) => return Err(e.context("agent stopped on a local fault")),
         }
         plane.handle_disconnected();
@@ -80,18 +83,64 @@ pub async fn run(opts: AgentOptions) -> Result<()> {
     }
 }
 
+/// Longest the agent waits for the node's handshake before it says so and tries again.
+const CONNECT_WAIT: Duration = Duration::from_secs(5);
+
+/// What an operator should do about a session that failed this way, when the error says.
+fn hint(e: &anyhow::Error, opts: &AgentOptions, me: &AgentId) -> Option<String> {
+    let text = format!("{e:#}");
+    if text.contains("aborted by peer") && text.contains("is not trusted") {
+        // The node's check of our key refused it: not registered there.
+        return Some(format!(
+            "the node at {} refused this agent's key: register it there with `hashmesh agents add --home NODE_HOME --key {me} --groups GROUPS`, then restart that node",
+            opts.node
+        ));
+    }
+    if let Some(at) = text.find("key ").filter(|_| text.contains("is not trusted")) {
+        // Our own check of the node's key refused it: the wrong --node-id.
+        let proved: String = text[at + 4..].chars().take_while(char::is_ascii_hexdigit).collect();
+        return Some(format!(
+            "the node at {} proved pool key {proved}, but --node-id is {}: pass the node's pool id (`hashmesh keys show --home NODE_HOME` prints it)",
+            opts.node, opts.node_id
+        ));
+    }
+    if text.contains("no answer within") || text.contains("timed out") {
+        return Some(format!(
+            "no answer from the node at {}: is `hashmesh start` running there with `[plane] listen` on that address, and UDP open between here and there? retrying",
+            opts.node
+        ));
+    }
+    None
+}
+
 async fn session(
     opts: &AgentOptions,
     id: &TlsIdentity,
     trust: &Trust,
     plane: &mut AgentPlane,
 ) -> Result<(), PlaneError> {
-    let conn = connect(opts.node, id, trust, ALPN).await.map_err(PlaneError::Peer)?;
+    let conn = tokio::time::timeout(CONNECT_WAIT, connect(opts.node, id, trust, ALPN))
+        .await
+        .map_err(|_| {
+            PlaneError::Peer(anyhow::anyhow!("handshake with {}: no answer within {CONNECT_WAIT:?}", opts.node))
+        })?
+        .map_err(PlaneError::Peer)?;
+    let result = serve(opts, &conn, plane).await;
+    match result {
+        // The node ended the session on purpose (code 0: it is stopping): not a fault.
+        Err(PlaneError::Peer(_)) if closed_cleanly(&conn) => Ok(()),
+        r => r,
+    }
+}
+
+async fn serve(opts: &AgentOptions, conn: &Connection, plane: &mut AgentPlane) -> Result<(), PlaneError> {
     let (mut send, mut recv) = conn.open_bi().await.context("opening the plane stream").map_err(PlaneError::Peer)?;
     // Cancel-safe: a heartbeat timer winning the select never loses a partial frame.
     let mut frames = FrameReader::new(&mut recv, PLANE_MSG_BYTES_MAX);
     plane.handle_connected(now_ms());
-    info!(node = %opts.node, applied_seq = plane.state().applied_seq, "connected to node");
+    // The handshake finishes on our side before the node has checked our key: "connected" is
+    // said when the node's first message arrives (it sends the fallback list at once).
+    let mut greeted = false;
     loop {
         // Outputs first: persist, then write whatever may go.
         if let Some(state) = plane.poll_persist() {
@@ -116,6 +165,10 @@ async fn session(
                 let Some(bytes) = frame.context("reading from the node").map_err(PlaneError::Peer)? else {
                     return Ok(());
                 };
+                if !greeted {
+                    greeted = true;
+                    info!(node = %opts.node, applied_seq = plane.state().applied_seq, "connected to node");
+                }
                 let msg = PlaneMsg::decode(&bytes).context("unknown or malformed message from node").map_err(PlaneError::Peer)?;
                 let what = match &msg {
                     PlaneMsg::Instruction(i) => Some((i.seq, i.directive, i.group.clone())),

@@ -17,8 +17,8 @@ pub enum Target {
     Groups,
     /// `/assignments`
     Assignments,
-    /// `/pending`
-    Pending,
+    /// `/pending`, optionally only the routes waiting for a pool's vote.
+    Pending(Option<String>),
     /// `/telemetry`
     Telemetry,
     /// `/offers`.
@@ -43,7 +43,21 @@ pub fn run(rpc: &Rpc, target: &Target) -> Result<Value> {
         Target::Endpoints => rpc.abci_query("/endpoints", b""),
         Target::Groups => rpc.abci_query("/groups", b""),
         Target::Assignments => rpc.abci_query("/assignments", b""),
-        Target::Pending => rpc.abci_query("/pending", b""),
+        Target::Pending(pool) => {
+            let v = rpc.abci_query("/pending", b"")?;
+            let Some(pool) = pool_id(rpc, pool.as_deref())? else { return Ok(v) };
+            let waits = |d: &Value, k: &str| {
+                d[k].as_array().into_iter().flatten().any(|p| p.as_str().is_some_and(|id| id.starts_with(&pool)))
+            };
+            Ok(Value::Array(
+                v.as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter(|d| waits(d, "voters_required") && !waits(d, "approvals"))
+                    .cloned()
+                    .collect(),
+            ))
+        }
         Target::Telemetry => rpc.abci_query("/telemetry", b""),
         Target::Offers => rpc.abci_query("/offers", b""),
         Target::Loans(pool) => {
@@ -62,12 +76,72 @@ pub fn run(rpc: &Rpc, target: &Target) -> Result<Value> {
 /// A human table for list answers (JSON is printed for the rest).
 #[must_use]
 pub fn render(target: &Target, v: &Value) -> Option<String> {
-    let arr = v.as_array()?;
     let s = |x: &Value| match x {
         Value::String(s) => s.clone(),
         other => other.to_string(),
     };
+    if let Target::Directive(_) = target {
+        return Some(directive_text(v));
+    }
+    let history;
+    let arr = match target {
+        Target::History(_) => {
+            history = v["directives"].as_array()?;
+            history
+        }
+        _ => v.as_array()?,
+    };
     match target {
+        Target::Pending(_) => Some(table(
+            &["DIRECTIVE", "GROUP", "SIGNER", "HEIGHT", "VOTE BY HEIGHT", "WAITING FOR", "APPROVED BY"],
+            &arr.iter()
+                .map(|d| {
+                    let ids = |k: &str| {
+                        let approved: Vec<&str> =
+                            d["approvals"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
+                        d[k].as_array()
+                            .into_iter()
+                            .flatten()
+                            .filter_map(Value::as_str)
+                            .filter(|p| k != "voters_required" || !approved.contains(p))
+                            .map(|p| short(p, 12))
+                            .collect::<Vec<_>>()
+                            .join(",")
+                    };
+                    vec![
+                        short(&s(&d["id"]), 16),
+                        s(&d["body"]["group"]),
+                        short(&s(&d["signer"]), 12),
+                        s(&d["height"]),
+                        s(&d["vote_deadline_height"]),
+                        ids("voters_required"),
+                        ids("approvals"),
+                    ]
+                })
+                .collect::<Vec<_>>(),
+        )),
+        Target::History(_) => {
+            let mut t = table(
+                &["HEIGHT", "DIRECTIVE", "KIND", "STATUS", "SIGNER", "GROUP / ENDPOINT"],
+                &arr.iter()
+                    .map(|d| {
+                        let subject = d["body"]["group"].as_str().or(d["body"]["endpoint"].as_str()).unwrap_or("-");
+                        vec![
+                            s(&d["height"]),
+                            short(&s(&d["id"]), 16),
+                            s(&d["kind"]),
+                            s(&d["status"]),
+                            short(&s(&d["signer"]), 12),
+                            subject.to_owned(),
+                        ]
+                    })
+                    .collect::<Vec<_>>(),
+            );
+            if let Some(next) = v["next"].as_str() {
+                t.push_str(&format!("(more: --after {next})\n"));
+            }
+            Some(t)
+        }
         Target::Pools => Some(table(
             &["NAME", "POOL ID", "VALIDATOR"],
             &arr.iter().map(|p| vec![s(&p["name"]), s(&p["id"]), s(&p["validator_address"])]).collect::<Vec<_>>(),
@@ -245,6 +319,40 @@ pub fn render(target: &Target, v: &Value) -> Option<String> {
         }
         _ => None,
     }
+}
+
+/// One directive as `key: value` lines (the signed bytes and receipts only counted; `--json`
+/// has everything).
+fn directive_text(d: &Value) -> String {
+    let s = |x: &Value| match x {
+        Value::String(s) => s.clone(),
+        Value::Null => "-".into(),
+        other => other.to_string(),
+    };
+    let mut out = String::new();
+    let mut line = |k: &str, v: String| out.push_str(&format!("{k:<16} {v}\n"));
+    line("id", s(&d["id"]));
+    line("kind", s(&d["kind"]));
+    line("status", s(&d["status"]));
+    if let Some(by) = d["superseded_by"].as_str() {
+        line("superseded by", by.to_owned());
+    }
+    line("height", format!("{} (index {})", s(&d["height"]), s(&d["index"])));
+    line("signer", s(&d["signer"]));
+    line("body", d["body"].to_string());
+    if d["status"] == "pending" {
+        line("vote by height", s(&d["vote_deadline_height"]));
+        line("voters required", d["voters_required"].to_string());
+        line("approvals", d["approvals"].to_string());
+    }
+    if d["decided_height"].as_u64().is_some_and(|h| h > 0) {
+        line("decided at", s(&d["decided_height"]));
+    }
+    if d["reason"].as_str().is_some_and(|r| !r.is_empty()) {
+        line("reason", s(&d["reason"]));
+    }
+    line("receipts", d["receipts"].as_array().map_or(0, Vec::len).to_string());
+    out
 }
 
 /// `hashmesh status`: CometBFT's view and the app's, in one object.

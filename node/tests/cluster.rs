@@ -149,6 +149,23 @@ fn four_validator_cluster_end_to_end() {
     assert_eq!((code, r["status"].as_str()), (0, Some("pending")), "{r} {err}");
     applied += 1;
     let cross_id = r["directive_id"].as_str().unwrap().to_owned();
+    // pool-b sees it waiting for its vote, with the height to decide by; pool-c does not.
+    let pending = |waiting_for: &str, json: bool| {
+        let r = rpc(&p, 0);
+        let mut args = vec!["query", "--rpc", &r, "pending", "--waiting-for", waiting_for];
+        if json {
+            args.push("--json");
+        }
+        let out = Command::new(HASHMESH).args(&args).output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let for_b = pending("pool-b", false);
+    assert!(for_b.starts_with("DIRECTIVE") && for_b.contains("VOTE BY HEIGHT"), "{for_b}");
+    assert!(for_b.contains(&cross_id[..16]) && for_b.contains(&b.pool_id[..12]), "{for_b}");
+    assert_eq!(pending("pool-c", false).lines().count(), 1, "only the header for pool-c");
+    let as_json: Value = serde_json::from_str(&pending("pool-b", true)).unwrap();
+    assert_eq!(as_json[0]["id"], cross_id.as_str());
     // pool-b votes through its own node, which must have committed the route first.
     let route_height = r["height"].as_u64().unwrap();
     wait_until("node b to commit the route", Duration::from_secs(30), || height(&p, 1) >= route_height);

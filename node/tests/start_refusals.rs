@@ -56,6 +56,8 @@ fn a_panicking_worker_thread_stops_the_node_with_exit_70() {
     );
     assert_eq!(code, Some(70), "{err}");
     assert!(err.contains("injected fault") && err.contains("exit 70"), "{err}");
+    // Logs to a file or a pipe are plain text: no terminal colour codes.
+    assert!(err.contains("hashmesh node started") && !err.contains('\x1b'), "{err:?}");
 }
 
 #[test]

@@ -274,7 +274,7 @@ enum TxCmd {
 
 #[derive(Args)]
 #[command(
-    after_help = "Examples:\n  hashmesh query assignments --rpc http://127.0.0.1:26657\n  hashmesh query history --group pool-a/g-1 --json\n  hashmesh query directive 3fa1..."
+    after_help = "Examples:\n  hashmesh query assignments --rpc http://127.0.0.1:26657\n  hashmesh query history --group pool-a/g-1 --json\n  hashmesh query pending --waiting-for pool-b   # routes waiting for pool-b's vote\n  hashmesh query directive 3fa1..."
 )]
 struct QueryArgs {
     #[command(subcommand)]
@@ -314,8 +314,13 @@ enum QueryCmd {
         #[arg(long)]
         pool: Option<String>,
     },
-    /// Directives waiting for votes.
-    Pending,
+    /// Routes waiting for votes (a route onto your endpoints outside your open offers waits for
+    /// your vote until its `VOTE BY HEIGHT`; then it expires).
+    Pending {
+        /// Only the routes still waiting for this pool's vote (its name, or its id or a prefix).
+        #[arg(long)]
+        waiting_for: Option<String>,
+    },
     /// One directive by id.
     Directive {
         /// Directive id (hex).
@@ -363,6 +368,7 @@ pub fn main() -> Result<i32> {
                 tracing_subscriber::EnvFilter::try_from_env("HASHMESH_LOG").unwrap_or_else(|_| "info".into()),
             )
             .with_writer(std::io::stderr)
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
             .init();
     } else if matches!(cli.cmd, Cmd::Bench { .. }) {
         // Benchmarks run a node's plane in process: show its warnings (a refused session).
@@ -371,6 +377,7 @@ pub fn main() -> Result<i32> {
                 tracing_subscriber::EnvFilter::try_from_env("HASHMESH_LOG").unwrap_or_else(|_| "warn".into()),
             )
             .with_writer(std::io::stderr)
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
             .init();
     }
     match cli.cmd {
@@ -423,11 +430,14 @@ pub fn main() -> Result<i32> {
                 print_json(&v);
             } else {
                 let app = &v["app"];
+                let d = &app["directives"];
+                let (became_active, in_effect) =
+                    (d["active"].as_u64().unwrap_or(0), app["routes_in_effect"].as_u64().unwrap_or(0));
                 println!(
-                    "chain {}  height {}  app hash {}\npools {}  endpoints {}  groups {}\ndirectives {} (active {}, pending {}, rejected {}, expired {}, applied {})",
+                    "chain {}  height {}  app hash {}\npools {}  endpoints {}  groups {}\ndirectives {} (routes in effect {}, superseded {}, pending {}, rejected {}, expired {}, applied {})",
                     v["chain_id"].as_str().unwrap_or(""), v["latest_block_height"], v["latest_app_hash"].as_str().unwrap_or(""), app["pools"], app["endpoints"], app["groups"],
-                    app["directives"]["directives"], app["directives"]["active"], app["directives"]["pending"],
-                    app["directives"]["rejected"], app["directives"]["expired"], app["directives"]["applied"]
+                    d["directives"], in_effect, became_active.saturating_sub(in_effect), d["pending"],
+                    d["rejected"], d["expired"], d["applied"]
                 );
                 if let Some(a) = v.get("agents") {
                     let lost: Vec<&str> =
@@ -518,7 +528,7 @@ fn run_query(q: QueryArgs) -> Result<i32> {
         QueryCmd::Endpoints => Target::Endpoints,
         QueryCmd::Groups => Target::Groups,
         QueryCmd::Assignments => Target::Assignments,
-        QueryCmd::Pending => Target::Pending,
+        QueryCmd::Pending { waiting_for } => Target::Pending(waiting_for),
         QueryCmd::Telemetry => Target::Telemetry,
         QueryCmd::Offers => Target::Offers,
         QueryCmd::Loans { pool } => Target::Loans(pool),

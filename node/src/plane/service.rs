@@ -18,7 +18,7 @@ use hashmesh_abci::core::Assignment;
 use hashmesh_abci::CommitNotice;
 use hashmesh_plane::core::node::{AgentView, CommitInput, CommittedRoute, Counters, GroupWork, NodePlane};
 use hashmesh_plane::host::clock::now_ms;
-use hashmesh_plane::transport::endpoint::{remote_key, server};
+use hashmesh_plane::transport::endpoint::{closed_cleanly, remote_key, server};
 use hashmesh_plane::transport::frame::{push_frame, read_frame, write_frame, FrameReader};
 use hashmesh_plane::transport::identity::TlsIdentity;
 use hashmesh_plane::transport::tls::{Role, Trust};
@@ -513,16 +513,6 @@ impl Actor {
         p.agents = agents;
         // The sender takes a few transactions' worth at a time; publish only those.
         p.receipts = self.core.pending_receipts(RECEIPTS_PUBLISHED_MAX);
-    }
-}
-
-/// Whether the connection ended on purpose: the peer closed it with application code 0 (a
-/// goodbye), or this node closed it (stopping).
-fn closed_cleanly(conn: &quinn::Connection) -> bool {
-    match conn.close_reason() {
-        Some(quinn::ConnectionError::ApplicationClosed(c)) => c.error_code == quinn::VarInt::from_u32(0),
-        Some(quinn::ConnectionError::LocallyClosed) => true,
-        _ => false,
     }
 }
 

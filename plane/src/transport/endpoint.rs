@@ -64,3 +64,17 @@ pub fn remote_key(conn: &quinn::Connection) -> Result<[u8; 32]> {
         .context("peer presented no certificate")?;
     peer_key(certs.first().context("empty certificate chain")?)
 }
+
+/// Whether the connection ended on purpose: the peer closed it with application code 0 (a
+/// goodbye, such as a node stopping), or this side closed it.
+#[must_use]
+pub fn closed_cleanly(conn: &quinn::Connection) -> bool {
+    match conn.close_reason() {
+        Some(quinn::ConnectionError::ApplicationClosed(c)) => c.error_code == quinn::VarInt::from_u32(0),
+        Some(quinn::ConnectionError::LocallyClosed) => true,
+        _ => false,
+    }
+}
+
+/// A plane connection (the QUIC connection type, for the crates that drive one).
+pub type Connection = quinn::Connection;
