@@ -3,6 +3,7 @@
 mod agents;
 mod audit_cmd;
 mod bench_cmd;
+mod genesis_cmd;
 mod report;
 mod sim;
 
@@ -23,6 +24,7 @@ use serde_json::json;
 use agents::AgentsCmd;
 use audit_cmd::AuditCmd;
 use bench_cmd::BenchCmd;
+use genesis_cmd::{GenesisCmd, GENESIS_HELP};
 use hashmesh_agent::cli::AgentCmd;
 use report::ReportArgs;
 use sim::{SimArgs, SIM_HELP};
@@ -131,6 +133,12 @@ enum Cmd {
     Agents {
         #[command(subcommand)]
         cmd: AgentsCmd,
+    },
+    /// Build and check the consortium's shared genesis.json.
+    #[command(after_help = GENESIS_HELP)]
+    Genesis {
+        #[command(subcommand)]
+        cmd: GenesisCmd,
     },
     /// Compare every scheduling strategy on a seeded, simulated workload.
     #[command(after_help = SIM_HELP)]
@@ -411,6 +419,7 @@ pub fn main() -> Result<i32> {
         Cmd::Sim(a) => sim::run(a),
         Cmd::Agent { cmd } => hashmesh_agent::cli::run(cmd),
         Cmd::Agents { cmd } => agents::run_agents(cmd),
+        Cmd::Genesis { cmd } => genesis_cmd::run(cmd),
         Cmd::Query(q) => run_query(q),
         Cmd::Status { conn, json } => {
             let mut v = query_cmd::status(&Rpc::new(&conn.url()?))?;
