@@ -26,6 +26,9 @@ pub enum AgentCmd {
         /// Agent home to create.
         #[arg(long)]
         home: PathBuf,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
     },
     /// Connect to the node and apply its instructions (runs until stopped).
     #[command(
@@ -63,9 +66,13 @@ pub enum AgentCmd {
 /// With a message that says what to fix.
 pub fn run(cmd: AgentCmd) -> Result<i32> {
     match cmd {
-        AgentCmd::Init { home: dir } => {
+        AgentCmd::Init { home: dir, json } => {
             let id = home::init(&dir)?;
-            println!("{id}");
+            if json {
+                println!("{}", serde_json::json!({"home": dir, "agent_id": id.to_string()}));
+            } else {
+                println!("agent id  {id}\nhome      {}", dir.display());
+            }
             eprintln!("register it on the node: hashmesh agents add --home NODE_HOME --key {id} --groups GROUPS");
             Ok(0)
         }

@@ -97,10 +97,15 @@ pub fn send(rpc_url: &str, bytes: &[u8], timeout: Duration) -> Result<(Value, bo
     let kind = SignedTx::decode(bytes).map(|t| t.body.kind().to_owned()).unwrap_or_else(|_| "unknown".into());
     let b = rpc.broadcast_sync(bytes)?;
     if b.code != 0 {
-        let v = json!({
+        let mut v = json!({
             "hash": b.hash, "height": 0, "code": b.code, "log": b.log, "stage": "check_tx",
             "directive_id": id.to_hex(), "kind": kind, "status": "refused",
         });
+        if b.code == hashmesh_protocol::RejectCode::UnknownSigner as u32 {
+            v["fix"] = json!(
+                "this node's pool is not in the chain's genesis: every pool must be in genesis.json before the chain starts (`hashmesh genesis add-pool`, then `hashmesh genesis validate --home NODE_HOME`)"
+            );
+        }
         return Ok((v, false));
     }
     let c = rpc.wait_tx(&b.hash, timeout)?;

@@ -86,9 +86,12 @@ fn an_agent_that_gets_no_session_says_what_to_fix() {
         &plane,
         "--metrics-listen",
         "none",
+        "--json",
     ]);
     let node_id = serde_json::from_str::<serde_json::Value>(&init).unwrap()["pool_id"].as_str().unwrap().to_owned();
-    let agent_id = run(&["agent", "init", "--home", agent.to_str().unwrap()]).trim().to_owned();
+    let agent_init = run(&["agent", "init", "--home", agent.to_str().unwrap(), "--json"]);
+    let agent_id =
+        serde_json::from_str::<serde_json::Value>(&agent_init).unwrap()["agent_id"].as_str().unwrap().to_owned();
     let mut n = Running::start(&["start", "--home", node.to_str().unwrap()]);
     n.expect("instruction plane listening", 20);
 

@@ -292,6 +292,9 @@ fn four_validator_cluster_end_to_end() {
         assert_eq!(code, 1, "{name}: exit status ({r} {err})");
         assert_eq!(r["code"].as_u64(), Some(u64::from(want.code())), "{name}: {r} {err}");
         assert!(!r["log"].as_str().unwrap_or("").is_empty(), "{name}: refusal without a message");
+        if want == RejectCode::UnknownSigner {
+            assert!(r["fix"].as_str().is_some_and(|f| f.contains("genesis add-pool")), "{name}: says what to do: {r}");
+        }
     }
     assert_eq!(app_view(&p, 0), before, "refused inputs changed state");
 

@@ -38,6 +38,7 @@ fn node_home(dir: &Path, name: &str) -> (String, String) {
         "none",
         "--metrics-listen",
         "none",
+        "--json",
     ]);
     let id = serde_json::from_str::<Value>(&out).unwrap()["pool_id"].as_str().unwrap().to_owned();
     (home.display().to_string(), id)

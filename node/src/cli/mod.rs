@@ -87,6 +87,9 @@ enum Cmd {
         /// CometBFT RPC URL.
         #[arg(long, default_value = DEFAULT_RPC)]
         rpc: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
     },
     /// Show this pool's identity.
     Keys {
@@ -389,7 +392,7 @@ pub fn main() -> Result<i32> {
             .init();
     }
     match cli.cmd {
-        Cmd::Init { home, moniker, chain_id, abci_listen, plane_listen, metrics_listen, rpc } => {
+        Cmd::Init { home, moniker, chain_id, abci_listen, plane_listen, metrics_listen, rpc, json } => {
             let mut cfg = Config::new(&moniker);
             cfg.chain_id = chain_id;
             cfg.abci_listen = abci_listen;
@@ -397,8 +400,16 @@ pub fn main() -> Result<i32> {
             cfg.metrics_listen = metrics_listen.0;
             cfg.rpc = rpc;
             let (h, key) = Home::init(&home, cfg)?;
-            print_json(&json!({"home": h.dir, "moniker": moniker, "pool_id": key.pool_id().to_hex()}));
-            eprintln!("next: add this pool id to genesis app_state, then `hashmesh start --home {}`", home.display());
+            let id = key.pool_id().to_hex();
+            if json {
+                print_json(&json!({"home": h.dir, "moniker": moniker, "pool_id": id}));
+            } else {
+                println!("pool id  {id}\nhome     {}", h.dir.display());
+            }
+            eprintln!(
+                "next: add the pool to the consortium's genesis (`hashmesh genesis add-pool --home {0}`, docs/operations.md section 3), then `hashmesh start --home {0}`",
+                home.display()
+            );
             Ok(0)
         }
         Cmd::Keys { cmd: KeysCmd::Show { home, json } } => {
