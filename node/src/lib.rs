@@ -7,6 +7,7 @@
 pub mod audit;
 pub mod audit_loans;
 pub mod daemon;
+pub mod doctor;
 pub mod genesis_file;
 pub mod home;
 pub mod live;

@@ -199,6 +199,41 @@ fn four_validator_cluster_end_to_end() {
     flipped[last] ^= 0x01;
     let stranger = p._dir.path().join("stranger");
     assert_eq!(hm(&["init", "--home", stranger.to_str().unwrap(), "--moniker", "stranger"]).0, 0);
+    // `hashmesh doctor` on a running node: same chain, in the genesis, clock, ports in use by it.
+    let (code, v, err) = hm(&["doctor", "--home", &home(&p, 0), "--json"]);
+    let level = |v: &Value, check: &str| {
+        v["checks"].as_array().unwrap().iter().find(|c| c["check"] == check).map(|c| c["level"].clone())
+    };
+    for check in ["cometbft rpc", "genesis", "clock", "abci listen"] {
+        assert_eq!(level(&v, check), Some(Value::from("ok")), "{check}: {v} {err}");
+    }
+    assert!(level(&v, "chain id").is_none(), "no chain id finding: {v}");
+    assert_eq!(code, 0, "nothing fails on a healthy node: {v}");
+    // A pool that is not in the genesis, pointed at the same chain: told to fix the genesis.
+    let outsider = p._dir.path().join("outsider");
+    let r0 = rpc(&p, 0);
+    let (code, _, err) = hm(&[
+        "init",
+        "--home",
+        outsider.to_str().unwrap(),
+        "--moniker",
+        "outsider",
+        "--abci-listen",
+        "127.0.0.1:0",
+        "--plane-listen",
+        "none",
+        "--metrics-listen",
+        "none",
+        "--rpc",
+        &r0,
+        "--chain-id",
+        "other-chain",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let (code, v, _) = hm(&["doctor", "--home", outsider.to_str().unwrap(), "--json"]);
+    assert_eq!(code, 1, "{v}");
+    assert_eq!(level(&v, "genesis"), Some(Value::from("fail")), "{v}");
+    assert_eq!(level(&v, "chain id"), Some(Value::from("fail")), "{v}");
     let stranger_tx = {
         let (_, r, _) = hm(&[
             "tx",

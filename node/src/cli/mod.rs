@@ -137,6 +137,18 @@ enum Cmd {
         #[command(subcommand)]
         cmd: AgentsCmd,
     },
+    /// Check this node's home and surroundings and say what to fix.
+    #[command(
+        after_help = "Checks: config, pool key file mode, CometBFT reachable on the same chain id, this pool in the\ngenesis, the clock against the last block, listen ports, [plane.peers] reachable, agents.\nExit status 1 when a check fails.\n\nExample:\n  hashmesh doctor --home /var/lib/hashmesh\n  hashmesh doctor --home /var/lib/hashmesh --json"
+    )]
+    Doctor {
+        /// Node home.
+        #[arg(long)]
+        home: PathBuf,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Build and check the consortium's shared genesis.json.
     #[command(after_help = GENESIS_HELP)]
     Genesis {
@@ -431,6 +443,15 @@ pub fn main() -> Result<i32> {
         Cmd::Agent { cmd } => hashmesh_agent::cli::run(cmd),
         Cmd::Agents { cmd } => agents::run_agents(cmd),
         Cmd::Genesis { cmd } => genesis_cmd::run(cmd),
+        Cmd::Doctor { home, json } => {
+            let checks = hashmesh_node::doctor::run(&home);
+            if json {
+                print_json(&json!({ "home": home, "checks": checks }));
+            } else {
+                print!("{}", hashmesh_node::doctor::render(&checks));
+            }
+            Ok(i32::from(checks.iter().any(|c| c.level == hashmesh_node::doctor::Level::Fail)))
+        }
         Cmd::Query(q) => run_query(q),
         Cmd::Status { conn, json } => {
             let mut v = query_cmd::status(&Rpc::new(&conn.url()?))?;
