@@ -47,6 +47,11 @@ pub struct AppMetrics {
     pub checktx_refused: Counter,
     /// Time spent in `FinalizeBlock`, seconds.
     pub finalize_block_seconds: Histogram,
+    /// Loan readings settled in committed blocks.
+    pub loans_settled: Counter,
+    /// Loan readings disputed (the parties' totals more than the tolerance apart) in committed
+    /// blocks.
+    pub loans_disputed: Counter,
 }
 
 impl Default for AppMetrics {
@@ -60,6 +65,8 @@ impl Default for AppMetrics {
             checktx_refused: Counter::default(),
             // 50 µs … 1.6 s.
             finalize_block_seconds: Histogram::new(exponential_buckets(0.000_05, 2.0, 16)),
+            loans_settled: Counter::default(),
+            loans_disputed: Counter::default(),
         }
     }
 }
@@ -78,6 +85,12 @@ impl AppMetrics {
             "Time spent in FinalizeBlock",
             self.finalize_block_seconds.clone(),
         );
+        r.register("hashmesh_loans_settled", "Loan readings settled in committed blocks", self.loans_settled.clone());
+        r.register(
+            "hashmesh_loans_disputed",
+            "Loan readings disputed in committed blocks (the parties' totals beyond the tolerance)",
+            self.loans_disputed.clone(),
+        );
     }
 }
 
@@ -91,6 +104,8 @@ struct Inner {
     verified: VerifiedMemo,
     /// A finalized block waiting for `Commit`.
     uncommitted: Option<(u64, WriteSet, [u8; 32])>,
+    /// Its loans settled and disputed (counted when it commits).
+    uncommitted_loans: (u64, u64),
 }
 
 /// What a commit changed that the rest of the node acts on (the instruction plane).
@@ -161,7 +176,12 @@ impl AppHandle {
         }
         let committed = Arc::new(Mutex::new(state.clone().map(Arc::new)));
         Ok(Self {
-            inner: Arc::new(Mutex::new(Inner { state, verified: VerifiedMemo::default(), uncommitted: None })),
+            inner: Arc::new(Mutex::new(Inner {
+                state,
+                verified: VerifiedMemo::default(),
+                uncommitted: None,
+                uncommitted_loans: (0, 0),
+            })),
             store,
             metrics,
             hooks: Arc::default(),
@@ -380,6 +400,14 @@ impl Application for AppHandle {
                 ..Default::default()
             })
             .collect();
+        let loan_status = |status: &str| {
+            out.txs
+                .iter()
+                .flat_map(|t| &t.events)
+                .filter(|e| e.kind == "loan" && e.attrs.iter().any(|a| a.key == "status" && a.value == status))
+                .count() as u64
+        };
+        inner.uncommitted_loans = (loan_status("settled"), loan_status("disputed"));
         let applied = out.txs.iter().filter(|t| t.code == 0).count() as u64;
         self.metrics.txs_applied.inc_by(applied);
         self.metrics.txs_refused.inc_by(out.txs.len() as u64 - applied);
@@ -416,6 +444,9 @@ impl Application for AppHandle {
         }
         self.metrics.blocks_committed.inc();
         self.metrics.height.set(gauge_value(height));
+        let (settled, disputed) = std::mem::take(&mut inner.uncommitted_loans);
+        self.metrics.loans_settled.inc_by(settled);
+        self.metrics.loans_disputed.inc_by(disputed);
         ResponseCommit { retain_height: 0 }
     }
 }

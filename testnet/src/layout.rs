@@ -237,7 +237,7 @@ pub fn generate(spec: &ClusterSpec) -> Result<Cluster> {
                     metrics_listen: agent_metrics,
                     partial_line_ms: hashmesh_agent::proxy::driver::PARTIAL_LINE_MS_DEFAULT,
                     workers_max: hashmesh_agent::proxy::core::WORKERS_MAX_DEFAULT,
-                    worker_metrics: false,
+                    worker_metrics: true,
                 }
                 .create(&home)?;
             }

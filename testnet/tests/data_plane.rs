@@ -219,6 +219,35 @@ fn miners_follow_committed_routes_on_the_cluster() {
     });
 
     lending(&dir, &rpc, &cluster);
+    deploy_metrics_are_exported(&cluster);
+}
+
+/// Every metric deploy/'s alert rules and Grafana panels name is one a node or agent of the
+/// running cluster exports (after traffic, failovers and loans, so labelled families exist).
+fn deploy_metrics_are_exported(cluster: &hashmesh_testnet::Cluster) {
+    let mut exported = std::collections::BTreeSet::new();
+    let nodes = cluster.nodes.iter().map(|n| n.metrics.clone());
+    let agents = cluster.nodes.iter().flat_map(|n| n.agents.iter().filter_map(|a| a.metrics.clone()));
+    for m in nodes.chain(agents) {
+        for l in http_get(&m, "/metrics").lines().filter(|l| l.starts_with("hashmesh_")) {
+            exported.insert(l.split(['{', ' ']).next().unwrap().to_owned());
+        }
+    }
+    let deploy = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy");
+    let mut named = std::collections::BTreeSet::new();
+    let texts = std::iter::once(deploy.join("prometheus/alerts.yml"))
+        .chain(std::fs::read_dir(deploy.join("grafana")).unwrap().map(|e| e.unwrap().path()));
+    for p in texts {
+        let text = std::fs::read_to_string(&p).unwrap();
+        for (i, _) in text.match_indices("hashmesh_") {
+            let name: String =
+                text[i..].chars().take_while(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '_').collect();
+            named.insert(name);
+        }
+    }
+    assert!(named.len() > 20, "{named:?}");
+    let missing: Vec<&String> = named.iter().filter(|n| !exported.contains(*n)).collect();
+    assert!(missing.is_empty(), "deploy/ names metrics nobody exports: {missing:?}\nexported: {exported:?}");
 }
 
 /// Accepted difficulty per worker at an endpoint, for the workers of pool-a's groups' loans.

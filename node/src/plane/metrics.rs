@@ -14,6 +14,8 @@ pub struct PlaneMetrics {
     pub connected: Gauge,
     /// Agents judged lost.
     pub lost: Gauge,
+    /// Instructions waiting for agents' acknowledgements, summed over agents.
+    pub outstanding: Gauge,
     /// Instructions written to agents.
     pub instructions_sent: Counter,
     /// Acknowledgements accepted (first time).
@@ -39,6 +41,7 @@ impl Default for PlaneMetrics {
         Self {
             connected: Gauge::default(),
             lost: Gauge::default(),
+            outstanding: Gauge::default(),
             instructions_sent: Counter::default(),
             acks: Counter::default(),
             resyncs: Counter::default(),
@@ -61,6 +64,11 @@ impl PlaneMetrics {
     pub fn register(&self, r: &mut MetricsRegistry) {
         r.register("hashmesh_plane_agents_connected", "Agents with an open plane connection", self.connected.clone());
         r.register("hashmesh_plane_agents_lost", "Agents judged lost by phi accrual", self.lost.clone());
+        r.register(
+            "hashmesh_plane_instructions_outstanding",
+            "Instructions waiting for agents' acknowledgements, summed over agents",
+            self.outstanding.clone(),
+        );
         r.register(
             "hashmesh_plane_instructions_sent",
             "Instructions written to agents",

@@ -509,6 +509,7 @@ impl Actor {
         let m = &self.plane.metrics;
         m.connected.set(count(|a| a.connected));
         m.lost.set(count(|a| a.lost));
+        m.outstanding.set(i64::try_from(agents.iter().map(|a| a.outstanding).sum::<u64>()).unwrap_or(i64::MAX));
         let mut p = self.plane.published.lock().expect("published lock");
         p.agents = agents;
         // The sender takes a few transactions' worth at a time; publish only those.
