@@ -127,6 +127,9 @@ pub struct Cluster {
     /// Stratum traffic, if the cluster carries any.
     #[serde(default)]
     pub stratum: Option<StratumSpec>,
+    /// The Prometheus `up --observe` started, if any.
+    #[serde(default)]
+    pub observer: Option<crate::observe::Observer>,
 }
 
 fn default_node_args() -> Vec<String> {

@@ -108,6 +108,7 @@ pub fn up(
     base_port: u16,
     run_demo: bool,
     traffic: &Traffic,
+    observe: Option<&Path>,
 ) -> Result<i32> {
     let mut cluster = match Cluster::load(dir)? {
         Some(c) if any_running(&c) => {
@@ -160,6 +161,15 @@ pub fn up(
     println!("waiting for the first blocks...");
     let all: Vec<usize> = (0..cluster.nodes.len()).collect();
     procs::wait_for_height(&cluster, &all, 2, Duration::from_secs(60))?;
+    if let Some(prometheus) = observe {
+        if let Some(old) = cluster.observer.take() {
+            procs::stop_pid(old.pid, Duration::from_secs(5));
+        }
+        let o = crate::observe::start(&cluster, prometheus)?;
+        println!("  prometheus {} (pid {}) scrapes every node, agent and endpoint; alert rules loaded", o.url, o.pid);
+        cluster.observer = Some(o);
+        cluster.save()?;
+    }
     if run_demo {
         demo::run(&cluster)?;
     }
@@ -227,6 +237,9 @@ pub fn down(dir: &Path, wipe: bool) -> Result<i32> {
     if let Some(mut c) = Cluster::load(dir)? {
         for i in 0..c.nodes.len() {
             procs::stop_node(&mut c, i);
+        }
+        if let Some(o) = c.observer.take() {
+            procs::stop_pid(o.pid, Duration::from_secs(5));
         }
         c.save()?;
         println!("stopped {} nodes", c.nodes.len());

@@ -348,6 +348,7 @@ pub fn generate(spec: &ClusterSpec) -> Result<Cluster> {
         app: if spec.kvstore { "kvstore".into() } else { "hashmesh".into() },
         nodes,
         stratum: spec.stratum.clone(),
+        observer: None,
     };
     cluster.save()?;
     Ok(cluster)

@@ -26,6 +26,7 @@ pub mod endpoint;
 pub mod fleet;
 pub mod install;
 pub mod layout;
+pub mod observe;
 pub mod procs;
 pub mod synthetic;
 pub mod traffic;

@@ -49,6 +49,10 @@ enum Cmd {
         /// Hashes per second per virtual miner (real SHA-256d work).
         #[arg(long, default_value_t = 2000.0)]
         miner_hashrate: f64,
+        /// Also start Prometheus (testnet/install-prometheus) scraping every node, agent and
+        /// endpoint, with deploy/prometheus/alerts.yml loaded.
+        #[arg(long)]
+        observe: bool,
     },
     /// Many virtual Stratum V1 miners doing real SHA-256d work, until stopped; prints totals
     /// as a JSON line every 5 s.
@@ -254,13 +258,14 @@ fn init_logging() {
 fn run(cli: Cli) -> Result<i32> {
     let dir = cli.dir;
     match cli.cmd {
-        Cmd::Up { validators, cometbft, base_port, no_demo, miners_per_group, miner_hashrate } => {
+        Cmd::Up { validators, cometbft, base_port, no_demo, miners_per_group, miner_hashrate, observe } => {
             if !(miner_hashrate.is_finite() && miner_hashrate > 0.0) {
                 bail!("--miner-hashrate must be a positive number of hashes per second");
             }
             let traffic =
                 commands::Traffic { miners_per_group, hashrate_hs: miner_hashrate, ..commands::Traffic::default() };
-            commands::up(&dir, validators, &cometbft, base_port, !no_demo, &traffic)
+            let prometheus = observe.then(hashmesh_testnet::observe::prometheus_binary).transpose()?;
+            commands::up(&dir, validators, &cometbft, base_port, !no_demo, &traffic, prometheus.as_deref())
         }
         Cmd::Fleet { target, miners, hashrate, worker_prefix, no_extranonce_subscribe, report_ms } => {
             if !(hashrate.is_finite() && hashrate > 0.0) {

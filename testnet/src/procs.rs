@@ -46,6 +46,15 @@ pub fn stop_pid(pid: u32, grace: Duration) {
     }
 }
 
+/// Start `program` in its own session (it outlives the command that started it), logging to
+/// `log`.
+///
+/// # Errors
+/// If it cannot be started.
+pub fn spawn_detached(program: &Path, args: &[&str], log: &Path) -> Result<Child> {
+    spawn(program, args, log, true)
+}
+
 fn spawn(program: &Path, args: &[&str], log: &Path, detach: bool) -> Result<Child> {
     let out = File::create(log).with_context(|| format!("creating {}", log.display()))?;
     let err = out.try_clone()?;

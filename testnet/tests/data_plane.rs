@@ -70,8 +70,23 @@ fn miners_follow_committed_routes_on_the_cluster() {
     let dir = tmp.path().join("cluster");
     let cometbft = hashmesh_testnet::install::cometbft();
     let _down = Down(dir.clone());
-    let (code, out, err) = testnet(&dir, &["up", "--cometbft", cometbft.to_str().unwrap(), "--base-port", "0"]);
+    // With Prometheus when it is installed (CI installs it: deploy/install-checkers).
+    let observe = match hashmesh_testnet::observe::prometheus_binary() {
+        Ok(_) => true,
+        Err(e) => {
+            eprintln!("skipped the --observe part: {e:#}");
+            false
+        }
+    };
+    let mut args = vec!["up", "--cometbft", cometbft.to_str().unwrap(), "--base-port", "0"];
+    if observe {
+        args.push("--observe");
+    }
+    let (code, out, err) = testnet(&dir, &args);
     assert_eq!(code, 0, "up\n{out}\n{err}");
+    if observe {
+        prometheus_scrapes_every_node_and_agent(&dir);
+    }
 
     // Real shares at every pool's endpoints, from its agents' upstream sessions.
     wait("accepted shares at pool-a/ep-1 and pool-c/ep-1", 60, || {
@@ -220,6 +235,34 @@ fn miners_follow_committed_routes_on_the_cluster() {
 
     lending(&dir, &rpc, &cluster);
     deploy_metrics_are_exported(&cluster);
+}
+
+/// `up --observe`: a query through Prometheus's HTTP API returns a sample from every node and
+/// agent (and endpoint), and the project's alert rules are loaded.
+fn prometheus_scrapes_every_node_and_agent(dir: &Path) {
+    let c = hashmesh_testnet::Cluster::load(dir).unwrap().unwrap();
+    let url = c.observer.as_ref().expect("an observer in cluster.json").url.clone();
+    let mut want: Vec<String> = c.nodes.iter().map(|n| n.metrics.clone()).collect();
+    want.extend(c.nodes.iter().flat_map(|n| n.agents.iter().filter_map(|a| a.metrics.clone())));
+    want.extend(c.nodes.iter().flat_map(|n| n.stratum.iter().map(|e| e.http.clone())));
+    let mut seen = Vec::new();
+    wait("Prometheus to scrape every node, agent and endpoint", 30, || {
+        seen = hashmesh_testnet::observe::query(&url, "up == 1")
+            .map(|r| {
+                r.as_array()
+                    .unwrap()
+                    .iter()
+                    .filter_map(|s| s["metric"]["instance"].as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default();
+        want.iter().all(|w| seen.contains(w))
+    });
+    eprintln!("prometheus on the cluster: {} targets up ({url})", seen.len());
+    let heights = hashmesh_testnet::observe::query(&url, "hashmesh_height").unwrap();
+    assert_eq!(heights.as_array().unwrap().len(), c.nodes.len(), "{heights}");
+    let body = hashmesh_testnet::observe::get(&url, "/api/v1/rules").unwrap();
+    assert!(body.contains("HashmeshChainStalled") && body.contains("HashmeshSettlementDisputed"), "{body}");
 }
 
 /// Every metric deploy/'s alert rules and Grafana panels name is one a node or agent of the
