@@ -305,3 +305,20 @@ pub fn render(checks: &[Check]) -> String {
     }
     s
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_clock_check_names_a_stalled_chain_and_a_clock_behind() {
+        assert_eq!(clock(800).level, Level::Ok);
+        let stale = clock(BLOCK_AGE_MS_MAX + 1);
+        assert_eq!(stale.level, Level::Warn);
+        assert!(stale.fix.unwrap().contains("stalled"));
+        let behind = clock(-CLOCK_AHEAD_MS_MAX - 1);
+        assert_eq!(behind.level, Level::Warn);
+        assert!(behind.fix.unwrap().contains("behind"));
+        assert_eq!(clock(-CLOCK_AHEAD_MS_MAX).level, Level::Ok, "the bound itself is fine");
+    }
+}

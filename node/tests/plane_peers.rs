@@ -151,6 +151,12 @@ async fn credentials_and_measurements_cross_the_plane_and_liars_are_cut_off() {
     assert!(c.user.ends_with(".pool-a/g-1.9") && c.password.len() == 32, "{c:?}");
     let st = agent::load_state(&agent_home).unwrap();
     assert_eq!(st.applied_count, 1, "credentials update the route in effect, they are not a new route");
+    // Where passwords rest, only this user reads: the agent's state file, the plane databases.
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&agent_home.join("state.json")), 0o600);
+    assert_eq!(mode(&a_dir.join("outbox")), 0o700);
+    assert_eq!(mode(&b_dir.join("outbox")), 0o700);
     wait_until("b's queue drained", || b.plane.credentials_queued() == 0).await;
     // Ahead of any loan, b's open offers reach a's agent as its fallback, cheapest first, with
     // standby credentials for a (a's own offer is not a fallback).

@@ -44,6 +44,9 @@ impl PlaneStore {
     /// If it cannot be opened (for example, another process holds it).
     pub fn open(dir: &Path) -> Result<Self> {
         let db = sled::open(dir).with_context(|| format!("opening the plane database in {}", dir.display()))?;
+        // It holds worker passwords (loans' and offers' standby credentials): this user only.
+        std::fs::set_permissions(dir, std::os::unix::fs::PermissionsExt::from_mode(0o700))
+            .with_context(|| format!("making {} private", dir.display()))?;
         Ok(Self { db })
     }
 
