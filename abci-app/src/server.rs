@@ -45,6 +45,32 @@ pub fn serve<A: Application + PreverifyBatch>(listener: TcpListener, app: A) -> 
     Ok(())
 }
 
+/// Read every length-delimited ABCI request in `bytes` as the server reads them from its
+/// socket, until the bytes end or a request is malformed; returns how many decoded and whether
+/// the bytes ended cleanly between requests. Fuzzing and the corpus replay drive the framing
+/// through this.
+///
+/// # Panics
+/// If the batching check (`whole_message_buffered`) and the reader disagree about a request —
+/// the property the fuzz target looks for.
+#[must_use]
+pub fn read_requests(bytes: &[u8]) -> (usize, bool) {
+    let mut rest = bytes;
+    let mut buf = Vec::new();
+    let mut n = 0;
+    loop {
+        let whole = whole_message_buffered(rest);
+        let r = read_request(&mut rest, &mut buf);
+        assert!(!whole || r.is_ok(), "a request judged whole could not be read: {r:?}");
+        assert!(whole || !matches!(r, Ok(Some(Ok(_)))), "a request judged partial was read");
+        match r {
+            Ok(None) => return (n, true),
+            Ok(Some(Ok(_))) => n += 1,
+            Ok(Some(Err(_))) | Err(_) => return (n, false),
+        }
+    }
+}
+
 fn read_varint(r: &mut impl BufRead) -> std::io::Result<Option<u64>> {
     let mut value: u64 = 0;
     for i in 0..10 {

@@ -109,6 +109,27 @@ pub struct FrameReader<R> {
     max: usize,
 }
 
+/// Take the first whole frame of at most `max` bytes off the front of `buf`; `None` while it is
+/// incomplete (nothing taken).
+///
+/// # Errors
+/// [`FrameError::TooLarge`] as soon as the length is known.
+pub fn take_frame(buf: &mut Vec<u8>, max: usize) -> Result<Option<Vec<u8>>, FrameError> {
+    if buf.len() < 4 {
+        return Ok(None);
+    }
+    let len = u32::from_be_bytes(buf[..4].try_into().expect("4 bytes")) as usize;
+    if len > max {
+        return Err(FrameError::TooLarge { len, max });
+    }
+    if buf.len() < 4 + len {
+        return Ok(None);
+    }
+    let body = buf[4..4 + len].to_vec();
+    buf.drain(..4 + len);
+    Ok(Some(body))
+}
+
 /// Bytes asked of the stream per read.
 const READ_CHUNK: usize = 16 * 1024;
 
@@ -125,16 +146,8 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
     /// the stream ends inside a frame, [`FrameError::Io`] on transport errors.
     pub async fn next(&mut self) -> Result<Option<Vec<u8>>, FrameError> {
         loop {
-            if self.buf.len() >= 4 {
-                let len = u32::from_be_bytes(self.buf[..4].try_into().expect("4 bytes")) as usize;
-                if len > self.max {
-                    return Err(FrameError::TooLarge { len, max: self.max });
-                }
-                if self.buf.len() >= 4 + len {
-                    let body = self.buf[4..4 + len].to_vec();
-                    self.buf.drain(..4 + len);
-                    return Ok(Some(body));
-                }
+            if let Some(body) = take_frame(&mut self.buf, self.max)? {
+                return Ok(Some(body));
             }
             // `read` is cancel-safe: if this future is dropped, nothing was consumed, and `buf`
             // is only extended once the read completed.
