@@ -47,6 +47,8 @@ pub struct AppMetrics {
     pub checktx_refused: Counter,
     /// Time spent in `FinalizeBlock`, seconds.
     pub finalize_block_seconds: Histogram,
+    /// Proposals this node refused in `ProcessProposal` (transactions no honest proposer makes).
+    pub proposals_refused: Counter,
     /// Loan readings settled in committed blocks.
     pub loans_settled: Counter,
     /// Loan readings disputed (the parties' totals more than the tolerance apart) in committed
@@ -65,6 +67,7 @@ impl Default for AppMetrics {
             checktx_refused: Counter::default(),
             // 50 µs … 1.6 s.
             finalize_block_seconds: Histogram::new(exponential_buckets(0.000_05, 2.0, 16)),
+            proposals_refused: Counter::default(),
             loans_settled: Counter::default(),
             loans_disputed: Counter::default(),
         }
@@ -84,6 +87,11 @@ impl AppMetrics {
             "hashmesh_finalize_block_seconds",
             "Time spent in FinalizeBlock",
             self.finalize_block_seconds.clone(),
+        );
+        r.register(
+            "hashmesh_proposals_refused",
+            "Proposals refused in ProcessProposal (forged, replayed, wrong-chain or undecodable transactions)",
+            self.proposals_refused.clone(),
         );
         r.register("hashmesh_loans_settled", "Loan readings settled in committed blocks", self.loans_settled.clone());
         r.register(
@@ -106,6 +114,9 @@ struct Inner {
     uncommitted: Option<(u64, WriteSet, [u8; 32])>,
     /// Its loans settled and disputed (counted when it commits).
     uncommitted_loans: (u64, u64),
+    /// Test fault: as proposer, add transactions no honest proposer makes
+    /// ([`AppHandle::act_byzantine`]); the last applied transaction, to replay.
+    byzantine: Option<Option<Vec<u8>>>,
 }
 
 /// What a commit changed that the rest of the node acts on (the instruction plane).
@@ -181,6 +192,7 @@ impl AppHandle {
                 verified: VerifiedMemo::default(),
                 uncommitted: None,
                 uncommitted_loans: (0, 0),
+                byzantine: None,
             })),
             store,
             metrics,
@@ -198,6 +210,37 @@ impl AppHandle {
 
     fn publish_state(&self, state: Option<&State>) {
         *self.committed.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = state.cloned().map(Arc::new);
+    }
+
+    /// Test fault (`HASHMESH_FAULT_BYZANTINE_PROPOSER`): from now on, as proposer, add to
+    /// every proposal a forged transaction (a registered signer, a signature that does not
+    /// verify), one for another chain, one over the size limit, and a replay of a committed
+    /// transaction. Honest validators refuse such proposals in `ProcessProposal`.
+    pub fn act_byzantine(&self) {
+        self.lock().byzantine.get_or_insert(None);
+    }
+
+    fn byzantine_txs(&self) -> Vec<Vec<u8>> {
+        let inner = self.lock();
+        let (Some(replay), Some(state)) = (inner.byzantine.as_ref(), inner.state.as_ref()) else { return Vec::new() };
+        let Some(pool) = state.pools().next() else { return Vec::new() };
+        let forged = |chain_id: &str| {
+            hashmesh_protocol::SignedTx {
+                chain_id: chain_id.to_owned(),
+                signer: pool.id,
+                nonce: u64::MAX - state.height(),
+                body: hashmesh_protocol::Body::Drain { endpoint: "byzantine/ep-1".parse().expect("a valid id") },
+                signature: [7; hashmesh_protocol::tx::SIGNATURE_BYTES],
+            }
+            .encode()
+        };
+        let mut out = vec![
+            forged(state.chain_id()),
+            forged("another-chain"),
+            vec![0xAB; hashmesh_protocol::limits::TX_BYTES_MAX + 1],
+        ];
+        out.extend(replay.clone());
+        out
     }
 
     /// Call `hook` after every commit (after the block is on disk). Hooks run on the ABCI
@@ -348,8 +391,25 @@ impl Application for AppHandle {
         let max = usize::try_from(req.max_tx_bytes).unwrap_or(0);
         let mut total = 0usize;
         let mut txs = Vec::with_capacity(req.txs.len());
-        for tx in req.txs {
-            if State::check_proposal_tx(&tx).is_err() {
+        // Leave out what the other validators' ProcessProposal would refuse (a nonce spent since
+        // the transaction entered the mempool, a second use of a nonce).
+        let refused: std::collections::BTreeSet<usize> = {
+            let inner = self.lock();
+            let bytes: Vec<&[u8]> = req.txs.iter().map(|t| t.as_ref()).collect();
+            let verified: Vec<bool> =
+                bytes.iter().map(|t| inner.verified.contains(&Sha256::digest(t).into())).collect();
+            inner
+                .state
+                .as_ref()
+                .map(|s| s.proposal_refusals(&bytes, &verified))
+                .unwrap_or_default()
+                .into_iter()
+                .map(|(i, _)| i)
+                .collect()
+        };
+        let injected = self.byzantine_txs();
+        for (i, tx) in req.txs.into_iter().enumerate() {
+            if refused.contains(&i) || State::check_proposal_tx(&tx).is_err() {
                 continue;
             }
             // CometBFT counts each tx with its protobuf overhead; a few bytes of margin keep us under.
@@ -360,14 +420,40 @@ impl Application for AppHandle {
             total += size;
             txs.push(tx);
         }
+        if !injected.is_empty() {
+            warn!(
+                height = req.height,
+                count = injected.len(),
+                "byzantine proposer (test fault): injecting transactions"
+            );
+            txs.extend(injected.into_iter().map(Into::into));
+        }
         ResponsePrepareProposal { txs }
     }
 
     fn process_proposal(&self, req: RequestProcessProposal) -> ResponseProcessProposal {
-        let ok = req.txs.iter().all(|tx| State::check_proposal_tx(tx).is_ok());
-        if !ok {
-            warn!(height = req.height, "rejecting a proposal that carries undecodable transactions");
+        let refusals = {
+            let inner = self.lock();
+            let bytes: Vec<&[u8]> = req.txs.iter().map(|t| t.as_ref()).collect();
+            let verified: Vec<bool> =
+                bytes.iter().map(|t| inner.verified.contains(&Sha256::digest(t).into())).collect();
+            match inner.state.as_ref() {
+                Some(s) => s.proposal_refusals(&bytes, &verified),
+                None => Vec::new(),
+            }
+        };
+        if let Some((i, why)) = refusals.first() {
+            self.metrics.proposals_refused.inc();
+            warn!(
+                height = req.height,
+                refused = refusals.len(),
+                first = i,
+                code = why.code.name(),
+                reason = %why.log,
+                "rejecting a proposal: it carries transactions no honest proposer makes"
+            );
         }
+        let ok = refusals.is_empty();
         ResponseProcessProposal { status: if ok { ProposalStatus::Accept } else { ProposalStatus::Reject } as i32 }
     }
 
@@ -408,6 +494,11 @@ impl Application for AppHandle {
                 .count() as u64
         };
         inner.uncommitted_loans = (loan_status("settled"), loan_status("disputed"));
+        if let Some(slot) = inner.byzantine.as_mut() {
+            if let Some(i) = out.txs.iter().position(|t| t.code == 0) {
+                *slot = Some(txs[i].clone());
+            }
+        }
         let applied = out.txs.iter().filter(|t| t.code == 0).count() as u64;
         self.metrics.txs_applied.inc_by(applied);
         self.metrics.txs_refused.inc_by(out.txs.len() as u64 - applied);

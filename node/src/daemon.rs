@@ -47,6 +47,11 @@ pub fn run_with(home: &Home, synthetic: Option<Box<dyn TelemetrySource>>) -> Res
     let store = Store::open(&dir)
         .with_context(|| format!("opening state in {}; is another `hashmesh start` using this home?", dir.display()))?;
     let app = AppHandle::new(store).context("loading committed state")?;
+    if std::env::var_os("HASHMESH_FAULT_BYZANTINE_PROPOSER").is_some() {
+        // The fault suite's byzantine validator. Never set in production.
+        warn!("fault injection: this node proposes transactions no honest proposer makes");
+        app.act_byzantine();
+    }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .thread_name("node")

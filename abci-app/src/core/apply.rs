@@ -126,12 +126,50 @@ impl State {
     }
 
     /// Decide whether a proposal may carry `bytes`: it must decode within limits.
-    /// Signatures and state rules are left to `FinalizeBlock`, which records their codes.
     ///
     /// # Errors
     /// [`Rejection`] with `TxTooLarge` or `Malformed`.
     pub fn check_proposal_tx(bytes: &[u8]) -> Result<(), Rejection> {
         decode(bytes).map(|_| ())
+    }
+
+    /// The transactions of a proposal no honest proposer would make (ADR 0013): each must
+    /// decode within limits, name this chain and a registered signer, carry a valid signature,
+    /// and use a nonce that is neither spent in committed state nor used twice in the proposal.
+    /// State rules (a drained target, a full endpoint…) are not judged here: `FinalizeBlock`
+    /// records those codes, since an honest proposer cannot foresee them. `verified[i]` says
+    /// transaction `i`'s signature was already checked (in `CheckTx`). Returns each refused
+    /// transaction's index with why, in order; empty when the proposal is acceptable.
+    #[must_use]
+    pub fn proposal_refusals(&self, txs: &[&[u8]], verified: &[bool]) -> Vec<(usize, Rejection)> {
+        let prechecked: Vec<_> = txs.iter().map(|b| self.precheck(b)).collect();
+        let keys: Vec<Option<PoolKey>> = prechecked
+            .iter()
+            .enumerate()
+            .map(|(i, p)| p.as_ref().ok().filter(|_| !verified.get(i).copied().unwrap_or(false)).map(|(_, k)| *k))
+            .collect();
+        let verdicts = verify_keyed(&keys, txs);
+        let mut seen = BTreeSet::new();
+        let mut out = Vec::new();
+        for (i, (pre, verdict)) in prechecked.into_iter().zip(verdicts).enumerate() {
+            let checked = pre.and_then(|(tx, _)| {
+                if let Some(v) = verdict {
+                    verdict_to_rejection(v)?;
+                }
+                self.check_nonce(&tx)?;
+                if !seen.insert((tx.signer, tx.nonce)) {
+                    return reject(
+                        RejectCode::NonceReused,
+                        format!("nonce {} is used twice in this proposal", tx.nonce),
+                    );
+                }
+                Ok(())
+            });
+            if let Err(r) = checked {
+                out.push((i, r));
+            }
+        }
+        out
     }
 
     /// Apply a block: expire overdue votes, then run each transaction. Mutates the in-memory
