@@ -220,6 +220,15 @@ impl AppHandle {
         self.lock().byzantine.get_or_insert(None);
     }
 
+    /// [`State::proposal_refusals`] on the committed state, trusting the signatures this node
+    /// already verified in `CheckTx`.
+    fn proposal_refusals(&self, txs: &[impl AsRef<[u8]>]) -> Vec<(usize, crate::core::apply::Rejection)> {
+        let inner = self.lock();
+        let bytes: Vec<&[u8]> = txs.iter().map(AsRef::as_ref).collect();
+        let verified: Vec<bool> = bytes.iter().map(|t| inner.verified.contains(&Sha256::digest(t).into())).collect();
+        inner.state.as_ref().map(|s| s.proposal_refusals(&bytes, &verified)).unwrap_or_default()
+    }
+
     fn byzantine_txs(&self) -> Vec<Vec<u8>> {
         let inner = self.lock();
         let (Some(replay), Some(state)) = (inner.byzantine.as_ref(), inner.state.as_ref()) else { return Vec::new() };
@@ -393,20 +402,8 @@ impl Application for AppHandle {
         let mut txs = Vec::with_capacity(req.txs.len());
         // Leave out what the other validators' ProcessProposal would refuse (a nonce spent since
         // the transaction entered the mempool, a second use of a nonce).
-        let refused: std::collections::BTreeSet<usize> = {
-            let inner = self.lock();
-            let bytes: Vec<&[u8]> = req.txs.iter().map(|t| t.as_ref()).collect();
-            let verified: Vec<bool> =
-                bytes.iter().map(|t| inner.verified.contains(&Sha256::digest(t).into())).collect();
-            inner
-                .state
-                .as_ref()
-                .map(|s| s.proposal_refusals(&bytes, &verified))
-                .unwrap_or_default()
-                .into_iter()
-                .map(|(i, _)| i)
-                .collect()
-        };
+        let refused: std::collections::BTreeSet<usize> =
+            self.proposal_refusals(&req.txs).into_iter().map(|(i, _)| i).collect();
         let injected = self.byzantine_txs();
         for (i, tx) in req.txs.into_iter().enumerate() {
             if refused.contains(&i) || State::check_proposal_tx(&tx).is_err() {
@@ -432,16 +429,7 @@ impl Application for AppHandle {
     }
 
     fn process_proposal(&self, req: RequestProcessProposal) -> ResponseProcessProposal {
-        let refusals = {
-            let inner = self.lock();
-            let bytes: Vec<&[u8]> = req.txs.iter().map(|t| t.as_ref()).collect();
-            let verified: Vec<bool> =
-                bytes.iter().map(|t| inner.verified.contains(&Sha256::digest(t).into())).collect();
-            match inner.state.as_ref() {
-                Some(s) => s.proposal_refusals(&bytes, &verified),
-                None => Vec::new(),
-            }
-        };
+        let refusals = self.proposal_refusals(&req.txs);
         if let Some((i, why)) = refusals.first() {
             self.metrics.proposals_refused.inc();
             warn!(

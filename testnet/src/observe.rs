@@ -100,23 +100,12 @@ pub fn query(url: &str, promql: &str) -> Result<serde_json::Value> {
     Ok(v["data"]["result"].clone())
 }
 
-/// `GET path` from Prometheus at `url`, as HTTP/1.0 (so the answer is never chunked).
+/// `GET path` from Prometheus at `url`.
 ///
 /// # Errors
 /// If it cannot be reached or does not answer 200.
 pub fn get(url: &str, path: &str) -> Result<String> {
-    use std::io::{Read, Write};
-    let addr = url.trim_start_matches("http://");
-    let mut s = std::net::TcpStream::connect(addr).with_context(|| format!("prometheus at {addr}"))?;
-    s.set_read_timeout(Some(Duration::from_secs(5)))?;
-    write!(s, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n")?;
-    let mut raw = String::new();
-    s.take(16 * 1024 * 1024).read_to_string(&mut raw)?;
-    let (head, body) = raw.split_once("\r\n\r\n").unwrap_or((&raw, ""));
-    if !head.starts_with("HTTP/1.0 200") && !head.starts_with("HTTP/1.1 200") {
-        bail!("GET {path} at {addr}: {}", head.lines().next().unwrap_or("no answer"));
-    }
-    Ok(body.to_owned())
+    hashmesh_plane::host::http::request(url.trim_start_matches("http://"), "GET", path, "", Duration::from_secs(5))
 }
 
 fn urlencode(s: &str) -> String {

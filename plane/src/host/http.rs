@@ -92,7 +92,8 @@ pub fn split_url(url: &str) -> anyhow::Result<(String, String)> {
     Ok((addr.to_owned(), path))
 }
 
-/// One blocking HTTP/1.1 request to `addr` (`HOST:PORT`) with a connect and read `timeout`; the
+/// One blocking HTTP/1.0 request to `addr` (`HOST:PORT`) with a connect and read `timeout` (1.0,
+/// so no server answers in chunks); the
 /// body of a 200 answer (at most [`HTTP_RESPONSE_BYTES_MAX`]).
 ///
 /// # Errors
@@ -111,14 +112,14 @@ pub fn request(addr: &str, method: &str, path: &str, body: &str, timeout: Durati
     s.set_write_timeout(Some(timeout))?;
     write!(
         s,
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        "{method} {path} HTTP/1.0\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
     )?;
     let mut raw = Vec::new();
     s.take(HTTP_RESPONSE_BYTES_MAX + 64 * 1024).read_to_end(&mut raw)?;
     let out = String::from_utf8_lossy(&raw);
     let (head, rest) = out.split_once("\r\n\r\n").unwrap_or((&out, ""));
-    if !head.starts_with("HTTP/1.1 200") {
+    if !(head.starts_with("HTTP/1.1 200") || head.starts_with("HTTP/1.0 200")) {
         anyhow::bail!("{method} {path} at {addr}: {}", head.lines().next().unwrap_or("no answer"));
     }
     Ok(rest.to_owned())
