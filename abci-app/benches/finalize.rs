@@ -8,22 +8,85 @@
 //! `LOANS` open loans (each loan compared and settled in the block): the settlement's cost per
 //! loan is the difference over `LOANS`.
 //!
+//! The `hash_chain` rows run the same blocks through `execute_block` and then the app hash of
+//! ADR 0003 (a SHA-256 chain over the sorted write set) instead of the state tree of ADR 0014:
+//! the difference to `hashmesh_apply_block` is what the Merkle state costs. The committed tree
+//! holds `PREFILL_BLOCKS` earlier blocks of routes, so the new leaves land in a populated tree.
+//!
 //! Run: `cargo bench -p hashmesh-abci --bench finalize`
 #![allow(missing_docs)]
 
-use std::collections::BTreeMap;
+use sha2::{Digest, Sha256};
 
 use criterion::{criterion_group, criterion_main, BatchSize, BenchmarkId, Criterion, Throughput};
 use hashmesh_abci::core::genesis::{GenesisEndpoint, GenesisGroup, GenesisPool};
-use hashmesh_abci::core::{BlockInput, GenesisAppState, Params, State};
+use hashmesh_abci::core::{BlockInput, GenesisAppState, Memory, Params, State, WriteSet};
 use hashmesh_protocol::signing::{self, PoolKey};
 use hashmesh_protocol::{Body, RouteTarget, SigningKey, UnsignedTx};
 
 const CHAIN: &str = "bench";
 /// Loans settled in the `with_settlement` rows.
 const LOANS: usize = 64;
+/// Blocks of 1000 routes committed before the measured block.
+const PREFILL_BLOCKS: u64 = 10;
 
-fn setup(block_txs: usize) -> (State, Vec<Vec<u8>>, Vec<PoolKey>) {
+/// The app hash of ADR 0003, the baseline: `SHA-256(tag ‖ previous ‖ height ‖ writes)`.
+fn hash_chain(previous: &[u8; 32], height: u64, writes: &WriteSet) -> [u8; 32] {
+    let mut h = Sha256::new();
+    h.update(b"hashmesh/apphash/v1");
+    h.update(previous);
+    h.update(height.to_be_bytes());
+    for (k, v) in writes.iter() {
+        h.update((k.len() as u64).to_be_bytes());
+        h.update(k);
+        match v {
+            Some(v) => {
+                h.update([1u8]);
+                h.update((v.len() as u64).to_be_bytes());
+                h.update(v);
+            }
+            None => h.update([0u8]),
+        }
+    }
+    h.finalize().into()
+}
+
+/// `count` signed routes from the 4 pools, nonces from `nonce_base + 1`.
+fn routes(keys: &[SigningKey], count: usize, nonce_base: u64) -> Vec<Vec<u8>> {
+    (0..count)
+        .map(|n| {
+            let p = n % 4;
+            let k = &keys[p];
+            let body = Body::Route {
+                group: format!("pool-{p}/g-{}", n % 2).parse().unwrap(),
+                targets: vec![
+                    RouteTarget {
+                        endpoint: format!("pool-{p}/ep-0").parse().unwrap(),
+                        weight_bp: 5000 + (n % 100) as u16,
+                    },
+                    RouteTarget {
+                        endpoint: format!("pool-{p}/ep-1").parse().unwrap(),
+                        weight_bp: 5000 - (n % 100) as u16,
+                    },
+                ],
+            };
+            k.sign(UnsignedTx { chain_id: CHAIN.into(), signer: k.pool_id(), nonce: nonce_base + n as u64 + 1, body }).1
+        })
+        .collect()
+}
+
+/// Apply `txs` as the next block and commit it into `memory`.
+fn commit(s: &mut State, memory: &mut Memory, txs: &[Vec<u8>]) {
+    let h = s.height() + 1;
+    let out = s.apply_block(
+        &BlockInput { height: h, time_ms: h * 1000, proposer: vec![0; 20], txs, preverified: &[] },
+        &*memory,
+    );
+    assert!(out.txs.iter().all(|t| t.code == 0), "{:?}", out.txs.iter().find(|t| t.code != 0));
+    memory.apply(&out.writes, &out.tree);
+}
+
+fn setup(block_txs: usize) -> (State, Memory, Vec<Vec<u8>>, Vec<PoolKey>) {
     let keys: Vec<SigningKey> = (1..=4u8).map(|i| SigningKey::from_seed(&[i; 32])).collect();
     let pools =
         keys.iter()
@@ -49,29 +112,15 @@ fn setup(block_txs: usize) -> (State, Vec<Vec<u8>>, Vec<PoolKey>) {
                     .collect(),
             })
             .collect();
-    let (state, _) = State::genesis(CHAIN, &GenesisAppState { params: Params::default(), pools });
-    let txs = (0..block_txs)
-        .map(|n| {
-            let p = n % 4;
-            let k = &keys[p];
-            let body = Body::Route {
-                group: format!("pool-{p}/g-{}", n % 2).parse().unwrap(),
-                targets: vec![
-                    RouteTarget {
-                        endpoint: format!("pool-{p}/ep-0").parse().unwrap(),
-                        weight_bp: 5000 + (n % 100) as u16,
-                    },
-                    RouteTarget {
-                        endpoint: format!("pool-{p}/ep-1").parse().unwrap(),
-                        weight_bp: 5000 - (n % 100) as u16,
-                    },
-                ],
-            };
-            k.sign(UnsignedTx { chain_id: CHAIN.into(), signer: k.pool_id(), nonce: n as u64 + 1, body }).1
-        })
-        .collect();
+    let (mut state, writes, tree) = State::genesis(CHAIN, &GenesisAppState { params: Params::default(), pools });
+    let mut memory = Memory::default();
+    memory.apply(&writes, &tree);
+    for b in 0..PREFILL_BLOCKS {
+        commit(&mut state, &mut memory, &routes(&keys, 1000, b * 1000));
+    }
+    let txs = routes(&keys, block_txs, PREFILL_BLOCKS * 1000);
     let pks = keys.iter().map(|k| PoolKey::from_pool_id(&k.pool_id()).unwrap()).collect();
-    (state, txs, pks)
+    (state, memory, txs, pks)
 }
 
 fn sign(k: &SigningKey, nonce: u64, body: Body) -> Vec<u8> {
@@ -81,9 +130,10 @@ fn sign(k: &SigningKey, nonce: u64, body: Body) -> Vec<u8> {
 /// `state` with `LOANS` open loans — pool-0's `l-*` groups on pools 1–3's endpoints, inside
 /// their offers — each with one reading from both sides; and the reports of the next block
 /// (both sides, every loan).
-fn with_loans(state: &State) -> (State, Vec<Vec<u8>>) {
+fn with_loans(state: &State, memory: &Memory) -> (State, Memory, Vec<Vec<u8>>) {
     let keys: Vec<SigningKey> = (1..=4u8).map(|i| SigningKey::from_seed(&[i; 32])).collect();
     let mut s = state.clone();
+    let mut m = memory.clone();
     let mut nonce = 1_000_000u64;
     let mut next = |k: &SigningKey, body| {
         nonce += 1;
@@ -101,15 +151,7 @@ fn with_loans(state: &State) -> (State, Vec<Vec<u8>>) {
         let targets = vec![RouteTarget { endpoint: lender_ep(l).parse().unwrap(), weight_bp: 10_000 }];
         setup.push(next(&keys[0], Body::Route { group: format!("pool-0/l-{l:03}").parse().unwrap(), targets }));
     }
-    let apply = |s: &mut State, txs: &[Vec<u8>]| {
-        let h = s.height() + 1;
-        let out = s.apply_block(
-            &BlockInput { height: h, time_ms: h * 1000, proposer: vec![0; 20], txs, preverified: &[] },
-            &BTreeMap::new(),
-        );
-        assert!(out.txs.iter().all(|t| t.code == 0), "{:?}", out.txs.iter().find(|t| t.code != 0));
-    };
-    apply(&mut s, &setup);
+    commit(&mut s, &mut m, &setup);
     let reports = |at_ms: u64, hashes: u128, next: &mut dyn FnMut(&SigningKey, Body) -> Vec<u8>| {
         let work = |l: usize| hashmesh_protocol::LoanWork {
             group: format!("pool-0/l-{l:03}").parse().unwrap(),
@@ -131,23 +173,23 @@ fn with_loans(state: &State) -> (State, Vec<Vec<u8>>) {
         txs
     };
     let first = reports(1_000, 1 << 40, &mut next);
-    apply(&mut s, &first);
+    commit(&mut s, &mut m, &first);
     let second = reports(2_000, 2 << 40, &mut next);
-    (s, second)
+    (s, m, second)
 }
 
 fn bench(c: &mut Criterion) {
     let mut g = c.benchmark_group("finalize_block");
     for block_txs in [250usize, 1000] {
-        let (state, txs, pks) = setup(block_txs);
-        let committed: BTreeMap<Vec<u8>, Vec<u8>> = BTreeMap::new();
+        let (state, committed, txs, pks) = setup(block_txs);
+        let h = state.height() + 1;
         g.throughput(Throughput::Elements(block_txs as u64));
         g.bench_with_input(BenchmarkId::new("hashmesh_apply_block", block_txs), &txs, |b, txs| {
             b.iter_batched(
                 || state.clone(),
                 |mut s| {
                     let out = s.apply_block(
-                        &BlockInput { height: 1, time_ms: 0, proposer: vec![0; 20], txs, preverified: &[] },
+                        &BlockInput { height: h, time_ms: h * 1000, proposer: vec![0; 20], txs, preverified: &[] },
                         &committed,
                     );
                     assert!(out.txs.iter().all(|t| t.code == 0));
@@ -161,8 +203,13 @@ fn bench(c: &mut Criterion) {
             b.iter_batched(
                 || state.clone(),
                 |mut s| {
-                    let input =
-                        BlockInput { height: 1, time_ms: 0, proposer: vec![0; 20], txs, preverified: &all_verified };
+                    let input = BlockInput {
+                        height: h,
+                        time_ms: h * 1000,
+                        proposer: vec![0; 20],
+                        txs,
+                        preverified: &all_verified,
+                    };
                     let out = s.apply_block(&input, &committed);
                     assert!(out.txs.iter().all(|t| t.code == 0));
                     out
@@ -170,8 +217,26 @@ fn bench(c: &mut Criterion) {
                 BatchSize::LargeInput,
             );
         });
+        // The same blocks with the app hash of ADR 0003 instead of the state tree.
+        for (name, pre) in
+            [("hash_chain_apply_block", &[][..]), ("hash_chain_apply_block_memo_hits", &all_verified[..])]
+        {
+            g.bench_with_input(BenchmarkId::new(name, block_txs), &txs, |b, txs| {
+                b.iter_batched(
+                    || state.clone(),
+                    |mut s| {
+                        let input =
+                            BlockInput { height: h, time_ms: h * 1000, proposer: vec![0; 20], txs, preverified: pre };
+                        let out = s.execute_block(&input, &committed);
+                        assert!(out.txs.iter().all(|t| t.code == 0));
+                        (hash_chain(&s.app_hash(), h, &out.writes), out)
+                    },
+                    BatchSize::LargeInput,
+                );
+            });
+        }
         // The same block with both parties' reports for every loan: each loan settles in it.
-        let (loaned, reports) = with_loans(&state);
+        let (loaned, loaned_memory, reports) = with_loans(&state, &committed);
         let mut mixed = txs.clone();
         mixed.extend(reports);
         let only: Vec<Vec<u8>> = mixed[txs.len()..].to_vec();
@@ -183,7 +248,7 @@ fn bench(c: &mut Criterion) {
                 |mut s| {
                     let input =
                         BlockInput { height: h, time_ms: h * 1000, proposer: vec![0; 20], txs, preverified: &[] };
-                    let out = s.apply_block(&input, &committed);
+                    let out = s.apply_block(&input, &loaned_memory);
                     assert!(out.txs.iter().all(|t| t.code == 0));
                     let n = out.txs.iter().flat_map(|t| &t.events).filter(|e| e.attr("status") == Some("settled"));
                     assert_eq!(n.count(), settled);

@@ -10,6 +10,11 @@
 //! | `/telemetry` | — | latest report per endpoint, its health and freshness |
 //! | `/directive` | directive id (hex text) | one directive, with its receipts |
 //! | `/history` | [`HistoryFilter`] JSON | a page of directives (with receipts) and a cursor |
+//! | `/store` | a raw state key | its raw value at the query's height; with `prove`, an ICS-23 proof against that height's app hash (answered by the shell) |
+//!
+//! Only `/store` answers carry proofs: the others are views over many keys (lists, joins), which
+//! a Merkle proof of single keys cannot cover. `hashmesh audit verify` rebuilds those views from
+//! proved keys.
 
 use hashmesh_protocol::limits::HISTORY_PAGE_MAX;
 use hashmesh_protocol::{codec, Body, DirectiveId, GroupId, PoolId, SignedTx};
@@ -22,6 +27,11 @@ use crate::core::model::{
 };
 use crate::core::state::{Counts, GenesisMeta};
 use crate::store::{Store, StoreError};
+
+/// The path of raw, provable key lookups.
+pub const STORE_PATH: &str = "/store";
+/// The longest key a `/store` query may ask for.
+pub const STORE_KEY_BYTES_MAX: usize = 1024;
 
 /// Query codes (distinct from transaction codes).
 pub mod code {

@@ -21,7 +21,8 @@ use tendermint_proto::v0_38::abci::{
 use tracing::{error, info, warn};
 
 use crate::core::{
-    keys, Assignment, BlockInput, CheckMode, EndpointRecord, Event, GenesisAppState, ReceiptRecord, State, WriteSet,
+    keys, Assignment, BlockInput, CheckMode, EndpointRecord, Event, GenesisAppState, ReceiptRecord, State, TreeUpdate,
+    WriteSet,
 };
 use crate::query;
 use crate::store::Store;
@@ -106,12 +107,20 @@ fn gauge_value(v: u64) -> i64 {
     i64::try_from(v).unwrap_or(i64::MAX)
 }
 
+/// A finalized block's results waiting for `Commit`.
+struct Uncommitted {
+    height: u64,
+    writes: WriteSet,
+    tree: TreeUpdate,
+    app_hash: [u8; 32],
+}
+
 struct Inner {
     state: Option<State>,
     /// Signatures this node verified in `CheckTx` (speed only; see [`VerifiedMemo`]).
     verified: VerifiedMemo,
     /// A finalized block waiting for `Commit`.
-    uncommitted: Option<(u64, WriteSet, [u8; 32])>,
+    uncommitted: Option<Uncommitted>,
     /// Its loans settled and disputed (counted when it commits).
     uncommitted_loans: (u64, u64),
     /// Test fault: as proposer, add transactions no honest proposer makes
@@ -277,8 +286,8 @@ impl AppHandle {
     /// Drop a block that was finalized but never committed (CometBFT restarted between the two
     /// and now replays from the committed height): reload the committed state first.
     fn discard_uncommitted(&self, inner: &mut Inner) {
-        if let Some((h, _, _)) = inner.uncommitted.take() {
-            warn!(height = h, "discarding a finalized but uncommitted block; reloading committed state");
+        if let Some(u) = inner.uncommitted.take() {
+            warn!(height = u.height, "discarding a finalized but uncommitted block; reloading committed state");
             inner.state = State::load(&self.store).unwrap_or_else(|e| fatal(&e.to_string()));
         }
     }
@@ -322,6 +331,55 @@ pub trait PreverifyBatch {
     fn preverify(&self, txs: &[&[u8]]);
 }
 
+impl AppHandle {
+    /// `/store`: the raw value under the key in `data` at `req.height` (0: the last committed
+    /// height), with an ICS-23 proof against the app hash of that height (in the header of the
+    /// next block) when `prove` is set. An absent key answers `NOT_FOUND` with an absence proof.
+    fn query_store(&self, req: &RequestQuery, last: u64) -> ResponseQuery {
+        let refuse = |code, log: String| ResponseQuery { code, log, ..Default::default() };
+        let version = match u64::try_from(req.height) {
+            Ok(0) => last,
+            Ok(h) if h <= last => h,
+            _ => {
+                return refuse(
+                    query::code::BAD_REQUEST,
+                    format!("height {} is not a committed height (0..={last}; 0 means the last)", req.height),
+                )
+            }
+        };
+        if req.data.is_empty() || req.data.len() > query::STORE_KEY_BYTES_MAX {
+            return refuse(
+                query::code::BAD_REQUEST,
+                format!("the key (query data) must be 1..={} bytes", query::STORE_KEY_BYTES_MAX),
+            );
+        }
+        let Some((value, proof)) = self.store.prove(&req.data, version).unwrap_or_else(|e| fatal(&e.to_string()))
+        else {
+            return refuse(query::code::NOT_FOUND, format!("height {version} is not in the state tree"));
+        };
+        let proof_ops = req.prove.then(|| tendermint_proto::v0_38::crypto::ProofOps {
+            ops: vec![tendermint_proto::v0_38::crypto::ProofOp {
+                r#type: crate::core::commitment::PROOF_OP_TYPE.into(),
+                key: req.data.to_vec(),
+                data: crate::core::commitment::encode_proof(&proof),
+            }],
+        });
+        let (code, log) = match &value {
+            Some(_) => (0, String::new()),
+            None => (query::code::NOT_FOUND, "no value under this key".to_owned()),
+        };
+        ResponseQuery {
+            code,
+            log,
+            key: req.data.clone(),
+            value: value.unwrap_or_default().into(),
+            proof_ops,
+            height: i64::try_from(version).expect("height fits i64"),
+            ..Default::default()
+        }
+    }
+}
+
 impl Application for AppHandle {
     /// Reports what is on disk, never a finalized-but-uncommitted block: CometBFT's handshake
     /// replays from here, and `/abci_info` may arrive between `FinalizeBlock` and `Commit`.
@@ -350,9 +408,9 @@ impl Application for AppHandle {
         }
         let genesis = GenesisAppState::from_json(&req.app_state_bytes)
             .unwrap_or_else(|e| fatal(&format!("{e}; fix app_state in genesis.json")));
-        let (state, writes) = State::genesis(&req.chain_id, &genesis);
+        let (state, writes, tree) = State::genesis(&req.chain_id, &genesis);
         self.store.clear().unwrap_or_else(|e| fatal(&e.to_string()));
-        self.store.commit(&writes, 0, &state.app_hash()).unwrap_or_else(|e| fatal(&e.to_string()));
+        self.store.commit(&writes, &tree, 0, &state.app_hash()).unwrap_or_else(|e| fatal(&e.to_string()));
         info!(chain_id = %req.chain_id, pools = genesis.pools.len(), app_hash = %hex::encode_upper(state.app_hash()), "genesis applied");
         let app_hash = state.app_hash().to_vec();
         inner.state = Some(state);
@@ -363,7 +421,21 @@ impl Application for AppHandle {
 
     fn query(&self, req: RequestQuery) -> ResponseQuery {
         let height = self.store.last_committed().unwrap_or_else(|e| fatal(&e.to_string())).map_or(0, |(h, _)| h);
+        if req.path == query::STORE_PATH {
+            return self.query_store(&req, height);
+        }
         let height = i64::try_from(height).expect("height fits i64");
+        if req.prove {
+            return ResponseQuery {
+                code: query::code::BAD_REQUEST,
+                log: format!(
+                    "proofs are given for single keys only: query {} with the key as data (hashmesh audit verify does this)",
+                    query::STORE_PATH
+                ),
+                height,
+                ..Default::default()
+            };
+        }
         match query::handle(&self.store, &req.path, &req.data) {
             Ok(value) => ResponseQuery { value: value.into(), height, ..Default::default() },
             Err(query::QueryFailure::Refused(e)) => {
@@ -497,17 +569,18 @@ impl Application for AppHandle {
             consensus_param_updates: None,
             app_hash: out.app_hash.to_vec().into(),
         };
-        inner.uncommitted = Some((out.height, out.writes, out.app_hash));
+        inner.uncommitted =
+            Some(Uncommitted { height: out.height, writes: out.writes, tree: out.tree, app_hash: out.app_hash });
         self.metrics.finalize_block_seconds.observe(started.elapsed().as_secs_f64());
         response
     }
 
     fn commit(&self) -> ResponseCommit {
         let mut inner = self.lock();
-        let Some((height, writes, hash)) = inner.uncommitted.take() else {
+        let Some(Uncommitted { height, writes, tree, app_hash }) = inner.uncommitted.take() else {
             fatal("Commit without a finalized block");
         };
-        self.store.commit(&writes, height, &hash).unwrap_or_else(|e| fatal(&e.to_string()));
+        self.store.commit(&writes, &tree, height, &app_hash).unwrap_or_else(|e| fatal(&e.to_string()));
         self.publish_state(inner.state.as_ref());
         let hooks = self.hooks.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
         if !hooks.is_empty() {

@@ -1,13 +1,19 @@
 //! The state store: the only module that names sled.
 //!
-//! One sled tree holds every record under the key layout of [`crate::core::keys`]. A block's
-//! writes and its `(height, app_hash)` go in one atomic batch, followed by a flush, so after a
+//! One sled tree holds every record under the key layout of [`crate::core::keys`], and beside
+//! them (under prefixes starting with 0x00) the state tree: its nodes of every version, every
+//! version of every value, and each key behind its hash (ADR 0014). A block's writes, its tree
+//! nodes and its `(height, app_hash)` go in one atomic batch, followed by a flush, so after a
 //! crash the store holds exactly some committed height and CometBFT replays the rest.
 
 use std::path::Path;
 
 use hashmesh_protocol::codec;
 
+use jmt::storage::{HasPreimage, LeafNode, Node, NodeKey, TreeReader};
+use jmt::{KeyHash, OwnedValue, Version};
+
+use crate::core::commitment::{self, NodeRead, TreeUpdate};
 use crate::core::keys;
 use crate::core::writes::{KvRead, WriteSet};
 
@@ -110,17 +116,35 @@ impl Store {
             .collect()
     }
 
-    /// Persist `writes` with `(height, app_hash)` atomically, then flush to disk.
+    /// Persist `writes` and the state tree's `tree` with `(height, app_hash)` atomically, then
+    /// flush to disk.
     ///
     /// # Errors
     /// [`StoreError`] on any sled failure.
-    pub fn commit(&self, writes: &WriteSet, height: u64, app_hash: &[u8; 32]) -> Result<(), StoreError> {
+    pub fn commit(
+        &self,
+        writes: &WriteSet,
+        tree: &TreeUpdate,
+        height: u64,
+        app_hash: &[u8; 32],
+    ) -> Result<(), StoreError> {
         let mut batch = sled::Batch::default();
         for (k, v) in writes.iter() {
             match v {
                 Some(v) => batch.insert(k.as_slice(), v.as_slice()),
                 None => batch.remove(k.as_slice()),
             }
+            batch.insert(tree_key(keys::TREE_PREIMAGE, &commitment::key_hash(k).0, None), k.as_slice());
+        }
+        for (k, n) in tree.node_batch.nodes() {
+            batch.insert(node_key(k), borsh::to_vec(n).expect("a tree node serializes"));
+        }
+        for ((version, hash), v) in tree.node_batch.values() {
+            let stored = match v {
+                Some(v) => [&[1u8][..], v].concat(),
+                None => vec![0u8],
+            };
+            batch.insert(tree_key(keys::TREE_VALUE, &hash.0, Some(*version)), stored);
         }
         batch.insert(keys::META_LAST, codec::encode(&(height, *app_hash)));
         self.db.apply_batch(batch).map_err(|e| self.err(e))?;
@@ -152,6 +176,81 @@ impl Store {
     }
 }
 
+fn tree_key(prefix: &[u8], hash: &[u8; 32], version: Option<u64>) -> Vec<u8> {
+    let mut k = Vec::with_capacity(prefix.len() + 40);
+    k.extend_from_slice(prefix);
+    k.extend_from_slice(hash);
+    if let Some(v) = version {
+        k.extend_from_slice(&v.to_be_bytes());
+    }
+    k
+}
+
+fn node_key(key: &NodeKey) -> Vec<u8> {
+    let mut k = keys::TREE_NODE.to_vec();
+    k.extend(borsh::to_vec(key).expect("a node key serializes"));
+    k
+}
+
+impl Store {
+    /// The state tree's node under `key`.
+    ///
+    /// # Errors
+    /// [`StoreError`] on a sled failure or a node that does not decode.
+    pub fn tree_node(&self, key: &NodeKey) -> Result<Option<Node>, StoreError> {
+        let k = node_key(key);
+        self.try_get(&k)?.map(|v| borsh::from_slice(&v).map_err(|e| self.corrupt(&k, e))).transpose()
+    }
+
+    /// `key`'s value at `version`, with its ICS-23 proof against that version's root (an
+    /// absence proof when the key holds nothing then).
+    ///
+    /// # Errors
+    /// `Ok(None)` if `version` is not in the tree; [`StoreError`] on a storage fault.
+    pub fn prove(
+        &self,
+        key: &[u8],
+        version: u64,
+    ) -> Result<Option<(Option<Vec<u8>>, ics23::CommitmentProof)>, StoreError> {
+        let tree = jmt::Sha256Jmt::new(self);
+        match tree.get_root_hash_option(version) {
+            Ok(None) => return Ok(None),
+            Ok(Some(_)) => {}
+            Err(e) => return Err(self.corrupt(key, format!("state tree root {version}: {e:#}"))),
+        }
+        tree.get_with_ics23_proof(key.to_vec(), version)
+            .map(Some)
+            .map_err(|e| self.corrupt(key, format!("proof at version {version}: {e:#}")))
+    }
+}
+
+/// The tree library reads nodes, values and preimages through this (proofs).
+impl TreeReader for Store {
+    fn get_node_option(&self, node_key: &NodeKey) -> anyhow::Result<Option<Node>> {
+        Ok(self.tree_node(node_key)?)
+    }
+    fn get_value_option(&self, max_version: Version, key_hash: KeyHash) -> anyhow::Result<Option<OwnedValue>> {
+        let start = tree_key(keys::TREE_VALUE, &key_hash.0, Some(0));
+        let end = tree_key(keys::TREE_VALUE, &key_hash.0, Some(max_version));
+        let Some(found) = self.db.range(start..=end).next_back() else { return Ok(None) };
+        let (k, v) = found.map_err(|e| self.err(e))?;
+        match v.split_first() {
+            Some((1, rest)) => Ok(Some(rest.to_vec())),
+            Some((0, [])) => Ok(None),
+            _ => Err(self.corrupt(&k, "a tree value is neither present (1) nor deleted (0)").into()),
+        }
+    }
+    fn get_rightmost_leaf(&self) -> anyhow::Result<Option<(NodeKey, LeafNode)>> {
+        anyhow::bail!("the state tree is never restored from chunks")
+    }
+}
+
+impl HasPreimage for Store {
+    fn preimage(&self, key_hash: KeyHash) -> anyhow::Result<Option<Vec<u8>>> {
+        Ok(self.try_get(&tree_key(keys::TREE_PREIMAGE, &key_hash.0, None))?)
+    }
+}
+
 /// Stop the process on a storage fault met inside the pure core's reads: the core cannot
 /// return it (it would become a transaction result, which other validators did not see), so
 /// the node stops with exit 70 and CometBFT replays the block after a restart.
@@ -170,5 +269,12 @@ impl KvRead for Store {
 
     fn scan_prefix(&self, prefix: &[u8]) -> Vec<(Vec<u8>, Vec<u8>)> {
         self.try_scan_prefix(prefix).unwrap_or_else(|e| stop(&e))
+    }
+}
+
+/// The core's view of the committed tree; like [`KvRead`], a failing read stops the process.
+impl NodeRead for Store {
+    fn node(&self, key: &NodeKey) -> Option<Node> {
+        self.tree_node(key).unwrap_or_else(|e| stop(&e))
     }
 }

@@ -167,7 +167,7 @@ proptest! {
                 }
             }
         }
-        prop_assert_eq!(a.kv, b.kv);
+        prop_assert_eq!(a.kv.kv, b.kv.kv);
     }
 
     #[test]

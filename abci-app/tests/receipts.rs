@@ -46,10 +46,10 @@ fn receipts_are_recorded_once_for_own_active_routes_only() {
         ('a', vec![receipt(pending, 1)], RejectCode::ReceiptNotOwned),
         ('a', vec![receipt(drain_id, 1)], RejectCode::ReceiptNotOwned),
     ] {
-        let kv_before = chain.kv.iter().filter(|(k, _)| k.starts_with(keys::RECEIPT)).count();
+        let kv_before = chain.kv.kv.iter().filter(|(k, _)| k.starts_with(keys::RECEIPT)).count();
         let (code, log) = send(&mut chain, who, receipts);
         assert_eq!(code, want.code(), "{log}");
-        assert_eq!(chain.kv.iter().filter(|(k, _)| k.starts_with(keys::RECEIPT)).count(), kv_before);
+        assert_eq!(chain.kv.kv.iter().filter(|(k, _)| k.starts_with(keys::RECEIPT)).count(), kv_before);
     }
     assert_ne!(chain.state.app_hash(), hash_before, "nonces still advance; receipts did not");
 
@@ -61,7 +61,7 @@ fn receipts_are_recorded_once_for_own_active_routes_only() {
     assert_eq!(out.txs[0].events.iter().filter(|e| e.kind == "receipt").count(), 2);
     assert_eq!(chain.state.counts().directives, directives, "receipts are not directives");
     let rec: ReceiptRecord =
-        codec::decode_trusted(&chain.kv[&keys::receipt(&own, &AgentId([2; 32]))]).expect("stored receipt");
+        codec::decode_trusted(&chain.kv.kv[&keys::receipt(&own, &AgentId([2; 32]))]).expect("stored receipt");
     assert_eq!((rec.pool, rec.applied_at_ms), (key('a').pool_id(), 1_700_000_000_123));
 
     // Resending: a batch with one new entry records only that one; all-old is refused.
@@ -89,7 +89,7 @@ fn a_directive_holds_a_bounded_number_of_receipts_even_within_one_block() {
         assert_eq!(code, 0, "{log}");
     }
     // Two more in one transaction pass the bound: refused, nothing recorded.
-    let count = |c: &Chain| c.kv.keys().filter(|k| k.starts_with(&keys::receipts_of(&own))).count();
+    let count = |c: &Chain| c.kv.kv.keys().filter(|k| k.starts_with(&keys::receipts_of(&own))).count();
     let (code, log) = send(&mut chain, 'a', vec![agent(below), agent(below + 1)]);
     assert_eq!(code, RejectCode::ReceiptsFull.code(), "{log}");
     assert_eq!(count(&chain), below);

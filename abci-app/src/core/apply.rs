@@ -13,8 +13,8 @@ use hashmesh_protocol::{
     SignedTx, TelemetryEntry, BASIS_POINTS_TOTAL,
 };
 
+use super::commitment::{self, Committed, TreeUpdate};
 use super::events::Event;
-use super::hash;
 use super::keys;
 use super::model::{Assignment, DirectiveRecord, DirectiveStatus};
 use super::state::State;
@@ -83,8 +83,23 @@ pub struct BlockOutcome {
     pub block_events: Vec<Event>,
     /// Everything to persist at `Commit`.
     pub writes: WriteSet,
-    /// The new app hash.
+    /// The new app hash: the root of the state tree at this height.
     pub app_hash: [u8; 32],
+    /// The state tree's new nodes, persisted with `writes`.
+    pub tree: TreeUpdate,
+}
+
+/// What a block did, before the state tree is updated ([`State::execute_block`]).
+#[derive(Debug, Clone)]
+pub struct Executed {
+    /// Height applied.
+    pub height: u64,
+    /// One per transaction, in order.
+    pub txs: Vec<TxOutcome>,
+    /// Events not tied to a transaction (expiries).
+    pub block_events: Vec<Event>,
+    /// Everything to persist at `Commit`.
+    pub writes: WriteSet,
 }
 
 /// What a valid transaction will do, decided before anything changes.
@@ -172,12 +187,23 @@ impl State {
         out
     }
 
-    /// Apply a block: expire overdue votes, then run each transaction. Mutates the in-memory
-    /// state; the returned writes must be persisted by `Commit`.
+    /// Apply a block: expire overdue votes, then run each transaction, then build the state
+    /// tree's version `height` (its root is the app hash). Mutates the in-memory state; the
+    /// returned writes and tree nodes must be persisted by `Commit`.
     ///
     /// # Panics
     /// If `block.height` is not the next height (CometBFT never does that).
-    pub fn apply_block(&mut self, block: &BlockInput<'_>, committed: &dyn KvRead) -> BlockOutcome {
+    pub fn apply_block(&mut self, block: &BlockInput<'_>, committed: &dyn Committed) -> BlockOutcome {
+        let Executed { height, txs, block_events, writes } = self.execute_block(block, committed);
+        let (app_hash, tree) = commitment::update(committed, height, &writes);
+        self.app_hash = app_hash;
+        BlockOutcome { height, txs, block_events, writes, app_hash, tree }
+    }
+
+    /// [`State::apply_block`] without the state tree: the results and writes, with the app
+    /// hash left as it was. For measuring the tree's share of the cost; a node always
+    /// applies blocks with [`State::apply_block`].
+    pub fn execute_block(&mut self, block: &BlockInput<'_>, committed: &dyn KvRead) -> Executed {
         assert_eq!(block.height, self.height + 1, "blocks apply in order");
         let mut writes = WriteSet::default();
         let block_events = self.expire_overdue(block.height, &mut writes);
@@ -229,8 +255,7 @@ impl State {
             writes.put(keys::META_COUNTS.to_vec(), codec::encode(&self.counts));
         }
         self.height = block.height;
-        self.app_hash = hash::chain(&self.app_hash, block.height, &writes);
-        BlockOutcome { height: block.height, txs, block_events, writes, app_hash: self.app_hash }
+        Executed { height: block.height, txs, block_events, writes }
     }
 
     fn precheck(&self, bytes: &[u8]) -> Result<(SignedTx, PoolKey), Rejection> {
@@ -441,7 +466,7 @@ impl State {
                 record.vote_deadline_height = block.height + self.params.vote_window_blocks;
                 record.voters_required = voters;
                 self.pending.insert(id, record.clone());
-                writes.put(keys::pending(&id), Vec::new());
+                writes.put(keys::pending(&id), keys::PENDING_MARK.to_vec());
                 format!(
                     "route pending: waits for {} pool(s) to vote by height {}",
                     record.voters_required.len(),

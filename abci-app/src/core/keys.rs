@@ -10,6 +10,14 @@ pub const META_COUNTS: &[u8] = b"m:counts";
 /// Last committed `(height, app_hash)`; written by the store, never part of a block's writes.
 pub const META_LAST: &[u8] = b"m:last";
 
+/// Prefix of the state tree's nodes (`0x00 'n'` + the node key, borsh): outside the state,
+/// never part of a block's writes; no state key starts with 0x00.
+pub const TREE_NODE: &[u8] = b"\x00n";
+/// Prefix of the state tree's versioned values (`0x00 'v'` + key hash + version, big-endian).
+pub const TREE_VALUE: &[u8] = b"\x00v";
+/// Prefix of the state tree's key preimages (`0x00 'k'` + key hash).
+pub const TREE_PREIMAGE: &[u8] = b"\x00k";
+
 /// Prefix of [`pool`] keys.
 pub const POOL: &[u8] = b"p:";
 /// Prefix of [`nonces`] keys.
@@ -95,7 +103,11 @@ pub fn telemetry(id: &EndpointId) -> Vec<u8> {
 pub fn directive(id: &DirectiveId) -> Vec<u8> {
     join(DIRECTIVE, &[id.as_bytes()])
 }
-/// Marks a directive as pending (value: empty).
+/// The value under a [`pending`] key. Never empty: the state tree cannot prove an empty value
+/// (ICS-23 refuses one), so no record is empty.
+pub const PENDING_MARK: &[u8] = &[1];
+
+/// Marks a directive as pending (value: [`PENDING_MARK`]).
 #[must_use]
 pub fn pending(id: &DirectiveId) -> Vec<u8> {
     join(PENDING, &[id.as_bytes()])

@@ -4,9 +4,9 @@
 //! iteration is over `BTreeMap`/`BTreeSet`; all arithmetic is on sized integers.
 
 pub mod apply;
+pub mod commitment;
 pub mod events;
 pub mod genesis;
-pub mod hash;
 pub mod keys;
 pub mod loans;
 pub mod model;
@@ -17,7 +17,8 @@ pub mod telemetry;
 pub mod votes;
 pub mod writes;
 
-pub use apply::{BlockInput, BlockOutcome, CheckMode, TxOutcome};
+pub use apply::{BlockInput, BlockOutcome, CheckMode, Executed, TxOutcome};
+pub use commitment::{Committed, Memory, NodeRead, TreeUpdate};
 pub use events::{Attr, Event};
 pub use genesis::{GenesisAppState, GenesisError};
 pub use model::{

@@ -9,8 +9,8 @@ use hashmesh_protocol::limits::NONCES_RETAINED_PER_POOL;
 use hashmesh_protocol::{DirectiveId, EndpointId, GroupId, PoolId, PoolKey};
 use serde::Serialize;
 
+use super::commitment;
 use super::genesis::GenesisAppState;
-use super::hash;
 use super::keys;
 use super::model::{
     Assignment, DirectiveRecord, DirectiveStatus, EndpointRecord, GroupRecord, LoanRecord, OfferRecord, PairLedger,
@@ -112,12 +112,13 @@ fn decode<T: Decode<()>>(key: &[u8], bytes: &[u8]) -> Result<T, LoadError> {
 }
 
 impl State {
-    /// The state at genesis (height 0) and the writes that persist it.
+    /// The state at genesis (height 0), the writes that persist it and the state tree's
+    /// version 0 (its root is the genesis app hash).
     ///
     /// # Panics
     /// If `genesis` was not validated (a pool key is unusable).
     #[must_use]
-    pub fn genesis(chain_id: &str, genesis: &GenesisAppState) -> (Self, WriteSet) {
+    pub fn genesis(chain_id: &str, genesis: &GenesisAppState) -> (Self, WriteSet, commitment::TreeUpdate) {
         let mut st = State {
             chain_id: chain_id.to_owned(),
             params: genesis.params.clone(),
@@ -162,9 +163,10 @@ impl State {
                 st.groups.insert(g.id.clone(), rec);
             }
         }
-        st.app_hash = hash::chain(&[0; 32], 0, &w);
+        let (root, tree) = commitment::update(&commitment::Memory::default(), 0, &w);
+        st.app_hash = root;
         st.check_invariants();
-        (st, w)
+        (st, w, tree)
     }
 
     /// Rebuild the state from committed storage, or `None` if nothing was ever committed.

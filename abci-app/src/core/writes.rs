@@ -42,8 +42,9 @@ pub fn apply_to_map(map: &mut BTreeMap<Vec<u8>, Vec<u8>>, writes: &WriteSet) {
 pub struct WriteSet(BTreeMap<Vec<u8>, Option<Vec<u8>>>);
 
 impl WriteSet {
-    /// Set `key` to `value`.
+    /// Set `key` to `value` (never empty: the state tree cannot prove an empty value).
     pub fn put(&mut self, key: Vec<u8>, value: Vec<u8>) {
+        debug_assert!(!value.is_empty(), "an empty value under {key:?} could not be proven");
         self.0.insert(key, Some(value));
     }
     /// Delete `key`.

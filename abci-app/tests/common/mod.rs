@@ -2,11 +2,8 @@
 //! map-backed "store" that applies each block's writes like `Commit` does.
 #![allow(dead_code, missing_docs)]
 
-use std::collections::BTreeMap;
-
 use hashmesh_abci::core::genesis::{GenesisEndpoint, GenesisGroup, GenesisPool};
-use hashmesh_abci::core::writes::apply_to_map;
-use hashmesh_abci::core::{BlockInput, BlockOutcome, GenesisAppState, Params, State};
+use hashmesh_abci::core::{BlockInput, BlockOutcome, GenesisAppState, Memory, Params, State};
 use hashmesh_protocol::{Body, DirectiveId, RouteTarget, SigningKey, UnsignedTx};
 
 pub const CHAIN: &str = "hashmesh-test";
@@ -38,10 +35,10 @@ pub fn genesis() -> GenesisAppState {
     GenesisAppState { params: Params { vote_window_blocks: 3, ..Params::default() }, pools }
 }
 
-/// A state plus its committed key-value map, advanced block by block.
+/// A state plus its committed records and state tree, advanced block by block.
 pub struct Chain {
     pub state: State,
-    pub kv: BTreeMap<Vec<u8>, Vec<u8>>,
+    pub kv: Memory,
     pub nonce: u64,
 }
 
@@ -51,10 +48,10 @@ impl Chain {
     }
 
     pub fn with_genesis(g: &GenesisAppState) -> Self {
-        let (state, writes) = State::genesis(CHAIN, g);
-        let mut kv = BTreeMap::new();
-        apply_to_map(&mut kv, &writes);
-        kv.insert(b"m:last".to_vec(), hashmesh_protocol::codec::encode(&(0u64, state.app_hash())));
+        let (state, writes, tree) = State::genesis(CHAIN, g);
+        let mut kv = Memory::default();
+        kv.apply(&writes, &tree);
+        kv.kv.insert(b"m:last".to_vec(), hashmesh_protocol::codec::encode(&(0u64, state.app_hash())));
         Self { state, kv, nonce: 0 }
     }
 
@@ -68,8 +65,8 @@ impl Chain {
             preverified: &[],
         };
         let out = self.state.apply_block(&input, &self.kv);
-        apply_to_map(&mut self.kv, &out.writes);
-        self.kv.insert(b"m:last".to_vec(), hashmesh_protocol::codec::encode(&(height, out.app_hash)));
+        self.kv.apply(&out.writes, &out.tree);
+        self.kv.kv.insert(b"m:last".to_vec(), hashmesh_protocol::codec::encode(&(height, out.app_hash)));
         self.state.check_invariants();
         out
     }
