@@ -60,6 +60,10 @@ pub struct Audited {
     pub receipts: Vec<Value>,
     /// Whether every check passed.
     pub verified: bool,
+    /// With `--verify`: its transaction is in a header-verified block with a verified result
+    /// code 0, and its record is proven in the state against the app hash.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub proven: Option<bool>,
     /// What failed, if anything.
     pub problems: Vec<String>,
 }
@@ -77,6 +81,42 @@ pub struct AuditReport {
     pub directives: Vec<Audited>,
     /// How many failed a check.
     pub failures: usize,
+    /// With `--verify`: what the proof walk verified (see `hashmesh audit verify`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub proof: Option<crate::verify::VerifyReport>,
+}
+
+/// `--verify`: walk the headers from `trust` up to the rows' highest height (waiting up to
+/// 10 s for the header above it), then mark each row proven or not. A row that is not proven
+/// counts as a failure.
+///
+/// # Errors
+/// If the node cannot be reached or the trust root cannot be read.
+pub fn verify_rows(rpc: &Rpc, trust: &crate::verify::Trust, r: &mut AuditReport, progress: bool) -> Result<()> {
+    let top = r.directives.iter().map(|d| d.height).max().unwrap_or(0);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while rpc.status()?.1 <= top.max(1) && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    let opts = crate::verify::VerifyOptions { to_height: (top > 0).then_some(top), no_state: false, progress };
+    let v = crate::verify::run(rpc, trust, &opts)?;
+    let proven = v.state.as_ref().map(|s| &s.proven_records);
+    for d in &mut r.directives {
+        let id: Option<DirectiveId> = d.id.parse().ok();
+        let ok = v.ok()
+            && id.is_some_and(|id| v.applied_ids.get(&id) == Some(&d.height) && proven.is_some_and(|p| p.contains(&id)));
+        d.proven = Some(ok);
+        if !ok {
+            d.problems.push(match v.failures.first() {
+                Some(f) => format!("not proven: {f}"),
+                None => "not proven: not among the applied transactions of the verified blocks".into(),
+            });
+            d.verified = false;
+        }
+    }
+    r.failures = r.directives.iter().filter(|d| !d.verified).count() + usize::from(!v.ok() && r.directives.is_empty());
+    r.proof = Some(v);
+    Ok(())
 }
 
 /// Run the audit.
@@ -115,7 +155,7 @@ pub fn run(rpc: &Rpc, f: &AuditFilter) -> Result<AuditReport> {
         }
     }
     let failures = out.iter().filter(|d| !d.verified).count();
-    Ok(AuditReport { node: rpc.url().to_owned(), chain_id, height, directives: out, failures })
+    Ok(AuditReport { node: rpc.url().to_owned(), chain_id, height, directives: out, failures, proof: None })
 }
 
 fn check_one(rpc: &Rpc, d: &Value, chain_id: &str, pools: &BTreeMap<String, String>, check_blocks: bool) -> Audited {
@@ -173,6 +213,7 @@ fn check_one(rpc: &Rpc, d: &Value, chain_id: &str, pools: &BTreeMap<String, Stri
         body: d["body"].clone(),
         receipts: d["receipts"].as_array().cloned().unwrap_or_default(),
         verified: problems.is_empty(),
+        proven: None,
         problems,
     }
 }
@@ -200,7 +241,11 @@ pub fn render(r: &AuditReport) -> String {
                 d.status.clone(),
                 d.signer_name.clone(),
                 if d.proposer_name.is_empty() { short(&d.proposer, 10) } else { d.proposer_name.clone() },
-                if d.verified { "ok".into() } else { format!("FAIL: {}", d.problems.join("; ")) },
+                match (d.verified, d.proven) {
+                    (true, Some(true)) => "ok, proven".into(),
+                    (true, _) => "ok".into(),
+                    (false, _) => format!("FAIL: {}", d.problems.join("; ")),
+                },
                 if d.kind == "route" { d.receipts.len().to_string() } else { "-".into() },
                 short(&d.id, 12),
             ]
@@ -216,6 +261,9 @@ pub fn render(r: &AuditReport) -> String {
         r.height,
         r.failures
     ));
+    if let Some(v) = &r.proof {
+        s.push_str(&crate::verify::render(v));
+    }
     s
 }
 

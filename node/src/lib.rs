@@ -19,3 +19,4 @@ pub mod rpc;
 pub mod signer;
 pub mod sim_cmd;
 pub mod tx_cmd;
+pub mod verify;

@@ -259,4 +259,96 @@ impl Rpc {
     pub fn abci_query(&self, path: &str, data: &[u8]) -> Result<Value> {
         self.abci_query_as(path, data)
     }
+
+    /// `/block?height=`, as CometBFT serves it (for verification).
+    ///
+    /// # Errors
+    /// If the node cannot be reached or has no such block (yet).
+    pub fn raw_block(&self, height: u64) -> Result<tendermint::Block> {
+        let c = self.client()?;
+        let h = tendermint::block::Height::try_from(height).context("height out of range")?;
+        Ok(self.block_on(c.block(h))?.map_err(|e| self.unreachable(e))?.block)
+    }
+
+    /// `/commit?height=`: the signed header.
+    ///
+    /// # Errors
+    /// If the node cannot be reached or has no such header (yet).
+    pub fn signed_header(&self, height: u64) -> Result<tendermint::block::signed_header::SignedHeader> {
+        let c = self.client()?;
+        let h = tendermint::block::Height::try_from(height).context("height out of range")?;
+        Ok(self.block_on(c.commit(h))?.map_err(|e| self.unreachable(e))?.signed_header)
+    }
+
+    /// `/validators?height=`, every page: the validator set of block `height`.
+    ///
+    /// # Errors
+    /// If the node cannot be reached or has no such height.
+    pub fn validator_set(&self, height: u64) -> Result<tendermint::validator::Set> {
+        let c = self.client()?;
+        let h = tendermint::block::Height::try_from(height).context("height out of range")?;
+        let r = self
+            .block_on(c.validators(h, tendermint_rpc::Paging::All))?
+            .map_err(|e| self.unreachable(e))?;
+        Ok(tendermint::validator::Set::without_proposer(r.validators))
+    }
+
+    /// `/block_results?height=`: each transaction's committed result fields.
+    ///
+    /// # Errors
+    /// If the node cannot be reached or has no results for `height`.
+    pub fn committed_results(&self, height: u64) -> Result<Vec<crate::verify::CommittedResult>> {
+        let c = self.client()?;
+        let h = tendermint::block::Height::try_from(height).context("height out of range")?;
+        let r = self.block_on(c.block_results(h))?.map_err(|e| self.unreachable(e))?;
+        Ok(r.txs_results
+            .unwrap_or_default()
+            .into_iter()
+            .map(|t| crate::verify::CommittedResult {
+                code: t.code.value(),
+                data: t.data.to_vec(),
+                gas_wanted: t.gas_wanted,
+                gas_used: t.gas_used,
+            })
+            .collect())
+    }
+
+    /// `/genesis`: the chain's genesis app state, as the node serves it.
+    ///
+    /// # Errors
+    /// If the node cannot be reached.
+    pub fn genesis_app_state(&self) -> Result<Value> {
+        let c = self.client()?;
+        Ok(self.block_on(c.genesis::<Value>())?.map_err(|e| self.unreachable(e))?.app_state)
+    }
+
+    /// `abci_query` of the raw state key `key` at `height` with `prove`: the answer as served
+    /// (verify it with [`crate::verify::check_answer`]).
+    ///
+    /// # Errors
+    /// If the node cannot be reached.
+    pub fn proved_key(&self, key: &[u8], height: u64) -> Result<ProvedAnswer> {
+        let c = self.client()?;
+        let h = tendermint::block::Height::try_from(height).context("height out of range")?;
+        let r = self
+            .block_on(c.abci_query(Some(hashmesh_abci::query::STORE_PATH.to_owned()), key.to_vec(), Some(h), true))?
+            .map_err(|e| self.unreachable(e))?;
+        let proof = r.proof.map(|p| p.ops.into_iter().map(|op| (op.field_type, op.data)).collect()).unwrap_or_default();
+        Ok(ProvedAnswer { code: r.code.value(), log: r.log, value: r.value, height: r.height.value(), proof })
+    }
+}
+
+/// A `/store` answer as a node served it: nothing in it is trusted until checked.
+#[derive(Debug, Clone)]
+pub struct ProvedAnswer {
+    /// 0: present; `NOT_FOUND`: absent; anything else: refused.
+    pub code: u32,
+    /// The node's message.
+    pub log: String,
+    /// The value (empty when absent).
+    pub value: Vec<u8>,
+    /// The height the node says it answered at.
+    pub height: u64,
+    /// Its proof operations: (type, bytes).
+    pub proof: Vec<(String, Vec<u8>)>,
 }
