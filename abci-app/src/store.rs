@@ -41,6 +41,9 @@ pub enum StoreError {
     },
 }
 
+/// A key's value at some height (`None`: absent) and its proof against that height's root.
+pub type Proved = (Option<Vec<u8>>, ics23::CommitmentProof);
+
 /// A `(key, value)` pair as stored.
 pub type Entry = (Vec<u8>, Vec<u8>);
 
@@ -207,11 +210,7 @@ impl Store {
     ///
     /// # Errors
     /// `Ok(None)` if `version` is not in the tree; [`StoreError`] on a storage fault.
-    pub fn prove(
-        &self,
-        key: &[u8],
-        version: u64,
-    ) -> Result<Option<(Option<Vec<u8>>, ics23::CommitmentProof)>, StoreError> {
+    pub fn prove(&self, key: &[u8], version: u64) -> Result<Option<Proved>, StoreError> {
         let tree = jmt::Sha256Jmt::new(self);
         match tree.get_root_hash_option(version) {
             Ok(None) => return Ok(None),

@@ -104,7 +104,8 @@ pub fn verify_rows(rpc: &Rpc, trust: &crate::verify::Trust, r: &mut AuditReport,
     for d in &mut r.directives {
         let id: Option<DirectiveId> = d.id.parse().ok();
         let ok = v.ok()
-            && id.is_some_and(|id| v.applied_ids.get(&id) == Some(&d.height) && proven.is_some_and(|p| p.contains(&id)));
+            && id
+                .is_some_and(|id| v.applied_ids.get(&id) == Some(&d.height) && proven.is_some_and(|p| p.contains(&id)));
         d.proven = Some(ok);
         if !ok {
             d.problems.push(match v.failures.first() {

@@ -287,9 +287,7 @@ impl Rpc {
     pub fn validator_set(&self, height: u64) -> Result<tendermint::validator::Set> {
         let c = self.client()?;
         let h = tendermint::block::Height::try_from(height).context("height out of range")?;
-        let r = self
-            .block_on(c.validators(h, tendermint_rpc::Paging::All))?
-            .map_err(|e| self.unreachable(e))?;
+        let r = self.block_on(c.validators(h, tendermint_rpc::Paging::All))?.map_err(|e| self.unreachable(e))?;
         Ok(tendermint::validator::Set::without_proposer(r.validators))
     }
 

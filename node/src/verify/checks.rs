@@ -63,14 +63,16 @@ fn verdict(height: u64, v: Verdict) -> Result<(), Failure> {
         Verdict::NotEnoughTrust(t) => fail(height, "commit", format!("not enough voting power signed it: {t}")),
         Verdict::Invalid(e) => {
             let detail = e.to_string();
-            let field = if detail.contains("signature") || detail.contains("voting power") {
-                "commit"
-            } else if detail.contains("validator") {
-                "validators_hash"
+            let lower = detail.to_lowercase();
+            if lower.contains("signers overlap") || lower.contains("votingpower") {
+                fail(height, "commit", format!("not enough voting power signed it: {detail}"))
+            } else if lower.contains("signature") {
+                fail(height, "commit", detail)
+            } else if lower.contains("validator") {
+                fail(height, "validators_hash", detail)
             } else {
-                "header"
-            };
-            fail(height, field, detail)
+                fail(height, "header", detail)
+            }
         }
     }
 }
@@ -189,7 +191,11 @@ impl HeaderChain {
                     unreachable!("a header chain starts from genesis or a trusted header")
                 };
                 if signed.header.chain_id != self.chain_id {
-                    return fail(h, "chain_id", format!("{} is not the genesis chain id {}", signed.header.chain_id, self.chain_id));
+                    return fail(
+                        h,
+                        "chain_id",
+                        format!("{} is not the genesis chain id {}", signed.header.chain_id, self.chain_id),
+                    );
                 }
                 if signed.header.validators_hash != genesis_validators.hash() {
                     return fail(h, "validators_hash", "is not the hash of the genesis validator set");
@@ -260,7 +266,10 @@ pub fn check_txs(header: &Header, txs: &[Vec<u8>]) -> Result<(), Failure> {
         return fail(
             h,
             "data_hash",
-            format!("the {} transactions served are not the block's (a transaction dropped, added or altered)", txs.len()),
+            format!(
+                "the {} transactions served are not the block's (a transaction dropped, added or altered)",
+                txs.len()
+            ),
         );
     }
     Ok(())
@@ -291,19 +300,12 @@ pub fn check_results(height: u64, next: &Header, results: &[CommittedResult]) ->
 ///
 /// # Errors
 /// A [`Failure`] on `app_hash`.
-pub fn check_answer(
-    height: u64,
-    next: &Header,
-    key: &[u8],
-    value: Option<&[u8]>,
-    proof: &[u8],
-) -> Result<(), Failure> {
+pub fn check_answer(height: u64, next: &Header, key: &[u8], value: Option<&[u8]>, proof: &[u8]) -> Result<(), Failure> {
     let Ok(root) = <[u8; 32]>::try_from(next.app_hash.as_bytes()) else {
         return fail(height, "app_hash", format!("header {} carries an app hash that is not 32 bytes", next.height));
     };
-    commitment::verify(&root, key, value, proof).or_else(|e| {
-        fail(height, "app_hash", format!("key {}: {e} (header {})", printable(key), next.height))
-    })
+    commitment::verify(&root, key, value, proof)
+        .or_else(|e| fail(height, "app_hash", format!("key {}: {e} (header {})", printable(key), next.height)))
 }
 
 /// A state key for people: its prefix and id as text, the rest hex.
@@ -338,8 +340,8 @@ mod tests {
         let r = CommittedResult { code: 0, data: Vec::new(), gas_wanted: 1, gas_used: 0 };
         let mut other = r.clone();
         other.code = 3;
-        assert_ne!(results_hash(&[r.clone()]), results_hash(&[other]));
-        assert_ne!(results_hash(&[r.clone()]), results_hash(&[r.clone(), r]));
+        assert_ne!(results_hash(std::slice::from_ref(&r)), results_hash(&[other]));
+        assert_ne!(results_hash(std::slice::from_ref(&r)), results_hash(&[r.clone(), r]));
     }
 
     #[test]

@@ -199,10 +199,15 @@ pub fn run(rpc: &Rpc, trust: &Trust, opts: &VerifyOptions) -> Result<VerifyRepor
     let (_, latest, _) = rpc.status()?;
     let to = match opts.to_height {
         Some(t) if t + 1 > latest => {
-            bail!("--to-height {t}: the node is at height {latest}; its state and results need header {} (wait a block)", t + 1)
+            bail!(
+                "--to-height {t}: the node is at height {latest}; its state and results need header {} (wait a block)",
+                t + 1
+            )
         }
         Some(t) => t,
-        None => latest.checked_sub(1).filter(|t| *t > 0).context("the chain has fewer than 2 blocks; wait and retry")?,
+        None => {
+            latest.checked_sub(1).filter(|t| *t > 0).context("the chain has fewer than 2 blocks; wait and retry")?
+        }
     };
 
     // The trusted root.
@@ -216,7 +221,11 @@ pub fn run(rpc: &Rpc, trust: &Trust, opts: &VerifyOptions) -> Result<VerifyRepor
             let (state, _, _) = State::genesis(g.chain_id.as_str(), &app);
             report.trusted = format!("genesis {} ({} validators)", path.display(), g.validators.len());
             let validators = tendermint::validator::Set::without_proposer(g.validators);
-            (HeaderChain::from_genesis(g.chain_id, validators, g.genesis_time), Registry::of(&app), Some(state.app_hash()))
+            (
+                HeaderChain::from_genesis(g.chain_id, validators, g.genesis_time),
+                Registry::of(&app),
+                Some(state.app_hash()),
+            )
         }
         Trust::Header { height, hash } => {
             if *height > to {
@@ -346,7 +355,13 @@ fn finish(mut report: VerifyReport, started: Instant) -> VerifyReport {
 
 /// Whether an applied transaction of this kind writes a directive record.
 fn makes_record(body: &Body) -> bool {
-    !matches!(body, Body::ReportTelemetry { .. } | Body::ReportTelemetryBatch { .. } | Body::Receipt { .. } | Body::ReportLoanWork { .. })
+    !matches!(
+        body,
+        Body::ReportTelemetry { .. }
+            | Body::ReportTelemetryBatch { .. }
+            | Body::Receipt { .. }
+            | Body::ReportLoanWork { .. }
+    )
 }
 
 /// Ask for `key` at `height` and check the answer against `next`'s app hash: the proven
@@ -426,7 +441,10 @@ fn prove_state(
             .map_err(|e| anyhow!("a proven assignment of {g} does not decode: {e}"))?;
         st.assignments.push(ProvenAssignment {
             group: g.clone(),
-            targets: a.as_ref().map(|a| a.targets.iter().map(|t| (t.endpoint.clone(), t.weight_bp)).collect()).unwrap_or_default(),
+            targets: a
+                .as_ref()
+                .map(|a| a.targets.iter().map(|t| (t.endpoint.clone(), t.weight_bp)).collect())
+                .unwrap_or_default(),
             directive: a.map(|a| a.directive),
         });
         for (e, lender) in &registry.endpoints {
@@ -440,8 +458,8 @@ fn prove_state(
             Some(v) => {
                 st.directives += 1;
                 st.proven_records.insert(*id);
-                let rec: DirectiveRecord =
-                    codec::decode_trusted(&v).map_err(|e| anyhow!("a proven directive record {id} does not decode: {e}"))?;
+                let rec: DirectiveRecord = codec::decode_trusted(&v)
+                    .map_err(|e| anyhow!("a proven directive record {id} does not decode: {e}"))?;
                 if rec.status == hashmesh_abci::core::DirectiveStatus::Pending {
                     if proved(rpc, height, next, &keys::pending(id), &mut st, failures)?.is_some() {
                         st.pending.push(*id);
@@ -505,7 +523,12 @@ pub fn render(r: &VerifyReport) -> String {
         );
         for a in &st.assignments {
             let split: Vec<String> = a.targets.iter().map(|(e, w)| format!("{e}={w}")).collect();
-            let _ = writeln!(s, "  {:<20} {}", a.group.as_str(), if split.is_empty() { "-".into() } else { split.join(" ") });
+            let _ = writeln!(
+                s,
+                "  {:<20} {}",
+                a.group.as_str(),
+                if split.is_empty() { "-".into() } else { split.join(" ") }
+            );
         }
     }
     let _ = writeln!(
