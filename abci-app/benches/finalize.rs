@@ -152,11 +152,12 @@ fn with_loans(state: &State, memory: &Memory) -> (State, Memory, Vec<Vec<u8>>) {
         setup.push(next(&keys[0], Body::Route { group: format!("pool-0/l-{l:03}").parse().unwrap(), targets }));
     }
     commit(&mut s, &mut m, &setup);
+    let opened_height = s.height();
     let reports = |at_ms: u64, hashes: u128, next: &mut dyn FnMut(&SigningKey, Body) -> Vec<u8>| {
         let work = |l: usize| hashmesh_protocol::LoanWork {
             group: format!("pool-0/l-{l:03}").parse().unwrap(),
             endpoint: lender_ep(l).parse().unwrap(),
-            opened_height: 1,
+            opened_height,
             at_ms,
             accepted_hashes: hashes,
         };

@@ -16,6 +16,7 @@
 //!   `bench-proxy` (the data plane's targets beside their baselines).
 
 pub mod bench;
+pub mod bench_audit;
 pub mod bench_lending;
 pub mod bench_proxy;
 pub mod bench_telemetry;

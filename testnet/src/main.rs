@@ -203,6 +203,28 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// `hashmesh audit verify` over a long history beside fetching the same blocks only: a
+    /// fresh cluster makes `--blocks` blocks (a route every blocks/20), then both reads run.
+    #[command(
+        after_help = "Examples:\n  hashmesh-testnet bench-audit --cometbft ~/.cache/hashmesh/tools/bin/cometbft                 # 10 000 blocks on 4 validators\n  hashmesh-testnet bench-audit --cometbft ~/.cache/hashmesh/tools/bin/cometbft --blocks 500 --json"
+    )]
+    BenchAudit {
+        /// The cometbft binary.
+        #[arg(long, env = "HASHMESH_COMETBFT")]
+        cometbft: PathBuf,
+        /// Validators.
+        #[arg(long, default_value_t = 4)]
+        validators: usize,
+        /// Blocks of history.
+        #[arg(long, default_value_t = 10_000)]
+        blocks: u64,
+        /// Working directory for the cluster (wiped first).
+        #[arg(long, default_value = "target/bench-audit")]
+        work_dir: PathBuf,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Chain load of telemetry at several pool counts: one transaction per endpoint (before)
     /// against one batch per pool (after), committed on one loopback cluster.
     #[command(
@@ -347,6 +369,18 @@ fn run(cli: Cli) -> Result<i32> {
                 print_json(&serde_json::to_value(&report)?);
             } else {
                 print!("{}", bench::render(&report));
+            }
+            Ok(0)
+        }
+        Cmd::BenchAudit { cometbft, validators, blocks, work_dir, json } => {
+            if validators == 0 {
+                bail!("--validators must be at least 1");
+            }
+            let b = hashmesh_testnet::bench_audit::run(&cometbft, &work_dir, validators, blocks)?;
+            if json {
+                print_json(&serde_json::to_value(&b)?);
+            } else {
+                print!("{}", hashmesh_testnet::bench_audit::render(&b));
             }
             Ok(0)
         }
