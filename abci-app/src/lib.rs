@@ -17,5 +17,5 @@ pub mod shell;
 pub mod store;
 pub mod verified;
 
-pub use shell::{AppHandle, AppMetrics, CommitHook, CommitNotice};
+pub use shell::{AppHandle, AppMetrics, CommitHook, CommitNotice, CrashPoint};
 pub use store::Store;

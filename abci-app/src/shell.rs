@@ -126,6 +126,19 @@ struct Inner {
     /// Test fault: as proposer, add transactions no honest proposer makes
     /// ([`AppHandle::act_byzantine`]); the last applied transaction, to replay.
     byzantine: Option<Option<Vec<u8>>>,
+    /// Test fault ([`AppHandle::crash_in_commit`]): abort at this commit, counted from start.
+    crash: Option<(CrashPoint, u64)>,
+    /// Commits since the process started.
+    commits: u64,
+}
+
+/// Where in `Commit` the crash-window test fault aborts the process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CrashPoint {
+    /// After `FinalizeBlock`, before the block is persisted.
+    BeforePersist,
+    /// After the block is persisted and flushed, before `Commit` answers CometBFT.
+    AfterPersist,
 }
 
 /// What a commit changed that the rest of the node acts on (the instruction plane).
@@ -202,6 +215,8 @@ impl AppHandle {
                 uncommitted: None,
                 uncommitted_loans: (0, 0),
                 byzantine: None,
+                crash: None,
+                commits: 0,
             })),
             store,
             metrics,
@@ -227,6 +242,13 @@ impl AppHandle {
     /// transaction. Honest validators refuse such proposals in `ProcessProposal`.
     pub fn act_byzantine(&self) {
         self.lock().byzantine.get_or_insert(None);
+    }
+
+    /// Test fault (`HASHMESH_FAULT_CRASH=before:N|after:N`): abort the process (no cleanup, like
+    /// `kill -9`) in the `n`th `Commit` after start, before or after the block is persisted — the
+    /// store's crash window. CometBFT's handshake must bring the node back to the same app hash.
+    pub fn crash_in_commit(&self, point: CrashPoint, n: u64) {
+        self.lock().crash = Some((point, n.max(1)));
     }
 
     /// [`State::proposal_refusals`] on the committed state, trusting the signatures this node
@@ -580,7 +602,16 @@ impl Application for AppHandle {
         let Some(Uncommitted { height, writes, tree, app_hash }) = inner.uncommitted.take() else {
             fatal("Commit without a finalized block");
         };
+        inner.commits += 1;
+        let crash_at = |point| {
+            if inner.crash == Some((point, inner.commits)) {
+                error!(height, ?point, "test fault: aborting in Commit");
+                std::process::abort();
+            }
+        };
+        crash_at(CrashPoint::BeforePersist);
         self.store.commit(&writes, &tree, height, &app_hash).unwrap_or_else(|e| fatal(&e.to_string()));
+        crash_at(CrashPoint::AfterPersist);
         self.publish_state(inner.state.as_ref());
         let hooks = self.hooks.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
         if !hooks.is_empty() {

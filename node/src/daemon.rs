@@ -52,6 +52,19 @@ pub fn run_with(home: &Home, synthetic: Option<Box<dyn TelemetrySource>>) -> Res
         warn!("fault injection: this node proposes transactions no honest proposer makes");
         app.act_byzantine();
     }
+    if let Some(spec) = std::env::var_os("HASHMESH_FAULT_CRASH") {
+        // The fault suite's crash window (`before:N` / `after:N`). Never set in production.
+        let spec = spec.to_string_lossy().into_owned();
+        let (point, n) = spec.split_once(':').context("HASHMESH_FAULT_CRASH is before:N or after:N")?;
+        let point = match point {
+            "before" => hashmesh_abci::CrashPoint::BeforePersist,
+            "after" => hashmesh_abci::CrashPoint::AfterPersist,
+            _ => anyhow::bail!("HASHMESH_FAULT_CRASH is before:N or after:N, not {spec:?}"),
+        };
+        let n: u64 = n.parse().with_context(|| format!("HASHMESH_FAULT_CRASH {spec:?}: N is a commit count"))?;
+        warn!(?point, n, "fault injection: this node aborts in its {n}th Commit");
+        app.crash_in_commit(point, n);
+    }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .thread_name("node")

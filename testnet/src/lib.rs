@@ -24,6 +24,7 @@ pub mod cluster;
 pub mod commands;
 pub mod demo;
 pub mod endpoint;
+pub mod faults;
 pub mod fleet;
 pub mod install;
 pub mod layout;

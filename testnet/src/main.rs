@@ -203,6 +203,36 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// Perturb the running cluster under load — SIGKILL of nodes' processes, SIGSTOP/SIGCONT,
+    /// aborts inside Commit (the store's crash window), SIGKILL of agents — and check after
+    /// each that every node catches up to one state root and nothing committed is lost; at the
+    /// end, no transaction twice and `audit verify` on every node. Prints a table and the seed.
+    #[command(
+        after_help = "Examples:\n  testnet/faults                                   # 20 kills, 3 pauses, 4 crashes, 3 agent kills, random seed\n  testnet/faults --seed 42 --kills 5 --pauses 1 --crashes 2 --json\n\nThe seed is printed: rerun with --seed to repeat the same choices."
+    )]
+    Faults {
+        /// Seed for every random choice (default: from the clock; printed).
+        #[arg(long)]
+        seed: Option<u64>,
+        /// SIGKILLs of a node's CometBFT, hashmesh or both.
+        #[arg(long, default_value_t = 20)]
+        kills: usize,
+        /// SIGSTOP/SIGCONT of a validator for 1.5–4 s.
+        #[arg(long, default_value_t = 3)]
+        pauses: usize,
+        /// Aborts inside Commit (before and after persisting, alternately).
+        #[arg(long, default_value_t = 4)]
+        crashes: usize,
+        /// SIGKILLs of an agent.
+        #[arg(long, default_value_t = 3)]
+        agent_kills: usize,
+        /// Generated directives per second.
+        #[arg(long, default_value_t = 2.0)]
+        load: f64,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// `hashmesh audit verify` over a long history beside fetching the same blocks only: a
     /// fresh cluster makes `--blocks` blocks (a route every blocks/20), then both reads run.
     #[command(
@@ -371,6 +401,23 @@ fn run(cli: Cli) -> Result<i32> {
                 print!("{}", bench::render(&report));
             }
             Ok(0)
+        }
+        Cmd::Faults { seed, kills, pauses, crashes, agent_kills, load, json } => {
+            if !(load.is_finite() && load > 0.0) {
+                bail!("--load must be a positive number of directives per second");
+            }
+            let seed = seed.unwrap_or_else(|| {
+                std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(1, |d| d.as_secs())
+            });
+            let spec =
+                hashmesh_testnet::faults::FaultSpec { seed, kills, pauses, crashes, agent_kills, load_per_sec: load };
+            let report = hashmesh_testnet::faults::run(&dir, &spec)?;
+            if json {
+                print_json(&serde_json::to_value(&report)?);
+            } else {
+                print!("{}", hashmesh_testnet::faults::render(&report));
+            }
+            Ok(i32::from(!report.ok))
         }
         Cmd::BenchAudit { cometbft, validators, blocks, work_dir, json } => {
             if validators == 0 {

@@ -1,7 +1,6 @@
 //! Start and stop a cluster's processes. Every process is tracked by the pid we spawned
 //! (never by name); logs go to `<node>/cometbft.log` and `<node>/hashmesh.log`.
 
-use std::fs::File;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -11,16 +10,21 @@ use anyhow::{Context, Result};
 use crate::cluster::Cluster;
 use hashmesh_node::rpc::Rpc;
 
-/// Whether a process with this pid is alive (and not a zombie).
+/// Whether a process with this pid is alive: any of its threads is not yet a zombie. The main
+/// thread of a killed multi-threaded process can be a zombie while other threads are still
+/// exiting and holding its files (a database lock): until the last one is gone the process
+/// counts as alive, so a restart never races its predecessor's locks.
 #[must_use]
 pub fn alive(pid: u32) -> bool {
     if pid == 0 {
         return false;
     }
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+    let running =
+        |stat: &str| stat.rsplit_once(')').is_some_and(|(_, rest)| !rest.trim_start().starts_with(['Z', 'X']));
+    match std::fs::read_dir(format!("/proc/{pid}/task")) {
+        Ok(tasks) => tasks.flatten().any(|t| std::fs::read_to_string(t.path().join("stat")).is_ok_and(|s| running(&s))),
         // Field 3 is the state; `Z` is a zombie.
-        Ok(stat) => stat.rsplit_once(')').is_some_and(|(_, rest)| !rest.trim_start().starts_with('Z')),
-        Err(_) => false,
+        Err(_) => std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| running(&s)),
     }
 }
 
@@ -56,7 +60,31 @@ pub fn spawn_detached(program: &Path, args: &[&str], log: &Path) -> Result<Child
 }
 
 fn spawn(program: &Path, args: &[&str], log: &Path, detach: bool) -> Result<Child> {
-    let out = File::create(log).with_context(|| format!("creating {}", log.display()))?;
+    spawn_with(program, args, log, detach, Log::Truncate, &[])
+}
+
+/// Whether a spawned process's log starts afresh or continues (a restart in the fault suite).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Log {
+    Truncate,
+    Append,
+}
+
+fn spawn_with(
+    program: &Path,
+    args: &[&str],
+    log: &Path,
+    detach: bool,
+    mode: Log,
+    env: &[(&str, String)],
+) -> Result<Child> {
+    let out = std::fs::OpenOptions::new()
+        .create(true)
+        .write(true)
+        .append(mode == Log::Append)
+        .truncate(mode == Log::Truncate)
+        .open(log)
+        .with_context(|| format!("creating {}", log.display()))?;
     let err = out.try_clone()?;
     let mut cmd = if detach {
         // setsid puts the process in its own session so it outlives the script's terminal.
@@ -66,7 +94,7 @@ fn spawn(program: &Path, args: &[&str], log: &Path, detach: bool) -> Result<Chil
     } else {
         Command::new(program)
     };
-    cmd.args(args).stdin(Stdio::null()).stdout(out).stderr(err);
+    cmd.args(args).envs(env.iter().map(|(k, v)| (k, v))).stdin(Stdio::null()).stdout(out).stderr(err);
     cmd.spawn().with_context(|| format!("starting {}", program.display()))
 }
 
@@ -113,6 +141,52 @@ pub fn start_node(cluster: &mut Cluster, i: usize, detach: bool) -> Result<Vec<C
         a.pid = child.id();
     }
     Ok(std::iter::once(cmt).chain(hashmesh).chain(stratum).chain(agents).collect())
+}
+
+/// Start node `i`'s hashmesh (with `env` added) and CometBFT again, detached, appending to their
+/// logs — after the fault suite killed or stopped them; its Stratum endpoints and agents are left
+/// as they are. Records the pids (the caller saves the cluster).
+///
+/// # Errors
+/// If a process cannot be spawned.
+pub fn restart_core(cluster: &mut Cluster, i: usize, env: &[(&str, String)]) -> Result<()> {
+    let n = &cluster.nodes[i];
+    let node_dir = n.home.parent().expect("node dir").to_owned();
+    if cluster.runs_hashmesh() {
+        let hm_home = n.hashmesh_home.display().to_string();
+        let mut args: Vec<&str> = cluster.node_args.iter().map(String::as_str).collect();
+        args.extend(["--home", &hm_home]);
+        let hm = spawn_with(&cluster.hashmesh, &args, &node_dir.join("hashmesh.log"), true, Log::Append, env)?;
+        wait_for_port(&n.abci, Duration::from_secs(10));
+        cluster.nodes[i].pids.hashmesh = hm.id();
+    }
+    let n = &cluster.nodes[i];
+    let cmt_home = n.home.display().to_string();
+    let cmt = spawn_with(
+        &cluster.cometbft,
+        &["start", "--home", &cmt_home],
+        &node_dir.join("cometbft.log"),
+        true,
+        Log::Append,
+        &[],
+    )?;
+    cluster.nodes[i].pids.cometbft = cmt.id();
+    Ok(())
+}
+
+/// Start agent `a` of node `i` again, detached, appending to its log. Records its pid (the
+/// caller saves the cluster).
+///
+/// # Errors
+/// If it cannot be spawned.
+pub fn restart_agent(cluster: &mut Cluster, i: usize, a: usize) -> Result<()> {
+    let n = &cluster.nodes[i];
+    let agent = &n.agents[a];
+    let home = agent.home.display().to_string();
+    let args = ["agent", "start", "--home", &home, "--node", &n.abci, "--node-id", &n.pool_id];
+    let child = spawn_with(&cluster.hashmesh, &args, &agent.home.join("agent.log"), true, Log::Append, &[])?;
+    cluster.nodes[i].agents[a].pid = child.id();
+    Ok(())
 }
 
 /// Stop node `i` (CometBFT first, then hashmesh) and clear its pids.

@@ -122,6 +122,26 @@ pub fn verify(root: &[u8; 32], key: &[u8], value: Option<&[u8]>, proof: &[u8]) -
     }
 }
 
+/// The root that a proof of presence of `(key, value)` leads to — to compare the state of
+/// several nodes at one height without trusting any of them.
+///
+/// # Errors
+/// [`ProofError`] when the proof is malformed, is not a proof of presence, or is not about
+/// `(key, value)`.
+pub fn root_of(key: &[u8], value: &[u8], proof: &[u8]) -> Result<[u8; 32], ProofError> {
+    let proof: ics23::CommitmentProof =
+        prost013::Message::decode(proof).map_err(|e| ProofError::Malformed(e.to_string()))?;
+    let Some(ics23::commitment_proof::Proof::Exist(exist)) = proof.proof else {
+        return Err(ProofError::Mismatch("value"));
+    };
+    if exist.key != key || exist.value != value {
+        return Err(ProofError::Mismatch("value"));
+    }
+    let root = ics23::calculate_existence_root::<ics23::HostFunctionsManager>(&exist)
+        .map_err(|e| ProofError::Malformed(e.to_string()))?;
+    root.try_into().map_err(|_| ProofError::Malformed("the root is not 32 bytes".into()))
+}
+
 /// Committed records and tree held in memory: tests, benchmarks and tools use it as the store.
 #[derive(Debug, Clone, Default)]
 pub struct Memory {
@@ -273,6 +293,10 @@ mod tests {
             assert_eq!(value.as_deref(), want, "version {v} key {key:?}");
             let bytes = encode_proof(&proof);
             verify(&roots[v as usize], key, want, &bytes).unwrap();
+            if let Some(value) = want {
+                assert_eq!(root_of(key, value, &bytes).unwrap(), roots[v as usize]);
+                assert!(root_of(key, b"other", &bytes).is_err());
+            }
             // The same proof does not prove another value, nor the answer against another root.
             assert!(verify(&roots[v as usize], key, Some(b"forged"), &bytes).is_err());
             if roots[v as usize] != roots[2 - v as usize] {

@@ -1,0 +1,499 @@
+//! `hashmesh-testnet faults`: perturb a running cluster under load and check that nothing
+//! committed is lost or corrupted.
+//!
+//! Perturbations, in an order drawn from the seed:
+//! - `kill`: SIGKILL of a random node's CometBFT, hashmesh or both, at a random moment; the
+//!   node's other core process is stopped too, then both restart (CometBFT's handshake replays
+//!   what the app is missing);
+//! - `pause`: SIGSTOP of a validator's CometBFT and hashmesh for 1.5–4 s (many block
+//!   intervals), then SIGCONT;
+//! - `crash`: the store's crash window — the node restarts with `HASHMESH_FAULT_CRASH` so that
+//!   hashmesh aborts inside its `n`th `Commit`, before or after persisting the block, then
+//!   restarts normally;
+//! - `agent`: SIGKILL of a random agent, restarted after a moment (only with agents).
+//!
+//! Load: a generator signs and broadcasts routes from every pool (to a live node, round robin)
+//! beside whatever the cluster runs itself (scheduling loops, telemetry, receipts).
+//!
+//! After each perturbation: every node reaches 3 blocks past the height the perturbation
+//! started at; every node has the same state root at a common height (computed from its own
+//! proof of `m:genesis`) and it is the app hash in the next header; every directive the
+//! generator saw committed before the perturbation is in the perturbed node's state. At the
+//! end: every generated directive that committed is in every node's state, no transaction is in
+//! two blocks, and `audit verify` from the genesis file passes against every node.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context, Result};
+use hashmesh_abci::core::{commitment, keys};
+use hashmesh_node::home::Home;
+use hashmesh_node::rpc::Rpc;
+use hashmesh_node::verify::{self, Trust, VerifyOptions};
+use hashmesh_protocol::{Body, RouteTarget, SigningKey, UnsignedTx};
+use serde::Serialize;
+
+use crate::cluster::Cluster;
+use crate::procs;
+
+/// What to run.
+#[derive(Debug, Clone)]
+pub struct FaultSpec {
+    /// Seed of every random choice (which node, which process, when, how long).
+    pub seed: u64,
+    /// SIGKILLs of a node's processes.
+    pub kills: usize,
+    /// SIGSTOP / SIGCONT of a validator.
+    pub pauses: usize,
+    /// Aborts inside `Commit` (alternating before / after persisting).
+    pub crashes: usize,
+    /// SIGKILLs of an agent (ignored when the cluster has none).
+    pub agent_kills: usize,
+    /// Directives per second the generator sends.
+    pub load_per_sec: f64,
+}
+
+/// One row of the table: a kind of perturbation and what held.
+#[derive(Debug, Clone, Serialize)]
+pub struct FaultRow {
+    /// `kill`, `pause`, `crash`, `agent`.
+    pub perturbation: String,
+    /// How many were run.
+    pub count: usize,
+    /// What each one was (node, process, duration), in order.
+    pub detail: Vec<String>,
+    /// Worst time for every node to be 3 blocks past the perturbation's start, ms.
+    pub recovery_ms_max: u64,
+    /// What was checked.
+    pub checked: String,
+    /// `ok`, or the first failure.
+    pub result: String,
+}
+
+/// The run.
+#[derive(Debug, Clone, Serialize)]
+pub struct FaultReport {
+    /// The seed (rerun with `--seed` to repeat the same choices).
+    pub seed: u64,
+    /// The load.
+    pub load: String,
+    /// Heights at the start and the end.
+    pub heights: (u64, u64),
+    /// Directives the generator sent, and how many committed.
+    pub directives_sent: u64,
+    /// Of which committed.
+    pub directives_committed: u64,
+    /// Per perturbation kind.
+    pub rows: Vec<FaultRow>,
+    /// The final checks.
+    pub final_checks: Vec<(String, String)>,
+    /// Whether everything held.
+    pub ok: bool,
+}
+
+/// A small seeded generator (splitmix64).
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n.max(1)
+    }
+    fn millis(&mut self, lo: u64, hi: u64) -> Duration {
+        Duration::from_millis(lo + self.below(hi - lo + 1))
+    }
+}
+
+/// The generator's record: directive id (upper-case hex, as CometBFT prints tx hashes) →
+/// committed height, or 0 while unknown.
+type Sent = Arc<Mutex<BTreeMap<String, u64>>>;
+
+/// Sign and broadcast routes from every pool until `stop`.
+fn generator(cluster: Cluster, per_sec: f64, seed: u64, sent: Sent, stop: Arc<AtomicBool>) -> Result<()> {
+    let pools: Vec<(SigningKey, String, Vec<String>)> = cluster
+        .nodes
+        .iter()
+        .map(|n| Ok((Home::load(&n.hashmesh_home)?.signing_key()?, n.groups[0].clone(), n.endpoints.clone())))
+        .collect::<Result<_>>()?;
+    let rpcs: Vec<Rpc> = cluster.nodes.iter().map(|n| Rpc::new(&n.rpc)).collect();
+    let mut rng = Rng(seed ^ 0x10AD);
+    let mut last_nonce = 0;
+    let gap = Duration::from_secs_f64(1.0 / per_sec.max(0.01));
+    let mut i = 0usize;
+    while !stop.load(Ordering::Relaxed) {
+        std::thread::sleep(gap);
+        let p = i % pools.len();
+        i += 1;
+        let (key, group, endpoints) = &pools[p];
+        let w = 1 + u16::try_from(rng.below(9_999)).expect("below 10 000");
+        let body = Body::Route {
+            group: group.parse()?,
+            targets: vec![
+                RouteTarget { endpoint: endpoints[0].parse()?, weight_bp: w },
+                RouteTarget { endpoint: endpoints[1].parse()?, weight_bp: 10_000 - w },
+            ],
+        };
+        last_nonce = hashmesh_node::signer::fresh_nonce(last_nonce);
+        let (_, bytes) =
+            key.sign(UnsignedTx { chain_id: cluster.chain_id.clone(), signer: key.pool_id(), nonce: last_nonce, body });
+        // Any node that answers: the one whose turn it is, else the next.
+        for k in 0..rpcs.len() {
+            if let Ok(b) = rpcs[(i + k) % rpcs.len()].broadcast_sync(&bytes) {
+                if b.code == 0 {
+                    sent.lock().expect("sent lock").insert(b.hash.to_uppercase(), 0);
+                }
+                break;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Resolve which sent directives committed (and at which height), through any live node.
+fn resolve(cluster: &Cluster, sent: &Sent) {
+    let pending: Vec<String> =
+        sent.lock().expect("sent lock").iter().filter(|(_, h)| **h == 0).map(|(k, _)| k.clone()).collect();
+    for id in pending {
+        for n in &cluster.nodes {
+            if let Ok(Some(t)) = Rpc::new(&n.rpc).tx(&id) {
+                if t.code == 0 {
+                    sent.lock().expect("sent lock").insert(id.clone(), t.height);
+                } else {
+                    sent.lock().expect("sent lock").remove(&id);
+                }
+                break;
+            }
+        }
+    }
+}
+
+fn committed(sent: &Sent) -> Vec<String> {
+    sent.lock().expect("sent lock").iter().filter(|(_, h)| **h > 0).map(|(k, _)| k.clone()).collect()
+}
+
+fn height(n: &crate::cluster::NodeInfo) -> u64 {
+    Rpc::new(&n.rpc).status().map(|s| s.1).unwrap_or(0)
+}
+
+/// Every node 3 blocks past `from`, within 90 s: how long it took.
+fn recovered(cluster: &Cluster, from: u64, t0: Instant) -> Result<u64> {
+    let all: Vec<usize> = (0..cluster.nodes.len()).collect();
+    procs::wait_for_height(cluster, &all, from + 3, Duration::from_secs(90))?;
+    Ok(u64::try_from(t0.elapsed().as_millis()).unwrap_or(u64::MAX))
+}
+
+/// The state root of `n` at `h`, from its own proof of `m:genesis`.
+fn root_at(n: &crate::cluster::NodeInfo, h: u64) -> Result<[u8; 32]> {
+    let a = Rpc::new(&n.rpc).proved_key(keys::META_GENESIS, h)?;
+    if a.code != 0 || a.height != h {
+        bail!("{}: /store m:genesis at {h} answered code {} at height {}: {}", n.name, a.code, a.height, a.log);
+    }
+    let (_, proof) = a.proof.first().with_context(|| format!("{}: no proof", n.name))?;
+    commitment::root_of(keys::META_GENESIS, &a.value, proof).map_err(|e| anyhow!("{}: {e}", n.name))
+}
+
+/// One root on every node at a common height, equal to the app hash in the next header.
+fn same_roots(cluster: &Cluster) -> Result<u64> {
+    let h = cluster.nodes.iter().map(height).min().unwrap_or(0).saturating_sub(1);
+    if h == 0 {
+        bail!("no common height");
+    }
+    let roots: Vec<[u8; 32]> = cluster.nodes.iter().map(|n| root_at(n, h)).collect::<Result<_>>()?;
+    let header = Rpc::new(&cluster.nodes[0].rpc).raw_block(h + 1)?.header;
+    for (n, r) in cluster.nodes.iter().zip(&roots) {
+        if r.as_slice() != header.app_hash.as_bytes() {
+            bail!(
+                "{} has state root {} at height {h}; header {} says {}",
+                n.name,
+                hex::encode(r),
+                h + 1,
+                header.app_hash
+            );
+        }
+    }
+    Ok(h)
+}
+
+/// Every id in `ids` is a directive in `n`'s state.
+fn present(n: &crate::cluster::NodeInfo, ids: &[String]) -> Result<()> {
+    let rpc = Rpc::new(&n.rpc);
+    for id in ids {
+        let id = id.to_lowercase();
+        let v = rpc.abci_query("/directive", id.as_bytes()).with_context(|| format!("{}: directive {id}", n.name))?;
+        if v["id"].as_str().map(str::to_lowercase) != Some(id.clone()) {
+            bail!("{}: committed directive {id} is missing from its state", n.name);
+        }
+    }
+    Ok(())
+}
+
+fn kill_node(cluster: &mut Cluster, i: usize, what: u64, rng: &mut Rng) -> Result<String> {
+    let p = cluster.nodes[i].pids.clone();
+    let (label, first) = match what {
+        0 => ("cometbft", vec![p.cometbft]),
+        1 => ("hashmesh", vec![p.hashmesh]),
+        _ => ("both", vec![p.cometbft, p.hashmesh]),
+    };
+    for pid in first {
+        procs::signal(pid, "KILL");
+    }
+    let down = rng.millis(200, 2_000);
+    std::thread::sleep(down);
+    procs::stop_pid(p.cometbft, Duration::from_secs(10));
+    procs::stop_pid(p.hashmesh, Duration::from_secs(10));
+    procs::restart_core(cluster, i, &[])?;
+    cluster.save()?;
+    Ok(format!("{} {label} down {} ms", cluster.nodes[i].name, down.as_millis()))
+}
+
+fn pause_node(cluster: &Cluster, i: usize, rng: &mut Rng) -> String {
+    let p = &cluster.nodes[i].pids;
+    let stopped = rng.millis(1_500, 4_000);
+    procs::signal(p.cometbft, "STOP");
+    procs::signal(p.hashmesh, "STOP");
+    std::thread::sleep(stopped);
+    procs::signal(p.hashmesh, "CONT");
+    procs::signal(p.cometbft, "CONT");
+    format!("{} stopped {} ms", cluster.nodes[i].name, stopped.as_millis())
+}
+
+fn crash_node(cluster: &mut Cluster, i: usize, before: bool, n: u64) -> Result<String> {
+    let p = cluster.nodes[i].pids.clone();
+    procs::stop_pid(p.cometbft, Duration::from_secs(10));
+    procs::stop_pid(p.hashmesh, Duration::from_secs(10));
+    let point = if before { "before" } else { "after" };
+    procs::restart_core(cluster, i, &[("HASHMESH_FAULT_CRASH", format!("{point}:{n}"))])?;
+    cluster.save()?;
+    let hm = cluster.nodes[i].pids.hashmesh;
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while procs::alive(hm) {
+        if Instant::now() > deadline {
+            bail!("{}: hashmesh did not abort in its commit {n} within 90 s", cluster.nodes[i].name);
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    procs::stop_pid(cluster.nodes[i].pids.cometbft, Duration::from_secs(10));
+    procs::restart_core(cluster, i, &[])?;
+    cluster.save()?;
+    Ok(format!("{} aborted in commit {n}, {point} persisting", cluster.nodes[i].name))
+}
+
+fn kill_agent(cluster: &mut Cluster, i: usize, a: usize, rng: &mut Rng) -> Result<String> {
+    procs::signal(cluster.nodes[i].agents[a].pid, "KILL");
+    let down = rng.millis(200, 2_000);
+    std::thread::sleep(down);
+    procs::restart_agent(cluster, i, a)?;
+    cluster.save()?;
+    Ok(format!("{} down {} ms", cluster.nodes[i].agents[a].home.display(), down.as_millis()))
+}
+
+/// Run `spec` against the cluster in `dir` (running).
+///
+/// # Errors
+/// When there is no running cluster; a perturbation the cluster does not survive is a failed
+/// row, not an error.
+pub fn run(dir: &Path, spec: &FaultSpec) -> Result<FaultReport> {
+    let mut cluster = Cluster::load(dir)?.with_context(|| format!("no cluster in {}", dir.display()))?;
+    if cluster.nodes.len() < 4 {
+        bail!(
+            "the fault suite needs 4 validators or more (one may fail); {} has {}",
+            dir.display(),
+            cluster.nodes.len()
+        );
+    }
+    for n in &cluster.nodes {
+        if !procs::alive(n.pids.cometbft) || (cluster.runs_hashmesh() && !procs::alive(n.pids.hashmesh)) {
+            bail!("{} is not running: start the cluster first (testnet/up)", n.name);
+        }
+    }
+    let start = cluster.nodes.iter().map(height).max().unwrap_or(0);
+    let mut rng = Rng(spec.seed);
+    let mut plan: Vec<&str> = Vec::new();
+    plan.extend(std::iter::repeat_n("kill", spec.kills));
+    plan.extend(std::iter::repeat_n("pause", spec.pauses));
+    plan.extend(std::iter::repeat_n("crash", spec.crashes));
+    let agents = cluster.nodes.iter().map(|n| n.agents.len()).sum::<usize>();
+    if agents > 0 {
+        plan.extend(std::iter::repeat_n("agent", spec.agent_kills));
+    }
+    for k in (1..plan.len()).rev() {
+        plan.swap(k, usize::try_from(rng.below(k as u64 + 1)).expect("small"));
+    }
+
+    let sent: Sent = Arc::default();
+    let stop = Arc::new(AtomicBool::new(false));
+    let gen = {
+        let (c, s, st, seed, rate) =
+            (cluster.clone(), Arc::clone(&sent), Arc::clone(&stop), spec.seed, spec.load_per_sec);
+        std::thread::spawn(move || generator(c, rate, seed, s, st))
+    };
+    let mut rows: BTreeMap<&str, FaultRow> = BTreeMap::new();
+    let mut crashes = 0u64;
+    for (step, kind) in plan.iter().enumerate() {
+        std::thread::sleep(rng.millis(500, 3_000));
+        resolve(&cluster, &sent);
+        let before: Vec<String> = committed(&sent);
+        let from = cluster.nodes.iter().map(height).max().unwrap_or(0);
+        let i = usize::try_from(rng.below(cluster.nodes.len() as u64)).expect("small");
+        let t0 = Instant::now();
+        let what = match *kind {
+            "kill" => kill_node(&mut cluster, i, rng.below(3), &mut rng),
+            "pause" => Ok(pause_node(&cluster, i, &mut rng)),
+            "crash" => {
+                crashes += 1;
+                crash_node(&mut cluster, i, crashes % 2 == 1, 2 + rng.below(4))
+            }
+            _ => {
+                let with: Vec<usize> =
+                    (0..cluster.nodes.len()).filter(|&j| !cluster.nodes[j].agents.is_empty()).collect();
+                let j = with[usize::try_from(rng.below(with.len() as u64)).expect("small")];
+                let a = usize::try_from(rng.below(cluster.nodes[j].agents.len() as u64)).expect("small");
+                kill_agent(&mut cluster, j, a, &mut rng)
+            }
+        };
+        let checked = what.and_then(|w| {
+            let ms = recovered(&cluster, from, t0)?;
+            let h = same_roots(&cluster)?;
+            present(&cluster.nodes[i], &before)?;
+            Ok((w, ms, h))
+        });
+        let row = rows.entry(kind).or_insert_with(|| FaultRow {
+            perturbation: (*kind).to_owned(),
+            count: 0,
+            detail: Vec::new(),
+            recovery_ms_max: 0,
+            checked: "every node 3 blocks past the start ≤ 90 s; one state root at a common height on every node, equal to the next header's app hash; every directive committed before it is in the perturbed node's state".into(),
+            result: "ok".into(),
+        });
+        row.count += 1;
+        match checked {
+            Ok((w, ms, h)) => {
+                eprintln!("faults: {}/{} {kind}: {w}; recovered in {ms} ms; roots equal at {h}", step + 1, plan.len());
+                row.detail.push(w);
+                row.recovery_ms_max = row.recovery_ms_max.max(ms);
+            }
+            Err(e) => {
+                eprintln!("faults: {}/{} {kind}: FAILED: {e:#}", step + 1, plan.len());
+                if row.result == "ok" {
+                    row.result = format!("FAILED: {e:#}");
+                }
+                break;
+            }
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    gen.join().map_err(|_| anyhow!("the load generator panicked"))??;
+    std::thread::sleep(Duration::from_secs(2));
+    resolve(&cluster, &sent);
+
+    // Final checks.
+    let mut final_checks = Vec::new();
+    let ids = committed(&sent);
+    let mut check = |name: String, r: Result<()>| {
+        final_checks.push((name, r.map_or_else(|e| format!("FAILED: {e:#}"), |()| "ok".into())));
+    };
+    for n in &cluster.nodes {
+        check(
+            format!("{}: every committed generated directive ({}) in its state", n.name, ids.len()),
+            present(n, &ids),
+        );
+    }
+    let end = cluster.nodes.iter().map(height).min().unwrap_or(0);
+    let walked = walk_blocks(&cluster.nodes[0], end);
+    let receipts = walked.as_ref().map_or(0, |n| *n);
+    check(
+        format!("no transaction in two blocks, every committed receipt ({receipts}) in the state (heights 1..={end})"),
+        walked.map(|_| ()),
+    );
+    for n in &cluster.nodes {
+        let genesis = Trust::Genesis(n.home.join("config/genesis.json"));
+        let r = verify::run(&Rpc::new(&n.rpc), &genesis, &VerifyOptions::default()).and_then(|v| {
+            if v.ok() {
+                Ok(())
+            } else {
+                Err(anyhow!("{}", v.failures.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")))
+            }
+        });
+        check(format!("{}: audit verify from genesis", n.name), r);
+    }
+    let ok = rows.values().all(|r| r.result == "ok") && final_checks.iter().all(|(_, r)| r == "ok");
+    let sent_n = sent.lock().expect("sent lock").len() as u64;
+    Ok(FaultReport {
+        seed: spec.seed,
+        load: format!(
+            "{:.1} signed routes/s from every pool (round robin over the nodes' RPC) + the cluster's own telemetry, routes and receipts",
+            spec.load_per_sec
+        ),
+        heights: (start, end),
+        directives_sent: sent_n,
+        directives_committed: ids.len() as u64,
+        rows: rows.into_values().collect(),
+        final_checks,
+        ok,
+    })
+}
+
+/// Walk blocks `1..=end` on `n`: no transaction in two blocks; every receipt entry of an applied
+/// `Receipt` transaction is recorded in the state (none lost to a restart). How many entries.
+fn walk_blocks(n: &crate::cluster::NodeInfo, end: u64) -> Result<usize> {
+    let rpc = Rpc::new(&n.rpc);
+    let mut seen: BTreeSet<[u8; 32]> = BTreeSet::new();
+    let mut receipts: BTreeSet<Vec<u8>> = BTreeSet::new();
+    for h in 1..=end {
+        let txs = rpc.raw_block(h)?.data;
+        let results = rpc.committed_results(h)?;
+        for (tx, r) in txs.iter().zip(&results) {
+            let id = hashmesh_protocol::DirectiveId::of_tx_bytes(tx);
+            if !seen.insert(id.0) {
+                bail!("transaction {} is in block {h} and in an earlier one", hex::encode(id.0));
+            }
+            if let (0, Ok(t)) = (r.code, hashmesh_protocol::SignedTx::decode(tx)) {
+                if let Body::Receipt { receipts: entries } = t.body {
+                    receipts.extend(entries.iter().map(|e| keys::receipt(&e.directive, &e.agent)));
+                }
+            }
+        }
+    }
+    for key in &receipts {
+        let a = rpc.proved_key(key, end)?;
+        if a.code != 0 {
+            bail!("a committed receipt ({}) is not in the state", hex::encode(key));
+        }
+    }
+    Ok(receipts.len())
+}
+
+/// The table.
+#[must_use]
+pub fn render(r: &FaultReport) -> String {
+    use std::fmt::Write as _;
+    let mut s = String::new();
+    let _ = writeln!(s, "seed {} (rerun: --seed {}); heights {}..{}", r.seed, r.seed, r.heights.0, r.heights.1);
+    let _ = writeln!(s, "load: {}; {} sent, {} committed", r.load, r.directives_sent, r.directives_committed);
+    let _ = writeln!(s, "| perturbation | count | worst recovery | result |\n|---|---|---|---|");
+    for row in &r.rows {
+        let _ = writeln!(s, "| {} | {} | {} ms | {} |", row.perturbation, row.count, row.recovery_ms_max, row.result);
+    }
+    if let Some(row) = r.rows.first() {
+        let _ = writeln!(s, "checked after each: {}", row.checked);
+    }
+    for row in &r.rows {
+        for d in &row.detail {
+            let _ = writeln!(s, "  {}: {d}", row.perturbation);
+        }
+    }
+    let _ = writeln!(s, "final checks:");
+    for (name, res) in &r.final_checks {
+        let _ = writeln!(s, "  {name}: {res}");
+    }
+    let _ = writeln!(s, "{}", if r.ok { "ALL HELD" } else { "FAILED" });
+    s
+}
