@@ -114,7 +114,13 @@ pub fn run(cometbft: &Path, work_dir: &Path, runs: usize) -> Result<Vec<LendingR
         commands::down(work_dir, true)?;
     }
     let mut down = Down(work_dir.to_owned(), false);
-    let code = commands::up(work_dir, 4, cometbft, 0, true, &Traffic::default(), None)?;
+    let code = commands::up(
+        work_dir,
+        4,
+        cometbft,
+        0,
+        &commands::UpOptions { run_demo: true, traffic: &Traffic::default(), observe: None, links: None },
+    )?;
     if code != 0 {
         bail!("the cluster's audit failed at start");
     }

@@ -130,6 +130,9 @@ pub struct Cluster {
     /// The Prometheus `up --observe` started, if any.
     #[serde(default)]
     pub observer: Option<crate::observe::Observer>,
+    /// The validators' p2p links through Toxiproxy (`up --links` / `--wan`), if any.
+    #[serde(default)]
+    pub links: Option<crate::links::Links>,
 }
 
 fn default_node_args() -> Vec<String> {

@@ -96,20 +96,27 @@ impl Default for Traffic {
     }
 }
 
+/// What `testnet/up` adds to a plain cluster.
+#[derive(Debug, Clone, Copy)]
+pub struct UpOptions<'a> {
+    /// Run the scripted demo.
+    pub run_demo: bool,
+    /// Stratum traffic (applies when the cluster is generated).
+    pub traffic: &'a Traffic,
+    /// Start this Prometheus binary over the cluster.
+    pub observe: Option<&'a Path>,
+    /// Route the p2p links through this Toxiproxy binary; `true`: with WAN latency (applies
+    /// when the cluster is generated).
+    pub links: Option<(&'a Path, bool)>,
+}
+
 /// `testnet/up`: generate (or restart) the cluster, start every node, wait for blocks, run the
 /// demo, print the nodes and the audit from the last node. Exit status 1 if the audit fails.
 ///
 /// # Errors
 /// If generation, a process start or the first blocks fail.
-pub fn up(
-    dir: &Path,
-    validators: usize,
-    cometbft: &Path,
-    base_port: u16,
-    run_demo: bool,
-    traffic: &Traffic,
-    observe: Option<&Path>,
-) -> Result<i32> {
+pub fn up(dir: &Path, validators: usize, cometbft: &Path, base_port: u16, opts: &UpOptions<'_>) -> Result<i32> {
+    let UpOptions { run_demo, traffic, observe, links } = *opts;
     let mut cluster = match Cluster::load(dir)? {
         Some(c) if any_running(&c) => {
             println!("a cluster is already running in {} ({} nodes):", dir.display(), c.nodes.len());
@@ -128,7 +135,7 @@ pub fn up(
         }
         None => {
             println!("generating a {validators}-pool cluster in {}", dir.display());
-            generate(&ClusterSpec {
+            let mut c = generate(&ClusterSpec {
                 dir: dir.to_owned(),
                 validators,
                 chain_id: "hashmesh-testnet".into(),
@@ -149,9 +156,24 @@ pub fn up(
                     job_ms: traffic.job_ms,
                 }),
                 simulated: None,
-            })?
+            })?;
+            if let Some((toxiproxy, wan)) = links {
+                crate::links::interpose(&mut c, toxiproxy, wan)?;
+                c.save()?;
+            }
+            c
         }
     };
+    crate::links::start(&mut cluster)?;
+    cluster.save()?;
+    if let Some(l) = &cluster.links {
+        let wan = l.links.iter().any(|x| x.latency_ms > 0);
+        println!(
+            "  p2p links through Toxiproxy at {}{}",
+            l.api,
+            if wan { format!(" (WAN: {})", crate::links::describe(l).join(", ")) } else { String::new() }
+        );
+    }
     for i in 0..cluster.nodes.len() {
         procs::start_node(&mut cluster, i, true)?;
         let n = &cluster.nodes[i];
@@ -198,6 +220,7 @@ pub fn start(dir: &Path, node: &str) -> Result<i32> {
         println!("{} is already running", c.nodes[i].name);
         return Ok(0);
     }
+    crate::links::start(&mut c)?;
     procs::start_node(&mut c, i, true)?;
     c.save()?;
     let n = &c.nodes[i];
@@ -244,6 +267,10 @@ pub fn down(dir: &Path, wipe: bool) -> Result<i32> {
         }
         if let Some(o) = c.observer.take() {
             procs::stop_pid(o.pid, Duration::from_secs(5));
+        }
+        if let Some(l) = c.links.as_mut() {
+            procs::stop_pid(l.pid, Duration::from_secs(5));
+            l.pid = 0;
         }
         c.save()?;
         println!("stopped {} nodes", c.nodes.len());

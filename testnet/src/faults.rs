@@ -10,7 +10,9 @@
 //! - `crash`: the store's crash window — the node restarts with `HASHMESH_FAULT_CRASH` so that
 //!   hashmesh aborts inside its `n`th `Commit`, before or after persisting the block, then
 //!   restarts normally;
-//! - `agent`: SIGKILL of a random agent, restarted after a moment (only with agents).
+//! - `agent`: SIGKILL of a random agent, restarted after a moment (only with agents);
+//! - `partition`: every p2p link from and to a random validator cut for 3–8 s, then healed
+//!   (only when the cluster's links go through Toxiproxy: `testnet/up --links` or `--wan`).
 //!
 //! Load: a generator signs and broadcasts routes from every pool (to a live node, round robin)
 //! beside whatever the cluster runs itself (scheduling loops, telemetry, receipts).
@@ -52,6 +54,8 @@ pub struct FaultSpec {
     pub crashes: usize,
     /// SIGKILLs of an agent (ignored when the cluster has none).
     pub agent_kills: usize,
+    /// Partitions of a validator (ignored without Toxiproxy links).
+    pub partitions: usize,
     /// Directives per second the generator sends.
     pub load_per_sec: f64,
 }
@@ -59,7 +63,7 @@ pub struct FaultSpec {
 /// One row of the table: a kind of perturbation and what held.
 #[derive(Debug, Clone, Serialize)]
 pub struct FaultRow {
-    /// `kill`, `pause`, `crash`, `agent`.
+    /// `kill`, `pause`, `crash`, `agent`, `partition`.
     pub perturbation: String,
     /// How many were run.
     pub count: usize,
@@ -286,6 +290,30 @@ fn crash_node(cluster: &mut Cluster, i: usize, before: bool, n: u64) -> Result<S
     Ok(format!("{} aborted in commit {n}, {point} persisting", cluster.nodes[i].name))
 }
 
+fn partition(cluster: &Cluster, i: usize, rng: &mut Rng) -> Result<String> {
+    let links = cluster.links.as_ref().context("no Toxiproxy links")?;
+    let cut = rng.millis(3_000, 8_000);
+    let others = |c: &Cluster| (0..c.nodes.len()).filter(|&j| j != i).map(|j| height(&c.nodes[j])).max().unwrap_or(0);
+    let (mine, theirs) = (height(&cluster.nodes[i]), others(cluster));
+    crate::links::set_node(links, i, false)?;
+    std::thread::sleep(cut);
+    let (mine_after, theirs_after) = (height(&cluster.nodes[i]), others(cluster));
+    crate::links::set_node(links, i, true)?;
+    // The cut took: the node alone committed at most the block in flight; the others went on
+    // (rounds whose proposer is the cut node wait out their timeouts, so a short cut may see only
+    // one new block).
+    if mine_after > mine + 1 {
+        bail!(
+            "{} went from height {mine} to {mine_after} while cut off: the partition did not hold",
+            cluster.nodes[i].name
+        );
+    }
+    if theirs_after <= theirs {
+        bail!("the other validators stalled ({theirs} -> {theirs_after}) while one of them was cut off");
+    }
+    Ok(format!("{} cut off from every peer for {} ms", cluster.nodes[i].name, cut.as_millis()))
+}
+
 fn kill_agent(cluster: &mut Cluster, i: usize, a: usize, rng: &mut Rng) -> Result<String> {
     procs::signal(cluster.nodes[i].agents[a].pid, "KILL");
     let down = rng.millis(200, 2_000);
@@ -324,6 +352,20 @@ pub fn run(dir: &Path, spec: &FaultSpec) -> Result<FaultReport> {
     if agents > 0 {
         plan.extend(std::iter::repeat_n("agent", spec.agent_kills));
     }
+    let mut skipped = Vec::new();
+    if cluster.links.is_some() {
+        plan.extend(std::iter::repeat_n("partition", spec.partitions));
+    } else if spec.partitions > 0 {
+        skipped.push(FaultRow {
+            perturbation: "partition".into(),
+            count: 0,
+            detail: Vec::new(),
+            recovery_ms_max: 0,
+            checked: String::new(),
+            result: "skipped: the p2p links do not go through Toxiproxy (start the testnet with --links or --wan)"
+                .into(),
+        });
+    }
     for k in (1..plan.len()).rev() {
         plan.swap(k, usize::try_from(rng.below(k as u64 + 1)).expect("small"));
     }
@@ -351,6 +393,7 @@ pub fn run(dir: &Path, spec: &FaultSpec) -> Result<FaultReport> {
                 crashes += 1;
                 crash_node(&mut cluster, i, crashes % 2 == 1, 2 + rng.below(4))
             }
+            "partition" => partition(&cluster, i, &mut rng),
             _ => {
                 let with: Vec<usize> =
                     (0..cluster.nodes.len()).filter(|&j| !cluster.nodes[j].agents.is_empty()).collect();
@@ -425,6 +468,7 @@ pub fn run(dir: &Path, spec: &FaultSpec) -> Result<FaultReport> {
         check(format!("{}: audit verify from genesis", n.name), r);
     }
     let ok = rows.values().all(|r| r.result == "ok") && final_checks.iter().all(|(_, r)| r == "ok");
+    let rows: Vec<FaultRow> = rows.into_values().chain(skipped).collect();
     let sent_n = sent.lock().expect("sent lock").len() as u64;
     Ok(FaultReport {
         seed: spec.seed,
@@ -435,7 +479,7 @@ pub fn run(dir: &Path, spec: &FaultSpec) -> Result<FaultReport> {
         heights: (start, end),
         directives_sent: sent_n,
         directives_committed: ids.len() as u64,
-        rows: rows.into_values().collect(),
+        rows,
         final_checks,
         ok,
     })

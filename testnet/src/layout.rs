@@ -349,6 +349,7 @@ pub fn generate(spec: &ClusterSpec) -> Result<Cluster> {
         nodes,
         stratum: spec.stratum.clone(),
         observer: None,
+        links: None,
     };
     cluster.save()?;
     Ok(cluster)

@@ -28,6 +28,7 @@ pub mod faults;
 pub mod fleet;
 pub mod install;
 pub mod layout;
+pub mod links;
 pub mod observe;
 pub mod procs;
 pub mod synthetic;

@@ -53,6 +53,14 @@ enum Cmd {
         /// endpoint, with deploy/prometheus/alerts.yml loaded.
         #[arg(long)]
         observe: bool,
+        /// Route the validators' p2p links through Toxiproxy (testnet/install-toxiproxy), so
+        /// that `testnet/faults` can partition a validator. Applies when the cluster is generated.
+        #[arg(long)]
+        links: bool,
+        /// Like --links, with the pools 50–150 ms apart (latency and jitter on every p2p link),
+        /// as pools on different continents are. Applies when the cluster is generated.
+        #[arg(long)]
+        wan: bool,
     },
     /// Many virtual Stratum V1 miners doing real SHA-256d work, until stopped; prints totals
     /// as a JSON line every 5 s.
@@ -208,7 +216,7 @@ enum Cmd {
     /// each that every node catches up to one state root and nothing committed is lost; at the
     /// end, no transaction twice and `audit verify` on every node. Prints a table and the seed.
     #[command(
-        after_help = "Examples:\n  testnet/faults                                   # 20 kills, 3 pauses, 4 crashes, 3 agent kills, random seed\n  testnet/faults --seed 42 --kills 5 --pauses 1 --crashes 2 --json\n\nThe seed is printed: rerun with --seed to repeat the same choices."
+        after_help = "Examples:\n  testnet/faults                                   # 20 kills, 3 pauses, 4 crashes, 3 agent kills, 3 partitions (with up --links/--wan), random seed\n  testnet/faults --seed 42 --kills 5 --pauses 1 --crashes 2 --json\n\nThe seed is printed: rerun with --seed to repeat the same choices."
     )]
     Faults {
         /// Seed for every random choice (default: from the clock; printed).
@@ -226,6 +234,9 @@ enum Cmd {
         /// SIGKILLs of an agent.
         #[arg(long, default_value_t = 3)]
         agent_kills: usize,
+        /// Partitions of a validator from every peer for 3–8 s (needs `up --links` or `--wan`).
+        #[arg(long, default_value_t = 3)]
+        partitions: usize,
         /// Generated directives per second.
         #[arg(long, default_value_t = 2.0)]
         load: f64,
@@ -310,14 +321,21 @@ fn init_logging() {
 fn run(cli: Cli) -> Result<i32> {
     let dir = cli.dir;
     match cli.cmd {
-        Cmd::Up { validators, cometbft, base_port, no_demo, miners_per_group, miner_hashrate, observe } => {
+        Cmd::Up { validators, cometbft, base_port, no_demo, miners_per_group, miner_hashrate, observe, links, wan } => {
             if !(miner_hashrate.is_finite() && miner_hashrate > 0.0) {
                 bail!("--miner-hashrate must be a positive number of hashes per second");
             }
             let traffic =
                 commands::Traffic { miners_per_group, hashrate_hs: miner_hashrate, ..commands::Traffic::default() };
             let prometheus = observe.then(hashmesh_testnet::observe::prometheus_binary).transpose()?;
-            commands::up(&dir, validators, &cometbft, base_port, !no_demo, &traffic, prometheus.as_deref())
+            let toxiproxy = if links || wan { Some(hashmesh_testnet::links::toxiproxy()?) } else { None };
+            let opts = commands::UpOptions {
+                run_demo: !no_demo,
+                traffic: &traffic,
+                observe: prometheus.as_deref(),
+                links: toxiproxy.as_deref().map(|t| (t, wan)),
+            };
+            commands::up(&dir, validators, &cometbft, base_port, &opts)
         }
         Cmd::Fleet { target, miners, hashrate, worker_prefix, no_extranonce_subscribe, report_ms } => {
             if !(hashrate.is_finite() && hashrate > 0.0) {
@@ -402,15 +420,22 @@ fn run(cli: Cli) -> Result<i32> {
             }
             Ok(0)
         }
-        Cmd::Faults { seed, kills, pauses, crashes, agent_kills, load, json } => {
+        Cmd::Faults { seed, kills, pauses, crashes, agent_kills, partitions, load, json } => {
             if !(load.is_finite() && load > 0.0) {
                 bail!("--load must be a positive number of directives per second");
             }
             let seed = seed.unwrap_or_else(|| {
                 std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(1, |d| d.as_secs())
             });
-            let spec =
-                hashmesh_testnet::faults::FaultSpec { seed, kills, pauses, crashes, agent_kills, load_per_sec: load };
+            let spec = hashmesh_testnet::faults::FaultSpec {
+                seed,
+                kills,
+                pauses,
+                crashes,
+                agent_kills,
+                partitions,
+                load_per_sec: load,
+            };
             let report = hashmesh_testnet::faults::run(&dir, &spec)?;
             if json {
                 print_json(&serde_json::to_value(&report)?);

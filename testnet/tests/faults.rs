@@ -1,6 +1,7 @@
 //! The fault suite, shortened for CI, on its own running testnet (agents, Stratum traffic,
-//! scheduling loops): with a fixed seed, kills of nodes' processes, a pause, aborts inside
-//! Commit before and after persisting, and an agent kill, under generated load — after each,
+//! scheduling loops, p2p links through Toxiproxy): with a fixed seed, kills of nodes'
+//! processes, a pause, aborts inside Commit before and after persisting, an agent kill and a
+//! partition, under generated load — after each,
 //! every node catches up to one state root, nothing committed is lost; at the end no
 //! transaction is committed twice and `audit verify` passes on every node. The full run is
 //! `testnet/faults` (docs/operations.md).
@@ -15,10 +16,24 @@ fn perturbations_under_load_lose_nothing_committed() {
     let cometbft = hashmesh_testnet::install::cometbft();
     let _down = Down(dir.clone());
     let (code, out, err) =
-        testnet(&dir, &["up", "--cometbft", cometbft.to_str().unwrap(), "--base-port", "0", "--no-demo"]);
+        testnet(&dir, &["up", "--cometbft", cometbft.to_str().unwrap(), "--base-port", "0", "--no-demo", "--links"]);
     assert_eq!(code, 0, "up\n{out}\n{err}");
-    let args =
-        ["faults", "--seed", "7", "--kills", "3", "--pauses", "1", "--crashes", "2", "--agent-kills", "1", "--json"];
+    let args = [
+        "faults",
+        "--seed",
+        "7",
+        "--kills",
+        "3",
+        "--pauses",
+        "1",
+        "--crashes",
+        "2",
+        "--agent-kills",
+        "1",
+        "--partitions",
+        "1",
+        "--json",
+    ];
     let (code, out, err) = testnet(&dir, &args);
     let report: serde_json::Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}\n{out}\n{err}"));
     eprintln!("{err}");
@@ -26,9 +41,9 @@ fn perturbations_under_load_lose_nothing_committed() {
     assert_eq!(code, 0);
     let kinds: Vec<&str> =
         report["rows"].as_array().unwrap().iter().map(|r| r["perturbation"].as_str().unwrap()).collect();
-    assert_eq!(kinds.len(), 4, "kill, pause, crash and agent rows: {kinds:?}");
+    assert_eq!(kinds.len(), 5, "kill, pause, crash, agent and partition rows: {kinds:?}");
     let total: u64 = report["rows"].as_array().unwrap().iter().map(|r| r["count"].as_u64().unwrap()).sum();
-    assert_eq!(total, 7);
+    assert_eq!(total, 8);
     assert!(report["directives_committed"].as_u64().unwrap() > 5, "{report:#}");
     assert_eq!(report["final_checks"].as_array().unwrap().len(), 4 + 1 + 4);
 }

@@ -93,11 +93,11 @@ pub fn split_url(url: &str) -> anyhow::Result<(String, String)> {
 }
 
 /// One blocking HTTP/1.0 request to `addr` (`HOST:PORT`) with a connect and read `timeout` (1.0,
-/// so no server answers in chunks); the
-/// body of a 200 answer (at most [`HTTP_RESPONSE_BYTES_MAX`]).
+/// so no server answers in chunks); the body of a 2xx answer (at most
+/// [`HTTP_RESPONSE_BYTES_MAX`]).
 ///
 /// # Errors
-/// If the server does not answer in time, or answers anything but 200.
+/// If the server does not answer in time, or answers anything but 2xx.
 pub fn request(addr: &str, method: &str, path: &str, body: &str, timeout: Duration) -> anyhow::Result<String> {
     use std::io::{Read, Write};
     use std::net::ToSocketAddrs;
@@ -119,7 +119,9 @@ pub fn request(addr: &str, method: &str, path: &str, body: &str, timeout: Durati
     s.take(HTTP_RESPONSE_BYTES_MAX + 64 * 1024).read_to_end(&mut raw)?;
     let out = String::from_utf8_lossy(&raw);
     let (head, rest) = out.split_once("\r\n\r\n").unwrap_or((&out, ""));
-    if !(head.starts_with("HTTP/1.1 200") || head.starts_with("HTTP/1.0 200")) {
+    // Any 2xx: a created resource (201) or an empty answer (204) is a success too.
+    let status = head.split_whitespace().nth(1).unwrap_or("");
+    if !(head.starts_with("HTTP/1.") && status.len() == 3 && status.starts_with('2')) {
         anyhow::bail!("{method} {path} at {addr}: {}", head.lines().next().unwrap_or("no answer"));
     }
     Ok(rest.to_owned())
