@@ -20,6 +20,7 @@ pub mod bench_audit;
 pub mod bench_lending;
 pub mod bench_proxy;
 pub mod bench_telemetry;
+pub mod bench_wan;
 pub mod cluster;
 pub mod commands;
 pub mod demo;

@@ -51,10 +51,35 @@ pub struct Links {
 /// Jitter added to every WAN latency, ms.
 const JITTER_MS: u32 = 10;
 
-fn free_ports(n: usize) -> Result<Vec<u16>> {
-    let listeners: Vec<std::net::TcpListener> =
-        (0..n).map(|_| std::net::TcpListener::bind("127.0.0.1:0")).collect::<std::io::Result<_>>()?;
-    Ok(listeners.iter().map(|l| l.local_addr().expect("bound").port()).collect())
+/// Every port the cluster's processes will listen on (they are not listening yet, so the OS
+/// could hand them out again).
+fn cluster_ports(cluster: &Cluster) -> Result<std::collections::BTreeSet<u16>> {
+    let text = serde_json::to_string(cluster)?;
+    let mut ports: std::collections::BTreeSet<u16> = cluster.nodes.iter().map(|n| n.p2p_port).collect();
+    for (i, _) in text.match_indices("127.0.0.1:") {
+        let digits: String = text[i + 10..].chars().take_while(char::is_ascii_digit).collect();
+        ports.extend(digits.parse::<u16>().ok());
+    }
+    Ok(ports)
+}
+
+/// `n` free ports, none of them one the cluster will use.
+fn free_ports(n: usize, taken: &std::collections::BTreeSet<u16>) -> Result<Vec<u16>> {
+    // Hold every listener until all are chosen so the OS gives distinct ports.
+    let mut held = Vec::new();
+    let mut ports = Vec::new();
+    while ports.len() < n {
+        let l = std::net::TcpListener::bind("127.0.0.1:0")?;
+        let p = l.local_addr()?.port();
+        if !taken.contains(&p) {
+            ports.push(p);
+        }
+        held.push(l);
+        if held.len() > n + 1000 {
+            bail!("no {n} free ports on 127.0.0.1");
+        }
+    }
+    Ok(ports)
 }
 
 /// Route the generated (not yet started) cluster's p2p links through Toxiproxy: ports for the
@@ -67,7 +92,7 @@ pub fn interpose(cluster: &mut Cluster, binary: &Path, wan: bool) -> Result<()> 
     let n = cluster.nodes.len();
     let pairs: Vec<(usize, usize)> =
         (0..n).flat_map(|a| (0..n).filter(move |b| *b != a).map(move |b| (a, b))).collect();
-    let ports = free_ports(pairs.len() + 1)?;
+    let ports = free_ports(pairs.len() + 1, &cluster_ports(cluster)?)?;
     let unordered = (n * n.saturating_sub(1) / 2).max(1);
     let mut links = Vec::new();
     for (k, (a, b)) in pairs.iter().copied().enumerate() {

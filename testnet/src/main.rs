@@ -244,6 +244,26 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// The cluster with its p2p links through Toxiproxy, on loopback and WAN-shaped (pools
+    /// 50–150 ms apart): directive broadcast-to-commit latency and the scheduling loop's
+    /// reaction to a dead endpoint, side by side.
+    #[command(
+        after_help = "Examples:\n  hashmesh-testnet bench-wan --cometbft ~/.cache/hashmesh/tools/bin/cometbft\n  hashmesh-testnet bench-wan --cometbft ~/.cache/hashmesh/tools/bin/cometbft --directives 10 --json"
+    )]
+    BenchWan {
+        /// The cometbft binary.
+        #[arg(long, env = "HASHMESH_COMETBFT")]
+        cometbft: PathBuf,
+        /// Directives timed per cluster.
+        #[arg(long, default_value_t = 20)]
+        directives: usize,
+        /// Working directory for the clusters (wiped first and at the end).
+        #[arg(long, default_value = "target/bench-wan")]
+        work_dir: PathBuf,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// `hashmesh audit verify` over a long history beside fetching the same blocks only: a
     /// fresh cluster makes `--blocks` blocks (a route every blocks/20), then both reads run.
     #[command(
@@ -443,6 +463,19 @@ fn run(cli: Cli) -> Result<i32> {
                 print!("{}", hashmesh_testnet::faults::render(&report));
             }
             Ok(i32::from(!report.ok))
+        }
+        Cmd::BenchWan { cometbft, directives, work_dir, json } => {
+            if directives == 0 {
+                bail!("--directives must be at least 1");
+            }
+            let toxiproxy = hashmesh_testnet::links::toxiproxy()?;
+            let rows = hashmesh_testnet::bench_wan::run(&cometbft, &toxiproxy, &work_dir, directives)?;
+            if json {
+                print_json(&serde_json::to_value(&rows)?);
+            } else {
+                print!("{}", hashmesh_testnet::bench_wan::render(&rows));
+            }
+            Ok(0)
         }
         Cmd::BenchAudit { cometbft, validators, blocks, work_dir, json } => {
             if validators == 0 {
