@@ -58,6 +58,9 @@ pub struct FaultSpec {
     pub partitions: usize,
     /// Directives per second the generator sends.
     pub load_per_sec: f64,
+    /// Time between perturbations (`None`: 0.5–3 s drawn from the seed; the soak uses a
+    /// minute).
+    pub every: Option<Duration>,
 }
 
 /// One row of the table: a kind of perturbation and what held.
@@ -380,7 +383,8 @@ pub fn run(dir: &Path, spec: &FaultSpec) -> Result<FaultReport> {
     let mut rows: BTreeMap<&str, FaultRow> = BTreeMap::new();
     let mut crashes = 0u64;
     for (step, kind) in plan.iter().enumerate() {
-        std::thread::sleep(rng.millis(500, 3_000));
+        let wait = rng.millis(500, 3_000);
+        std::thread::sleep(spec.every.unwrap_or(wait));
         resolve(&cluster, &sent);
         let before: Vec<String> = committed(&sent);
         let from = cluster.nodes.iter().map(height).max().unwrap_or(0);

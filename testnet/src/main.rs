@@ -244,6 +244,22 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// The fault suite at one perturbation a minute for --minutes, with every process's
+    /// resident memory sampled every 10 s and checked against named bounds.
+    #[command(
+        after_help = "Examples:\n  testnet/up --links --no-demo && hashmesh-testnet --dir testnet/.data soak --minutes 30\n  hashmesh-testnet --dir testnet/.data soak --minutes 5 --seed 3 --json"
+    )]
+    Soak {
+        /// How long, minutes (one perturbation each).
+        #[arg(long, default_value_t = 30)]
+        minutes: u64,
+        /// Seed for every random choice (default: from the clock; printed).
+        #[arg(long)]
+        seed: Option<u64>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// The cluster with its p2p links through Toxiproxy, on loopback and WAN-shaped (pools
     /// 50–150 ms apart): directive broadcast-to-commit latency and the scheduling loop's
     /// reaction to a dead endpoint, side by side.
@@ -455,12 +471,29 @@ fn run(cli: Cli) -> Result<i32> {
                 agent_kills,
                 partitions,
                 load_per_sec: load,
+                every: None,
             };
             let report = hashmesh_testnet::faults::run(&dir, &spec)?;
             if json {
                 print_json(&serde_json::to_value(&report)?);
             } else {
                 print!("{}", hashmesh_testnet::faults::render(&report));
+            }
+            Ok(i32::from(!report.ok))
+        }
+        Cmd::Soak { minutes, seed, json } => {
+            if minutes == 0 {
+                bail!("--minutes must be at least 1");
+            }
+            let seed = seed.unwrap_or_else(|| {
+                std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(1, |d| d.as_secs())
+            });
+            let links = hashmesh_testnet::cluster::Cluster::load(&dir)?.is_some_and(|c| c.links.is_some());
+            let report = hashmesh_testnet::soak::run(&dir, minutes, seed, links)?;
+            if json {
+                print_json(&serde_json::to_value(&report)?);
+            } else {
+                print!("{}", hashmesh_testnet::soak::render(&report));
             }
             Ok(i32::from(!report.ok))
         }
