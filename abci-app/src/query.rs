@@ -10,7 +10,7 @@
 //! | `/telemetry` | — | latest report per endpoint, its health and freshness |
 //! | `/directive` | directive id (hex text) | one directive, with its receipts |
 //! | `/history` | [`HistoryFilter`] JSON | a page of directives (with receipts) and a cursor |
-//! | `/store` | a raw state key | its raw value at the query's height; with `prove`, an ICS-23 proof against that height's app hash (answered by the shell) |
+//! | `/store` | a raw state key | its raw value at the query's height; with `prove`, an ICS-23 proof against that height's app hash ([`store`]) |
 //!
 //! Only `/store` answers carry proofs: the others are views over many keys (lists, joins), which
 //! a Merkle proof of single keys cannot cover. `hashmesh audit verify` rebuilds those views from
@@ -27,6 +27,7 @@ use crate::core::model::{
 };
 use crate::core::state::{Counts, GenesisMeta};
 use crate::store::{Store, StoreError};
+use tendermint_proto::v0_38::abci::{RequestQuery, ResponseQuery};
 
 /// The path of raw, provable key lookups.
 pub const STORE_PATH: &str = "/store";
@@ -387,4 +388,50 @@ fn history(store: &Store, f: &HistoryFilter) -> Result<HistoryPage, QueryFailure
         }
     }
     Ok(HistoryPage { directives: out, next })
+}
+
+/// `/store`: the raw value under the key in `data` at `req.height` (0: the last committed
+/// height), with an ICS-23 proof against the app hash of that height (in the header of the
+/// next block) when `prove` is set. An absent key answers `NOT_FOUND` with an absence proof.
+///
+/// # Errors
+/// [`StoreError`] on a storage fault (the node stops).
+pub fn store(store: &Store, req: &RequestQuery, last: u64) -> Result<ResponseQuery, StoreError> {
+    let refuse = |code, log: String| ResponseQuery { code, log, ..Default::default() };
+    let version = match u64::try_from(req.height) {
+        Ok(0) => last,
+        Ok(h) if h <= last => h,
+        _ => {
+            return Ok(refuse(
+                code::BAD_REQUEST,
+                format!("height {} is not a committed height (0..={last}; 0 means the last)", req.height),
+            ))
+        }
+    };
+    if req.data.is_empty() || req.data.len() > STORE_KEY_BYTES_MAX {
+        return Ok(refuse(code::BAD_REQUEST, format!("the key (query data) must be 1..={STORE_KEY_BYTES_MAX} bytes")));
+    }
+    let Some((value, proof)) = store.prove(&req.data, version)? else {
+        return Ok(refuse(code::NOT_FOUND, format!("height {version} is not in the state tree")));
+    };
+    let proof_ops = req.prove.then(|| tendermint_proto::v0_38::crypto::ProofOps {
+        ops: vec![tendermint_proto::v0_38::crypto::ProofOp {
+            r#type: crate::core::commitment::PROOF_OP_TYPE.into(),
+            key: req.data.to_vec(),
+            data: crate::core::commitment::encode_proof(&proof),
+        }],
+    });
+    let (code, log) = match &value {
+        Some(_) => (0, String::new()),
+        None => (code::NOT_FOUND, "no value under this key".to_owned()),
+    };
+    Ok(ResponseQuery {
+        code,
+        log,
+        key: req.data.clone(),
+        value: value.unwrap_or_default().into(),
+        proof_ops,
+        height: i64::try_from(version).expect("height fits i64"),
+        ..Default::default()
+    })
 }

@@ -353,55 +353,6 @@ pub trait PreverifyBatch {
     fn preverify(&self, txs: &[&[u8]]);
 }
 
-impl AppHandle {
-    /// `/store`: the raw value under the key in `data` at `req.height` (0: the last committed
-    /// height), with an ICS-23 proof against the app hash of that height (in the header of the
-    /// next block) when `prove` is set. An absent key answers `NOT_FOUND` with an absence proof.
-    fn query_store(&self, req: &RequestQuery, last: u64) -> ResponseQuery {
-        let refuse = |code, log: String| ResponseQuery { code, log, ..Default::default() };
-        let version = match u64::try_from(req.height) {
-            Ok(0) => last,
-            Ok(h) if h <= last => h,
-            _ => {
-                return refuse(
-                    query::code::BAD_REQUEST,
-                    format!("height {} is not a committed height (0..={last}; 0 means the last)", req.height),
-                )
-            }
-        };
-        if req.data.is_empty() || req.data.len() > query::STORE_KEY_BYTES_MAX {
-            return refuse(
-                query::code::BAD_REQUEST,
-                format!("the key (query data) must be 1..={} bytes", query::STORE_KEY_BYTES_MAX),
-            );
-        }
-        let Some((value, proof)) = self.store.prove(&req.data, version).unwrap_or_else(|e| fatal(&e.to_string()))
-        else {
-            return refuse(query::code::NOT_FOUND, format!("height {version} is not in the state tree"));
-        };
-        let proof_ops = req.prove.then(|| tendermint_proto::v0_38::crypto::ProofOps {
-            ops: vec![tendermint_proto::v0_38::crypto::ProofOp {
-                r#type: crate::core::commitment::PROOF_OP_TYPE.into(),
-                key: req.data.to_vec(),
-                data: crate::core::commitment::encode_proof(&proof),
-            }],
-        });
-        let (code, log) = match &value {
-            Some(_) => (0, String::new()),
-            None => (query::code::NOT_FOUND, "no value under this key".to_owned()),
-        };
-        ResponseQuery {
-            code,
-            log,
-            key: req.data.clone(),
-            value: value.unwrap_or_default().into(),
-            proof_ops,
-            height: i64::try_from(version).expect("height fits i64"),
-            ..Default::default()
-        }
-    }
-}
-
 impl Application for AppHandle {
     /// Reports what is on disk, never a finalized-but-uncommitted block: CometBFT's handshake
     /// replays from here, and `/abci_info` may arrive between `FinalizeBlock` and `Commit`.
@@ -444,7 +395,7 @@ impl Application for AppHandle {
     fn query(&self, req: RequestQuery) -> ResponseQuery {
         let height = self.store.last_committed().unwrap_or_else(|e| fatal(&e.to_string())).map_or(0, |(h, _)| h);
         if req.path == query::STORE_PATH {
-            return self.query_store(&req, height);
+            return query::store(&self.store, &req, height).unwrap_or_else(|e| fatal(&e.to_string()));
         }
         let height = i64::try_from(height).expect("height fits i64");
         if req.prove {
