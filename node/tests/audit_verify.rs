@@ -9,7 +9,7 @@
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
-use std::process::{Child, Command};
+use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -20,26 +20,14 @@ use hashmesh_abci::core::model::Assignment;
 use hashmesh_node::rpc::Rpc;
 use hashmesh_protocol::codec;
 use hashmesh_testnet::install::cometbft;
-use hashmesh_testnet::{self as testnet, procs, Cluster, ClusterSpec};
+use hashmesh_testnet::{self as testnet, procs, ClusterSpec};
 use serde_json::Value;
+
+mod common;
+use common::Processes;
 
 const HASHMESH: &str = env!("CARGO_BIN_EXE_hashmesh");
 const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
-
-struct Processes {
-    cluster: Cluster,
-    children: Vec<Child>,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Processes {
-    fn drop(&mut self) {
-        for c in &mut self.children {
-            let _ = c.kill(); // by the pid we spawned
-            let _ = c.wait();
-        }
-    }
-}
 
 /// One lie the fake RPC tells.
 #[derive(Debug, Clone)]
@@ -231,22 +219,12 @@ fn tx(args: &[&str], node: &testnet::NodeInfo) -> Value {
 #[test]
 fn an_honest_node_verifies_and_each_lie_is_caught_and_named() {
     let dir = tempfile::tempdir().unwrap();
-    let cluster = testnet::generate(&ClusterSpec {
-        dir: dir.path().join("cluster"),
-        validators: 4,
-        chain_id: "hashmesh-audit".into(),
-        base_port: None,
-        cometbft: cometbft(),
-        hashmesh: PathBuf::from(HASHMESH),
-        node_args: vec!["start".into()],
-        timeout_commit: "200ms".into(),
-        vote_window_blocks: 200,
-        kvstore: false,
-        scheduler: None,
-        agents_per_node: 0,
-        stratum: None,
-        simulated: None,
-    })
+    let cluster = testnet::generate(&ClusterSpec::validators_only(
+        dir.path().join("cluster"),
+        "hashmesh-audit",
+        cometbft(),
+        PathBuf::from(HASHMESH),
+    ))
     .expect("generate cluster");
     let mut p = Processes { cluster, children: Vec::new(), _dir: dir };
     for i in 0..4 {

@@ -5,30 +5,18 @@
 //! by its pid on exit.
 
 use std::path::PathBuf;
-use std::process::{Child, Command};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use hashmesh_node::rpc::Rpc;
 use hashmesh_protocol::{signing, PoolKey, SignedTx};
 use hashmesh_testnet::install::cometbft;
-use hashmesh_testnet::{self as testnet, procs, Cluster, ClusterSpec};
+use hashmesh_testnet::{self as testnet, procs, ClusterSpec};
+
+mod common;
+use common::Processes;
 
 const HASHMESH: &str = env!("CARGO_BIN_EXE_hashmesh");
-
-struct Processes {
-    cluster: Cluster,
-    children: Vec<Child>,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Processes {
-    fn drop(&mut self) {
-        for c in &mut self.children {
-            let _ = c.kill(); // by the pid we spawned
-            let _ = c.wait();
-        }
-    }
-}
 
 fn metric(addr: &str, name: &str) -> u64 {
     hashmesh_plane::host::http::request(addr, "GET", "/metrics", "", Duration::from_secs(5))
@@ -42,22 +30,12 @@ fn metric(addr: &str, name: &str) -> u64 {
 #[test]
 fn one_byzantine_proposer_of_four_commits_nothing_it_forged() {
     let dir = tempfile::tempdir().unwrap();
-    let cluster = testnet::generate(&ClusterSpec {
-        dir: dir.path().join("cluster"),
-        validators: 4,
-        chain_id: "hashmesh-byzantine".into(),
-        base_port: None,
-        cometbft: cometbft(),
-        hashmesh: PathBuf::from(HASHMESH),
-        node_args: vec!["start".into()],
-        timeout_commit: "200ms".into(),
-        vote_window_blocks: 200,
-        kvstore: false,
-        scheduler: None,
-        agents_per_node: 0,
-        stratum: None,
-        simulated: None,
-    })
+    let cluster = testnet::generate(&ClusterSpec::validators_only(
+        dir.path().join("cluster"),
+        "hashmesh-byzantine",
+        cometbft(),
+        PathBuf::from(HASHMESH),
+    ))
     .expect("generate cluster");
     let mut p = Processes { cluster, children: Vec::new(), _dir: dir };
     // Only node 0's processes get the fault (the variable is read by `hashmesh start` alone).

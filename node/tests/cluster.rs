@@ -109,20 +109,8 @@ fn wait_until(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
 fn four_validator_cluster_end_to_end() {
     let dir = tempfile::tempdir().unwrap();
     let cluster = testnet::generate(&ClusterSpec {
-        dir: dir.path().join("cluster"),
-        validators: 4,
-        chain_id: "hashmesh-e2e".into(),
-        base_port: None,
-        cometbft: cometbft(),
-        hashmesh: PathBuf::from(HASHMESH),
-        node_args: vec!["start".into()],
-        timeout_commit: "200ms".into(),
-        vote_window_blocks: 200,
-        kvstore: false,
-        scheduler: None,
         agents_per_node: 2,
-        stratum: None,
-        simulated: None,
+        ..ClusterSpec::validators_only(dir.path().join("cluster"), "hashmesh-e2e", cometbft(), PathBuf::from(HASHMESH))
     })
     .expect("generate cluster");
     let mut p = Processes { children: vec![Vec::new(), Vec::new(), Vec::new(), Vec::new()], cluster, _dir: dir };

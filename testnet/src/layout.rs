@@ -67,6 +67,30 @@ pub struct ClusterSpec {
     pub simulated: Option<Simulated>,
 }
 
+impl ClusterSpec {
+    /// Four validators running `hashmesh start` and nothing else (no agents, traffic, loop or
+    /// simulated pools), 200 ms blocks, free ports: what the cluster tests start from.
+    #[must_use]
+    pub fn validators_only(dir: PathBuf, chain_id: &str, cometbft: PathBuf, hashmesh: PathBuf) -> Self {
+        Self {
+            dir,
+            validators: 4,
+            chain_id: chain_id.to_owned(),
+            base_port: None,
+            cometbft,
+            hashmesh,
+            node_args: vec!["start".into()],
+            timeout_commit: "200ms".into(),
+            vote_window_blocks: 200,
+            kvstore: false,
+            scheduler: None,
+            agents_per_node: 0,
+            stratum: None,
+            simulated: None,
+        }
+    }
+}
+
 /// Pools a benchmark signs for without running them (see [`ClusterSpec::simulated`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Simulated {
