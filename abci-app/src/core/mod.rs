@@ -4,6 +4,7 @@
 //! iteration is over `BTreeMap`/`BTreeSet`; all arithmetic is on sized integers.
 
 pub mod apply;
+pub mod block;
 pub mod commitment;
 pub mod events;
 pub mod genesis;
