@@ -44,6 +44,8 @@ pub mod code {
     pub const NOT_FOUND: u32 = 3;
     /// No genesis yet.
     pub const NOT_INITIALIZED: u32 = 4;
+    /// The height asked for is older than the state history this node keeps.
+    pub const PRUNED: u32 = 5;
 }
 
 /// A query failure: a code and a readable message.
@@ -412,7 +414,14 @@ pub fn store(store: &Store, req: &RequestQuery, last: u64) -> Result<ResponseQue
         return Ok(refuse(code::BAD_REQUEST, format!("the key (query data) must be 1..={STORE_KEY_BYTES_MAX} bytes")));
     }
     let Some((value, proof)) = store.prove(&req.data, version)? else {
-        return Ok(refuse(code::NOT_FOUND, format!("height {version} is not in the state tree")));
+        let oldest = store.oldest_provable(last);
+        return Ok(refuse(
+            code::PRUNED,
+            format!(
+                "height {version} is no longer in this node's state history: it proves heights {oldest}..={last} \
+                 ([store] keep_heights); ask a node that keeps every height (keep_heights = 0)"
+            ),
+        ));
     };
     let proof_ops = req.prove.then(|| tendermint_proto::v0_38::crypto::ProofOps {
         ops: vec![tendermint_proto::v0_38::crypto::ProofOp {

@@ -47,11 +47,44 @@ pub type Proved = (Option<Vec<u8>>, ics23::CommitmentProof);
 /// A `(key, value)` pair as stored.
 pub type Entry = (Vec<u8>, Vec<u8>);
 
+/// How much memory and history the store keeps (`[store]` in the node's config, ADR 0015).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StoreOptions {
+    /// sled's page cache, bytes.
+    pub cache_bytes: u64,
+    /// State-tree versions kept for proofs: the last `keep_heights` heights can be proven at;
+    /// older tree nodes and replaced values are deleted as blocks commit. 0 keeps every version
+    /// (an archive node). Current records are never pruned.
+    pub keep_heights: u64,
+}
+
+impl StoreOptions {
+    /// The default page cache: 128 MiB.
+    pub const CACHE_BYTES_DEFAULT: u64 = 128 * 1024 * 1024;
+    /// The default history: 100 000 heights (about 6 days at 5 s blocks).
+    pub const KEEP_HEIGHTS_DEFAULT: u64 = 100_000;
+    /// The least history that still lets the next block build on the last one and a proof be
+    /// checked against the header that follows it.
+    pub const KEEP_HEIGHTS_MIN: u64 = 2;
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        Self { cache_bytes: Self::CACHE_BYTES_DEFAULT, keep_heights: Self::KEEP_HEIGHTS_DEFAULT }
+    }
+}
+
+/// At most this many stale index entries are pruned per commit, so a node that turns pruning
+/// on (or lowers `keep_heights`) over a long history catches up over several blocks instead of
+/// in one huge batch.
+pub const PRUNE_PER_COMMIT_MAX: usize = 20_000;
+
 /// The committed state on disk. Cheap to clone; clones share the database.
 #[derive(Clone)]
 pub struct Store {
     db: sled::Db,
     path: String,
+    keep_heights: u64,
 }
 
 impl std::fmt::Debug for Store {
@@ -61,19 +94,46 @@ impl std::fmt::Debug for Store {
 }
 
 impl Store {
-    /// Open (or create) the store in directory `path`.
+    /// Open (or create) the store in directory `path` with the default [`StoreOptions`].
     ///
     /// # Errors
     /// [`StoreError`] if sled cannot open it (permissions, another process holds it).
     pub fn open(path: &Path) -> Result<Self, StoreError> {
+        Self::open_with(path, StoreOptions::default())
+    }
+
+    /// Open (or create) the store in directory `path`.
+    ///
+    /// # Errors
+    /// [`StoreError`] if sled cannot open it (permissions, another process holds it).
+    ///
+    /// # Panics
+    /// If `options.keep_heights` is 1 (the configuration refuses it before).
+    pub fn open_with(path: &Path, options: StoreOptions) -> Result<Self, StoreError> {
+        assert!(
+            options.keep_heights == 0 || options.keep_heights >= StoreOptions::KEEP_HEIGHTS_MIN,
+            "keep_heights must be 0 or at least {}",
+            StoreOptions::KEEP_HEIGHTS_MIN
+        );
         let p = path.display().to_string();
         let db = sled::Config::new()
             .path(path)
-            .cache_capacity(256 * 1024 * 1024)
+            .cache_capacity(options.cache_bytes)
             .mode(sled::Mode::HighThroughput)
             .open()
             .map_err(|source| StoreError::Io { path: p.clone(), source })?;
-        Ok(Self { db, path: p })
+        Ok(Self { db, path: p, keep_heights: options.keep_heights })
+    }
+
+    /// The oldest height whose state can still be proven once `last` is committed (0 on an
+    /// archive node).
+    #[must_use]
+    pub fn oldest_provable(&self, last: u64) -> u64 {
+        if self.keep_heights == 0 {
+            0
+        } else {
+            last.saturating_sub(self.keep_heights - 1)
+        }
     }
 
     fn err(&self, source: sled::Error) -> StoreError {
@@ -148,10 +208,55 @@ impl Store {
                 None => vec![0u8],
             };
             batch.insert(tree_key(keys::TREE_VALUE, &hash.0, Some(*version)), stored);
+            // The value this one replaces is still read by older versions: index it for pruning.
+            if let Some(replaced) = self.value_version_before(hash, *version)? {
+                batch.insert(stale_value_key(*version, hash, replaced), &[1u8][..]);
+            }
+        }
+        for stale in &tree.stale_node_index_batch {
+            let mut k = keys::TREE_STALE_NODE.to_vec();
+            k.extend_from_slice(&stale.stale_since_version.to_be_bytes());
+            k.extend_from_slice(&node_key(&stale.node_key)[keys::TREE_NODE.len()..]);
+            batch.insert(k, &[1u8][..]);
+        }
+        if self.keep_heights != 0 {
+            self.prune(&mut batch, self.oldest_provable(height))?;
         }
         batch.insert(keys::META_LAST, codec::encode(&(height, *app_hash)));
         self.db.apply_batch(batch).map_err(|e| self.err(e))?;
         self.db.flush().map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    /// The newest version below `version` at which the value under `hash` was written.
+    fn value_version_before(&self, hash: &KeyHash, version: Version) -> Result<Option<Version>, StoreError> {
+        let start = tree_key(keys::TREE_VALUE, &hash.0, Some(0));
+        let end = tree_key(keys::TREE_VALUE, &hash.0, Some(version));
+        let Some(found) = self.db.range(start..end).next_back() else { return Ok(None) };
+        let (k, _) = found.map_err(|e| self.err(e))?;
+        let tail: [u8; 8] = k[k.len() - 8..].try_into().expect("8 bytes");
+        Ok(Some(u64::from_be_bytes(tail)))
+    }
+
+    /// Delete the tree nodes and values that no version from `oldest` on reads: those replaced
+    /// at or before `oldest` (at most [`PRUNE_PER_COMMIT_MAX`] of them per call).
+    fn prune(&self, batch: &mut sled::Batch, oldest: u64) -> Result<(), StoreError> {
+        let mut budget = PRUNE_PER_COMMIT_MAX;
+        for (index, value_entries) in [(keys::TREE_STALE_NODE, false), (keys::TREE_STALE_VALUE, true)] {
+            let end = [index, &(oldest + 1).to_be_bytes()[..]].concat();
+            for entry in self.db.range(index.to_vec()..end).take(budget) {
+                let (k, _) = entry.map_err(|e| self.err(e))?;
+                let rest = &k[index.len() + 8..];
+                if value_entries {
+                    let (hash, version) = rest.split_at(32);
+                    batch.remove([keys::TREE_VALUE, hash, version].concat());
+                } else {
+                    batch.remove([keys::TREE_NODE, rest].concat());
+                }
+                batch.remove(k);
+                budget -= 1;
+            }
+        }
         Ok(())
     }
 
@@ -186,6 +291,14 @@ fn tree_key(prefix: &[u8], hash: &[u8; 32], version: Option<u64>) -> Vec<u8> {
     if let Some(v) = version {
         k.extend_from_slice(&v.to_be_bytes());
     }
+    k
+}
+
+fn stale_value_key(since: Version, hash: &KeyHash, replaced: Version) -> Vec<u8> {
+    let mut k = keys::TREE_STALE_VALUE.to_vec();
+    k.extend_from_slice(&since.to_be_bytes());
+    k.extend_from_slice(&hash.0);
+    k.extend_from_slice(&replaced.to_be_bytes());
     k
 }
 

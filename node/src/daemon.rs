@@ -44,7 +44,8 @@ pub fn run_with(home: &Home, synthetic: Option<Box<dyn TelemetrySource>>) -> Res
     inject_panic_if_asked()?;
     let dir = home.state_dir();
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-    let store = Store::open(&dir)
+    let options = home.config.store.options()?;
+    let store = Store::open_with(&dir, options)
         .with_context(|| format!("opening state in {}; is another `hashmesh start` using this home?", dir.display()))?;
     let app = AppHandle::new(store).context("loading committed state")?;
     if std::env::var_os("HASHMESH_FAULT_BYZANTINE_PROPOSER").is_some() {

@@ -39,6 +39,49 @@ pub struct Config {
     /// The instruction plane (QUIC to agents).
     #[serde(default)]
     pub plane: PlaneSettings,
+    /// The state store's memory and history.
+    #[serde(default)]
+    pub store: StoreSettings,
+}
+
+/// `[store]` in `config.toml`: how much memory and state history the node keeps (ADR 0015).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StoreSettings {
+    /// sled's page cache, MiB.
+    pub cache_mib: u64,
+    /// Heights whose state can be proven (`/store` at a height, `audit verify --to-height`);
+    /// older state-tree versions are pruned as blocks commit. 0 keeps every height (archive).
+    /// Blocks themselves are CometBFT's and are never pruned by this.
+    pub keep_heights: u64,
+}
+
+impl Default for StoreSettings {
+    fn default() -> Self {
+        let d = hashmesh_abci::store::StoreOptions::default();
+        Self { cache_mib: d.cache_bytes >> 20, keep_heights: d.keep_heights }
+    }
+}
+
+impl StoreSettings {
+    /// The store's options.
+    ///
+    /// # Errors
+    /// If `keep_heights` is 1 or the cache is 0 or absurdly large.
+    pub fn options(&self) -> Result<hashmesh_abci::store::StoreOptions> {
+        use hashmesh_abci::store::StoreOptions;
+        if self.keep_heights != 0 && self.keep_heights < StoreOptions::KEEP_HEIGHTS_MIN {
+            bail!(
+                "[store] keep_heights = {} keeps too little: use 0 (every height) or at least {}",
+                self.keep_heights,
+                StoreOptions::KEEP_HEIGHTS_MIN
+            );
+        }
+        if !(1..=1 << 20).contains(&self.cache_mib) {
+            bail!("[store] cache_mib = {} is out of range: use 1..=1048576 (MiB)", self.cache_mib);
+        }
+        Ok(StoreOptions { cache_bytes: self.cache_mib << 20, keep_heights: self.keep_heights })
+    }
 }
 
 /// `[plane]` in `config.toml`.
@@ -99,6 +142,7 @@ impl Config {
                 listen: Some(SocketAddr::from(([127, 0, 0, 1], 26658))),
                 ..PlaneSettings::default()
             },
+            store: StoreSettings::default(),
         }
     }
 }
@@ -233,5 +277,20 @@ mod tests {
         assert!(Home::init(dir.path(), Config::new("pool-a")).is_err());
         fs::set_permissions(dir.path().join(KEY_FILE), fs::Permissions::from_mode(0o644)).unwrap();
         assert!(Home::load(dir.path()).unwrap().signing_key().is_err());
+    }
+
+    #[test]
+    fn store_settings_default_and_refuse_what_cannot_work() {
+        let d = StoreSettings::default().options().unwrap();
+        assert_eq!((d.cache_bytes, d.keep_heights), (128 << 20, 100_000));
+        let archive = StoreSettings { cache_mib: 64, keep_heights: 0 }.options().unwrap();
+        assert_eq!((archive.cache_bytes, archive.keep_heights), (64 << 20, 0));
+        let e = StoreSettings { cache_mib: 64, keep_heights: 1 }.options().unwrap_err().to_string();
+        assert!(e.contains("keep_heights = 1") && e.contains("at least 2"), "{e}");
+        let e = StoreSettings { cache_mib: 0, keep_heights: 10 }.options().unwrap_err().to_string();
+        assert!(e.contains("cache_mib = 0"), "{e}");
+        let text = "moniker = \"x\"\nabci_listen = \"127.0.0.1:1\"\nrpc = \"http://127.0.0.1:2\"\nstate_dir = \"s\"\n\n[store]\nkeep_heights = 500\n";
+        let c: Config = toml::from_str(text).unwrap();
+        assert_eq!(c.store, StoreSettings { cache_mib: 128, keep_heights: 500 });
     }
 }

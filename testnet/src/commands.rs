@@ -173,6 +173,16 @@ pub fn up(dir: &Path, validators: usize, cometbft: &Path, base_port: u16, opts: 
             l.api,
             if wan { format!(" (WAN: {})", crate::links::describe(l).join(", ")) } else { String::new() }
         );
+        if wan {
+            let count = |k| l.links.iter().filter(|x| x.kind == k).count();
+            println!(
+                "  WAN also on {} agent-to-foreign-endpoint Stratum links (Toxiproxy) and {} node-to-node plane links \
+                 (UDP relay, pid {})",
+                count(crate::links::LinkKind::Stratum),
+                count(crate::links::LinkKind::Plane),
+                l.relay_pid
+            );
+        }
     }
     for i in 0..cluster.nodes.len() {
         procs::start_node(&mut cluster, i, true)?;
@@ -270,7 +280,9 @@ pub fn down(dir: &Path, wipe: bool) -> Result<i32> {
         }
         if let Some(l) = c.links.as_mut() {
             procs::stop_pid(l.pid, Duration::from_secs(5));
+            procs::stop_pid(l.relay_pid, Duration::from_secs(5));
             l.pid = 0;
+            l.relay_pid = 0;
         }
         c.save()?;
         println!("stopped {} nodes", c.nodes.len());

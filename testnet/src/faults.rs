@@ -22,7 +22,10 @@
 //! proof of `m:genesis`) and it is the app hash in the next header; every directive the
 //! generator saw committed before the perturbation is in the perturbed node's state. At the
 //! end: every generated directive that committed is in every node's state, no transaction is in
-//! two blocks, and `audit verify` from the genesis file passes against every node.
+//! two blocks, every agent's routing table converges to the committed assignments of its groups
+//! and it applied no more routes than the chain committed for them (a route applied twice in
+//! effect would count twice), and `audit verify` from the genesis file passes against every
+//! node.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -453,13 +456,27 @@ pub fn run(dir: &Path, spec: &FaultSpec) -> Result<FaultReport> {
             present(n, &ids),
         );
     }
+    // The agents' tables, read before the walk's end height, so that everything they applied
+    // was committed at or below it.
+    let agents = agents_converged(&cluster);
     let end = cluster.nodes.iter().map(height).min().unwrap_or(0);
     let walked = walk_blocks(&cluster.nodes[0], end);
-    let receipts = walked.as_ref().map_or(0, |n| *n);
+    let receipts = walked.as_ref().map_or(0, |w| w.receipts);
+    let routes = walked.as_ref().map(|w| w.routes.clone()).unwrap_or_default();
     check(
         format!("no transaction in two blocks, every committed receipt ({receipts}) in the state (heights 1..={end})"),
         walked.map(|_| ()),
     );
+    let agent_count = cluster.nodes.iter().map(|n| n.agents.len()).sum::<usize>();
+    if agent_count > 0 {
+        check(
+            format!(
+                "every agent's ({agent_count}) routes are the committed assignments; none applied more routes than \
+                 committed for its groups"
+            ),
+            agents.and_then(|states| applied_at_most_committed(&states, &routes)),
+        );
+    }
     for n in &cluster.nodes {
         let genesis = Trust::Genesis(n.home.join("config/genesis.json"));
         let r = verify::run(&Rpc::new(&n.rpc), &genesis, &VerifyOptions::default()).and_then(|v| {
@@ -489,12 +506,78 @@ pub fn run(dir: &Path, spec: &FaultSpec) -> Result<FaultReport> {
     })
 }
 
+/// An agent's name and its persisted table.
+type AgentTables = Vec<(String, Vec<String>, hashmesh_plane::core::agent::AgentState)>;
+
+/// Wait (up to 30 s) until every agent's persisted routes name the directives of its groups'
+/// committed assignments (the scheduling loops keep moving them, so a mismatch is retried).
+fn agents_converged(cluster: &Cluster) -> Result<AgentTables> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let mut tables = Vec::new();
+        let mut differ = Vec::new();
+        for n in &cluster.nodes {
+            let rpc = Rpc::new(&n.rpc);
+            for (k, a) in n.agents.iter().enumerate() {
+                let name = format!("{}/agent-{}", n.name, k + 1);
+                let state = hashmesh_agent::home::load_state(&a.home)?;
+                for g in &a.groups {
+                    let key = keys::assignment(&g.parse()?);
+                    let committed = rpc.proved_key(&key, 0)?;
+                    let want = (committed.code == 0)
+                        .then(|| {
+                            hashmesh_protocol::codec::decode_trusted::<hashmesh_abci::core::model::Assignment>(
+                                &committed.value,
+                            )
+                        })
+                        .transpose()
+                        .map_err(|e| anyhow!("assignment of {g}: {e}"))?
+                        .map(|x| x.directive);
+                    let have = state.routes.get(&g.parse()?).map(|r| r.directive);
+                    if want != have {
+                        differ.push(format!("{name} {g}: applied {have:?}, committed {want:?}"));
+                    }
+                }
+                tables.push((name, a.groups.clone(), state));
+            }
+        }
+        if differ.is_empty() {
+            return Ok(tables);
+        }
+        if Instant::now() > deadline {
+            bail!("agents did not converge in 30 s: {}", differ.join("; "));
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+/// Each agent's count of routes that took effect is at most the routes committed for its groups.
+fn applied_at_most_committed(tables: &AgentTables, routes: &BTreeMap<String, usize>) -> Result<()> {
+    for (name, groups, state) in tables {
+        let committed: usize = groups.iter().map(|g| routes.get(g).copied().unwrap_or(0)).sum();
+        if state.applied_count > committed as u64 {
+            bail!("{name} applied {} routes; the chain committed {committed} for its groups", state.applied_count);
+        }
+    }
+    Ok(())
+}
+
+/// What [`walk_blocks`] found.
+struct Walk {
+    /// Receipt entries recorded.
+    receipts: usize,
+    /// Applied routes per group.
+    routes: BTreeMap<String, usize>,
+}
+
 /// Walk blocks `1..=end` on `n`: no transaction in two blocks; every receipt entry of an applied
-/// `Receipt` transaction is recorded in the state (none lost to a restart). How many entries.
-fn walk_blocks(n: &crate::cluster::NodeInfo, end: u64) -> Result<usize> {
+/// `Receipt` transaction is recorded in the state (none lost to a restart). How many entries,
+/// and how many routes each group was given.
+fn walk_blocks(n: &crate::cluster::NodeInfo, end: u64) -> Result<Walk> {
     let rpc = Rpc::new(&n.rpc);
     let mut seen: BTreeSet<[u8; 32]> = BTreeSet::new();
     let mut receipts: BTreeSet<Vec<u8>> = BTreeSet::new();
+    let mut routes: BTreeMap<String, usize> = BTreeMap::new();
     for h in 1..=end {
         let txs = rpc.raw_block(h)?.data;
         let results = rpc.committed_results(h)?;
@@ -504,8 +587,12 @@ fn walk_blocks(n: &crate::cluster::NodeInfo, end: u64) -> Result<usize> {
                 bail!("transaction {} is in block {h} and in an earlier one", hex::encode(id.0));
             }
             if let (0, Ok(t)) = (r.code, hashmesh_protocol::SignedTx::decode(tx)) {
-                if let Body::Receipt { receipts: entries } = t.body {
-                    receipts.extend(entries.iter().map(|e| keys::receipt(&e.directive, &e.agent)));
+                match t.body {
+                    Body::Receipt { receipts: entries } => {
+                        receipts.extend(entries.iter().map(|e| keys::receipt(&e.directive, &e.agent)));
+                    }
+                    Body::Route { group, .. } => *routes.entry(group.to_string()).or_default() += 1,
+                    _ => {}
                 }
             }
         }
@@ -516,7 +603,7 @@ fn walk_blocks(n: &crate::cluster::NodeInfo, end: u64) -> Result<usize> {
             bail!("a committed receipt ({}) is not in the state", hex::encode(key));
         }
     }
-    Ok(receipts.len())
+    Ok(Walk { receipts: receipts.len(), routes })
 }
 
 /// The table.

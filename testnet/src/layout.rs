@@ -32,6 +32,10 @@ fn stratum_ports(spec: &ClusterSpec) -> usize {
 }
 /// Endpoints (and groups) per generated pool.
 const ENDPOINTS_PER_POOL: usize = 2;
+/// Each testnet node's state-store page cache, MiB (`[store] cache_mib`; production: 128).
+pub const TESTNET_STORE_CACHE_MIB: u64 = 32;
+/// Heights each testnet node can prove state at (`[store] keep_heights`; production: 100 000).
+pub const TESTNET_KEEP_HEIGHTS: u64 = 1_000;
 
 /// What to generate.
 #[derive(Debug, Clone)]
@@ -205,6 +209,13 @@ pub fn generate(spec: &ClusterSpec) -> Result<Cluster> {
         cfg.metrics_listen = Some(local(metrics));
         // QUIC is UDP: the plane shares the ABCI port number without clashing.
         cfg.plane.listen = Some(local(abci));
+        // A small node: four of them share one machine, and with its short blocks the testnet
+        // makes in minutes the history a production node makes in days, so the store reaches
+        // its steady size (cache full, history pruned) within a soak's first third.
+        cfg.store = hashmesh_node::home::StoreSettings {
+            cache_mib: TESTNET_STORE_CACHE_MIB,
+            keep_heights: TESTNET_KEEP_HEIGHTS,
+        };
         let endpoints: Vec<String> = (1..=ENDPOINTS_PER_POOL).map(|e| format!("{name}/ep-{e}")).collect();
         let groups: Vec<String> = (1..=ENDPOINTS_PER_POOL).map(|g| format!("{name}/g-{g}")).collect();
         let stratum: Vec<EndpointInfo> = if spec.stratum.is_some() {

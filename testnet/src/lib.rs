@@ -35,6 +35,7 @@ pub mod procs;
 pub mod soak;
 pub mod synthetic;
 pub mod traffic;
+pub mod udp_delay;
 
 pub use cluster::{Cluster, NodeInfo};
 pub use layout::{generate, ClusterSpec};

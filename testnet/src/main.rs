@@ -260,6 +260,10 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// Relay the cluster's plane links between nodes with their WAN delay (started by
+    /// `up --wan`; QUIC is UDP, which Toxiproxy cannot carry). Runs until stopped.
+    #[command(hide = true)]
+    WanRelay,
     /// The cluster with its p2p links through Toxiproxy, on loopback and WAN-shaped (pools
     /// 50–150 ms apart): directive broadcast-to-commit latency and the scheduling loop's
     /// reaction to a dead endpoint, side by side.
@@ -480,6 +484,14 @@ fn run(cli: Cli) -> Result<i32> {
                 print!("{}", hashmesh_testnet::faults::render(&report));
             }
             Ok(i32::from(!report.ok))
+        }
+        Cmd::WanRelay => {
+            let cluster = hashmesh_testnet::Cluster::load(&dir)?.context("no cluster here; run testnet/up --wan")?;
+            let links = cluster.links.as_ref().context("this cluster has no links; run testnet/up --wan")?;
+            let relays = hashmesh_testnet::links::relays(links)?;
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            rt.block_on(hashmesh_testnet::udp_delay::serve_all(relays))?;
+            Ok(0)
         }
         Cmd::Soak { minutes, seed, json } => {
             if minutes == 0 {

@@ -17,6 +17,12 @@ pub const TREE_NODE: &[u8] = b"\x00n";
 pub const TREE_VALUE: &[u8] = b"\x00v";
 /// Prefix of the state tree's key preimages (`0x00 'k'` + key hash).
 pub const TREE_PREIMAGE: &[u8] = b"\x00k";
+/// Prefix of the index of tree nodes no longer in the newest version (`0x00 's'` + the version
+/// that replaced it, big-endian + the node key, borsh): what pruning deletes, oldest first.
+pub const TREE_STALE_NODE: &[u8] = b"\x00s";
+/// Prefix of the index of replaced tree values (`0x00 'x'` + the version that replaced it,
+/// big-endian + key hash + the replaced value's version, big-endian).
+pub const TREE_STALE_VALUE: &[u8] = b"\x00x";
 
 /// Prefix of [`pool`] keys.
 pub const POOL: &[u8] = b"p:";

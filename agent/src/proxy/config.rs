@@ -123,6 +123,18 @@ impl StratumConfig {
         hashmesh_plane::host::files::create_secret_file(&home.join(STRATUM_FILE), &serde_json::to_string_pretty(self)?)
     }
 
+    /// Replace it (0600, atomically): tooling that edits an agent's configuration.
+    ///
+    /// # Errors
+    /// If it is inconsistent or cannot be written.
+    pub fn save(&self, home: &Path) -> Result<()> {
+        self.check()?;
+        hashmesh_plane::host::files::write_atomic_private(
+            &home.join(STRATUM_FILE),
+            serde_json::to_string_pretty(self)?.as_bytes(),
+        )
+    }
+
     fn check(&self) -> Result<()> {
         if self.groups.is_empty() {
             bail!("\"groups\" is empty: list the miner groups this agent serves");

@@ -383,6 +383,11 @@ fn proved(
     let value = match a.code {
         0 => Some(a.value.as_slice()),
         code::NOT_FOUND => None,
+        code::PRUNED => anyhow::bail!(
+            "the node no longer keeps the state at height {height} to prove it: {}; verify an earlier \
+             --to-height against a node that keeps every height ([store] keep_heights = 0), or pass --no-state",
+            a.log
+        ),
         c => {
             failures.push(fail(format!("key {}: refused (code {c}): {}", checks::printable(key), a.log)));
             return Ok(None);
