@@ -206,38 +206,75 @@ fn ports(home: &Home, node_running: bool) -> Vec<Check> {
         .collect()
 }
 
-/// Each `[plane.peers]` address completes a handshake with the pool key it is listed under.
-fn peers(home: &Home, key: &SigningKey) -> Vec<Check> {
-    if home.config.plane.peers.is_empty() {
-        return Vec::new();
-    }
-    let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else {
-        return vec![check("plane peers", Level::Warn, "could not start a runtime to try them", None)];
-    };
-    let Ok(id) = key_identity(key) else {
-        return vec![check("plane peers", Level::Warn, "could not build this node's TLS identity", None)];
-    };
-    home.config
+/// How a handshake with one `[plane.peers]` entry went.
+#[derive(Debug)]
+pub enum PeerHandshake {
+    /// It proved the listed pool key; how long the QUIC + TLS handshake took.
+    Proved(std::time::Duration),
+    /// It answered but the handshake failed.
+    Failed(anyhow::Error),
+    /// No answer within the wait.
+    Silent,
+}
+
+/// Try a plane handshake with every `[plane.peers]` entry of `home`, signing as `key`.
+///
+/// # Errors
+/// If no runtime or TLS identity can be built.
+pub fn peer_handshakes(
+    home: &Home,
+    key: &SigningKey,
+) -> anyhow::Result<Vec<(hashmesh_protocol::PoolId, std::net::SocketAddr, PeerHandshake)>> {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let id = key_identity(key)?;
+    Ok(home
+        .config
         .plane
         .peers
         .iter()
         .map(|(pool, addr)| {
             let trust = Trust::default();
             trust.insert(pool.0, Role::Node);
-            let name = format!("peer {}", &pool.to_hex()[..12]);
+            let t = std::time::Instant::now();
             let tried = rt.block_on(async { tokio::time::timeout(PEER_WAIT, connect(*addr, &id, &trust, ALPN)).await });
-            match tried {
+            let took = t.elapsed();
+            let outcome = match tried {
                 Ok(Ok(conn)) => {
                     conn.close(0u32.into(), b"doctor");
-                    check(&name, Level::Ok, format!("{addr} proved its pool key"), None)
+                    PeerHandshake::Proved(took)
                 }
-                Ok(Err(e)) => check(
+                Ok(Err(e)) => PeerHandshake::Failed(e),
+                Err(_) => PeerHandshake::Silent,
+            };
+            (*pool, *addr, outcome)
+        })
+        .collect())
+}
+
+/// Each `[plane.peers]` address completes a handshake with the pool key it is listed under.
+fn peers(home: &Home, key: &SigningKey) -> Vec<Check> {
+    if home.config.plane.peers.is_empty() {
+        return Vec::new();
+    }
+    let tried = match peer_handshakes(home, key) {
+        Ok(t) => t,
+        Err(e) => return vec![check("plane peers", Level::Warn, format!("could not try them: {e:#}"), None)],
+    };
+    tried
+        .into_iter()
+        .map(|(pool, addr, outcome)| {
+            let name = format!("peer {}", &pool.to_hex()[..12]);
+            match outcome {
+                PeerHandshake::Proved(took) => {
+                    check(&name, Level::Ok, format!("{addr} proved its pool key ({} ms)", took.as_millis()), None)
+                }
+                PeerHandshake::Failed(e) => check(
                     &name,
                     Level::Fail,
                     format!("{addr}: {e:#}"),
                     Some("check the address under [plane.peers] and that pool's `[plane] listen`; its key must be the one listed".into()),
                 ),
-                Err(_) => check(
+                PeerHandshake::Silent => check(
                     &name,
                     Level::Fail,
                     format!("{addr}: no answer within {PEER_WAIT:?}"),

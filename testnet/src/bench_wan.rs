@@ -2,7 +2,10 @@
 //! loopback (no latency added) and once WAN-shaped (`--wan`: pools 50–150 ms apart), each
 //! measured for directive broadcast-to-commit latency (signed routes, `broadcast_tx_sync` until
 //! the commit is visible) and the scheduling loop's reaction (an endpoint's server killed →
-//! the owner's committed assignments no longer route to it).
+//! the owner's committed assignments no longer route to it). Also, for what else crosses pools:
+//! pool-a's plane handshake with each other pool's node (QUIC + TLS 1.3, through the UDP relay
+//! under `--wan`), and a Stratum `mining.subscribe` round trip from pool-a's agent's address for
+//! each other pool's endpoint (through its Toxiproxy link under `--wan`).
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -31,6 +34,52 @@ pub struct WanRow {
     pub commit_p99_ms: u64,
     /// Kill of pool-a/ep-1 → pool-a's committed assignments route nothing to it, ms.
     pub reaction_ms: u64,
+    /// pool-a's plane handshakes with the other pools' nodes, ms (min, max).
+    pub plane_handshake_ms: (u64, u64),
+    /// Stratum subscribe round trips from pool-a's agent to the other pools' endpoints, ms
+    /// (min, max).
+    pub stratum_rtt_ms: (u64, u64),
+}
+
+fn span(ms: &[u64]) -> (u64, u64) {
+    (ms.iter().copied().min().unwrap_or(0), ms.iter().copied().max().unwrap_or(0))
+}
+
+/// pool-a's plane handshake with every peer it lists.
+fn plane_handshakes(c: &Cluster) -> Result<Vec<u64>> {
+    let home = hashmesh_node::home::Home::load(&c.nodes[0].hashmesh_home)?;
+    let key = home.signing_key()?;
+    hashmesh_node::doctor::peer_handshakes(&home, &key)?
+        .into_iter()
+        .map(|(pool, addr, outcome)| match outcome {
+            hashmesh_node::doctor::PeerHandshake::Proved(t) => Ok(u64::try_from(t.as_millis()).unwrap_or(u64::MAX)),
+            other => bail!("plane handshake with {} at {addr}: {other:?}", pool.to_hex()),
+        })
+        .collect()
+}
+
+/// A `mining.subscribe` round trip to every other pool's endpoint, at the address pool-a's
+/// first agent dials it.
+fn stratum_round_trips(c: &Cluster) -> Result<Vec<u64>> {
+    use std::io::{BufRead, BufReader, Write};
+    let agent = c.nodes[0].agents.first().context("pool-a has no agent")?;
+    let cfg =
+        hashmesh_agent::proxy::config::StratumConfig::load(&agent.home)?.context("pool-a's agent proxies nothing")?;
+    let mut out = Vec::new();
+    for (id, addr) in cfg.endpoints.iter().filter(|(id, _)| !id.to_string().starts_with("pool-a/")) {
+        let t = Instant::now();
+        let stream = std::net::TcpStream::connect_timeout(addr, Duration::from_secs(5))
+            .with_context(|| format!("connecting to {id} at {addr}"))?;
+        stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+        (&stream).write_all(b"{\"id\":1,\"method\":\"mining.subscribe\",\"params\":[\"bench-wan\"]}\n")?;
+        let mut line = String::new();
+        BufReader::new(&stream).read_line(&mut line).with_context(|| format!("{id} did not answer"))?;
+        if !line.contains("\"id\":1") {
+            bail!("{id} answered {line:?} to mining.subscribe");
+        }
+        out.push(u64::try_from(t.elapsed().as_millis()).unwrap_or(u64::MAX));
+    }
+    Ok(out)
 }
 
 fn pct(sorted: &[u64], p: f64) -> u64 {
@@ -80,6 +129,8 @@ fn measure(dir: &Path, cometbft: &Path, toxiproxy: &Path, wan: bool, directives:
         took.push(u64::try_from(t.elapsed().as_millis()).unwrap_or(u64::MAX));
     }
     took.sort_unstable();
+    let plane_handshake_ms = span(&plane_handshakes(&c)?);
+    let stratum_rtt_ms = span(&stratum_round_trips(&c)?);
     // The scheduling loop's reaction to a dead endpoint.
     let rpc = Rpc::new(&c.nodes[0].rpc);
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -106,6 +157,8 @@ fn measure(dir: &Path, cometbft: &Path, toxiproxy: &Path, wan: bool, directives:
         commit_p50_ms: pct(&took, 0.5),
         commit_p99_ms: pct(&took, 0.99),
         reaction_ms,
+        plane_handshake_ms,
+        stratum_rtt_ms,
     })
 }
 
@@ -126,12 +179,20 @@ pub fn run(cometbft: &Path, toxiproxy: &Path, work_dir: &Path, directives: usize
 #[must_use]
 pub fn render(rows: &[WanRow]) -> String {
     let mut s = String::from(
-        "| p2p links | directives | broadcast→commit p50 | p99 | loop reaction to a dead endpoint |\n|---|---|---|---|---|\n",
+        "| links | directives | broadcast→commit p50 | p99 | loop reaction to a dead endpoint | plane handshake to other pools | Stratum subscribe to other pools' endpoints |\n|---|---|---|---|---|---|---|\n",
     );
     for r in rows {
         s.push_str(&format!(
-            "| {} | {} | {} ms | {} ms | {} ms |\n",
-            r.links, r.directives, r.commit_p50_ms, r.commit_p99_ms, r.reaction_ms
+            "| {} | {} | {} ms | {} ms | {} ms | {}–{} ms | {}–{} ms |\n",
+            r.links,
+            r.directives,
+            r.commit_p50_ms,
+            r.commit_p99_ms,
+            r.reaction_ms,
+            r.plane_handshake_ms.0,
+            r.plane_handshake_ms.1,
+            r.stratum_rtt_ms.0,
+            r.stratum_rtt_ms.1
         ));
     }
     if let Some(w) = rows.iter().find(|r| r.links == "wan") {

@@ -33,6 +33,10 @@ fn u64_at(b: &[u8], at: usize) -> Result<u64> {
     Ok(u64::from_be_bytes(b.get(at..at + 8).context("stored value too short")?.try_into().expect("8 bytes")))
 }
 
+/// The plane database's page cache (sled's default is 1 GiB; the outbox is pruned on
+/// acknowledgement and stays small).
+pub const PLANE_STORE_CACHE_BYTES: u64 = 16 * 1024 * 1024;
+
 fn id32(b: &[u8], at: usize) -> Result<[u8; 32]> {
     Ok(b.get(at..at + 32).context("stored key too short")?.try_into().expect("32 bytes"))
 }
@@ -43,7 +47,11 @@ impl PlaneStore {
     /// # Errors
     /// If it cannot be opened (for example, another process holds it).
     pub fn open(dir: &Path) -> Result<Self> {
-        let db = sled::open(dir).with_context(|| format!("opening the plane database in {}", dir.display()))?;
+        let db = sled::Config::new()
+            .path(dir)
+            .cache_capacity(PLANE_STORE_CACHE_BYTES)
+            .open()
+            .with_context(|| format!("opening the plane database in {}", dir.display()))?;
         // It holds worker passwords (loans' and offers' standby credentials): this user only.
         std::fs::set_permissions(dir, std::os::unix::fs::PermissionsExt::from_mode(0o700))
             .with_context(|| format!("making {} private", dir.display()))?;
