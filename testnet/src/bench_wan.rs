@@ -170,7 +170,12 @@ pub fn run(cometbft: &Path, toxiproxy: &Path, work_dir: &Path, directives: usize
     let mut rows = Vec::new();
     for wan in [false, true] {
         eprintln!("bench-wan: {} links", if wan { "WAN-shaped" } else { "loopback" });
-        rows.push(measure(work_dir, cometbft, toxiproxy, wan, directives)?);
+        let row = measure(work_dir, cometbft, toxiproxy, wan, directives);
+        if row.is_err() && work_dir.join("cluster.json").exists() {
+            // Leave nothing running behind a failed measurement.
+            let _ = commands::down(work_dir, true);
+        }
+        rows.push(row?);
     }
     Ok(rows)
 }

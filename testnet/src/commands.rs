@@ -164,8 +164,10 @@ pub fn up(dir: &Path, validators: usize, cometbft: &Path, base_port: u16, opts: 
             c
         }
     };
-    crate::links::start(&mut cluster)?;
+    // Record what started even when a later step fails, so `down` can stop it.
+    let started = crate::links::start(&mut cluster);
     cluster.save()?;
+    started?;
     if let Some(l) = &cluster.links {
         let wan = l.links.iter().any(|x| x.latency_ms > 0);
         println!(
@@ -230,7 +232,9 @@ pub fn start(dir: &Path, node: &str) -> Result<i32> {
         println!("{} is already running", c.nodes[i].name);
         return Ok(0);
     }
-    crate::links::start(&mut c)?;
+    let started = crate::links::start(&mut c);
+    c.save()?;
+    started?;
     procs::start_node(&mut c, i, true)?;
     c.save()?;
     let n = &c.nodes[i];

@@ -145,13 +145,9 @@ pub fn interpose(cluster: &mut Cluster, binary: &Path, wan: bool) -> Result<()> 
         for &(a, b) in &pairs {
             let to = &cluster.nodes[b];
             for e in &to.stratum {
-                wanted.push((
-                    LinkKind::Stratum,
-                    a,
-                    b,
-                    format!("{}=>{}", cluster.nodes[a].name, e.id),
-                    e.stratum.clone(),
-                ));
+                // Toxiproxy names go into URL paths: no '/'.
+                let name = format!("{}=>{}", cluster.nodes[a].name, e.id.replace('/', ":"));
+                wanted.push((LinkKind::Stratum, a, b, name, e.stratum.clone()));
             }
             wanted.push((LinkKind::Plane, a, b, format!("{}~>{}", cluster.nodes[a].name, to.name), to.abci.clone()));
         }
@@ -204,8 +200,11 @@ fn route_through(cluster: &Cluster, i: usize, links: &[Link]) -> Result<()> {
         for agent in &node.agents {
             let Some(mut cfg) = hashmesh_agent::proxy::config::StratumConfig::load(&agent.home)? else { continue };
             for l in &stratum {
-                let endpoint = l.name.split("=>").nth(1).context("a Stratum link names its endpoint")?;
-                cfg.endpoints.insert(endpoint.parse()?, l.listen.parse()?);
+                let (upstream, listen): (std::net::SocketAddr, std::net::SocketAddr) =
+                    (l.upstream.parse()?, l.listen.parse()?);
+                for addr in cfg.endpoints.values_mut().filter(|a| **a == upstream) {
+                    *addr = listen;
+                }
             }
             cfg.save(&agent.home)?;
         }
