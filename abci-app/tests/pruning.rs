@@ -2,7 +2,11 @@
 //! the state tree builds the same roots as an archive store, proves every key at every kept
 //! height, refuses heights it pruned, and holds a bounded number of tree nodes and values.
 
+mod common;
+
 use std::collections::BTreeMap;
+
+use common::Rng;
 
 use hashmesh_abci::core::commitment;
 use hashmesh_abci::core::keys;
@@ -14,17 +18,6 @@ const KEEP: u64 = 5;
 /// The state as the test expects it at one version.
 type Model = BTreeMap<Vec<u8>, Vec<u8>>;
 const VERSIONS: u64 = 80;
-
-/// A small seeded generator (xorshift64): the test's writes are the same on every run.
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-}
 
 fn open(dir: &std::path::Path, keep_heights: u64) -> Store {
     Store::open_with(dir, StoreOptions { cache_bytes: 8 << 20, keep_heights }).unwrap()
@@ -44,13 +37,13 @@ fn a_pruned_store_proves_what_it_keeps_refuses_what_it_pruned_and_stays_bounded(
     let mut nodes_max = 0;
     for version in 0..VERSIONS {
         let mut writes = WriteSet::default();
-        for _ in 0..1 + rng.next() % 8 {
-            let key = format!("t:key-{:02}", rng.next() % 40).into_bytes();
-            if rng.next() % 5 == 0 && model.contains_key(&key) {
+        for _ in 0..1 + rng.below(8) {
+            let key = format!("t:key-{:02}", rng.below(40)).into_bytes();
+            if rng.below(5) == 0 && model.contains_key(&key) {
                 writes.delete(key.clone());
                 model.remove(&key);
             } else {
-                let value = format!("value {} at {version}", rng.next() % 1000).into_bytes();
+                let value = format!("value {} at {version}", rng.below(1000)).into_bytes();
                 writes.put(key.clone(), value.clone());
                 model.insert(key, value);
             }
@@ -66,7 +59,7 @@ fn a_pruned_store_proves_what_it_keeps_refuses_what_it_pruned_and_stays_bounded(
         assert_eq!(oldest, version.saturating_sub(KEEP - 1));
         for (v, (state, root)) in history.iter().enumerate() {
             let v = v as u64;
-            let key = format!("t:key-{:02}", rng.next() % 40).into_bytes();
+            let key = format!("t:key-{:02}", rng.below(40)).into_bytes();
             if v < oldest {
                 assert!(
                     pruned.prove(&key, v).unwrap().is_none(),

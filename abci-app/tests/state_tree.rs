@@ -14,21 +14,6 @@ use proptest::prelude::*;
 use tendermint_abci::Application;
 use tendermint_proto::v0_38::abci::{RequestFinalizeBlock, RequestInitChain, RequestQuery, ResponseQuery};
 
-/// A small seeded generator (splitmix64): the same directives on every run.
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
-
 /// `count` random directives (own and cross-pool routes, drains, restores, some refused) in
 /// blocks of 1..=40, each signed with a fresh nonce.
 fn random_blocks(seed: u64, count: usize) -> Vec<Vec<Vec<u8>>> {

@@ -32,6 +32,7 @@ pub mod layout;
 pub mod links;
 pub mod observe;
 pub mod procs;
+pub mod rng;
 pub mod soak;
 pub mod synthetic;
 pub mod traffic;

@@ -35,29 +35,25 @@ pub struct Relay {
     pub jitter_ms: u32,
 }
 
-/// Each datagram's delay: `latency ± jitter`, from a small seeded generator (xorshift64).
+/// Each datagram's delay: `latency ± jitter`, from the testnet's seeded generator.
 #[derive(Debug, Clone)]
 pub struct Delay {
     latency_ms: u32,
     jitter_ms: u32,
-    state: u64,
+    rng: crate::rng::Rng,
 }
 
 impl Delay {
     /// A delay of `latency_ms ± jitter_ms`, drawn from `seed` (any value).
     #[must_use]
     pub fn new(latency_ms: u32, jitter_ms: u32, seed: u64) -> Self {
-        Self { latency_ms, jitter_ms, state: seed | 1 }
+        Self { latency_ms, jitter_ms, rng: crate::rng::Rng(seed) }
     }
 
     /// The next datagram's delay.
     pub fn draw(&mut self) -> Duration {
-        self.state ^= self.state << 13;
-        self.state ^= self.state >> 7;
-        self.state ^= self.state << 17;
-        let spread = u64::from(2 * self.jitter_ms + 1);
-        let ms = (u64::from(self.latency_ms) + self.state % spread).saturating_sub(u64::from(self.jitter_ms));
-        Duration::from_millis(ms)
+        let (lo, hi) = (self.latency_ms.saturating_sub(self.jitter_ms), self.latency_ms + self.jitter_ms);
+        self.rng.millis(u64::from(lo), u64::from(hi))
     }
 }
 

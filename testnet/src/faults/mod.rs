@@ -42,6 +42,7 @@ use serde::Serialize;
 
 use crate::cluster::Cluster;
 use crate::procs;
+use crate::rng::Rng;
 
 mod checks;
 use checks::{agents_converged, applied_at_most_committed, present, same_roots, walk_blocks};
@@ -104,24 +105,6 @@ pub struct FaultReport {
     pub final_checks: Vec<(String, String)>,
     /// Whether everything held.
     pub ok: bool,
-}
-
-/// A small seeded generator (splitmix64).
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
-    }
-    fn millis(&mut self, lo: u64, hi: u64) -> Duration {
-        Duration::from_millis(lo + self.below(hi - lo + 1))
-    }
 }
 
 /// The generator's record: directive id (upper-case hex, as CometBFT prints tx hashes) →
